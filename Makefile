@@ -1,0 +1,32 @@
+# Two commands do everything on a fresh machine:
+#   make run   - create .venv, install, run the whole DVC pipeline on the embedded synthetic data
+#   make test  - create .venv, install with the dev extra, run the test suite
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+
+export OPENBLAS_NUM_THREADS ?= 1
+
+.PHONY: run test install lint clean
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+install: $(STAMP)
+
+run: $(STAMP)
+	. $(BIN)/activate && dvc repro
+	@cat metrics/leaderboard.md
+
+test: $(STAMP)
+	$(BIN)/python -m pytest -q -p no:cacheprovider tests
+
+lint: $(STAMP)
+	$(BIN)/ruff check pipeline candidates features rankers tests benchmarks
+
+clean:
+	rm -rf data/prepared data/split data/candidates data/features models metrics plots reports

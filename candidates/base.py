@@ -1,0 +1,54 @@
+"""The one interface every candidate source implements.
+
+    source = SomeSource(cfg, seed).fit(history, items)
+    cands = source.generate(sessions, k)
+
+``history``: session:Int32, position:Int32, item:Int32 (long form; see pipeline.schemas).
+``items``: the prepared item table (item, locale, product, in_catalog, ...).
+``sessions``: the query sessions in long form with their locale:
+session:Int32, locale:String, position:Int32, item:Int32 (a session with no events may appear
+once with a null item).
+Returns session:Int32, item:Int32, score:Float32, rank:Int32: at most ``k`` rows per session,
+items of the session's locale catalogue only (``in_catalog``), none of the session's own items,
+ranked by score descending with ties broken by item index (so output is deterministic).
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from typing import Self
+
+import polars as pl
+
+
+class CandidateSource(ABC):
+    name: str = "base"
+
+    @abstractmethod
+    def fit(self, history: pl.DataFrame, items: pl.DataFrame) -> Self: ...
+
+    @abstractmethod
+    def generate(self, sessions: pl.DataFrame, k: int) -> pl.DataFrame: ...
+
+
+def finalize(scores: pl.DataFrame, sessions: pl.DataFrame, items: pl.DataFrame, k: int) -> pl.DataFrame:
+    """Turn raw (session, item, score) rows into the contract's top-k frame.
+
+    Keeps items in the session's locale catalogue, drops the session's own items, sums duplicate
+    (session, item) scores, and ranks by score descending, ties by item index.
+    """
+    locale_of = sessions.select("session", "locale").unique("session")
+    catalogue = items.filter(pl.col("in_catalog")).select("item", pl.col("locale").alias("_item_locale"))
+    own = sessions.select("session", "item").drop_nulls()
+    return (
+        scores.group_by("session", "item").agg(pl.col("score").sum())
+        .join(locale_of, on="session")
+        .join(catalogue, on="item")
+        .filter(pl.col("locale") == pl.col("_item_locale"))
+        .join(own, on=["session", "item"], how="anti")
+        .sort(["session", "score", "item"], descending=[False, True, False])
+        .with_columns(rank=pl.int_range(1, pl.len() + 1, dtype=pl.Int32).over("session"))
+        .filter(pl.col("rank") <= k)
+        .select(pl.col("session").cast(pl.Int32), pl.col("item").cast(pl.Int32),
+                pl.col("score").cast(pl.Float32), "rank")
+    )

@@ -1,0 +1,144 @@
+"""Co-visitation: items seen near each other in past sessions, one class, variants are params.
+
+A pair (a, b) is two events of a session at most ``window`` positions apart (``window: 1`` =
+consecutive pairs). ``direction`` picks symmetric (``both``), forward-only (a before b) or
+backward pairs; ``distance_weight`` p weighs a pair at distance d by 1/d**p (0 = uniform);
+``normalize`` turns the summed weights w(a, b) into a neighbour score (``none``; ``conditional``
+w / sum_b w(a, b); ``cosine`` w / sqrt(n(a) n(b)); ``lift`` w N / (n(a) n(b)), with n the number of
+sessions holding the key and N the number of sessions). The ``top_n`` best neighbours per item are
+kept. ``key: product`` counts over the ASIN index shared across locales, so that ES/FR/IT sessions
+borrow DE/UK transitions (Task 2 transfer); neighbours are mapped back to the session's locale.
+
+A session is scored by summing the neighbour scores of its last ``max_session_items`` distinct
+items, the r-th most recent weighted ``recency_decay ** r`` (last item highest).
+
+All counting is polars over int32 columns: one shifted copy of the sorted events per distance
+(linear in the events, no session self-join), then group-bys, so it maps onto any engine that has
+group-by.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Self
+
+import polars as pl
+
+from candidates.base import CandidateSource, finalize
+from candidates.session_items import recent_items
+
+DIRECTIONS = ("both", "forward", "backward")
+NORMALIZATIONS = ("none", "conditional", "cosine", "lift")
+KEYS = ("item", "product")
+
+
+@dataclass(frozen=True)
+class CovisitConfig:
+    window: int = 3                   # max position distance of a pair (1 = consecutive pairs)
+    direction: str = "both"           # both | forward | backward
+    distance_weight: float = 0.0      # pair weight 1 / d**distance_weight
+    unique_per_session: bool = True   # a pair counts once per session (at its highest weight)
+    collapse_repeats: bool = True     # drop consecutive duplicates (A A B -> A B) before pairing
+    normalize: str = "conditional"    # none | conditional | cosine | lift
+    top_n: int = 50                   # neighbours kept per key
+    key: str = "item"                 # item | product (cross-locale)
+    max_session_items: int = 5        # how many of the session's last distinct items are expanded
+    recency_decay: float = 0.6        # weight of the r-th most recent item: recency_decay ** r
+
+    def __post_init__(self) -> None:
+        if self.window < 1:
+            raise ValueError(f"window must be >= 1, got {self.window}")
+        for value, allowed, what in ((self.direction, DIRECTIONS, "direction"),
+                                     (self.normalize, NORMALIZATIONS, "normalize"), (self.key, KEYS, "key")):
+            if value not in allowed:
+                raise ValueError(f"{what} must be one of {allowed}, got {value!r}")
+
+
+def pair_weights(events: pl.DataFrame, cfg: CovisitConfig) -> pl.DataFrame:
+    """Summed pair weights of the co-visitation graph.
+
+    Args:
+        events: session:Int32, position:Int32, item:Int32 (item is whatever key is counted).
+
+    Returns:
+        a:Int32, b:Int32, w:Float32, one row per ordered pair with a != b.
+    """
+    ev = events.lazy().sort("session", "position").select("session", "item")
+    if cfg.collapse_repeats:
+        ev = ev.filter((pl.col("item") != pl.col("item").shift(1)) | (pl.col("session") != pl.col("session").shift(1))
+                       | pl.col("item").shift(1).is_null())
+    ev = ev.collect()
+    parts = []
+    for d in range(1, cfg.window + 1):
+        weight = 1.0 / d**cfg.distance_weight
+        fwd = (
+            ev.lazy()
+            .select("session", a=pl.col("item"), b=pl.col("item").shift(-d), _s=pl.col("session").shift(-d))
+            .filter((pl.col("_s") == pl.col("session")) & (pl.col("a") != pl.col("b")))
+            .select("session", "a", "b", w=pl.lit(weight, pl.Float32))
+        )
+        if cfg.direction in ("both", "forward"):
+            parts.append(fwd)
+        if cfg.direction in ("both", "backward"):
+            parts.append(fwd.select("session", a=pl.col("b"), b=pl.col("a"), w="w"))
+    pairs = pl.concat(parts)
+    if cfg.unique_per_session:
+        pairs = pairs.group_by("session", "a", "b").agg(pl.col("w").max())
+    return pairs.group_by("a", "b").agg(pl.col("w").sum()).collect()
+
+
+def neighbours(events: pl.DataFrame, cfg: CovisitConfig) -> pl.DataFrame:
+    """Top ``cfg.top_n`` normalised neighbours per key: a:Int32, b:Int32, score:Float32."""
+    w = pair_weights(events, cfg)
+    if cfg.normalize == "conditional":
+        w = w.with_columns(score=pl.col("w") / pl.col("w").sum().over("a"))
+    elif cfg.normalize in ("cosine", "lift"):
+        n = events.select("session", "item").unique().group_by("item").len()
+        n_sessions = events.get_column("session").n_unique()
+        w = (w.join(n.select(a="item", n_a="len"), on="a").join(n.select(b="item", n_b="len"), on="b")
+             .with_columns(score=pl.col("w") / (pl.col("n_a").cast(pl.Float64) * pl.col("n_b")).sqrt()
+                           if cfg.normalize == "cosine"
+                           else pl.col("w") * n_sessions / (pl.col("n_a").cast(pl.Float64) * pl.col("n_b"))))
+    else:
+        w = w.with_columns(score=pl.col("w"))
+    return (
+        w.sort(["a", "score", "b"], descending=[False, True, False])
+        .group_by("a", maintain_order=True).head(cfg.top_n)
+        .select("a", "b", pl.col("score").cast(pl.Float32))
+    )
+
+
+class Covisit(CandidateSource):
+    name = "covisit"
+    Config = CovisitConfig
+
+    def __init__(self, cfg: CovisitConfig, seed: int = 0):
+        self.cfg, self.seed = cfg, seed
+        self.nbrs: pl.DataFrame | None = None
+
+    def _to_key(self, frame: pl.DataFrame) -> pl.DataFrame:
+        """Replace ``item`` by the counted key (the ASIN index when key is product)."""
+        if self.cfg.key == "item":
+            return frame
+        return (frame.join(self._items.select("item", "product"), on="item", how="left")
+                .with_columns(item=pl.col("product")).drop("product"))
+
+    def fit(self, history: pl.DataFrame, items: pl.DataFrame) -> Self:
+        self._items = items
+        self.nbrs = neighbours(self._to_key(history.select("session", "position", "item")), self.cfg)
+        return self
+
+    def generate(self, sessions: pl.DataFrame, k: int) -> pl.DataFrame:
+        assert self.nbrs is not None, "fit first"
+        recent = self._to_key(recent_items(sessions, self.cfg.max_session_items, self.cfg.recency_decay))
+        scores = (recent.join(self.nbrs, left_on="item", right_on="a")
+                  .select("session", "b", score=pl.col("weight") * pl.col("score")))
+        if self.cfg.key == "product":
+            # Back from ASIN to the (ASIN, locale) item of the session's own locale.
+            locale_items = (self._items.filter(pl.col("in_catalog")).select("item", "product", "locale"))
+            scores = (scores.join(sessions.select("session", "locale").unique(), on="session")
+                      .join(locale_items, left_on=["b", "locale"], right_on=["product", "locale"])
+                      .select("session", "item", "score"))
+        else:
+            scores = scores.rename({"b": "item"})
+        return finalize(scores, sessions, self._items, k)

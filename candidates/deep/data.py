@@ -1,0 +1,112 @@
+"""From the long-form history frame to the padded tensors the encoders read.
+
+Item index ``i`` (pipeline.schemas items.item) is token ``i + 1``; token 0 is padding. Sequences
+are left-padded so the last real item always sits in the last column: both encoders read their
+session vector from there, and sasrec's position embedding then counts back from the newest item.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import polars as pl
+
+PAD = 0
+
+
+def session_sequences(events: pl.DataFrame, max_len: int) -> pl.DataFrame:
+    """The last ``max_len`` items of each session, oldest first.
+
+    Args:
+        events: session:Int32, position:Int32, item:Int32 (null items, i.e. empty sessions, allowed).
+    Returns:
+        session:Int32, items:List[Int32], sorted by session; an empty session has an empty list.
+    """
+    return (
+        events.group_by("session")
+        .agg(pl.col("item").sort_by("position").drop_nulls().tail(max_len).alias("items"))
+        .sort("session")
+    )
+
+
+def session_locales(events: pl.DataFrame, items: pl.DataFrame) -> pl.DataFrame:
+    """Locale of each session of a history frame (which has none): the locale of its items.
+
+    An item index belongs to one (ASIN, locale) pair, so any item of the session names it; the last
+    one is used. Returns session:Int32, locale:String.
+    """
+    return (
+        events.drop_nulls("item")
+        .sort("session", "position")
+        .group_by("session").agg(pl.col("item").last())
+        .join(items.select("item", "locale"), on="item", how="left")
+        .select("session", "locale")
+    )
+
+
+def pad_left(lists: pl.Series, length: int) -> np.ndarray:
+    """List[Int32] series of item indices -> int64 array (n, length) of tokens, left-padded with PAD.
+
+    Lists longer than ``length`` keep their last ``length`` items.
+    """
+    lists = lists.list.tail(length)
+    lens = lists.list.len().fill_null(0).to_numpy().astype(np.int64)
+    flat = lists.explode().drop_nulls().to_numpy().astype(np.int64) + 1
+    out = np.zeros((len(lens), length), dtype=np.int64)
+    rows = np.repeat(np.arange(len(lens)), lens)
+    starts = np.repeat(np.cumsum(lens) - lens, lens)
+    cols = length - np.repeat(lens, lens) + (np.arange(len(flat)) - starts)
+    out[rows, cols] = flat
+    return out
+
+
+@dataclass(frozen=True)
+class Encoded:
+    """Query sessions ready for an encoder: ``tokens`` (n, max_len) int64, ``locale`` (n,) int64."""
+    session: np.ndarray
+    tokens: np.ndarray
+    locale: np.ndarray
+
+
+def locale_ids(locale: pl.Series, locales: list[str]) -> np.ndarray:
+    """Locale names -> indices into ``locales`` (the vocabulary saved with the model)."""
+    unknown = set(locale.drop_nulls().unique().to_list()) - set(locales)
+    if unknown or locale.null_count():
+        raise ValueError(f"sessions with locales unknown to the model: {sorted(unknown)} "
+                         f"({locale.null_count()} null)")
+    return locale.replace_strict(locales, list(range(len(locales))), return_dtype=pl.Int64).to_numpy()
+
+
+def encode_queries(sessions: pl.DataFrame, max_len: int, locales: list[str]) -> Encoded:
+    """Query sessions (session, locale, position, item; see candidates.base) -> padded arrays."""
+    seqs = session_sequences(sessions.select("session", "position", "item"), max_len).join(
+        sessions.select("session", "locale").unique("session"), on="session")
+    return Encoded(session=seqs["session"].to_numpy(), tokens=pad_left(seqs["items"], max_len),
+                   locale=locale_ids(seqs["locale"], locales))
+
+
+def training_sequences(history: pl.DataFrame, items: pl.DataFrame, max_len: int,
+                       locales: list[str]) -> Encoded:
+    """Training windows: the last ``max_len + 1`` items of every history session with at least two.
+
+    Column t of ``tokens[:, :-1]`` predicts column t of ``tokens[:, 1:]``, so one session trains
+    every prefix of its window at once.
+    """
+    seqs = session_sequences(history, max_len + 1).filter(pl.col("items").list.len() >= 2)
+    seqs = seqs.join(session_locales(history, items), on="session", how="left")
+    return Encoded(session=seqs["session"].to_numpy(), tokens=pad_left(seqs["items"], max_len + 1),
+                   locale=locale_ids(seqs["locale"], locales))
+
+
+def history_fingerprint(history: pl.DataFrame) -> str:
+    """Identity of the history a model was trained on, saved in its checkpoint.
+
+    A checkpoint is only reused on the history it was fitted on: a model fitted on the test split
+    (which holds the valid targets) must never score the valid split.
+    """
+    # A sum of row hashes does not depend on row order, so no sort is needed.
+    h = history.select("session", "position", "item")
+    digest = int(h.hash_rows(seed=0, seed_1=1, seed_2=2, seed_3=3).cast(pl.UInt64).to_numpy()
+                 .astype(np.uint64).sum(dtype=np.uint64))
+    return f"{h.height}:{h['session'].n_unique()}:{digest:016x}"

@@ -1,0 +1,100 @@
+"""The two session encoders. Both map (tokens, locale) to one vector per position.
+
+The score of item ``i`` after a prefix is ``<h, E[i]> + b[i]``: the output layer *is* the input
+item embedding ``E`` (tied weights) plus a per-item bias, which carries popularity. For faiss the
+bias rides along as one extra dimension: query ``[h, 1]``, item ``[E[i], b[i]]``.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+
+from candidates.deep.config import ModelConfig
+from candidates.deep.data import PAD
+
+
+class SessionEncoder(nn.Module):
+    """Shared parts: tied item embedding + bias, locale embedding, scoring."""
+
+    def __init__(self, cfg: ModelConfig, n_items: int, n_locales: int) -> None:
+        super().__init__()
+        self.cfg = cfg
+        self.item_emb = nn.Embedding(n_items + 1, cfg.dim, padding_idx=PAD)
+        self.item_bias = nn.Embedding(n_items + 1, 1, padding_idx=PAD)
+        self.locale_emb = nn.Embedding(n_locales, cfg.dim)
+        self.dropout = nn.Dropout(cfg.dropout)
+        nn.init.normal_(self.item_emb.weight, std=1 / math.sqrt(cfg.dim))
+        nn.init.zeros_(self.item_bias.weight)
+        nn.init.normal_(self.locale_emb.weight, std=1 / math.sqrt(cfg.dim))
+        with torch.no_grad():
+            self.item_emb.weight[PAD].zero_()
+
+    def inputs(self, tokens: torch.Tensor, locale: torch.Tensor) -> torch.Tensor:
+        """(B, L) tokens, (B,) locales -> (B, L, dim) input vectors (locale added at every step)."""
+        return self.dropout(self.item_emb(tokens) + self.locale_emb(locale)[:, None, :])
+
+    def forward(self, tokens: torch.Tensor, locale: torch.Tensor) -> torch.Tensor:
+        """(B, L) left-padded tokens -> (B, L, dim) session vector after each prefix."""
+        raise NotImplementedError
+
+    def session_vectors(self, tokens: torch.Tensor, locale: torch.Tensor) -> torch.Tensor:
+        """(B, L) -> (B, dim): the vector after the last (newest, rightmost) item."""
+        return self.forward(tokens, locale)[:, -1, :]
+
+    def item_table(self) -> torch.Tensor:
+        """(n_items + 1, dim + 1): ``[E, b]`` rows indexed by token, for retrieval."""
+        return torch.cat([self.item_emb.weight, self.item_bias.weight], dim=1)
+
+    def score(self, h: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
+        """(N, dim) vectors x (M,) tokens -> (N, M) logits."""
+        return h @ self.item_emb(tokens).T + self.item_bias(tokens).T
+
+
+class GRU4Rec(SessionEncoder):
+    """GRU4Rec-style: a GRU over the item sequence, projected back into item-embedding space."""
+
+    def __init__(self, cfg: ModelConfig, n_items: int, n_locales: int) -> None:
+        super().__init__(cfg, n_items, n_locales)
+        self.gru = nn.GRU(cfg.dim, cfg.dim, num_layers=cfg.layers, batch_first=True,
+                          dropout=cfg.dropout if cfg.layers > 1 else 0.0)
+        self.out = nn.Linear(cfg.dim, cfg.dim)
+
+    def forward(self, tokens: torch.Tensor, locale: torch.Tensor) -> torch.Tensor:
+        # Leading pads still pass through the GRU; they carry only the locale vector, the same in
+        # training and at query time, so the state reaching the first real item is a learned start.
+        hidden, _ = self.gru(self.inputs(tokens, locale))
+        return self.out(self.dropout(hidden))
+
+
+class SASRec(SessionEncoder):
+    """SASRec-style: pre-norm causal transformer blocks with learned position embeddings."""
+
+    def __init__(self, cfg: ModelConfig, n_items: int, n_locales: int) -> None:
+        super().__init__(cfg, n_items, n_locales)
+        self.pos_emb = nn.Embedding(cfg.max_len, cfg.dim)
+        layer = nn.TransformerEncoderLayer(cfg.dim, cfg.heads, dim_feedforward=cfg.dim * 4, dropout=cfg.dropout,
+                                           batch_first=True, norm_first=True, activation="gelu")
+        self.blocks = nn.TransformerEncoder(layer, cfg.layers, enable_nested_tensor=False)
+        self.norm = nn.LayerNorm(cfg.dim)
+
+    def forward(self, tokens: torch.Tensor, locale: torch.Tensor) -> torch.Tensor:
+        n, length = tokens.shape
+        # Position counts back from the newest item (left padding), so recency means the same
+        # thing for every session length; sequences shorter than max_len use the last slots.
+        pos = torch.arange(self.cfg.max_len - length, self.cfg.max_len, device=tokens.device)
+        x = self.inputs(tokens, locale) + self.pos_emb(pos)[None]
+        # Causal and padding masks in one; every position may see itself, so a row that is all
+        # padding never softmaxes over nothing (NaN).
+        future = torch.ones(length, length, dtype=torch.bool, device=tokens.device).triu(1)
+        blocked = future[None] | (tokens == PAD)[:, None, :]
+        blocked = blocked & ~torch.eye(length, dtype=torch.bool, device=tokens.device)[None]
+        mask = torch.zeros(blocked.shape, dtype=x.dtype, device=x.device).masked_fill(blocked, float("-inf"))
+        mask = mask.repeat_interleave(self.cfg.heads, dim=0)
+        return self.norm(self.blocks(x, mask=mask))
+
+
+def build(cfg: ModelConfig, n_items: int, n_locales: int) -> SessionEncoder:
+    return {"gru4rec": GRU4Rec, "sasrec": SASRec}[cfg.arch](cfg, n_items, n_locales)

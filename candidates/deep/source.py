@@ -1,0 +1,132 @@
+"""The ``gru4rec`` and ``sasrec`` candidate sources, and ``score_pairs`` for ranker features.
+
+params.yaml, candidates.sources (see candidates.base for the interface):
+
+    gru4rec: {type: gru4rec, k: 100, checkpoint: "models/deep/*/gru4rec.pt"}
+
+``checkpoint`` is a glob over the ``train_deep`` stage's outputs: ``fit`` loads the one checkpoint
+that was trained on exactly the history it is given (its fingerprint is saved in the checkpoint),
+so the valid split can never pick up the model trained on all of train (which saw valid targets).
+With ``checkpoint`` empty, ``fit`` trains a model itself with the ``model`` knobs (tests, notebooks).
+"""
+
+from __future__ import annotations
+
+import glob
+import logging
+from dataclasses import dataclass, field
+from typing import Any, Self
+
+import numpy as np
+import polars as pl
+import torch
+
+from candidates.base import CandidateSource, finalize
+from candidates.deep.config import ModelConfig
+from candidates.deep.data import encode_queries, history_fingerprint
+from candidates.deep.retrieval import search_by_locale
+from candidates.deep.train import Trained, item_vectors, load, pick_device, session_vectors, set_threads, train
+from candidates.deep.train import vocabulary
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class DeepSourceConfig:
+    checkpoint: str = ""      # glob of train_deep checkpoints; empty: train in fit with ``model``
+    threads: int = 0          # torch CPU threads (0: every core)
+    device: str = ""          # "" = CUDA when present, else CPU
+    model: dict[str, Any] = field(default_factory=dict)   # ModelConfig knobs when fit trains
+
+
+class NoCheckpointError(FileNotFoundError):
+    """No checkpoint matching the glob was trained on this history and item table."""
+
+
+def load_matching(pattern: str, history: pl.DataFrame, items: pl.DataFrame, arch: str,
+                  device: torch.device) -> Trained:
+    """The checkpoint under ``pattern`` trained on ``history`` with ``items``' vocabulary."""
+    fingerprint = history_fingerprint(history)
+    n_items, locales = vocabulary(items)
+    paths = sorted(glob.glob(pattern))
+    for path in paths:
+        key = torch.load(path, map_location="cpu", weights_only=False, mmap=True)["key"]
+        if (key["fingerprint"], key["n_items"], key["locales"], key["cfg"]["arch"]) == (
+                fingerprint, n_items, locales, arch):
+            log.info("%s: loading %s", arch, path)
+            return load(path, device)
+    raise NoCheckpointError(f"none of {paths or pattern!r} is a {arch} checkpoint trained on this history "
+                            f"({fingerprint}); run `dvc repro train_deep`")
+
+
+class DeepSource(CandidateSource):
+    """A trained session encoder as a candidate source: faiss top-k in the session's locale."""
+
+    arch = "base"
+    Config = DeepSourceConfig
+
+    def __init__(self, cfg: DeepSourceConfig | None = None, seed: int = 0):
+        self.cfg, self.seed = cfg or DeepSourceConfig(), seed
+        self.trained: Trained | None = None
+
+    def fit(self, history: pl.DataFrame, items: pl.DataFrame) -> Self:
+        set_threads(self.cfg.threads)
+        device = pick_device(self.cfg.device or None)
+        self._items = items.select("item", "locale", "in_catalog")
+        if self.cfg.checkpoint:
+            self.trained = load_matching(self.cfg.checkpoint, history, items, self.arch, device)
+        else:
+            cfg = ModelConfig(arch=self.arch, **self.cfg.model)
+            self.trained = train(history, items, cfg, self.seed, device=device, progress=False)
+        return self
+
+    def _vectors(self, sessions: pl.DataFrame):
+        assert self.trained is not None, "fit first"
+        enc = encode_queries(sessions, self.trained.cfg.max_len, self.trained.locales)
+        return enc, session_vectors(self.trained, enc)
+
+    def generate(self, sessions: pl.DataFrame, k: int) -> pl.DataFrame:
+        """sessions (session, locale, position, item) -> top-k (session, item, score, rank)."""
+        enc, queries = self._vectors(sessions)
+        # Ask for enough extra items that dropping the session's own items still leaves k.
+        spare = int(sessions.drop_nulls("item").group_by("session").agg(pl.col("item").n_unique())
+                    ["item"].max() or 0)
+        locale = np.asarray(self.trained.locales)[enc.locale]
+        scores = search_by_locale(enc.session, locale, queries, item_vectors(self.trained), self._items,
+                                  k + spare)
+        return finalize(scores, sessions, self._items, k)
+
+    def score_pairs(self, sessions: pl.DataFrame, pairs: pl.DataFrame) -> pl.DataFrame:
+        """The model's score for given (session, item) pairs, e.g. every candidate of the union.
+
+        Args:
+            sessions: session:Int32, locale:String, position:Int32, item:Int32 (the query sessions).
+            pairs: session:Int32, item:Int32.
+        Returns:
+            session:Int32, item:Int32, score:Float32, in the order of ``pairs``; the score is null
+            for a pair whose session is not in ``sessions``.
+        """
+        enc, queries = self._vectors(sessions)
+        table = item_vectors(self.trained)
+        row_of = pl.DataFrame({"session": enc.session.astype(np.int32),
+                               "_row": np.arange(len(enc.session), dtype=np.int64)})
+        joined = pairs.select("session", "item").join(row_of, on="session", how="left", maintain_order="left")
+        rows = joined["_row"].fill_null(-1).to_numpy()
+        item = joined["item"].to_numpy()
+        score = np.full(len(rows), np.nan, dtype=np.float32)
+        known = np.flatnonzero(rows >= 0)
+        for start in range(0, len(known), 1 << 20):  # bounded memory: 1M pairs x dim at a time
+            part = known[start:start + (1 << 20)]
+            score[part] = np.einsum("ij,ij->i", queries[rows[part]], table[item[part]])
+        return joined.select(pl.col("session").cast(pl.Int32), pl.col("item").cast(pl.Int32),
+                             score=pl.Series(score).fill_nan(None).cast(pl.Float32))
+
+
+class GRU4RecSource(DeepSource):
+    name = "gru4rec"
+    arch = "gru4rec"
+
+
+class SASRecSource(DeepSource):
+    name = "sasrec"
+    arch = "sasrec"

@@ -1,0 +1,205 @@
+"""Training loop: one code path for CUDA (bf16 autocast) and CPU, checkpoint + resume.
+
+Every epoch draws its shuffling, negatives and dropout from RNGs seeded by (seed, epoch), and the
+optimizer state is checkpointed, so training 3 epochs, stopping, and resuming to 5 gives the same
+weights as 5 epochs in one go; on CPU two runs with the same seed and thread count are identical.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import polars as pl
+import torch
+import torch.nn.functional as F
+from tqdm import tqdm
+
+from candidates.deep.config import ModelConfig
+from candidates.deep.data import PAD, Encoded, history_fingerprint, training_sequences
+from candidates.deep.models import SessionEncoder, build
+from pipeline.config import as_dict
+from pipeline.io import atomic_path
+
+log = logging.getLogger(__name__)
+
+
+def pick_device(device: str | None = None) -> torch.device:
+    """``device`` if given ("cpu", "cuda", "cuda:1"), else CUDA when present, else CPU."""
+    if device:
+        return torch.device(device)
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def set_threads(threads: int) -> int:
+    """Cap torch's CPU threads (0: every core this process may use). Returns the count set."""
+    n = threads or len(os.sched_getaffinity(0))
+    torch.set_num_threads(n)
+    return n
+
+
+@dataclass
+class Trained:
+    """A trained encoder and what it needs to score: the locale vocabulary, its checkpoint meta."""
+    model: SessionEncoder
+    locales: list[str]
+    meta: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def cfg(self) -> ModelConfig:
+        return self.model.cfg
+
+
+def vocabulary(items: pl.DataFrame) -> tuple[int, list[str]]:
+    """(number of item indices, sorted locale names) of the prepared item table."""
+    return int(items["item"].max()) + 1, sorted(items["locale"].unique().to_list())
+
+
+def _epoch_seed(seed: int, epoch: int) -> int:
+    return seed * 10_007 + epoch
+
+
+def _batch_loss(model: SessionEncoder, tokens: torch.Tensor, locale: torch.Tensor, cfg: ModelConfig,
+                n_items: int, gen: torch.Generator) -> torch.Tensor:
+    """Sampled softmax over the batch's own targets plus ``cfg.negatives`` uniform items."""
+    inputs, targets = tokens[:, :-1], tokens[:, 1:]
+    hidden = model(inputs, locale)
+    valid = (targets != PAD) & (inputs != PAD)
+    h, target = hidden[valid], targets[valid]
+    batch_items, positive = torch.unique(target, return_inverse=True)
+    negatives = torch.randint(1, n_items + 1, (cfg.negatives,), generator=gen).to(tokens.device)
+    logits = model.score(h, torch.cat([batch_items, negatives])).float()
+    if cfg.logq:
+        # Sampled-softmax correction: subtract the log of how often each candidate is drawn, so
+        # popular items are not over-penalised for showing up as in-batch negatives all the time.
+        counts = torch.bincount(positive, minlength=len(batch_items)).float()
+        drawn = torch.cat([counts, torch.full((cfg.negatives,), cfg.negatives / n_items, device=counts.device)])
+        logits = logits - drawn.log()
+    # A uniform negative that is this row's own target is not a negative.
+    hit = torch.cat([torch.zeros(len(target), len(batch_items), dtype=torch.bool, device=h.device),
+                     negatives[None, :] == target[:, None]], dim=1)
+    return F.cross_entropy(logits.masked_fill(hit, float("-inf")), positive)
+
+
+def _checkpoint_key(cfg: ModelConfig, seed: int, n_items: int, locales: list[str], fingerprint: str) -> dict:
+    """What must match for a checkpoint to be resumed: all but the epoch count."""
+    knobs = {k: v for k, v in as_dict(cfg).items() if k != "epochs"}
+    return {"cfg": knobs, "seed": seed, "n_items": n_items, "locales": locales, "fingerprint": fingerprint}
+
+
+def save_checkpoint(path: Path, model: SessionEncoder, optim: torch.optim.Optimizer, meta: dict) -> None:
+    with atomic_path(path) as tmp:
+        torch.save({**meta, "model": model.state_dict(), "optim": optim.state_dict()}, tmp)
+
+
+def load(path: str | Path, device: torch.device | None = None) -> Trained:
+    """A checkpoint written by :func:`train`, ready for inference."""
+    ckpt = torch.load(path, map_location="cpu", weights_only=False)
+    cfg = ModelConfig(**{**ckpt["key"]["cfg"], "epochs": ckpt["epoch"]})
+    model = build(cfg, ckpt["key"]["n_items"], len(ckpt["key"]["locales"]))
+    model.load_state_dict(ckpt["model"])
+    model.to(device or pick_device()).eval()
+    meta = {k: v for k, v in ckpt.items() if k not in ("model", "optim")}
+    return Trained(model, list(ckpt["key"]["locales"]), meta)
+
+
+def train(history: pl.DataFrame, items: pl.DataFrame, cfg: ModelConfig, seed: int, *,
+          device: torch.device | None = None, amp: bool = True, checkpoint: str | Path | None = None,
+          progress: bool = True) -> Trained:
+    """Fit one encoder on a history frame (session, position, item), resuming from ``checkpoint``.
+
+    The checkpoint is written after every epoch; an existing one is resumed when it was made with
+    the same knobs (epochs aside), seed, item/locale vocabulary and history, else training restarts.
+    """
+    device = device or pick_device()
+    n_items, locales = vocabulary(items)
+    fingerprint = history_fingerprint(history)
+    key = _checkpoint_key(cfg, seed, n_items, locales, fingerprint)
+    data = training_sequences(history, items, cfg.max_len, locales)
+
+    torch.manual_seed(seed)
+    model = build(cfg, n_items, len(locales)).to(device)
+    optim = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    meta: dict[str, Any] = {"key": key, "epoch": 0, "losses": [], "seconds": []}
+    path = Path(checkpoint) if checkpoint else None
+    if path and path.exists():
+        ckpt = torch.load(path, map_location="cpu", weights_only=False)
+        if ckpt.get("key") == key and ckpt["epoch"] <= cfg.epochs:
+            model.load_state_dict(ckpt["model"])
+            optim.load_state_dict(ckpt["optim"])
+            meta = {k: v for k, v in ckpt.items() if k not in ("model", "optim")}
+            log.info("%s: resuming %s at epoch %d/%d", cfg.arch, path, meta["epoch"], cfg.epochs)
+        else:
+            log.warning("%s: checkpoint %s was made with other knobs, data or more epochs; retraining",
+                        cfg.arch, path)
+
+    log.info("%s: %d training sessions, %d item indices, %d locales, %d parameters, device %s",
+             cfg.arch, len(data.session), n_items, len(locales),
+             sum(p.numel() for p in model.parameters()), device)
+    tokens = torch.from_numpy(data.tokens)
+    locale = torch.from_numpy(data.locale)
+    use_amp = amp and device.type == "cuda"
+    for epoch in range(meta["epoch"], cfg.epochs):
+        meta = _run_epoch(model, optim, tokens, locale, cfg, n_items, seed, epoch, device, use_amp,
+                          progress, meta)
+        if path:
+            save_checkpoint(path, model, optim, meta)
+    model.eval()
+    return Trained(model, locales, meta)
+
+
+def _run_epoch(model: SessionEncoder, optim: torch.optim.Optimizer, tokens: torch.Tensor, locale: torch.Tensor,
+               cfg: ModelConfig, n_items: int, seed: int, epoch: int, device: torch.device, use_amp: bool,
+               progress: bool, meta: dict[str, Any]) -> dict[str, Any]:
+    model.train()
+    torch.manual_seed(_epoch_seed(seed, epoch))  # dropout
+    gen = torch.Generator().manual_seed(_epoch_seed(seed, epoch))  # order and negatives
+    order = torch.randperm(len(tokens), generator=gen)
+    n_batches = math.ceil(len(tokens) / cfg.batch_size)
+    total, start = 0.0, time.perf_counter()
+    bar = tqdm(range(n_batches), desc=f"{cfg.arch} epoch {epoch + 1}/{cfg.epochs}", disable=not progress,
+               mininterval=5)
+    for b in bar:
+        idx = order[b * cfg.batch_size:(b + 1) * cfg.batch_size]
+        batch_tokens = tokens[idx].to(device, non_blocking=True)
+        batch_locale = locale[idx].to(device, non_blocking=True)
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_amp):
+            loss = _batch_loss(model, batch_tokens, batch_locale, cfg, n_items, gen)
+        optim.zero_grad(set_to_none=True)
+        loss.backward()
+        optim.step()
+        total += loss.item()
+    seconds = time.perf_counter() - start
+    mean = total / max(n_batches, 1)
+    log.info("%s epoch %d/%d: loss %.4f, %.1fs, %.0f sessions/s", cfg.arch, epoch + 1, cfg.epochs, mean,
+             seconds, len(tokens) / max(seconds, 1e-9))
+    return {**meta, "epoch": epoch + 1, "losses": [*meta["losses"], mean],
+            "seconds": [*meta["seconds"], seconds]}
+
+
+def session_vectors(trained: Trained, data: Encoded, batch_size: int = 4096) -> np.ndarray:
+    """(n, dim + 1) float32 query vectors ``[h, 1]`` for faiss (see models.SessionEncoder)."""
+    model = trained.model
+    device = next(model.parameters()).device
+    out = []
+    with torch.inference_mode():
+        for start in range(0, len(data.tokens), batch_size):
+            tok = torch.from_numpy(data.tokens[start:start + batch_size]).to(device)
+            loc = torch.from_numpy(data.locale[start:start + batch_size]).to(device)
+            h = model.session_vectors(tok, loc).float()
+            out.append(torch.cat([h, torch.ones(len(h), 1, device=device)], dim=1).cpu().numpy())
+    if not out:
+        return np.zeros((0, model.cfg.dim + 1), dtype=np.float32)
+    return np.concatenate(out).astype(np.float32)
+
+
+def item_vectors(trained: Trained) -> np.ndarray:
+    """(n_items, dim + 1) float32 ``[E, b]``; row ``i`` is item index ``i`` (the PAD row dropped)."""
+    with torch.inference_mode():
+        return trained.model.item_table()[1:].float().cpu().numpy()

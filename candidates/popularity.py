@@ -1,0 +1,54 @@
+"""Popularity: the most viewed items of the session's locale, over all history or a recent window.
+
+The raw files carry no timestamps, so "recent" means the last ``recent_fraction`` of the fit
+sessions in file order (session indices are assigned in file order by the prepare stage, and the
+competition files are roughly chronological). ``recent_fraction: 1.0`` is plain locale popularity.
+Query sessions present in the history (their prev_items) count like any other session.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Self
+
+import polars as pl
+
+from candidates.base import CandidateSource, finalize
+from candidates.session_items import catalogue_locale
+
+
+@dataclass(frozen=True)
+class PopularityConfig:
+    recent_fraction: float = 1.0  # share of the most recent sessions (by index) counted
+
+
+class Popularity(CandidateSource):
+    name = "popularity"
+    Config = PopularityConfig
+
+    def __init__(self, cfg: PopularityConfig, seed: int = 0):
+        if not 0.0 < cfg.recent_fraction <= 1.0:
+            raise ValueError(f"recent_fraction must be in (0, 1], got {cfg.recent_fraction}")
+        self.cfg, self.seed = cfg, seed
+        self.counts: pl.DataFrame | None = None
+
+    def fit(self, history: pl.DataFrame, items: pl.DataFrame) -> Self:
+        """history: session, position, item. Keeps counts: item:Int32, locale:String, score:Float32."""
+        sessions = history.get_column("session").unique().sort()
+        cutoff = sessions[int((1.0 - self.cfg.recent_fraction) * len(sessions))] if len(sessions) else 0
+        self.counts = (
+            history.filter(pl.col("session") >= cutoff)
+            .group_by("item").agg(score=pl.len().cast(pl.Float32))
+            .join(catalogue_locale(items), on="item")
+            .sort(["locale", "score", "item"], descending=[False, True, False])
+        )
+        self._items = items
+        return self
+
+    def generate(self, sessions: pl.DataFrame, k: int) -> pl.DataFrame:
+        assert self.counts is not None, "fit first"
+        # Own items are removed after the cross join, so keep enough spare items per locale.
+        spare = int(sessions.drop_nulls("item").group_by("session").len().get_column("len").max() or 0)
+        top = self.counts.group_by("locale", maintain_order=True).head(k + spare)
+        scores = sessions.select("session", "locale").unique().join(top, on="locale").select("session", "item", "score")
+        return finalize(scores, sessions, self._items, k)

@@ -1,0 +1,70 @@
+"""Family ``cross_locale`` (prefixes ``si_xl_``, ``i_xl_``): what the other locales say.
+
+The same ASIN in several locales is the same product (items.parquet ``product``). Task 2's small
+locales share most of their catalogue with DE, so a product pair co-visited in DE sessions is
+evidence for ES/FR/IT sessions. Features: product co-visitation with each of the last k distinct
+items counted in the *other* locales only, the product's popularity share outside the locale, and in
+how many locales' catalogues it is listed.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import polars as pl
+
+from features.base import Chunk, FeaturesConfig, Inputs, covisit_pairs, last_distinct
+
+
+@dataclass(frozen=True)
+class State:
+    total: pl.DataFrame       # src, dst (products), n_all: co-visits in every locale
+    per_locale: pl.DataFrame  # src, dst, locale, n: co-visits in one locale
+    item: pl.DataFrame      # item, product, i_xl_pop_share, i_xl_n_locales
+
+
+def fit(inputs: Inputs, cfg: FeaturesConfig) -> State:
+    products = inputs.items.select("item", "product", "locale")
+    hist = inputs.history.join(products, on="item", how="left")
+    per_locale = covisit_pairs(hist, cfg.covisit_window, key="product", by=("locale",)).collect()
+    total = per_locale.group_by("src", "dst").agg(n_all=pl.col("n").sum())
+    locales = products.select(pl.col("locale").unique())
+
+    counts = hist.group_by("product", "locale").agg(n=pl.len())
+    other = (counts.join(locales, how="cross", suffix="_q")
+             .filter(pl.col("locale") != pl.col("locale_q"))
+             .group_by("product", pl.col("locale_q").alias("locale")).agg(n_other=pl.col("n").sum()))
+    other_total = (counts.group_by("locale").agg(n=pl.col("n").sum())
+                   .select("locale", events_other=pl.col("n").sum() - pl.col("n")))
+    listed = (inputs.items.filter(pl.col("in_catalog")).group_by("product")
+              .agg(i_xl_n_locales=pl.col("locale").n_unique().cast(pl.Int32)))
+    item = (products.join(other, on=["product", "locale"], how="left")
+            .join(other_total, on="locale", how="left")
+            .join(listed, on="product", how="left")
+            .select("item", "product",
+                    i_xl_pop_share=(pl.col("n_other").fill_null(0) / pl.col("events_other").clip(lower_bound=1))
+                    .cast(pl.Float32),
+                    i_xl_n_locales=pl.col("i_xl_n_locales").fill_null(0)))
+    return State(total, per_locale, item)
+
+
+def add(frame: pl.DataFrame, chunk: Chunk, state: State, cfg: FeaturesConfig) -> pl.DataFrame:
+    product = state.item.select("item", "product")
+    last = (last_distinct(chunk.events, cfg.last_k).join(product, on="item", how="left")
+            .join(chunk.queries.select("session", "locale"), on="session"))
+    pairs = (frame.select("session", "item").join(product, on="item", how="left", maintain_order="left")
+             .join(chunk.queries.select("session", "locale"), on="session", how="left", maintain_order="left"))
+    for lag in range(1, cfg.last_k + 1):
+        src = last.filter(pl.col("lag") == lag).select("session", src=pl.col("product"))
+        pairs = (pairs.join(src, on="session", how="left", maintain_order="left")
+                 .join(state.total, left_on=["src", "product"], right_on=["src", "dst"], how="left",
+                       maintain_order="left")
+                 .join(state.per_locale, left_on=["src", "product", "locale"], right_on=["src", "dst", "locale"],
+                       how="left", maintain_order="left")
+                 # co-visits outside the session's locale = all locales - its own
+                 .with_columns((pl.col("n_all").fill_null(0) - pl.col("n").fill_null(0)).cast(pl.Int32)
+                               .alias(f"si_xl_cv_last{lag}"))
+                 .drop("src", "n_all", "n"))
+    pairs = pairs.with_columns(si_xl_cv_sum=pl.sum_horizontal(pl.col("^si_xl_cv_last\\d$")).cast(pl.Int32))
+    return (pl.concat([frame, pairs.select(pl.col("^si_xl_.*$"))], how="horizontal")
+            .join(state.item.drop("product"), on="item", how="left", maintain_order="left"))

@@ -1,0 +1,73 @@
+"""Stage ``baseline``: the per-locale popularity submission (tasks 1/2) and last-item title (task 3).
+
+    python -m pipeline.baseline --prepared data/prepared --splitdir data/split --raw data/raw --out submissions
+
+Writes submissions/popularity/task{1,2}_phase{P}.parquet and
+submissions/last_title/task3_phase{P}.parquet for every test file present.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+from pathlib import Path
+
+import polars as pl
+
+from pipeline import submission
+from pipeline.io import setup_logging, timed
+from pipeline.predictions import fill_with_popular, locale_popularity, submission_frames
+
+log = logging.getLogger(__name__)
+
+
+def popularity_top(history: pl.DataFrame, items: pl.DataFrame, queries: pl.DataFrame,
+                   events: pl.DataFrame) -> pl.DataFrame:
+    """session, item, rank: the 100 most viewed items of the session's locale, own items excluded."""
+    empty = pl.DataFrame(schema={"session": pl.Int32, "item": pl.Int32, "rank": pl.Int32})
+    own = events.join(queries.select("session"), on="session").select("session", "item")
+    return fill_with_popular(empty, queries, own, locale_popularity(history, items))
+
+
+def last_titles(sessions: pl.DataFrame, events: pl.DataFrame, items: pl.DataFrame) -> pl.DataFrame:
+    """session, next_item_title: the title of the session's last item ('' when it has none)."""
+    last = events.sort("session", "position").group_by("session").last().select("session", "item")
+    return (sessions.select("session").join(last, on="session", how="left")
+            .join(items.select("item", "title"), on="item", how="left")
+            .select("session", pl.col("title").fill_null("").alias("next_item_title")))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--prepared", type=Path, required=True)
+    parser.add_argument("--splitdir", type=Path, required=True)
+    parser.add_argument("--raw", type=Path, required=True)
+    parser.add_argument("--out", type=Path, required=True)
+    args = parser.parse_args()
+    setup_logging()
+    items = pl.read_parquet(args.prepared / "items.parquet")
+    sessions = pl.read_parquet(args.prepared / "sessions.parquet")
+    events = pl.read_parquet(args.prepared / "events.parquet")
+    history = pl.read_parquet(args.splitdir / "test" / "history.parquet")
+    catalogue = submission.load_catalogue(args.raw)
+    with timed("popularity baseline"):
+        queries = sessions.filter(pl.col("dataset").str.contains(r"^task[12]_"))
+        frames = submission_frames(popularity_top(history, items, queries, events), queries, items)
+        for dataset, frame in sorted(frames.items()):
+            task, phase = int(dataset[4]), int(dataset[-1])
+            submission.write(frame, args.out / "popularity" / f"{dataset}.parquet", task,
+                             submission.load_test_locales(args.raw, task, phase), catalogue)
+            log.info("popularity %s: %d rows", dataset, frame.height)
+    with timed("last-title baseline"):
+        titles = last_titles(sessions, events, items)
+        for (dataset,), group in sessions.filter(pl.col("dataset").str.starts_with("task3_")).group_by("dataset"):
+            phase = int(dataset[-1])
+            frame = group.sort("row").join(titles, on="session", how="left", maintain_order="left")
+            submission.write(frame.select("locale", "next_item_title"),
+                             args.out / "last_title" / f"{dataset}.parquet", 3,
+                             submission.load_test_locales(args.raw, 3, phase), None)
+            log.info("last_title %s: %d rows", dataset, frame.height)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,111 @@
+"""Stage ``candidates``: fit every configured source on a split's history, write their union.
+
+    python -m pipeline.candidate_gen --split valid --prepared data/prepared --splitdir data/split \
+        --out data/candidates/valid/union.parquet
+
+Reads data/split/<split>/history.parquet (what the sources are fitted on: for ``valid`` it holds no
+target of a query session), queries.parquet (the sessions to generate for), data/prepared/items.parquet
+and the query sessions' prev_items from data/prepared/events.parquet. Writes the union frame of
+candidates.union (session, item, cand_<name>_score/rank per source, n_sources). Query sessions are
+processed in chunks of ``chunk_size`` so that memory stays bounded.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+from tqdm import tqdm
+
+from candidates.union import SourceSpec, build_sources, union
+from pipeline import config, schemas
+from pipeline.io import peak_rss_mib, setup_logging, timed, write_parquet
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class CandidatesConfig:
+    chunk_size: int = 20_000        # query sessions per generate() call
+    max_per_session: int = 300      # cap on the union per session
+    sources: dict[str, dict[str, Any]] = field(default_factory=dict)  # name -> {type, k, knobs}
+
+
+def query_sessions(queries: pl.DataFrame, events: pl.DataFrame) -> pl.DataFrame:
+    """The query sessions in long form: session:Int32, locale:String, position:Int32, item:Int32.
+
+    A session without events keeps one row with null position/item so that it is still scored.
+    """
+    return (queries.select("session", "locale")
+            .join(events.select("session", "position", "item"), on="session", how="left")
+            .sort("session", "position", nulls_last=True))
+
+
+def fit_sources(specs: list[SourceSpec], history: pl.DataFrame, items: pl.DataFrame) -> None:
+    for spec in specs:
+        with timed(f"fit {spec.name} ({spec.type}) on {history.height} events"):
+            spec.source.fit(history, items)
+
+
+def generate_union(specs: list[SourceSpec], sessions: pl.DataFrame, chunk_size: int,
+                   max_per_session: int) -> pl.DataFrame:
+    """Generate every fitted source chunk by chunk and return the union (candidates.union schema)."""
+    ids = sessions.get_column("session").unique().sort()
+    spent = {spec.name: 0.0 for spec in specs}
+    rows = {spec.name: 0 for spec in specs}
+    parts = []
+    for start in tqdm(range(0, len(ids), chunk_size), desc="candidate chunks", unit="chunk"):
+        chunk_ids = ids.slice(start, chunk_size)
+        chunk = sessions.filter(pl.col("session").is_in(chunk_ids.implode()))
+        cands = {}
+        for spec in specs:
+            t0 = time.perf_counter()
+            cands[spec.name] = schemas.check(spec.source.generate(chunk, spec.k), schemas.CANDIDATES, spec.name)
+            spent[spec.name] += time.perf_counter() - t0
+            rows[spec.name] += cands[spec.name].height
+        parts.append(union(cands, max_per_session))
+    for spec in specs:
+        log.info("generate %s: %d rows for %d sessions, %.1fs, peak RSS %.0f MiB",
+                 spec.name, rows[spec.name], len(ids), spent[spec.name], peak_rss_mib())
+    if not parts:
+        return union({spec.name: pl.DataFrame(schema=schemas.CANDIDATES) for spec in specs}, max_per_session)
+    return pl.concat(parts)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--split", required=True, choices=("valid", "test"))
+    parser.add_argument("--prepared", type=Path, required=True)
+    parser.add_argument("--splitdir", type=Path, required=True)
+    parser.add_argument("--out", type=Path, required=True)
+    args = parser.parse_args()
+    setup_logging()
+    cfg = config.load_section(CandidatesConfig, "candidates")
+    specs = build_sources(cfg.sources, config.seed())
+
+    split = args.splitdir / args.split
+    history = schemas.check(pl.read_parquet(split / "history.parquet"), schemas.EVENTS, "history")
+    queries = schemas.check(pl.read_parquet(split / "queries.parquet"), schemas.QUERIES, "queries")
+    items = schemas.check(pl.read_parquet(args.prepared / "items.parquet"), schemas.ITEMS, "items")
+    events = pl.scan_parquet(args.prepared / "events.parquet").join(
+        queries.lazy().select("session"), on="session").collect()
+    sessions = query_sessions(queries, events)
+    log.info("%s: %d history events, %d query sessions, %d query events, sources %s", args.split,
+             history.height, queries.height, events.height, [s.name for s in specs])
+
+    fit_sources(specs, history, items)
+    with timed("generate union"):
+        out = generate_union(specs, sessions, cfg.chunk_size, cfg.max_per_session)
+    per_session = out.group_by("session").len().get_column("len")
+    log.info("union: %d rows, %d sessions, %.1f candidates per session (max %s)", out.height,
+             per_session.len(), per_session.mean() or 0.0, per_session.max())
+    write_parquet(out, args.out)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,60 @@
+"""The ``m2`` command line: generate data, validate and score submission files.
+
+    m2 validate --task 1 --phase 1 submissions/task1_phase1.parquet
+    m2 score --task 1 --phase 1 FILE [--gt-dir data/raw/gt]
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+app = typer.Typer(help="Amazon-M2 (KDD Cup 2023) pipeline tools.", no_args_is_help=True, add_completion=False)
+
+
+@app.command()
+def validate(
+    file: Path = typer.Argument(..., help="submission parquet file"),
+    task: int = typer.Option(..., min=1, max=3),
+    phase: int = typer.Option(..., min=1, max=2),
+    raw_dir: Path = typer.Option(Path("data/raw"), help="directory with the test files and products_train.csv"),
+) -> None:
+    """Check a submission against its test file: rows, order, locales, 100 distinct catalogue ids."""
+    from pipeline import submission
+
+    try:
+        frame = submission.read(file)
+        catalogue = submission.load_catalogue(raw_dir) if task != 3 else None
+        submission.validate(frame, task, submission.load_test_locales(raw_dir, task, phase), catalogue, str(file))
+    except (submission.SubmissionError, ValueError, OSError) as exc:
+        typer.echo(f"INVALID: {exc}", err=True)
+        raise typer.Exit(1) from exc
+    typer.echo(f"OK: {file} is a valid task {task} phase {phase} submission ({frame.height} rows)")
+
+
+@app.command()
+def score(
+    file: Path = typer.Argument(..., help="submission parquet file (from any pipeline)"),
+    task: int = typer.Option(..., min=1, max=3),
+    phase: int = typer.Option(..., min=1, max=2),
+    gt_dir: Path = typer.Option(Path("data/raw/gt"), help="directory with gt_task{T}_phase{P}.csv"),
+) -> None:
+    """Print MRR@100, Recall@100, NDCG@100 (tasks 1/2) or BLEU (task 3), overall and per locale."""
+    from pipeline import score as scoring
+    from pipeline.submission import SubmissionError
+
+    try:
+        result = scoring.score_file(file, task, phase, gt_dir, scoring.load_ceiling(gt_dir))
+    except (SubmissionError, ValueError, OSError) as exc:
+        typer.echo(f"ERROR: {exc}", err=True)
+        raise typer.Exit(1) from exc
+    names = ["bleu"] if task == 3 else ["mrr@100", "recall@100", "ndcg@100", "share_of_ceiling"]
+    typer.echo("locale  " + "  ".join(f"{n:>16}" for n in names) + "       n")
+    for key, values in result.items():
+        cells = [f"{values[n]:16.4f}" if n in values else f"{'n/a':>16}" for n in names]
+        typer.echo(f"{key:<7} " + "  ".join(cells) + f"  {values['n']:>6}")
+
+
+if __name__ == "__main__":
+    app()

@@ -1,0 +1,55 @@
+"""Stage ``publish``: copy the chosen method's files to the six submission paths.
+
+    python -m pipeline.publish --submissions submissions --raw data/raw
+
+params ``publish.task{1,2,3}`` name the directory under submissions/ whose
+task{T}_phase{P}.parquet becomes submissions/task{T}_phase{P}.parquet. Each file is validated
+again before it is written (atomically).
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+from pipeline import raw, submission
+from pipeline.config import load_section
+from pipeline.io import setup_logging
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class PublishConfig:
+    task1: str = "popularity"
+    task2: str = "popularity"
+    task3: str = "last_title"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--submissions", type=Path, required=True)
+    parser.add_argument("--raw", type=Path, required=True)
+    args = parser.parse_args()
+    setup_logging()
+    cfg = load_section(PublishConfig, "publish")
+    catalogue = submission.load_catalogue(args.raw)
+    for task in raw.TASKS:
+        method = getattr(cfg, f"task{task}")
+        for phase in raw.PHASES:
+            if not (args.raw / raw.test_file(task, phase)).exists():
+                continue
+            source = submission.submission_path(args.submissions / method, task, phase)
+            if not source.exists():
+                raise FileNotFoundError(f"{source}: publish.task{task}={method!r} has no file for phase {phase}")
+            frame = submission.read(source)
+            submission.write(frame, submission.submission_path(args.submissions, task, phase), task,
+                             submission.load_test_locales(args.raw, task, phase),
+                             catalogue if task != 3 else None)
+            log.info("published %s -> task%d_phase%d (%d rows)", source, task, phase, frame.height)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,139 @@
+"""The local leaderboard: score submissions against ground truth.
+
+    python -m pipeline.score --submissions submissions --gt data/raw/gt --out metrics/leaderboard.json \
+        --table metrics/leaderboard.md
+
+Every ``submissions/**/task{T}_phase{P}.parquet`` is scored; its method is its directory relative to
+submissions/ ("submission" for the six published files). Tasks 1/2: MRR@100, Recall@100, NDCG@100
+overall and per locale, and the share of the oracle ceiling where gt/ceiling.json exists (only
+synthetic data has one). Task 3: corpus BLEU-4 overall and per locale.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import re
+from pathlib import Path
+
+import polars as pl
+
+from pipeline import metrics, raw, submission
+from pipeline.io import setup_logging, write_json, write_text
+
+log = logging.getLogger(__name__)
+
+FILE_PATTERN = re.compile(r"^task([123])_phase([12])\.parquet$")
+PUBLISHED = "submission"
+
+
+def load_ceiling(gt_dir: Path) -> dict:
+    path = gt_dir / "ceiling.json"
+    return json.loads(path.read_text()) if path.exists() else {}
+
+
+def score_frame(frame: pl.DataFrame, gt: pl.DataFrame, task: int, name: str = "submission") -> dict[str, dict]:
+    """{"all": {...}, "<locale>": {...}} for one submission against its ground truth (same row order)."""
+    if frame.height != gt.height:
+        raise submission.SubmissionError(f"{name}: {frame.height} rows, ground truth has {gt.height}")
+    column = submission.COLUMNS[task][1]
+    if column not in frame.columns:
+        raise submission.SubmissionError(f"{name}: no column {column!r} (has {frame.columns})")
+    joined = pl.DataFrame({"locale": gt["locale"], "pred": frame[column], "truth": gt[gt.columns[0]]})
+    groups = [("all", joined)] + [(loc, joined.filter(pl.col("locale") == loc))
+                                  for loc in raw.LOCALES if loc in set(joined["locale"])]
+    result = {}
+    for key, part in groups:
+        if task == 3:
+            result[key] = {"bleu": metrics.bleu(part["pred"].fill_null("").to_list(), part["truth"].to_list()),
+                           "n": part.height}
+        else:
+            result[key] = metrics.ranking_metrics(part["pred"], part["truth"])
+    return result
+
+
+def score_file(path: Path, task: int, phase: int, gt_dir: Path, ceiling: dict | None = None) -> dict[str, dict]:
+    """Score any submission file (ours or another pipeline's) against gt_dir/gt_task{T}_phase{P}.csv."""
+    gt = raw.read_ground_truth(gt_dir / raw.gt_file(task, phase), task)
+    frame = submission.read(path)
+    result = score_frame(frame, gt, task, str(path))
+    wrong_locale = int((frame["locale"] != gt["locale"]).sum()) if "locale" in frame.columns else frame.height
+    if wrong_locale:
+        log.warning("%s: %d rows whose locale differs from the ground truth (misordered?)", path, wrong_locale)
+    ceiling = (ceiling or {}).get(f"task{task}_phase{phase}", {})
+    for key, values in result.items():
+        if key in ceiling and ceiling[key].get("mrr@100"):
+            values["ceiling_mrr@100"] = ceiling[key]["mrr@100"]
+            values["share_of_ceiling"] = values["mrr@100"] / ceiling[key]["mrr@100"]
+    return result
+
+
+def find_submissions(root: Path) -> list[tuple[str, int, int, Path]]:
+    """(method, task, phase, path) of every task{T}_phase{P}.parquet under root, sorted."""
+    found = []
+    for path in sorted(root.rglob("*.parquet")):
+        match = FILE_PATTERN.match(path.name)
+        if match:
+            method = path.parent.relative_to(root).as_posix()
+            found.append((PUBLISHED if method == "." else method, int(match[1]), int(match[2]), path))
+    return found
+
+
+def leaderboard(root: Path, gt_dir: Path) -> dict:
+    """{"task1_phase1": {method: {"all": {...}, "DE": {...}}}, ...}."""
+    ceiling = load_ceiling(gt_dir)
+    board: dict = {}
+    for method, task, phase, path in find_submissions(root):
+        if not (gt_dir / raw.gt_file(task, phase)).exists():
+            log.warning("%s: no ground truth %s, not scored", path, raw.gt_file(task, phase))
+            continue
+        board.setdefault(f"task{task}_phase{phase}", {})[method] = score_file(path, task, phase, gt_dir, ceiling)
+    return board
+
+
+def format_table(board: dict) -> str:
+    """A markdown table per task and phase, best method first."""
+    lines = []
+    for key in sorted(board):
+        methods = board[key]
+        task3 = key.startswith("task3")
+        metric = "bleu" if task3 else "mrr@100"
+        locales = [loc for loc in raw.LOCALES if any(loc in m for m in methods.values())]
+        lines.append(f"\n### {key}\n")
+        head = ["method", metric] + ([] if task3 else ["recall@100", "ndcg@100", "share of ceiling"]) + locales
+        lines.append("| " + " | ".join(head) + " |")
+        lines.append("|" + "---|" * len(head))
+        for method, result in sorted(methods.items(), key=lambda kv: -kv[1]["all"][metric]):
+            overall = result["all"]
+            row = [method, f"{overall[metric]:.4f}"]
+            if not task3:
+                share = overall.get("share_of_ceiling")
+                row += [f"{overall['recall@100']:.4f}", f"{overall['ndcg@100']:.4f}",
+                        f"{share:.1%}" if share is not None else "n/a"]
+            row += [f"{result[loc][metric]:.4f}" if loc in result else "" for loc in locales]
+            lines.append("| " + " | ".join(row) + " |")
+        if not task3:
+            ceil = next((m["all"].get("ceiling_mrr@100") for m in methods.values()), None)
+            if ceil:
+                lines.append(f"\noracle ceiling MRR@100: {ceil:.4f}")
+    return "\n".join(lines).lstrip() + "\n"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--submissions", type=Path, required=True)
+    parser.add_argument("--gt", type=Path, required=True)
+    parser.add_argument("--out", type=Path, required=True)
+    parser.add_argument("--table", type=Path, required=True)
+    args = parser.parse_args()
+    setup_logging()
+    board = leaderboard(args.submissions, args.gt)
+    write_json(board, args.out)
+    table = format_table(board)
+    write_text(table, args.table)
+    print(table)
+
+
+if __name__ == "__main__":
+    main()
