@@ -25,7 +25,7 @@ from typing import Self
 import polars as pl
 
 from candidates.base import CandidateSource, finalize
-from candidates.session_items import recent_items
+from candidates.session_items import ordered_sum, recent_items
 
 DIRECTIONS = ("both", "forward", "backward")
 NORMALIZATIONS = ("none", "conditional", "cosine", "lift")
@@ -54,42 +54,71 @@ class CovisitConfig:
                 raise ValueError(f"{what} must be one of {allowed}, got {value!r}")
 
 
+def _pack_bits(events: pl.DataFrame, window: int) -> tuple[int, int]:
+    """Bits for an item and for a distance in the packed int64 pair key a | b | d."""
+    item_bits = max(int(events.get_column("item").max() or 0).bit_length(), 1)
+    dist_bits = window.bit_length()
+    if 2 * item_bits + dist_bits > 62:
+        raise ValueError(f"co-visitation key needs {2 * item_bits + dist_bits} bits; items must be < 2**29")
+    return item_bits, dist_bits
+
+
 def pair_weights(events: pl.DataFrame, cfg: CovisitConfig) -> pl.DataFrame:
     """Summed pair weights of the co-visitation graph.
+
+    Each pair (a, b) at distance d is packed into one int64 key, so that counting is a sort of one
+    column plus a run-length count (faster than a multi-column hash group-by, and ordered, which
+    makes the float sums identical run to run). Pairs are counted per distance as integers and only
+    then weighted 1/d**p.
 
     Args:
         events: session:Int32, position:Int32, item:Int32 (item is whatever key is counted).
 
     Returns:
-        a:Int32, b:Int32, w:Float32, one row per ordered pair with a != b.
+        a:Int32, b:Int32, w:Float64, one row per ordered pair with a != b, sorted by (a, b).
     """
-    ev = events.lazy().sort("session", "position").select("session", "item")
+    ev = events.select("session", "position", "item").sort("session", "position")
     if cfg.collapse_repeats:
         ev = ev.filter((pl.col("item") != pl.col("item").shift(1)) | (pl.col("session") != pl.col("session").shift(1))
                        | pl.col("item").shift(1).is_null())
-    ev = ev.collect()
+    ev = ev.select("session", pl.col("item").cast(pl.Int64))
+    item_bits, dist_bits = _pack_bits(ev, cfg.window)
+    a_mul, b_mul = 1 << (item_bits + dist_bits), 1 << dist_bits
     parts = []
     for d in range(1, cfg.window + 1):
-        weight = 1.0 / d**cfg.distance_weight
-        fwd = (
-            ev.lazy()
-            .select("session", a=pl.col("item"), b=pl.col("item").shift(-d), _s=pl.col("session").shift(-d))
-            .filter((pl.col("_s") == pl.col("session")) & (pl.col("a") != pl.col("b")))
-            .select("session", "a", "b", w=pl.lit(weight, pl.Float32))
-        )
+        fwd = (ev.lazy()
+               .select("session", a=pl.col("item"), b=pl.col("item").shift(-d), _s=pl.col("session").shift(-d))
+               .filter((pl.col("_s") == pl.col("session")) & (pl.col("a") != pl.col("b"))))
         if cfg.direction in ("both", "forward"):
-            parts.append(fwd)
+            parts.append(fwd.select("session", key=pl.col("a") * a_mul + pl.col("b") * b_mul + d))
         if cfg.direction in ("both", "backward"):
-            parts.append(fwd.select("session", a=pl.col("b"), b=pl.col("a"), w="w"))
-    pairs = pl.concat(parts)
+            parts.append(fwd.select("session", key=pl.col("b") * a_mul + pl.col("a") * b_mul + d))
+    pairs = pl.concat(parts).collect()
     if cfg.unique_per_session:
-        pairs = pairs.group_by("session", "a", "b").agg(pl.col("w").max())
-    return pairs.group_by("a", "b").agg(pl.col("w").sum()).collect()
+        # A pair can repeat within a session only if an item does; dedup just those sessions,
+        # keeping the closest distance (the highest weight).
+        si = ev.select(pl.col("session").cast(pl.Int64) * (1 << item_bits) + pl.col("item")).to_series().sort()
+        repeats = (si.filter(si.diff() == 0) // (1 << item_bits)).unique()
+        in_rep = pl.col("session").is_in(repeats.implode())
+        deduped = (pairs.filter(in_rep).sort("session", "key").with_columns(ab=pl.col("key") // b_mul)
+                   .unique(["session", "ab"], keep="first", maintain_order=True))
+        keys = pl.concat([pairs.filter(~in_rep).get_column("key"), deduped.get_column("key")])
+    else:
+        keys = pairs.get_column("key")
+    counts = keys.sort().rle().struct.unnest()
+    return (
+        counts.select(ab=(pl.col("value") // b_mul).set_sorted(),
+                      w=pl.col("len").cast(pl.Float64) / (pl.col("value") % b_mul).cast(pl.Float64).pow(cfg.distance_weight))
+        .group_by("ab", maintain_order=True).agg(pl.col("w").sum())
+        .select(a=(pl.col("ab") // (1 << item_bits)).cast(pl.Int32), b=(pl.col("ab") % (1 << item_bits)).cast(pl.Int32),
+                w="w")
+    )
 
 
 def neighbours(events: pl.DataFrame, cfg: CovisitConfig) -> pl.DataFrame:
     """Top ``cfg.top_n`` normalised neighbours per key: a:Int32, b:Int32, score:Float32."""
-    w = pair_weights(events, cfg)
+    # A fixed row order makes the per-key sums below identical run to run.
+    w = pair_weights(events, cfg).sort(["a", "w", "b"], descending=[False, True, False])
     if cfg.normalize == "conditional":
         w = w.with_columns(score=pl.col("w") / pl.col("w").sum().over("a"))
     elif cfg.normalize in ("cosine", "lift"):
@@ -132,7 +161,8 @@ class Covisit(CandidateSource):
         assert self.nbrs is not None, "fit first"
         recent = self._to_key(recent_items(sessions, self.cfg.max_session_items, self.cfg.recency_decay))
         scores = (recent.join(self.nbrs, left_on="item", right_on="a")
-                  .select("session", "b", score=pl.col("weight") * pl.col("score")))
+                  .select("session", "b", "recency", score=pl.col("weight") * pl.col("score")))
+        scores = ordered_sum(scores, ["session", "b"], ["recency"])
         if self.cfg.key == "product":
             # Back from ASIN to the (ASIN, locale) item of the session's own locale.
             locale_items = (self._items.filter(pl.col("in_catalog")).select("item", "product", "locale"))

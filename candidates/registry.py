@@ -15,6 +15,7 @@ SOURCES: dict[str, str] = {
     "sknn": "candidates.sknn:Sknn",
     "als": "candidates.factors:Als",
     "bpr": "candidates.factors:Bpr",
+    "text": "candidates.text:TitleSimilarity",
     "gru4rec": "candidates.deep.source:GRU4RecSource",
     "sasrec": "candidates.deep.source:SASRecSource",
 }

@@ -30,3 +30,13 @@ def recent_items(sessions: pl.DataFrame, max_items: int, decay: float) -> pl.Dat
 def catalogue_locale(items: pl.DataFrame) -> pl.DataFrame:
     """item:Int32, locale:String of the items that may be recommended (``in_catalog``)."""
     return items.filter(pl.col("in_catalog")).select("item", "locale")
+
+
+def ordered_sum(frame: pl.DataFrame, keys: list[str], order: list[str], value: str = "score") -> pl.DataFrame:
+    """Sum ``value`` per ``keys`` in a fixed row order (``keys`` then ``order``).
+
+    Float addition is not associative and join outputs come in no fixed order, so summing straight
+    after a join can differ in the last bit between runs, enough to swap two tied ranks. Sorting
+    first makes the result identical for identical inputs.
+    """
+    return frame.sort([*keys, *order]).group_by(keys, maintain_order=True).agg(pl.col(value).sum())

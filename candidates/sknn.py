@@ -18,7 +18,7 @@ from typing import Self
 import polars as pl
 
 from candidates.base import CandidateSource, finalize
-from candidates.session_items import recent_items
+from candidates.session_items import ordered_sum, recent_items
 
 
 @dataclass(frozen=True)
@@ -53,11 +53,12 @@ class Sknn(CandidateSource):
         nbrs = (
             q.join(self.index, on="item")
             .filter(pl.col("t") != pl.col("session"))
-            .group_by("session", "t").agg(overlap=pl.col("weight").sum())
+            .pipe(ordered_sum, ["session", "t"], ["recency"], "weight").rename({"weight": "overlap"})
             .join(q_len, on="session").join(self.sizes, on="t")
             .with_columns(sim=(pl.col("overlap") / (pl.col("s_len") * pl.col("t_len")).sqrt()))
             .sort(["session", "sim", "t"], descending=[False, True, True])
             .group_by("session", maintain_order=True).head(self.cfg.neighbors)
         )
-        scores = nbrs.join(self.sets, on="t").select("session", "item", score="sim")
+        scores = ordered_sum(nbrs.join(self.sets, on="t").select("session", "item", "t", score="sim"),
+                             ["session", "item"], ["t"])
         return finalize(scores, sessions, self._items, k)

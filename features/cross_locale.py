@@ -66,5 +66,5 @@ def add(frame: pl.DataFrame, chunk: Chunk, state: State, cfg: FeaturesConfig) ->
                                .alias(f"si_xl_cv_last{lag}"))
                  .drop("src", "n_all", "n"))
     pairs = pairs.with_columns(si_xl_cv_sum=pl.sum_horizontal(pl.col("^si_xl_cv_last\\d$")).cast(pl.Int32))
-    return (pl.concat([frame, pairs.select(pl.col("^si_xl_.*$"))], how="horizontal")
+    return (frame.hstack(pairs.select(pl.col("^si_xl_.*$")))
             .join(state.item.drop("product"), on="item", how="left", maintain_order="left"))

@@ -78,4 +78,4 @@ def add(frame: pl.DataFrame, chunk: Chunk, state: State, cfg: FeaturesConfig) ->
      .join(brands, on=["session", "brand"], how="left", maintain_order="left")
      .with_columns(si_price_ratio_mean=(pl.col("price") / pl.col("_mean_price")).cast(pl.Float32),
                    si_brand_in_session=pl.col("si_brand_in_session").fill_null(0)))
-    return pl.concat([frame, pairs.select(pl.col("^si_.*$"))], how="horizontal")
+    return frame.hstack(pairs.select(pl.col("^si_.*$")))

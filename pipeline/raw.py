@@ -62,6 +62,19 @@ class ReadReport:
                 "skipped": dict(self.skipped), **self.notes}
 
 
+def format_prev_items(ids: list[str], width: int = 75) -> str:
+    """Write ids as numpy prints a string array: ``['A' 'B'`` wrapping at ``width`` with a leading space."""
+    lines, current = [], "["
+    for i, token in enumerate(f"'{x}'" for x in ids):
+        piece = token if i == 0 else " " + token
+        if i and len(current) + len(piece) + 1 > width:  # +1 leaves room for the closing bracket
+            lines.append(current)
+            current = " " + token
+        else:
+            current += piece
+    return "\n".join(lines + [current + "]"])
+
+
 def _read_csv(path: Path, expected: tuple[str, ...]) -> pl.DataFrame:
     """Read every column as a string, check the header, and add the 1-based line of each record."""
     if not path.exists():
@@ -96,7 +109,13 @@ def _locate_csv_problem(path: Path) -> tuple[int | None, str | None]:
                 if len(record) != len(header):
                     return start, f"{len(record)} fields where the header has {len(header)}"
                 start = reader.line_num + 1
-    except (csv.Error, UnicodeDecodeError) as exc:
+    except UnicodeDecodeError:
+        for number, line in enumerate(path.read_bytes().split(b"\n"), start=1):
+            try:
+                line.decode("utf-8")
+            except UnicodeDecodeError as exc:
+                return number, f"not UTF-8 (byte {line[exc.start]:#04x} at column {exc.start + 1})"
+    except csv.Error as exc:
         return None, str(exc)
     return None, None
 
@@ -184,6 +203,8 @@ def read_sessions(path: str | Path, with_target: bool, on_error: str = "raise") 
     frame = frame.select(columns)
     report.rows_kept = frame.height
     report.notes["empty_sessions"] = int((frame["prev_items"].list.len() == 0).sum())
+    # Identical records are legitimate (two shoppers can browse alike): kept, but counted.
+    report.notes["duplicate_rows"] = frame.height - frame.drop("row").unique().height
     return frame, report
 
 

@@ -34,7 +34,7 @@ def tokens(titles: pl.Series) -> pl.Series:
 
 def _ngrams(frame: pl.DataFrame, column: str) -> pl.DataFrame:
     """_row, n, gram, count: the n-gram counts (n = 1..4) of the token lists in ``column``."""
-    long = (frame.select("_row", tok=pl.col(column)).explode("tok").drop_nulls("tok")
+    long = (frame.select("_row", tok=pl.col(column)).explode("tok", empty_as_null=False).drop_nulls("tok")
             .with_columns(_i=pl.int_range(pl.len()).over("_row")))
     parts = []
     for n in range(1, MAX_ORDER + 1):

@@ -11,7 +11,7 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 SAMPLE = REPO.parent / "shared" / "kdd_format_sample"
-TINY_SCALE = 0.002
+TINY_SCALE = 0.005
 SEED = 7
 
 

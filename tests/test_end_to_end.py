@@ -8,6 +8,7 @@ import polars as pl
 import yaml
 
 from pipeline import submission
+from tests.conftest import TINY_SCALE
 
 
 def run(project, *args):
@@ -18,7 +19,7 @@ def run(project, *args):
 
 def test_foundation_stages_end_to_end(project_dir):
     params = yaml.safe_load((project_dir / "params.yaml").read_text())
-    params["data"]["scale"] = 0.002
+    params["data"]["scale"] = TINY_SCALE
     (project_dir / "params.yaml").write_text(yaml.safe_dump(params))
     run(project_dir, "pipeline.generate", "--out", "data/raw")
     run(project_dir, "pipeline.prepare", "--raw", "data/raw", "--out", "data/prepared", "--report", "metrics/prepare.json")

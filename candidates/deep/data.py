@@ -52,7 +52,7 @@ def pad_left(lists: pl.Series, length: int) -> np.ndarray:
     """
     lists = lists.list.tail(length)
     lens = lists.list.len().fill_null(0).to_numpy().astype(np.int64)
-    flat = lists.explode().drop_nulls().to_numpy().astype(np.int64) + 1
+    flat = lists.explode(empty_as_null=False).drop_nulls().to_numpy().astype(np.int64) + 1
     out = np.zeros((len(lens), length), dtype=np.int64)
     rows = np.repeat(np.arange(len(lens)), lens)
     starts = np.repeat(np.cumsum(lens) - lens, lens)
@@ -75,7 +75,7 @@ def locale_ids(locale: pl.Series, locales: list[str]) -> np.ndarray:
     if unknown or locale.null_count():
         raise ValueError(f"sessions with locales unknown to the model: {sorted(unknown)} "
                          f"({locale.null_count()} null)")
-    return locale.replace_strict(locales, list(range(len(locales))), return_dtype=pl.Int64).to_numpy()
+    return locale.replace_strict(locales, list(range(len(locales))), return_dtype=pl.Int64).to_numpy().copy()
 
 
 def encode_queries(sessions: pl.DataFrame, max_len: int, locales: list[str]) -> Encoded:

@@ -22,8 +22,10 @@ class SessionEncoder(nn.Module):
     def __init__(self, cfg: ModelConfig, n_items: int, n_locales: int) -> None:
         super().__init__()
         self.cfg = cfg
-        self.item_emb = nn.Embedding(n_items + 1, cfg.dim, padding_idx=PAD)
-        self.item_bias = nn.Embedding(n_items + 1, 1, padding_idx=PAD)
+        # Sparse gradients: a step touches a few thousand of up to 1.4M rows, and a dense Adam
+        # update of the whole table would cost more than the rest of the step (see train.py).
+        self.item_emb = nn.Embedding(n_items + 1, cfg.dim, padding_idx=PAD, sparse=True)
+        self.item_bias = nn.Embedding(n_items + 1, 1, padding_idx=PAD, sparse=True)
         self.locale_emb = nn.Embedding(n_locales, cfg.dim)
         self.dropout = nn.Dropout(cfg.dropout)
         nn.init.normal_(self.item_emb.weight, std=1 / math.sqrt(cfg.dim))
@@ -44,6 +46,9 @@ class SessionEncoder(nn.Module):
         """(B, L) -> (B, dim): the vector after the last (newest, rightmost) item."""
         return self.forward(tokens, locale)[:, -1, :]
 
+    def sparse_parameters(self) -> list[nn.Parameter]:
+        return [self.item_emb.weight, self.item_bias.weight]
+
     def item_table(self) -> torch.Tensor:
         """(n_items + 1, dim + 1): ``[E, b]`` rows indexed by token, for retrieval."""
         return torch.cat([self.item_emb.weight, self.item_bias.weight], dim=1)
@@ -63,9 +68,18 @@ class GRU4Rec(SessionEncoder):
         self.out = nn.Linear(cfg.dim, cfg.dim)
 
     def forward(self, tokens: torch.Tensor, locale: torch.Tensor) -> torch.Tensor:
-        # Leading pads still pass through the GRU; they carry only the locale vector, the same in
-        # training and at query time, so the state reaching the first real item is a learned start.
-        hidden, _ = self.gru(self.inputs(tokens, locale))
+        # The GRU runs over the real items only (packed), so the state after an item does not
+        # depend on how many pads precede it and batches can be trimmed to their longest session.
+        # An empty session runs one step on its (pad) slot, i.e. on its locale vector alone.
+        n, length = tokens.shape
+        steps = (tokens != PAD).sum(1).clamp(min=1)
+        cols = torch.arange(length, device=tokens.device)[None, :]
+        shift = (length - steps)[:, None]
+        x = self.inputs(tokens, locale)
+        x = x.gather(1, ((cols + shift) % length)[..., None].expand_as(x))  # left-align
+        packed = nn.utils.rnn.pack_padded_sequence(x, steps.cpu(), batch_first=True, enforce_sorted=False)
+        hidden, _ = nn.utils.rnn.pad_packed_sequence(self.gru(packed)[0], batch_first=True, total_length=length)
+        hidden = hidden.gather(1, ((cols - shift) % length)[..., None].expand_as(hidden))  # right-align back
         return self.out(self.dropout(hidden))
 
 
@@ -83,7 +97,8 @@ class SASRec(SessionEncoder):
     def forward(self, tokens: torch.Tensor, locale: torch.Tensor) -> torch.Tensor:
         n, length = tokens.shape
         # Position counts back from the newest item (left padding), so recency means the same
-        # thing for every session length; sequences shorter than max_len use the last slots.
+        # thing for every session length, and a batch trimmed to fewer than max_len columns
+        # (train.py) uses the last slots: the same positions it would have untrimmed.
         pos = torch.arange(self.cfg.max_len - length, self.cfg.max_len, device=tokens.device)
         x = self.inputs(tokens, locale) + self.pos_emb(pos)[None]
         # Causal and padding masks in one; every position may see itself, so a row that is all

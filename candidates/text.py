@@ -1,0 +1,83 @@
+"""Title similarity: popular items of the locale that share rare-enough title words with the
+session's last items (the same product line, category or model words; real Amazon-M2 titles of
+co-viewed items share words, and so do the synthetic ones).
+
+Titles are lower-cased and split into word tokens; a token's weight is its IDF within the locale
+(log(n_items / df)). Tokens present in more than ``max_df`` of a locale's items carry no signal and
+are dropped; the inverted index token -> items keeps the ``items_per_token`` most viewed items per
+token, which bounds the work per query (the same sampling idea as SKNN). A candidate j scores
+    sum_r decay**r * sum_{token in title(i_r) & title(j)} idf(token), times (1 + log1p(views_j)) ** popularity_power
+over the session's last ``max_session_items`` distinct items i_r. Items never viewed in the history
+are still reachable (views 0), which session-based sources cannot do.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Self
+
+import polars as pl
+
+from candidates.base import CandidateSource, finalize
+from candidates.session_items import ordered_sum, recent_items
+
+
+@dataclass(frozen=True)
+class TextConfig:
+    max_df: float = 0.05          # drop tokens in more than this share of a locale's items
+    min_token_len: int = 2
+    items_per_token: int = 200    # most viewed items kept per token in the inverted index
+    max_session_items: int = 3
+    recency_decay: float = 0.5
+    popularity_power: float = 1.0
+
+
+def title_tokens(items: pl.DataFrame, cfg: TextConfig) -> pl.DataFrame:
+    """item:Int32, locale:String, token:String, idf:Float64 for the catalogue items' title words."""
+    tokens = (
+        items.filter(pl.col("in_catalog")).select("item", "locale", token=pl.col("title").fill_null("")
+                                                  .str.to_lowercase().str.extract_all(r"\w+"))
+        .explode("token").drop_nulls("token")
+        .filter(pl.col("token").str.len_chars() >= cfg.min_token_len)
+        .unique(["item", "token"])
+    )
+    n_items = tokens.group_by("locale").agg(n=pl.col("item").n_unique())
+    df = tokens.group_by("locale", "token").agg(df=pl.len())
+    return (tokens.join(df, on=["locale", "token"]).join(n_items, on="locale")
+            .filter((pl.col("df") > 1) & (pl.col("df") <= cfg.max_df * pl.col("n")))
+            .select("item", "locale", "token", idf=(pl.col("n") / pl.col("df")).log()))
+
+
+class TitleSimilarity(CandidateSource):
+    name = "text"
+    Config = TextConfig
+
+    def __init__(self, cfg: TextConfig, seed: int = 0):
+        self.cfg, self.seed = cfg, seed
+        self.tokens: pl.DataFrame | None = None
+
+    def fit(self, history: pl.DataFrame, items: pl.DataFrame) -> Self:
+        self._items = items
+        self.tokens = title_tokens(items, self.cfg)
+        views = history.group_by("item").agg(views=pl.len())
+        self.index = (
+            self.tokens.join(views, on="item", how="left")
+            .with_columns(pl.col("views").fill_null(0),
+                          prior=(1.0 + pl.col("views").fill_null(0).cast(pl.Float64).log1p()) ** self.cfg.popularity_power)
+            .sort(["locale", "token", "views", "item"], descending=[False, False, True, False])
+            .group_by("locale", "token", maintain_order=True).head(self.cfg.items_per_token)
+            .select("locale", "token", "idf", cand="item", prior="prior")
+        )
+        return self
+
+    def generate(self, sessions: pl.DataFrame, k: int) -> pl.DataFrame:
+        assert self.tokens is not None, "fit first"
+        recent = recent_items(sessions, self.cfg.max_session_items, self.cfg.recency_decay)
+        session_tokens = recent.join(self.tokens.select("item", "locale", "token"), on="item")
+        scores = (
+            session_tokens.join(self.index, on=["locale", "token"])
+            .select("session", item="cand", score=pl.col("weight") * pl.col("idf") * pl.col("prior"),
+                    _r="recency", _t="token")
+            .pipe(ordered_sum, ["session", "item"], ["_r", "_t"])
+        )
+        return finalize(scores, sessions, self._items, k)

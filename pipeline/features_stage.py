@@ -1,0 +1,76 @@
+"""Stage ``features`` (foreach split): the candidate union plus every feature family's columns.
+
+    python -m pipeline.features_stage --split valid --prepared data/prepared --splitdir data/split \
+        --union data/candidates/valid/union.parquet --out data/features/valid
+
+Families are fitted on the split's history (what the candidate sources saw, never a held-out
+target); the union is processed in chunks of ``features.chunk_sessions`` query sessions, written as
+``<out>/part-<n>.parquet`` (session, item, feature columns), so a full test split never sits in
+memory at once.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+from pathlib import Path
+
+import polars as pl
+from tqdm import tqdm
+
+from features.assemble import add_features, chunk_of, fit_families, session_chunks
+from features.base import FeaturesConfig, Inputs
+from features.registry import feature_columns
+from pipeline.config import load_section
+from pipeline.io import peak_rss_mib, setup_logging, timed, write_json, write_parquet
+
+log = logging.getLogger(__name__)
+
+PART = "part-{:05d}.parquet"
+
+
+def part_paths(features_dir: str | Path) -> list[Path]:
+    """The feature parts of a split, in session order."""
+    return sorted(Path(features_dir).glob("part-*.parquet"))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--split", required=True, choices=["valid", "test"])
+    parser.add_argument("--prepared", type=Path, required=True)
+    parser.add_argument("--splitdir", type=Path, required=True)
+    parser.add_argument("--union", type=Path, required=True)
+    parser.add_argument("--out", type=Path, required=True)
+    args = parser.parse_args()
+    setup_logging()
+    cfg = load_section(FeaturesConfig, "features")
+    split_dir = args.splitdir / args.split
+    history = pl.read_parquet(split_dir / "history.parquet")
+    queries = pl.read_parquet(split_dir / "queries.parquet")
+    inputs = Inputs(history=history, items=pl.read_parquet(args.prepared / "items.parquet"),
+                    sessions=pl.read_parquet(args.prepared / "sessions.parquet",
+                                             columns=["session", "dataset", "locale", "length"]))
+    with timed(f"features {args.split}: fit families"):
+        state = fit_families(inputs, cfg)
+    union = pl.scan_parquet(args.union)
+    events = history.join(queries.select("session"), on="session", how="semi")
+    for stale in part_paths(args.out):  # a rerun with bigger chunks must not leave old parts behind
+        stale.unlink()
+    rows = 0
+    columns: list[str] = []
+    with timed(f"features {args.split}: {queries.height} sessions"):
+        chunks = session_chunks(queries["session"], cfg.chunk_sessions)
+        for n, ids in enumerate(tqdm(chunks, desc=f"features {args.split}", unit="chunk")):
+            cands, chunk = chunk_of(union, queries, events, ids)
+            frame = add_features(cands, chunk, state, cfg)
+            write_parquet(frame, args.out / PART.format(n))
+            rows += frame.height
+            columns = frame.columns
+    features = feature_columns(columns)
+    write_json({"split": args.split, "sessions": queries.height, "rows": rows, "parts": len(chunks),
+                "features": features, "peak_rss_mib": round(peak_rss_mib())}, args.out / "summary.json")
+    log.info("features %s: %d rows, %d features, %d parts", args.split, rows, len(features), len(chunks))
+
+
+if __name__ == "__main__":
+    main()

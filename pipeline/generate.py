@@ -1,0 +1,108 @@
+"""Stage ``generate``: the raw competition files in data/raw, synthetic or real.
+
+    python -m pipeline.generate --out data/raw
+
+With ``data.source: synthetic`` it generates the synthetic Amazon-M2 at ``data.scale`` (knobs in the
+``synthetic`` section); with ``data.source: files`` it hard-links (or copies) the real competition
+files from ``data.raw_dir`` (and its gt/ when present). Either way the output directory is built
+beside ``--out`` and renamed into place, so an interrupted run never leaves a half-written data/raw.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+from pipeline import config
+from pipeline.io import setup_logging, timed, write_json
+from pipeline.prepare import DataConfig
+from pipeline.raw import PHASES, TASKS, gt_file, test_file
+from pipeline.synthetic import SyntheticConfig, generate
+
+log = logging.getLogger(__name__)
+
+REQUIRED = ("products_train.csv", "sessions_train.csv")
+OPTIONAL = tuple(test_file(t, p) for t in TASKS for p in PHASES)
+GT = tuple(gt_file(t, p) for t in TASKS for p in PHASES) + ("ceiling.json",)
+
+
+class MissingFilesError(FileNotFoundError):
+    """data.source=files but a required competition file is not in data.raw_dir."""
+
+
+def _link_or_copy(src: Path, dst: Path) -> None:
+    try:
+        os.link(src, dst)
+    except OSError:  # other file system, or links not allowed
+        shutil.copy2(src, dst)
+
+
+def link_files(raw_dir: Path, out: Path) -> dict:
+    """Hard-link (or copy) the competition files of ``raw_dir`` into ``out``; returns what was taken."""
+    raw_dir = Path(raw_dir)
+    missing = [name for name in REQUIRED if not (raw_dir / name).is_file()]
+    if missing:
+        raise MissingFilesError(f"data.source=files: {raw_dir} lacks required file(s) {missing}; "
+                                f"put the KDD Cup 2023 files there or set data.raw_dir")
+    taken = {"files": [], "gt": [], "missing_optional": []}
+    out.mkdir(parents=True, exist_ok=True)
+    for name in REQUIRED + OPTIONAL:
+        if (raw_dir / name).is_file():
+            _link_or_copy(raw_dir / name, out / name)
+            taken["files"].append(name)
+        else:
+            taken["missing_optional"].append(name)
+    for name in GT:
+        if (raw_dir / "gt" / name).is_file():
+            (out / "gt").mkdir(exist_ok=True)
+            _link_or_copy(raw_dir / "gt" / name, out / "gt" / name)
+            taken["gt"].append(name)
+    if taken["missing_optional"]:
+        log.warning("data.source=files: no %s in %s", taken["missing_optional"], raw_dir)
+    return taken
+
+
+def build(out: Path, data: DataConfig, synthetic: SyntheticConfig, seed: int) -> dict:
+    """Fill ``out`` atomically: build in a temporary directory beside it, then swap it in."""
+    out = Path(out)
+    if data.source == "files" and Path(data.raw_dir).resolve() == out.resolve():
+        raise ValueError(f"data.source=files: data.raw_dir ({data.raw_dir}) must differ from --out ({out})")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+    try:
+        if data.source == "synthetic":
+            result = generate(tmp, data.scale, seed, synthetic)
+        else:
+            result = link_files(Path(data.raw_dir), tmp)
+        write_json({"source": data.source, **result}, tmp / "generate.json")
+        if out.exists():
+            old = Path(tempfile.mkdtemp(prefix=f".{out.name}.old.", dir=out.parent))
+            os.replace(out, old / out.name)
+            os.replace(tmp, out)
+            shutil.rmtree(old)
+        else:
+            os.replace(tmp, out)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp)
+    return result
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--out", type=Path, required=True, help="directory to fill (data/raw)")
+    args = parser.parse_args()
+    setup_logging()
+    data = config.load_section(DataConfig, "data")
+    synthetic = config.load_section(SyntheticConfig, "synthetic")
+    with timed(f"generate ({data.source})"):
+        result = build(args.out, data, synthetic, config.seed())
+    log.info("%s", {k: v for k, v in result.items() if k != "ceiling"})
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,130 @@
+"""Stage ``predict``: top 100 per test row from the ranker (or from one candidate source's own score).
+
+    python -m pipeline.predict --features data/features/test --model models/ranker --splitdir data/split \
+        --prepared data/prepared --raw data/raw --out submissions/ranker
+    python -m pipeline.predict --source covisit --features data/features/test --splitdir data/split \
+        --prepared data/prepared --raw data/raw --out submissions/source_covisit
+
+Reads the feature parts one at a time (each a chunk of sessions), keeps the top 100 per session,
+fills sessions with fewer than 100 candidates from their locale's popularity (own items excluded),
+and writes ``<out>/task{1,2}_phase{P}.parquet`` in test-file order through the submission validator.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+from collections.abc import Callable, Iterable
+from pathlib import Path
+
+import polars as pl
+from tqdm import tqdm
+
+from pipeline import submission
+from pipeline.features_stage import part_paths
+from pipeline.io import setup_logging, timed
+from pipeline.metrics import ranking_metrics_from_ranks
+from pipeline.predictions import fill_with_popular, locale_popularity, submission_frames
+from pipeline.raw import TASK_LOCALES
+from rankers import lgbm
+
+log = logging.getLogger(__name__)
+
+K = submission.N_PREDICTIONS
+
+
+def ranked_top(frames: Iterable[pl.DataFrame], rank: Callable[[pl.DataFrame], pl.DataFrame],
+               k: int = K) -> pl.DataFrame:
+    """session, item, rank: the best ``k`` of every chunk's ranking (``rank`` returns session, item,
+    score, rank); only k rows per session outlive their chunk."""
+    tops = [rank(frame).filter(pl.col("rank") <= k).select("session", "item", "rank") for frame in frames]
+    if not tops:
+        return pl.DataFrame(schema={"session": pl.Int32, "item": pl.Int32, "rank": pl.Int32})
+    return pl.concat(tops)
+
+
+def source_ranker(name: str) -> Callable[[pl.DataFrame], pl.DataFrame]:
+    """Rank a candidate frame by source ``name``'s own score (items it did not propose are left out)."""
+    column = f"cand_{name}_score"
+
+    def rank(frame: pl.DataFrame) -> pl.DataFrame:
+        if column not in frame.columns:
+            raise ValueError(f"no column {column!r} in the candidate frame: is {name!r} in candidates.sources?")
+        return lgbm.rank_by(frame, column)
+
+    return rank
+
+
+def model_ranker(model_dir: str | Path) -> Callable[[pl.DataFrame], pl.DataFrame]:
+    models = lgbm.load(model_dir)
+    return lambda frame: lgbm.score_models(models, frame)
+
+
+def complete(ranked: pl.DataFrame, queries: pl.DataFrame, history: pl.DataFrame, items: pl.DataFrame,
+             k: int = K) -> pl.DataFrame:
+    """session, item, rank (1..k) for every query: ``ranked`` first, then locale popularity.
+
+    ``history`` (the split's) gives both the sessions' own items (never predicted: the next item
+    never repeats one) and the popularity the gaps are filled from.
+    """
+    own = history.join(queries.select("session"), on="session", how="semi").select("session", "item")
+    return fill_with_popular(ranked, queries, own, locale_popularity(history, items), k=k)
+
+
+def mrr_report(top: pl.DataFrame, queries: pl.DataFrame, targets: pl.DataFrame) -> dict[str, dict]:
+    """MRR/Recall/NDCG@100 overall, per task and per locale. top: session, item, rank;
+    queries: session, locale; targets: session, item."""
+    ranks = (queries.select("session", "locale")
+             .join(targets, on="session", how="left")
+             .join(top, on=["session", "item"], how="left"))
+    groups = {"all": ranks}
+    for task, locales in TASK_LOCALES.items():
+        if task in (1, 2):
+            groups[f"task{task}"] = ranks.filter(pl.col("locale").is_in(locales))
+    for (locale,), part in ranks.sort("locale").group_by("locale", maintain_order=True):
+        groups[locale] = part
+    return {name: ranking_metrics_from_ranks(part["rank"]) for name, part in groups.items() if part.height}
+
+
+def write_submissions(top: pl.DataFrame, queries: pl.DataFrame, items: pl.DataFrame, raw_dir: Path,
+                      out: Path) -> list[Path]:
+    """Validate and write one file per task 1/2 dataset of ``queries``."""
+    catalogue = submission.load_catalogue(raw_dir)
+    written = []
+    for dataset, frame in sorted(submission_frames(top, queries, items).items()):
+        task, phase = int(dataset[4]), int(dataset[-1])
+        path = submission.submission_path(out, task, phase)
+        submission.write(frame, path, task, submission.load_test_locales(raw_dir, task, phase), catalogue)
+        log.info("%s: %d rows", path, frame.height)
+        written.append(path)
+    return written
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    how = parser.add_mutually_exclusive_group(required=True)
+    how.add_argument("--model", type=Path, help="ranker model directory")
+    how.add_argument("--source", help="rank by this candidate source's own score")
+    parser.add_argument("--features", type=Path, required=True)
+    parser.add_argument("--splitdir", type=Path, required=True)
+    parser.add_argument("--prepared", type=Path, required=True)
+    parser.add_argument("--raw", type=Path, required=True)
+    parser.add_argument("--out", type=Path, required=True)
+    args = parser.parse_args()
+    setup_logging()
+    rank = model_ranker(args.model) if args.model else source_ranker(args.source)
+    what = f"ranker {args.model}" if args.model else f"source {args.source}"
+    items = pl.read_parquet(args.prepared / "items.parquet")
+    history = pl.read_parquet(args.splitdir / "test" / "history.parquet")
+    queries = pl.read_parquet(args.splitdir / "test" / "queries.parquet").filter(
+        pl.col("dataset").str.contains(r"^task[12]_"))
+    with timed(f"predict {what}"):
+        parts = part_paths(args.features)
+        columns = None if args.model else ["session", "item", f"cand_{args.source}_score"]
+        frames = (pl.read_parquet(p, columns=columns) for p in tqdm(parts, desc=f"predict {what}", unit="part"))
+        top = complete(ranked_top(frames, rank), queries, history, items)
+        write_submissions(top, queries, items, args.raw, args.out)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,147 @@
+"""Stage ``task3``: next product title, the last-title baseline and the BLEU-aware chooser/editor.
+
+    python -m pipeline.task3 --prepared data/prepared --splitdir data/split --raw data/raw \
+        --out submissions --metrics metrics/task3_valid.json
+
+Validation = the held-out train sessions of data/split/valid (target title = the target item's
+catalogue title). It is an imperfect twin of Task 3, whose targets are products absent from the
+catalogue: the chooser masks the target item out of its valid candidates (``mask_target``) so it
+does not learn to copy a catalogue neighbour that a real test session can never reach.
+
+The chooser is learned on the valid split (co-visitation fitted on the valid history); test
+sessions (datasets task3_phase1/2, in file row order) get candidates from co-visitation fitted on
+the test history, the model refitted on all valid sessions, and the editor tuned out of fold.
+Writes submissions/task3_last_title/ and submissions/task3_chooser/ task3_phase{P}.parquet and
+the validation BLEU of each method and chooser step to --metrics.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+import polars as pl
+
+from pipeline import config, submission
+from pipeline.io import setup_logging, timed, write_json
+from pipeline.metrics import bleu
+from pipeline.raw import PHASES
+from rankers import title_chooser as tc
+from rankers.last_title import last_titles
+from rankers.titles import item_titles, tokens
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Fold:
+    """What one side (valid or test) of the chooser needs."""
+
+    sessions: pl.DataFrame   # session, locale (and row for test), in output order
+    history: pl.DataFrame    # session, position, item: what co-visitation is fitted on
+
+
+def valid_references(queries: pl.DataFrame, targets: pl.DataFrame, titles: pl.DataFrame) -> pl.DataFrame:
+    """session, locale, target, ref_title, ref (tokens): held-out sessions whose target has a title."""
+    return (queries.select("session", "locale")
+            .join(targets.select("session", target="item"), on="session")
+            .join(titles.select(target="item", ref_title="title", ref="tokens"), on="target")
+            .sort("session"))
+
+
+def run_valid(fold: Fold, refs: pl.DataFrame, events: pl.DataFrame, items: pl.DataFrame, titles: pl.DataFrame,
+              cfg: tc.ChooserConfig, seed: int) -> tuple[pl.DataFrame, tc.Edits, dict]:
+    """Learn the chooser on the valid fold; returns the labelled candidates, tuned edits and metrics."""
+    base = last_titles(refs, events, items)
+    metrics: dict = {"n_sessions": refs.height,
+                     "last_title": bleu(base["next_item_title"].to_list(), refs["ref_title"].to_list())}
+    cands = tc.candidate_titles(refs.select("session", "locale"), events, fold.history, items, titles, cfg)
+    if cfg.mask_target:
+        cands = cands.join(refs.select("session", item="target"), on=["session", "item"], how="anti")
+    labelled = tc.label(cands, refs.select("session", "ref"))
+    metrics["candidates_per_session"] = labelled.height / max(refs.height, 1)
+    oof = tc.out_of_fold(labelled, cfg, seed)
+    ref_of = refs.select("session", "ref")
+
+    def step_bleu(choice: pl.DataFrame, column: str = "tokens") -> float:
+        # Sessions without a candidate fall back to the last title, as on test.
+        merged = (refs.select("session").join(choice.select("session", hyp=column), on="session", how="left")
+                  .join(base.select("session", fb=pl.col("next_item_title")), on="session")
+                  .join(ref_of, on="session"))
+        hyp = merged.select(pl.coalesce("hyp", tokens(merged["fb"]))).to_series()
+        return tc.corpus_bleu_of(hyp, merged["ref"])
+
+    metrics["oracle_candidate"] = step_bleu(tc.choose(labelled, "bleu"))
+    choice = tc.tail_support(tc.choose(oof), labelled).join(ref_of, on="session", maintain_order="left")
+    edits, steps = tc.tune_edits(choice, choice["ref"], cfg)
+    edited = tc.apply_edits(choice, edits)
+    metrics["chooser"] = step_bleu(choice)
+    metrics["chooser_drop_tail"] = step_bleu(tc.apply_edits(choice, tc.Edits({}, edits.drop_tail_min)), "edited")
+    metrics["chooser_edited"] = step_bleu(edited, "edited")
+    metrics["edit_steps_on_chosen_sessions"] = steps
+    metrics["edits"] = {"trim": edits.trim, "drop_tail_min": edits.drop_tail_min}
+    # How much each step adds when the others stay: the editor alone on the last title.
+    last_choice = tc.tail_support(tc.choose(labelled.filter(pl.col("c_recency") == 0), "c_from_session"),
+                                  labelled).join(ref_of, on="session", maintain_order="left")
+    metrics["last_title_edited"] = step_bleu(tc.apply_edits(last_choice, edits), "edited")
+    return labelled, edits, metrics
+
+
+def predict_test(fold: Fold, model, edits: tc.Edits, events: pl.DataFrame, items: pl.DataFrame,
+                 titles: pl.DataFrame, cfg: tc.ChooserConfig) -> pl.DataFrame:
+    """session, next_item_title for ``fold.sessions`` (same order), chooser + editor, last title fallback."""
+    cands = tc.candidate_titles(fold.sessions.select("session", "locale"), events, fold.history, items, titles, cfg)
+    choice = tc.apply_edits(tc.tail_support(tc.choose(tc.predict(model, cands)), cands), edits)
+    chosen = choice.select("session", next_item_title=tc.edited_titles(choice))
+    return tc.fill_missing(fold.sessions, chosen, last_titles(fold.sessions, events, items))
+
+
+def test_sessions(sessions: pl.DataFrame, phase: int) -> pl.DataFrame:
+    return sessions.filter(pl.col("dataset") == f"task3_phase{phase}").sort("row").select("session", "locale", "row")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--prepared", type=Path, required=True)
+    parser.add_argument("--splitdir", type=Path, required=True)
+    parser.add_argument("--raw", type=Path, required=True)
+    parser.add_argument("--out", type=Path, required=True, help="submissions root")
+    parser.add_argument("--metrics", type=Path, required=True)
+    args = parser.parse_args()
+    setup_logging()
+    cfg = config.load_section(tc.ChooserConfig, "task3.chooser")
+    seed = config.seed()
+    items = pl.read_parquet(args.prepared / "items.parquet")
+    sessions = pl.read_parquet(args.prepared / "sessions.parquet")
+    events = pl.read_parquet(args.prepared / "events.parquet")
+    with timed("titles"):
+        titles = item_titles(items)
+    with timed("chooser on valid"):
+        queries = pl.read_parquet(args.splitdir / "valid" / "queries.parquet")
+        refs = valid_references(queries, pl.read_parquet(args.splitdir / "valid" / "targets.parquet"), titles)
+        valid = Fold(refs.select("session", "locale"), pl.read_parquet(args.splitdir / "valid" / "history.parquet"))
+        labelled, edits, metrics = run_valid(valid, refs, events, items, titles, cfg, seed)
+        model = tc.fit(labelled, cfg, seed)
+        log.info("valid BLEU: %s", {k: v for k, v in metrics.items() if isinstance(v, float)})
+    with timed("test predictions"):
+        history = pl.read_parquet(args.splitdir / "test" / "history.parquet")
+        for phase in PHASES:
+            fold = Fold(test_sessions(sessions, phase), history)
+            if fold.sessions.height == 0:
+                log.warning("no task3_phase%d sessions in the prepared data", phase)
+                continue
+            locales = submission.load_test_locales(args.raw, 3, phase)
+            outputs = {"task3_last_title": last_titles(fold.sessions, events, items),
+                       "task3_chooser": predict_test(fold, model, edits, events, items, titles, cfg)}
+            for method, frame in outputs.items():
+                sub = fold.sessions.select("session", "locale").join(frame, on="session", maintain_order="left")
+                submission.write(sub.select("locale", "next_item_title"),
+                                 submission.submission_path(args.out / method, 3, phase), 3, locales, None)
+                log.info("%s phase %d: %d rows", method, phase, sub.height)
+    write_json(metrics, args.metrics)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,142 @@
+"""Stage ``train_ranker``: LightGBM lambdarank on the valid split's features, with its validation MRR.
+
+    python -m pipeline.train_ranker --features data/features/valid --splitdir data/split \
+        --prepared data/prepared --model models/ranker --metrics metrics/ranker.json \
+        --importance plots/ranker_importance.csv
+
+The valid queries are cut into a training fold and a session-grouped eval fold (``ranker.eval_fraction``).
+The model learns on training-fold sessions whose target is among the candidates, negatives
+down-sampled; it stops early on the eval fold. The reported MRR@100 is the eval fold's *every*
+session (targets missing from the candidates count as misses), ranked and popularity-filled by the
+same code as the submissions, so it estimates the leaderboard. Each single source, ranked by its own
+score, is reported on the same sessions for comparison.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+from pathlib import Path
+
+import lightgbm as lgb
+import polars as pl
+from tqdm import tqdm
+
+from features.base import LOCALE_CODE
+from features.candidate import source_names
+from features.registry import feature_columns
+from pipeline import config
+from pipeline.features_stage import part_paths
+from pipeline.io import atomic_path, peak_rss_mib, setup_logging, timed, write_json
+from pipeline.predict import complete, mrr_report, ranked_top, source_ranker
+from rankers import lgbm
+
+log = logging.getLogger(__name__)
+
+
+def load_training(parts: list[Path], targets: pl.DataFrame, folds: pl.DataFrame, cfg: lgbm.RankerConfig,
+                  seed: int) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """(training rows, early-stopping rows), labelled, read part by part so only the sampled rows stay.
+
+    Training rows: training-fold sessions holding their target, negatives down-sampled.
+    Early-stopping rows: eval-fold sessions holding their target, every candidate.
+    """
+    train, stop = [], []
+    for n, path in enumerate(tqdm(parts, desc="load features", unit="part")):
+        frame = lgbm.label(pl.read_parquet(path), targets).join(folds, on="session", how="left")
+        train.append(lgbm.training_rows(frame.filter(~pl.col("is_eval")), cfg.neg_sample_rate, seed + n))
+        stop.append(lgbm.training_rows(frame.filter(pl.col("is_eval")), 1.0, seed + n))
+    return pl.concat(train), pl.concat(stop)
+
+
+def fit(train_rows: pl.DataFrame, stop_rows: pl.DataFrame, cfg: lgbm.RankerConfig,
+        seed: int) -> dict[str, lgb.Booster]:
+    """Model name -> booster, one per group of locales (model_groups)."""
+    features = feature_columns(train_rows.columns)
+    models = {}
+    for name, locales in lgbm.model_groups(cfg).items():
+        codes = [LOCALE_CODE[loc] for loc in locales]
+        in_group = pl.col("s_locale").is_in(codes)
+        log.info("model %s (%s): %d training rows, %d early-stopping rows, %d features", name, ",".join(locales),
+                 train_rows.filter(in_group).height, stop_rows.filter(in_group).height, len(features))
+        models[name] = lgbm.train(train_rows.filter(in_group), stop_rows.filter(in_group), features, cfg, seed)
+    return models
+
+
+def evaluate(parts: list[Path], models: dict[str, tuple], queries: pl.DataFrame, targets: pl.DataFrame,
+             history: pl.DataFrame, items: pl.DataFrame) -> dict[str, dict]:
+    """Eval-fold metrics of the ranker and of every single source (each by its own score).
+
+    ``models``: lgbm.load() output, so what is evaluated is what was saved.
+    """
+    eval_ids = queries["session"].implode()
+
+    def frames(columns: list[str] | None = None):
+        for path in parts:
+            yield pl.read_parquet(path, columns=columns).filter(pl.col("session").is_in(eval_ids))
+
+    report = {"ranker": mrr_report(complete(ranked_top(frames(), lambda f: lgbm.score_models(models, f)),
+                                            queries, history, items), queries, targets)}
+    columns = pl.read_parquet_schema(parts[0]) if parts else {}
+    for name in source_names(list(columns)):
+        top = ranked_top(frames(["session", "item", f"cand_{name}_score"]), source_ranker(name))
+        report[f"source_{name}"] = mrr_report(complete(top, queries, history, items), queries, targets)
+    return report
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--features", type=Path, required=True)
+    parser.add_argument("--splitdir", type=Path, required=True)
+    parser.add_argument("--prepared", type=Path, required=True)
+    parser.add_argument("--model", type=Path, required=True)
+    parser.add_argument("--metrics", type=Path, required=True)
+    parser.add_argument("--importance", type=Path, required=True)
+    args = parser.parse_args()
+    setup_logging()
+    cfg = config.load_section(lgbm.RankerConfig, "ranker")
+    seed = config.seed()
+    split = args.splitdir / "valid"
+    queries = pl.read_parquet(split / "queries.parquet")
+    targets = pl.read_parquet(split / "targets.parquet")
+    parts = part_paths(args.features)
+    folds = lgbm.assign_folds(queries["session"], cfg.eval_fraction, seed)
+    with timed("train ranker"):
+        train_rows, stop_rows = load_training(parts, targets, folds, cfg, seed)
+        log.info("training rows %d (%d sessions), early-stopping rows %d (%d sessions)", train_rows.height,
+                 train_rows["session"].n_unique(), stop_rows.height, stop_rows["session"].n_unique())
+        models = fit(train_rows, stop_rows, cfg, seed)
+    lgbm.save(models, args.model, cfg, seed)
+    with timed("evaluate on the eval fold"):
+        eval_queries = queries.join(folds.filter(pl.col("is_eval")), on="session", how="semi")
+        report = evaluate(parts, lgbm.load(args.model), eval_queries, targets,
+                          pl.read_parquet(split / "history.parquet"), pl.read_parquet(args.prepared / "items.parquet"))
+    sources = {k: v["all"]["mrr@100"] for k, v in report.items() if k.startswith("source_")}
+    best = max(sources, key=sources.get) if sources else None
+    summary = {
+        "mrr@100": report["ranker"]["all"]["mrr@100"],
+        "best_source": best,
+        "best_source_mrr@100": sources.get(best),
+        "target_in_candidates": float(stop_rows["session"].n_unique() / max(eval_queries.height, 1)),
+        "eval_sessions": eval_queries.height,
+        "best_iteration": {name: b.best_iteration for name, b in models.items()},
+        "peak_rss_mib": round(peak_rss_mib()),
+    }
+    write_json({**summary, "eval": report}, args.metrics)
+    table = pl.concat([lgbm.importance(b).with_columns(model=pl.lit(name)) for name, b in models.items()])
+    table = (table.group_by("feature").agg(pl.col("gain").sum(), pl.col("split").sum())
+             .with_columns(gain_share=(pl.col("gain") / pl.col("gain").sum()).round(5))
+             .sort(["gain", "feature"], descending=[True, False]))
+    write_importance(table, args.importance)
+    log.info("ranker MRR@100 %.4f (eval fold, %d sessions); best single source %s %.4f", summary["mrr@100"],
+             eval_queries.height, best, summary["best_source_mrr@100"] or 0.0)
+
+
+def write_importance(table: pl.DataFrame, path: Path) -> None:
+    """The importance table as CSV (a DVC plot: feature against gain share)."""
+    with atomic_path(path) as tmp:
+        table.select("feature", "gain_share", "gain", "split").write_csv(tmp)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,216 @@
+"""Task 3 seq2seq generator: transformers ``MT5ForConditionalGeneration``.
+
+Input: the session's most recent titles, oldest first, joined by `` | `` (truncated from the left,
+so the last title always survives); output: the next title. With ``pretrained_dir`` (a local
+copy of e.g. google/mt5-small: config, weights, tokenizer) the model is fine-tuned; without it a
+small MT5 config is trained from scratch with a SentencePiece unigram tokenizer trained on the
+catalogue titles and wrapped in transformers' ``T5Tokenizer``. Everything loads with
+``local_files_only=True``: nothing is ever downloaded.
+
+Training is bounded by ``max_steps`` (the binding limit at default scale, so a rerun is identical)
+and by ``max_train_seconds`` as a safety cap (when it stops training the run is no longer
+reproducible; a warning says so). CUDA is used when present, else CPU with ``threads`` threads.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import shutil
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+import sentencepiece as spm
+import torch
+from tqdm import tqdm
+from transformers import AutoTokenizer, MT5Config, MT5ForConditionalGeneration, T5Tokenizer
+
+log = logging.getLogger(__name__)
+
+SEP = " | "
+
+
+@dataclass(frozen=True)
+class Mt5Config:
+    pretrained_dir: str = ""       # local MT5 checkpoint + tokenizer to fine-tune; "" = train from scratch
+    vocab_size: int = 4000         # scratch: SentencePiece vocabulary
+    tokenizer_titles: int = 100_000  # scratch: titles sampled to train the tokenizer
+    d_model: int = 128
+    d_kv: int = 32
+    d_ff: int = 256
+    num_layers: int = 2
+    num_decoder_layers: int = 2
+    num_heads: int = 4
+    dropout: float = 0.1
+    n_context: int = 3             # most recent session titles in the input
+    max_source_len: int = 96       # tokens
+    max_target_len: int = 32       # tokens, also the generation limit
+    max_train_pairs: int = 40_000  # (context, next title) pairs sampled from the history
+    batch_size: int = 32
+    learning_rate: float = 2e-3
+    warmup_steps: int = 100
+    max_steps: int = 1500
+    max_train_seconds: float = 600.0
+    num_beams: int = 4
+    length_penalty: float = 1.0
+    no_repeat_ngram_size: int = 3
+    gen_batch_size: int = 64
+    max_valid_sessions: int = 1000  # valid sessions generated for the metric (sampled)
+    threads: int = 2               # CPU threads (ignored on CUDA)
+
+
+def device() -> torch.device:
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+# ------------------------------------------------------------------------------------------ data
+
+def contexts(long: pl.DataFrame, titles: pl.DataFrame, n_context: int) -> pl.DataFrame:
+    """session, source: the last ``n_context`` titles of each session joined by SEP.
+
+    Args:
+        long: session, position, item (the events to summarise; sessions with none get '').
+        titles: item, title.
+    Consecutive repeats of a title are collapsed (a re-view adds no information).
+    """
+    ordered = (long.join(titles.select("item", "title"), on="item").sort("session", "position")
+               .filter((pl.col("title") != pl.col("title").shift(1).over("session"))
+                       | pl.col("title").shift(1).over("session").is_null()))
+    return (ordered.group_by("session", maintain_order=True)
+            .agg(source=pl.col("title").tail(n_context).str.join(SEP)))
+
+
+def training_pairs(history: pl.DataFrame, titles: pl.DataFrame, cfg: Mt5Config, seed: int) -> pl.DataFrame:
+    """source, target: every (prefix, next event) of the history sessions, sampled to max_train_pairs.
+
+    Args:
+        history: session, position, item (fit sessions carry their target as the last event, so
+        the last pair of each is exactly a next-item example).
+    """
+    ev = history.join(titles.select("item", "title"), on="item").sort("session", "position")
+    # Each event with a predecessor is a target; its context is the n_context titles before it.
+    ctx = pl.concat_list([pl.col("title").shift(k).over("session") for k in range(cfg.n_context, 0, -1)])
+    pairs = (ev.with_columns(ctx=ctx, target=pl.col("title"))
+             .filter(pl.col("title").shift(1).over("session").is_not_null())
+             .select(source=pl.col("ctx").list.drop_nulls().list.join(SEP), target="target"))
+    if pairs.height > cfg.max_train_pairs:
+        pairs = pairs.sample(cfg.max_train_pairs, seed=seed)
+    return pairs
+
+
+# ------------------------------------------------------------------------------------- tokenizer
+
+def train_tokenizer(titles: list[str], vocab_size: int, out_dir: Path, seed: int) -> T5Tokenizer:
+    """A SentencePiece unigram model on ``titles`` wrapped as a T5Tokenizer (pad 0, eos 1, unk 2)."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    prefix = out_dir / "spm"
+    spm.SentencePieceTrainer.train(
+        sentence_iterator=iter(titles), model_prefix=str(prefix), vocab_size=vocab_size, model_type="unigram",
+        pad_id=0, eos_id=1, unk_id=2, bos_id=-1, character_coverage=0.9995, normalization_rule_name="identity",
+        user_defined_symbols=["|"], hard_vocab_limit=False, num_threads=1,
+        minloglevel=2)
+    sp = spm.SentencePieceProcessor(model_file=str(prefix) + ".model")
+    vocab = [(sp.id_to_piece(i), sp.get_score(i)) for i in range(sp.get_piece_size())]
+    return T5Tokenizer(vocab=vocab, extra_ids=0, truncation_side="left")
+
+
+# ------------------------------------------------------------------------------------------ model
+
+def build(cfg: Mt5Config, titles: list[str], work_dir: Path, seed: int) -> tuple[MT5ForConditionalGeneration, object]:
+    """The model and tokenizer: loaded from ``pretrained_dir`` or built small from ``cfg``."""
+    torch.manual_seed(seed)
+    if cfg.pretrained_dir:
+        tok = AutoTokenizer.from_pretrained(cfg.pretrained_dir, local_files_only=True)
+        tok.truncation_side = "left"
+        model = MT5ForConditionalGeneration.from_pretrained(cfg.pretrained_dir, local_files_only=True)
+        return model, tok
+    rng = np.random.default_rng(seed)
+    sample = titles if len(titles) <= cfg.tokenizer_titles else list(
+        np.asarray(titles, dtype=object)[rng.choice(len(titles), cfg.tokenizer_titles, replace=False)])
+    tok = train_tokenizer(sample, cfg.vocab_size, work_dir, seed)
+    mcfg = MT5Config(vocab_size=len(tok), d_model=cfg.d_model, d_kv=cfg.d_kv, d_ff=cfg.d_ff,
+                     num_layers=cfg.num_layers, num_decoder_layers=cfg.num_decoder_layers, num_heads=cfg.num_heads,
+                     dropout_rate=cfg.dropout, feed_forward_proj="gated-gelu", tie_word_embeddings=False,
+                     pad_token_id=tok.pad_token_id, eos_token_id=tok.eos_token_id,
+                     decoder_start_token_id=tok.pad_token_id)
+    return MT5ForConditionalGeneration(mcfg), tok
+
+
+def train(model: MT5ForConditionalGeneration, tok, pairs: pl.DataFrame, cfg: Mt5Config, seed: int) -> dict:
+    """Teacher-forced cross-entropy on (source, target) pairs; returns training statistics."""
+    dev = device()
+    model.to(dev).train()
+    opt = torch.optim.AdamW(model.parameters(), lr=cfg.learning_rate, weight_decay=0.01)
+    sched = torch.optim.lr_scheduler.LambdaLR(
+        opt, lambda s: min(1.0, (s + 1) / max(cfg.warmup_steps, 1))
+        * max(0.05, 0.5 * (1 + math.cos(math.pi * min(s, cfg.max_steps) / cfg.max_steps))))
+    rng = np.random.default_rng(seed)
+    torch.manual_seed(seed)
+    sources, targets = pairs["source"].to_list(), pairs["target"].to_list()
+    start, step, losses, stopped_by_time = time.perf_counter(), 0, [], False
+    order = np.array([], dtype=np.int64)
+    with tqdm(total=cfg.max_steps, desc="mt5 train", mininterval=10) as bar:
+        while step < cfg.max_steps:
+            if len(order) < cfg.batch_size:
+                order = np.concatenate([order, rng.permutation(len(sources))])
+            idx, order = order[:cfg.batch_size], order[cfg.batch_size:]
+            enc = tok([sources[i] for i in idx], max_length=cfg.max_source_len, truncation=True, padding=True,
+                      return_tensors="pt").to(dev)
+            lab = tok(text_target=[targets[i] for i in idx], max_length=cfg.max_target_len, truncation=True,
+                      padding=True, return_tensors="pt")["input_ids"]
+            lab[lab == tok.pad_token_id] = -100
+            loss = model(**enc, labels=lab.to(dev)).loss
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+            opt.step()
+            sched.step()
+            opt.zero_grad(set_to_none=True)
+            losses.append(loss.item())
+            step += 1
+            bar.update(1)
+            if step % 100 == 0:
+                log.info("step %d loss %.3f", step, float(np.mean(losses[-100:])))
+            if time.perf_counter() - start > cfg.max_train_seconds:
+                stopped_by_time = True
+                log.warning("mt5: stopped by max_train_seconds after %d steps: the run is not reproducible", step)
+                break
+    return {"steps": step, "final_loss": float(np.mean(losses[-100:])) if losses else None,
+            "train_seconds": time.perf_counter() - start, "stopped_by_time": stopped_by_time,
+            "pairs": pairs.height, "device": str(dev)}
+
+
+@torch.no_grad()
+def generate(model: MT5ForConditionalGeneration, tok, sources: list[str], cfg: Mt5Config) -> list[str]:
+    """Beam-search titles for ``sources`` (in order), at most ``max_target_len`` tokens each."""
+    dev = device()
+    model.to(dev).eval()
+    out: list[str] = []
+    for start in tqdm(range(0, len(sources), cfg.gen_batch_size), desc="mt5 generate", mininterval=10):
+        enc = tok(sources[start:start + cfg.gen_batch_size], max_length=cfg.max_source_len, truncation=True,
+                  padding=True, return_tensors="pt").to(dev)
+        ids = model.generate(**enc, num_beams=cfg.num_beams, max_new_tokens=cfg.max_target_len,
+                             length_penalty=cfg.length_penalty, no_repeat_ngram_size=cfg.no_repeat_ngram_size,
+                             early_stopping=True, do_sample=False)
+        out += [t.strip() for t in tok.batch_decode(ids, skip_special_tokens=True)]
+    return out
+
+
+def save(model: MT5ForConditionalGeneration, tok, out_dir: Path) -> None:
+    """Model + tokenizer in the from_pretrained layout (so ``pretrained_dir`` can point at it)."""
+    # Written beside out_dir then renamed, so an interrupted save never leaves a torn model.
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
+    try:
+        model.save_pretrained(tmp)
+        tok.save_pretrained(tmp)
+        if out_dir.exists():
+            shutil.rmtree(out_dir)
+        os.replace(tmp, out_dir)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp)
