@@ -84,27 +84,31 @@ def pair_weights(events: pl.DataFrame, cfg: CovisitConfig) -> pl.DataFrame:
     ev = ev.select("session", pl.col("item").cast(pl.Int64))
     item_bits, dist_bits = _pack_bits(ev, cfg.window)
     a_mul, b_mul = 1 << (item_bits + dist_bits), 1 << dist_bits
+    if cfg.unique_per_session:
+        # A pair can repeat within a session only if an item does: flag those sessions so that
+        # only their pairs go through the (costlier) per-session dedup.
+        si = ev.select(pl.col("session").cast(pl.Int64) * (1 << item_bits) + pl.col("item")).to_series().sort()
+        repeats = (si.filter(si.diff() == 0) // (1 << item_bits)).unique()
+        ev = ev.with_columns(rep=pl.col("session").is_in(repeats.implode()))
+    else:
+        ev = ev.with_columns(rep=pl.lit(False))
     parts = []
     for d in range(1, cfg.window + 1):
         fwd = (ev.lazy()
-               .select("session", a=pl.col("item"), b=pl.col("item").shift(-d), _s=pl.col("session").shift(-d))
+               .select("session", "rep", a=pl.col("item"), b=pl.col("item").shift(-d), _s=pl.col("session").shift(-d))
                .filter((pl.col("_s") == pl.col("session")) & (pl.col("a") != pl.col("b"))))
         if cfg.direction in ("both", "forward"):
-            parts.append(fwd.select("session", key=pl.col("a") * a_mul + pl.col("b") * b_mul + d))
+            parts.append(fwd.select("session", "rep", key=pl.col("a") * a_mul + pl.col("b") * b_mul + d))
         if cfg.direction in ("both", "backward"):
-            parts.append(fwd.select("session", key=pl.col("b") * a_mul + pl.col("a") * b_mul + d))
+            parts.append(fwd.select("session", "rep", key=pl.col("b") * a_mul + pl.col("a") * b_mul + d))
     pairs = pl.concat(parts).collect()
-    if cfg.unique_per_session:
-        # A pair can repeat within a session only if an item does; dedup just those sessions,
-        # keeping the closest distance (the highest weight).
-        si = ev.select(pl.col("session").cast(pl.Int64) * (1 << item_bits) + pl.col("item")).to_series().sort()
-        repeats = (si.filter(si.diff() == 0) // (1 << item_bits)).unique()
-        in_rep = pl.col("session").is_in(repeats.implode())
-        deduped = (pairs.filter(in_rep).sort("session", "key").with_columns(ab=pl.col("key") // b_mul)
-                   .unique(["session", "ab"], keep="first", maintain_order=True))
-        keys = pl.concat([pairs.filter(~in_rep).get_column("key"), deduped.get_column("key")])
-    else:
-        keys = pairs.get_column("key")
+    # Sorted by (session, key), a pair's rows in one session are adjacent with the closest
+    # distance (the highest weight) first: keep that one.
+    ab = pl.col("key") // b_mul
+    deduped = (pairs.filter("rep").sort("session", "key")
+               .filter((pl.col("session") != pl.col("session").shift(1)) | (ab != ab.shift(1))
+                       | pl.col("session").shift(1).is_null()))
+    keys = pl.concat([pairs.filter(~pl.col("rep")).get_column("key"), deduped.get_column("key")])
     counts = keys.sort().rle().struct.unnest()
     return (
         counts.select(ab=(pl.col("value") // b_mul).set_sorted(),

@@ -16,6 +16,7 @@ SOURCES: dict[str, str] = {
     "als": "candidates.factors:Als",
     "bpr": "candidates.factors:Bpr",
     "text": "candidates.text:TitleSimilarity",
+    "attribute": "candidates.attribute:SharedAttribute",
     "gru4rec": "candidates.deep.source:GRU4RecSource",
     "sasrec": "candidates.deep.source:SASRecSource",
 }

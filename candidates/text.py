@@ -26,14 +26,14 @@ from candidates.session_items import ordered_sum, recent_items
 class TextConfig:
     max_df: float = 0.05          # drop tokens in more than this share of a locale's items
     min_token_len: int = 2
-    items_per_token: int = 200    # most viewed items kept per token in the inverted index
+    items_per_token: int = 100    # most viewed items kept per token in the inverted index
     max_session_items: int = 3
     recency_decay: float = 0.5
     popularity_power: float = 1.0
 
 
 def title_tokens(items: pl.DataFrame, cfg: TextConfig) -> pl.DataFrame:
-    """item:Int32, locale:String, token:String, idf:Float64 for the catalogue items' title words."""
+    """item:Int32, locale:String, token:Int32 (id of a locale's word), idf:Float64, per catalogue title."""
     tokens = (
         items.filter(pl.col("in_catalog")).select("item", "locale", token=pl.col("title").fill_null("")
                                                   .str.to_lowercase().str.extract_all(r"\w+"))
@@ -43,9 +43,13 @@ def title_tokens(items: pl.DataFrame, cfg: TextConfig) -> pl.DataFrame:
     )
     n_items = tokens.group_by("locale").agg(n=pl.col("item").n_unique())
     df = tokens.group_by("locale", "token").agg(df=pl.len())
-    return (tokens.join(df, on=["locale", "token"]).join(n_items, on="locale")
-            .filter((pl.col("df") > 1) & (pl.col("df") <= cfg.max_df * pl.col("n")))
-            .select("item", "locale", "token", idf=(pl.col("n") / pl.col("df")).log()))
+    kept = (tokens.join(df, on=["locale", "token"]).join(n_items, on="locale")
+            .filter((pl.col("df") > 1) & (pl.col("df") <= cfg.max_df * pl.col("n"))))
+    # Integer token ids (locale-specific) keep the query-time joins and sorts on int32 columns.
+    ids = kept.select("locale", "token").unique().sort("locale", "token").with_row_index("token_id")
+    return (kept.join(ids, on=["locale", "token"])
+            .select("item", "locale", pl.col("token_id").cast(pl.Int32).alias("token"),
+                    idf=(pl.col("n") / pl.col("df")).log()))
 
 
 class TitleSimilarity(CandidateSource):
@@ -64,8 +68,8 @@ class TitleSimilarity(CandidateSource):
             self.tokens.join(views, on="item", how="left")
             .with_columns(pl.col("views").fill_null(0),
                           prior=(1.0 + pl.col("views").fill_null(0).cast(pl.Float64).log1p()) ** self.cfg.popularity_power)
-            .sort(["locale", "token", "views", "item"], descending=[False, False, True, False])
-            .group_by("locale", "token", maintain_order=True).head(self.cfg.items_per_token)
+            .sort(["token", "views", "item"], descending=[False, True, False])
+            .group_by("token", maintain_order=True).head(self.cfg.items_per_token)
             .select("locale", "token", "idf", cand="item", prior="prior")
         )
         return self
@@ -73,9 +77,9 @@ class TitleSimilarity(CandidateSource):
     def generate(self, sessions: pl.DataFrame, k: int) -> pl.DataFrame:
         assert self.tokens is not None, "fit first"
         recent = recent_items(sessions, self.cfg.max_session_items, self.cfg.recency_decay)
-        session_tokens = recent.join(self.tokens.select("item", "locale", "token"), on="item")
+        session_tokens = recent.join(self.tokens.select("item", "token"), on="item")
         scores = (
-            session_tokens.join(self.index, on=["locale", "token"])
+            session_tokens.join(self.index.drop("locale"), on="token")
             .select("session", item="cand", score=pl.col("weight") * pl.col("idf") * pl.col("prior"),
                     _r="recency", _t="token")
             .pipe(ordered_sum, ["session", "item"], ["_r", "_t"])

@@ -2,7 +2,8 @@
 
 The same ASIN in several locales is the same product (items.parquet ``product``). Task 2's small
 locales share most of their catalogue with DE, so a product pair co-visited in DE sessions is
-evidence for ES/FR/IT sessions. Features: product co-visitation with each of the last k distinct
+evidence for ES/FR/IT sessions. Features: product transitions from the last item pooled over every
+locale (si_xl_tr_last1: more data than any one locale's), product co-visitation with each of the last k distinct
 items counted in the *other* locales only, the product's popularity share outside the locale, and in
 how many locales' catalogues it is listed.
 """
@@ -19,6 +20,7 @@ from features.base import Chunk, FeaturesConfig, Inputs, covisit_pairs, last_dis
 @dataclass(frozen=True)
 class State:
     total: pl.DataFrame       # src, dst (products), n_all: co-visits in every locale
+    transitions: pl.DataFrame  # src, dst (products), si_xl_tr_last1, si_xl_tr_last1_share: dst right after src
     per_locale: pl.DataFrame  # src, dst, locale, n: co-visits in one locale
     item: pl.DataFrame      # item, product, i_xl_pop_share, i_xl_n_locales
 
@@ -28,6 +30,14 @@ def fit(inputs: Inputs, cfg: FeaturesConfig) -> State:
     hist = inputs.history.join(products, on="item", how="left")
     per_locale = covisit_pairs(hist, cfg.covisit_window, key="product", by=("locale",)).collect()
     total = per_locale.group_by("src", "dst").agg(n_all=pl.col("n").sum())
+    h = hist.lazy()
+    transitions = (h.join(h.select("session", (pl.col("position") - 1).alias("position"), dst=pl.col("product")),
+                          on=["session", "position"])
+                   .filter(pl.col("product") != pl.col("dst"))
+                   .group_by(pl.col("product").alias("src"), "dst").agg(si_xl_tr_last1=pl.len().cast(pl.Int32))
+                   .with_columns(si_xl_tr_last1_share=(pl.col("si_xl_tr_last1")
+                                                       / pl.col("si_xl_tr_last1").sum().over("src")).cast(pl.Float32))
+                   .collect())
     locales = products.select(pl.col("locale").unique())
 
     counts = hist.group_by("product", "locale").agg(n=pl.len())
@@ -45,7 +55,7 @@ def fit(inputs: Inputs, cfg: FeaturesConfig) -> State:
                     i_xl_pop_share=(pl.col("n_other").fill_null(0) / pl.col("events_other").clip(lower_bound=1))
                     .cast(pl.Float32),
                     i_xl_n_locales=pl.col("i_xl_n_locales").fill_null(0)))
-    return State(total, per_locale, item)
+    return State(total, transitions, per_locale, item)
 
 
 def add(frame: pl.DataFrame, chunk: Chunk, state: State, cfg: FeaturesConfig) -> pl.DataFrame:
@@ -65,6 +75,11 @@ def add(frame: pl.DataFrame, chunk: Chunk, state: State, cfg: FeaturesConfig) ->
                  .with_columns((pl.col("n_all").fill_null(0) - pl.col("n").fill_null(0)).cast(pl.Int32)
                                .alias(f"si_xl_cv_last{lag}"))
                  .drop("src", "n_all", "n"))
-    pairs = pairs.with_columns(si_xl_cv_sum=pl.sum_horizontal(pl.col("^si_xl_cv_last\\d$")).cast(pl.Int32))
+    last1 = last.filter(pl.col("lag") == 1).select("session", src=pl.col("product"))
+    pairs = (pairs.with_columns(si_xl_cv_sum=pl.sum_horizontal(pl.col("^si_xl_cv_last\\d$")).cast(pl.Int32))
+             .join(last1, on="session", how="left", maintain_order="left")
+             .join(state.transitions, left_on=["src", "product"], right_on=["src", "dst"], how="left",
+                   maintain_order="left")
+             .with_columns(pl.col("si_xl_tr_last1").fill_null(0), pl.col("si_xl_tr_last1_share").fill_null(0.0)))
     return (frame.hstack(pairs.select(pl.col("^si_xl_.*$")))
             .join(state.item.drop("product"), on="item", how="left", maintain_order="left"))

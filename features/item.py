@@ -19,7 +19,8 @@ def fit(inputs: Inputs, cfg: FeaturesConfig) -> pl.DataFrame:
     The "recent window" is the test sessions' prev_items: on Amazon-M2 the test sessions follow the
     train sessions in time, and both splits hold them in their history.
     """
-    items = inputs.items.select("item", "locale", "price", "brand", "color")
+    items = inputs.items.select("item", "locale", "price", "brand", "color",
+                                family=pl.col("id").str.slice(0, cfg.prefix_chars))
     recent = inputs.sessions.filter(pl.col("dataset") != "train").select("session")
     hist = with_target_flag(inputs.history, inputs.sessions).with_columns(
         is_recent=pl.col("session").is_in(recent["session"].implode()))
@@ -43,6 +44,11 @@ def fit(inputs: Inputs, cfg: FeaturesConfig) -> pl.DataFrame:
                               / pl.col("price").count().over("locale")).cast(pl.Float32),
                  i_brand_share=(pl.len().over("locale", "brand") / pl.len().over("locale")).cast(pl.Float32),
                  i_color_share=(pl.len().over("locale", "color") / pl.len().over("locale")).cast(pl.Float32),
+                 # Variants of one family are issued together (shared ASIN prefix); which variant
+                 # follows a sibling depends on its share of the family's views.
+                 i_family_size=pl.len().over("locale", "family").cast(pl.Int32),
+                 i_family_share=(pl.col("n") / pl.col("n").sum().over("locale", "family").clip(lower_bound=1))
+                 .cast(pl.Float32),
                  i_brand_pop_share=(pl.col("n").sum().over("locale", "brand")
                                     / pl.col("n").sum().over("locale").clip(lower_bound=1)).cast(pl.Float32),
              ))

@@ -78,7 +78,9 @@ def build(out: Path, data: DataConfig, synthetic: SyntheticConfig, seed: int) ->
             result = generate(tmp, data.scale, seed, synthetic)
         else:
             result = link_files(Path(data.raw_dir), tmp)
-        write_json({"source": data.source, **result}, tmp / "generate.json")
+        # Timings stay in the log: the directory must be identical for the same params and seed.
+        write_json({"source": data.source, **{k: v for k, v in result.items() if k not in ("seconds", "peak_rss_mib")}},
+                   tmp / "generate.json")
         if out.exists():
             old = Path(tempfile.mkdtemp(prefix=f".{out.name}.old.", dir=out.parent))
             os.replace(out, old / out.name)

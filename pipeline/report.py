@@ -1,6 +1,6 @@
 """Stage ``report``: the dataset analysis plots and one results page.
 
-    python -m pipeline.report --prepared data/prepared --metrics metrics --out reports
+    python -m pipeline.report --prepared data/prepared --metrics metrics --plots plots --out reports
 
 Writes under --out PNG plots and one page twice: ``index.md`` (Markdown, relative image links) and
 ``index.html`` (the same content with <img> tags, opens in a browser).
@@ -9,18 +9,19 @@ The dataset analysis reads only data/prepared (see pipeline/schemas.py), so it r
 real files alike: session length distribution per locale, product popularity long tail, share of
 sessions with a repeated item, and the locale-by-locale product overlap heatmap.
 
-The results come from files other stages write under --metrics, each optional (the page then says
-"not produced by this run"):
-  recall.json            stage ``recall``: recall@K per candidate source and for the union
-  ranker.json            stage ``train_ranker``: the ranker's validation MRR@100
-  ranker_importance.csv  stage ``train_ranker``: feature, gain_share, gain, split
-  leaderboard.json       stage ``score``: {"task1_phase1": {method: {"all": {...}, "DE": {...}}}}
-  data_stats.json        stage ``stats``: the data report, shown as tables
+The results come from files other stages write under --metrics and --plots, each optional (the page
+then says "not produced by this run"):
+  metrics/recall.json            stage ``recall``: recall@K per candidate source and for the union
+  metrics/ranker.json            stage ``train_ranker``: the ranker's validation MRR@100
+  plots/ranker_importance.csv    stage ``train_ranker``: feature, gain_share, gain, split
+  metrics/leaderboard.json       stage ``score``: {"task1_phase1": {method: {"all": {...}, "DE": {...}}}}
+  metrics/data_stats.json        stage ``stats``: the data report, shown as tables
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import html
 import json
 import logging
@@ -33,6 +34,8 @@ from typing import Any
 import numpy as np
 import polars as pl
 from matplotlib.figure import Figure
+from matplotlib.patches import Patch
+from matplotlib.ticker import NullFormatter
 
 from pipeline import config, raw, schemas
 from pipeline.io import atomic_path, setup_logging, timed, write_text
@@ -53,6 +56,21 @@ PLOTS = {
 MISSING = "not produced by this run"
 # Feature-name prefixes (STYLE.md practice 8) -> the family a bar is coloured by.
 FAMILIES = (("cand_", "candidate source"), ("si_", "session-item"), ("s_", "session"), ("i_", "item"))
+
+
+@dataclass(frozen=True)
+class Results:
+    """Where the other stages' files are; any may be absent."""
+
+    recall: Path
+    ranker: Path
+    importance: Path
+    leaderboard: Path
+    data_stats: Path
+
+    @classmethod
+    def under(cls, metrics: Path, plots: Path) -> Results:
+        return cls(metrics / RECALL, metrics / RANKER, plots / IMPORTANCE, metrics / LEADERBOARD, metrics / DATA_STATS)
 
 
 @dataclass(frozen=True)
@@ -248,8 +266,13 @@ def plot_session_lengths(lengths: pl.DataFrame, path: Path, dpi: int) -> None:
         part = lengths.filter(pl.col("locale") == locale)
         share = part["sessions"] / part["sessions"].sum()
         ax.plot(part["length"].to_numpy(), share.to_numpy(), marker=".", linewidth=1, label=locale)
+    # Both axes log: real sessions run past 100 items, but most of the mass sits below 10.
+    ax.set_xscale("log")
     ax.set_yscale("log")
-    ax.set_xlabel("session length (items, target included)")
+    ticks = [t for t in (1, 2, 3, 5, 10, 20, 50, 100, 200, 500, 1000) if t <= int(lengths["length"].max() or 1)]
+    ax.set_xticks(ticks, [str(t) for t in ticks])
+    ax.xaxis.set_minor_formatter(NullFormatter())
+    ax.set_xlabel("session length (items, target included; log)")
     ax.set_ylabel("share of train sessions (log)")
     ax.set_title("Session length per locale")
     ax.grid(alpha=0.3)
@@ -324,6 +347,9 @@ def plot_recall(curves: pl.DataFrame, path: Path, dpi: int) -> None:
             ax.plot(part["k"].to_numpy(), part["recall"].to_numpy(), marker="o", markersize=3,
                     linewidth=2.5 if union else 1, color="black" if union else None, label=name)
         ax.set_xscale("log")
+        ks = sorted(set(frame["k"].to_list()))
+        ax.set_xticks(ks, [str(k) for k in ks])
+        ax.minorticks_off()
         ax.set_xlabel("K (log)")
         ax.set_ylabel("recall@K")
         ax.set_title(f"Candidate recall@K, {title}")
@@ -344,9 +370,8 @@ def plot_importance(table: pl.DataFrame, path: Path, dpi: int, top: int) -> None
     ax.set_yticks(y, names, fontsize=8)
     ax.set_xlabel("share of total gain")
     ax.set_title(f"Ranker feature importance (top {table.height})")
-    for label in dict.fromkeys(family):
-        ax.bar(0, 0, color=palette[label], label=label)
-    ax.legend(fontsize=8, loc="lower right")
+    ax.legend(handles=[Patch(color=palette[label], label=label) for label in dict.fromkeys(family)],
+              fontsize=8, loc="lower right")
     _save(fig, path, dpi)
 
 
@@ -358,12 +383,14 @@ def plot_leaderboard(board: pl.DataFrame, path: Path, dpi: int) -> None:
     for ax, (metric, frame) in zip(axes, panels, strict=True):
         tasks = sorted(set(frame["task"]))
         methods = sorted(set(frame["method"]))
-        width = 0.8 / len(methods)
+        width = min(0.8 / len(methods), 0.3)
         for m, method in enumerate(methods):
             part = frame.filter(pl.col("method") == method)
             scores = dict(zip(part["task"], part["score"], strict=True))
-            ax.bar([t + (m - (len(methods) - 1) / 2) * width for t in range(len(tasks))],
-                   [scores.get(task, 0.0) for task in tasks], width=width, label=method)
+            # NaN: the method has no submission for that task; no bar rather than a zero bar.
+            bars = ax.bar([t + (m - (len(methods) - 1) / 2) * width for t in range(len(tasks))],
+                          [scores.get(task, math.nan) for task in tasks], width=width, label=method)
+            ax.bar_label(bars, fmt="%.3f", fontsize=7)
         ceilings = frame.group_by("task").agg(pl.col("ceiling").max())
         ceiling = dict(zip(ceilings["task"], ceilings["ceiling"], strict=True))
         for t, task in enumerate(tasks):
@@ -371,9 +398,13 @@ def plot_leaderboard(board: pl.DataFrame, path: Path, dpi: int) -> None:
                 ax.hlines(ceiling[task], t - 0.45, t + 0.45, colors="red", linestyles="--",
                           label="oracle ceiling" if t == 0 else None)
         ax.set_xticks(range(len(tasks)), tasks, rotation=20)
+        ax.set_xlim(-0.6, len(tasks) - 0.4)
+        # Head room above the highest bar or ceiling for the legend.
+        top = max(float(frame["score"].max() or 0.0), float(frame["ceiling"].max() or 0.0))
+        ax.set_ylim(0, max(top, 1e-9) * 1.35)
         ax.set_ylabel(metric)
         ax.set_title(f"Local leaderboard: {metric}")
-        ax.legend(fontsize=7)
+        ax.legend(fontsize=7, ncol=3, loc="upper center")
     _save(fig, path, dpi)
 
 
@@ -488,26 +519,43 @@ def dataset_section(page: Page, prepared: dict[str, pl.DataFrame], out: Path, cf
     page.image(PLOTS["overlap"], "locale-by-locale product overlap")
 
 
-def stats_section(page: Page, stats: dict | None) -> None:
+def stats_section(page: Page, path: Path) -> None:
     page.heading("Data statistics (stage stats)")
+    stats = _read_json(path)
     if stats is None:
-        page.para(f"`{DATA_STATS}`: {MISSING}.")
+        page.para(f"`{path}` (stage stats): {MISSING}.")
         return
-    # One table per top-level key; a row per remaining path, a column per leaf name.
+    scalars = {key: value for key, value in stats.items() if not isinstance(value, dict)}
+    if scalars:
+        page.table(["", "value"], [[key, fmt(value)] for key, value in scalars.items()])
     for top, value in stats.items():
-        leaves = flatten(value)
-        rows: dict[str, dict[str, Any]] = {}
-        for path, leaf in leaves:
-            rows.setdefault(" / ".join(path[:-1]) or top, {})[path[-1] if path else top] = leaf
+        if top in scalars:
+            continue
+        for title, head, rows in nested_tables(top, value):
+            page.para(f"`{title}`")
+            page.table(head, rows)
+
+
+def nested_tables(top: str, value: dict) -> list[tuple[str, list[str], list[list[str]]]]:
+    """A nested dict as tables: a row per path to a leaf's parent, a column per leaf name; one table
+    per path depth (so {"task1": {"n": 1, "covis": {"mrr": .3}}} gives an "n" table and a "mrr" table)."""
+    by_depth: dict[int, dict[str, dict[str, Any]]] = {}
+    for path, leaf in flatten(value):
+        by_depth.setdefault(len(path), {}).setdefault(" / ".join(path[:-1]) or top, {})[path[-1]] = leaf
+    tables = []
+    for _, rows in sorted(by_depth.items()):
         columns = list(dict.fromkeys(c for row in rows.values() for c in row))
-        page.para(f"`{top}`")
-        page.table([""] + columns, [[name] + [fmt(row.get(c)) for c in columns] for name, row in rows.items()])
+        if set(columns) <= set(raw.LOCALES):
+            columns = [loc for loc in raw.LOCALES if loc in columns]
+        tables.append((top, [""] + columns, [[name] + [fmt(row.get(c)) for c in columns] for name, row in rows.items()]))
+    return tables
 
 
-def recall_section(page: Page, report: dict | None, out: Path, cfg: ReportConfig) -> None:
+def recall_section(page: Page, path: Path, out: Path, cfg: ReportConfig) -> None:
     page.heading("Candidates: recall@K")
+    report = _read_json(path)
     if report is None:
-        page.para(f"`{RECALL}` (stage recall): {MISSING}.")
+        page.para(f"`{path}` (stage recall): {MISSING}.")
         return
     plot_recall(recall_curves(report), out / PLOTS["recall"], cfg.dpi)
     page.image(PLOTS["recall"], "candidate recall@K curves")
@@ -520,30 +568,31 @@ def recall_section(page: Page, report: dict | None, out: Path, cfg: ReportConfig
     rows = [[name] + [fmt(m.get(k)) for k in ks] + [fmt(m.get("marginal"))]
             for name, m in sorted(overall["sources"].items(), key=lambda kv: -kv[1].get("recall@100", 0.0))]
     rows.append(["union"] + [fmt(union.get(k)) for k in ks] + [fmt(union.get("recall"))])
-    page.table(["source"] + ks + ["marginal (union: any rank)"], rows)
+    page.table(["source"] + ks + ["marginal (union: recall at any rank)"], rows)
 
 
-def ranker_section(page: Page, importance: pl.DataFrame | None, ranker: dict | None, out: Path,
-                   cfg: ReportConfig) -> None:
+def ranker_section(page: Page, ranker_path: Path, importance_path: Path, out: Path, cfg: ReportConfig) -> None:
     page.heading("Ranker")
+    ranker = _read_json(ranker_path)
     if ranker is None:
-        page.para(f"`{RANKER}` (stage train_ranker): {MISSING}.")
+        page.para(f"`{ranker_path}` (stage train_ranker): {MISSING}.")
     else:
         page.table(["validation MRR@100 (eval fold)", "best single source", "its MRR@100",
                     "target in candidates", "eval sessions"],
                    [[fmt(ranker.get("mrr@100")), fmt(ranker.get("best_source")), fmt(ranker.get("best_source_mrr@100")),
                      fmt(ranker.get("target_in_candidates")), fmt(ranker.get("eval_sessions"))]])
-    if importance is None:
-        page.para(f"`{IMPORTANCE}` (stage train_ranker): {MISSING}.")
+    if not importance_path.exists():
+        page.para(f"`{importance_path}` (stage train_ranker): {MISSING}.")
         return
-    plot_importance(importance, out / PLOTS["importance"], cfg.dpi, cfg.top_features)
+    plot_importance(read_importance(importance_path), out / PLOTS["importance"], cfg.dpi, cfg.top_features)
     page.image(PLOTS["importance"], "ranker feature importance")
 
 
-def leaderboard_section(page: Page, board: dict | None, out: Path, cfg: ReportConfig) -> None:
+def leaderboard_section(page: Page, path: Path, out: Path, cfg: ReportConfig) -> None:
     page.heading("Local leaderboard")
+    board = _read_json(path)
     if board is None:
-        page.para(f"`{LEADERBOARD}` (stage score): {MISSING}.")
+        page.para(f"`{path}` (stage score): {MISSING}.")
         return
     frame = leaderboard_frame(board)
     if frame.height == 0:
@@ -577,22 +626,20 @@ def _read_json(path: Path) -> dict | None:
     return json.loads(path.read_text(encoding="utf-8"))
 
 
-def build_report(prepared: dict[str, pl.DataFrame], metrics_dir: Path, out: Path, cfg: ReportConfig) -> Page:
+def build_report(prepared: dict[str, pl.DataFrame], results: Results, out: Path, cfg: ReportConfig) -> Page:
     """Write every plot under ``out`` and return the page (not yet written).
 
     ``prepared``: items, sessions, events, targets frames (pipeline/schemas.py).
     """
     out.mkdir(parents=True, exist_ok=True)
     page = Page("Amazon-M2 pipeline report")
-    inputs = [RECALL, RANKER, IMPORTANCE, LEADERBOARD, DATA_STATS]
-    page.para("Inputs from other stages (under `" + metrics_dir.name + "/`): " + ", ".join(
-        f"`{name}` {'present' if (metrics_dir / name).exists() else 'absent'}" for name in inputs) + ".")
+    page.para("Inputs from other stages: " + ", ".join(
+        f"`{path}` {'present' if path.exists() else 'absent'}" for path in dataclasses.astuple(results)) + ".")
     dataset_section(page, prepared, out, cfg)
-    stats_section(page, _read_json(metrics_dir / DATA_STATS))
-    recall_section(page, _read_json(metrics_dir / RECALL), out, cfg)
-    importance = read_importance(metrics_dir / IMPORTANCE) if (metrics_dir / IMPORTANCE).exists() else None
-    ranker_section(page, importance, _read_json(metrics_dir / RANKER), out, cfg)
-    leaderboard_section(page, _read_json(metrics_dir / LEADERBOARD), out, cfg)
+    stats_section(page, results.data_stats)
+    recall_section(page, results.recall, out, cfg)
+    ranker_section(page, results.ranker, results.importance, out, cfg)
+    leaderboard_section(page, results.leaderboard, out, cfg)
     return page
 
 
@@ -616,13 +663,14 @@ def read_prepared(prepared: Path) -> dict[str, pl.DataFrame]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--prepared", type=Path, required=True, help="data/prepared")
-    parser.add_argument("--metrics", type=Path, required=True, help="directory of the other stages' metrics files")
+    parser.add_argument("--metrics", type=Path, required=True, help="metrics/: recall, ranker, leaderboard, data stats")
+    parser.add_argument("--plots", type=Path, required=True, help="plots/: the ranker's feature importance")
     parser.add_argument("--out", type=Path, required=True, help="reports/")
     args = parser.parse_args()
     setup_logging()
     cfg = config.load_section(ReportConfig, "report")
     with timed("report"):
-        page = build_report(read_prepared(args.prepared), args.metrics, args.out, cfg)
+        page = build_report(read_prepared(args.prepared), Results.under(args.metrics, args.plots), args.out, cfg)
         write_page(page, args.out)
 
 

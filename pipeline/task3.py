@@ -60,7 +60,7 @@ def run_valid(fold: Fold, refs: pl.DataFrame, events: pl.DataFrame, items: pl.Da
     cands = tc.candidate_titles(refs.select("session", "locale"), events, fold.history, items, titles, cfg)
     if cfg.mask_target:
         cands = cands.join(refs.select("session", item="target"), on=["session", "item"], how="anti")
-    labelled = tc.label(cands, refs.select("session", "ref"))
+    labelled = tc.label(cands, refs.select("session", "ref"), cfg.label)
     metrics["candidates_per_session"] = labelled.height / max(refs.height, 1)
     oof = tc.out_of_fold(labelled, cfg, seed)
     ref_of = refs.select("session", "ref")
@@ -73,7 +73,7 @@ def run_valid(fold: Fold, refs: pl.DataFrame, events: pl.DataFrame, items: pl.Da
         hyp = merged.select(pl.coalesce("hyp", tokens(merged["fb"]))).to_series()
         return tc.corpus_bleu_of(hyp, merged["ref"])
 
-    metrics["oracle_candidate"] = step_bleu(tc.choose(labelled, "bleu"))
+    metrics["oracle_candidate"] = step_bleu(tc.choose(labelled, "bleu"))  # best candidate by its label
     choice = tc.tail_support(tc.choose(oof), labelled).join(ref_of, on="session", maintain_order="left")
     edits, steps = tc.tune_edits(choice, choice["ref"], cfg)
     edited = tc.apply_edits(choice, edits)

@@ -40,10 +40,10 @@ class RankerConfig:
     num_boost_round: int = 2000
     early_stopping_rounds: int = 100
     learning_rate: float = 0.05
-    num_leaves: int = 63
-    min_data_in_leaf: int = 50
-    feature_fraction: float = 0.8
-    lambda_l2: float = 1.0
+    num_leaves: int = 15
+    min_data_in_leaf: int = 100
+    feature_fraction: float = 0.5
+    lambda_l2: float = 10.0
     truncation_level: int = 100       # lambdarank_truncation_level: pairs up to this rank matter (MRR@100)
     num_threads: int = 2
     locale_weights: dict[str, float] = field(default_factory=dict)  # query weight by locale (default 1)

@@ -2,9 +2,12 @@
 
 1. Candidates: per session, the titles of its most recent distinct items and of the top
    co-visitation neighbours of its recent items (``candidates.covisit``), deduplicated by title.
-2. Chooser: a LightGBM regressor of the smoothed sentence BLEU of a candidate title against the
-   target title, with features of the title and of the session; per session the highest
-   prediction wins. Learned on the valid split, evaluated out of fold (session folds).
+2. Chooser: a LightGBM regressor of a BLEU label of the candidate title against the target title
+   (``gain``: its first-order contribution to corpus BLEU, see label(); or smoothed sentence BLEU),
+   with features of the title and of the session (recency, co-visitation score, token support by
+   the other session titles and by the co-visitation mass, shared two-token prefix, length, token
+   catalogue frequency); per session the highest prediction wins. Learned on the valid split,
+   evaluated out of fold (session folds).
 3. Editor: edits that corpus BLEU rewards, tuned on the out-of-fold choices against the exact
    corpus BLEU: (a) ``trim``: a per-locale cap on the title length in tokens (drops trailing
    tokens, whose n-grams match least often; the cap trades precision against the brevity
@@ -28,7 +31,7 @@ import polars as pl
 
 from candidates.covisit import Covisit, CovisitConfig
 from pipeline.raw import LOCALES
-from rankers.titles import bleu_stats, corpus_bleu, sentence_bleu, session_events
+from rankers.titles import MAX_ORDER, STAT_COLUMNS, bleu_stats, corpus_bleu, sentence_bleu, session_events
 
 log = logging.getLogger(__name__)
 
@@ -46,6 +49,7 @@ class ChooserConfig:
     max_session_items: int = 10   # most recent distinct items of the session kept as candidates
     n_covisit: int = 10           # co-visitation neighbours added as candidates
     mask_target: bool = True      # valid: drop the target item itself (real targets are new products)
+    label: str = "gain"           # regression label: gain (first-order corpus BLEU gain) | sentence
     folds: int = 3                # session folds for the out-of-fold validation choices
     num_leaves: int = 31
     learning_rate: float = 0.05
@@ -54,6 +58,10 @@ class ChooserConfig:
     trim_grid: tuple[int, ...] = (0, 8, 10, 12, 14, 16, 18, 20, 24, 28, 32)  # token caps tried (0 = none)
     drop_tail_min: tuple[int, ...] = (0, 4, 6, 8)  # drop_tail keeps at least this many tokens (0 = off)
     covisit: CovisitConfig = field(default_factory=CovisitConfig)
+
+    def __post_init__(self) -> None:
+        if self.label not in ("gain", "sentence"):
+            raise ValueError(f"label must be 'gain' or 'sentence', got {self.label!r}")
 
 
 @dataclass(frozen=True)
@@ -171,15 +179,31 @@ def _features(cands: pl.DataFrame, own: pl.DataFrame, long: pl.DataFrame, items:
 
 # -------------------------------------------------------------------------------------------- chooser
 
-def label(cands: pl.DataFrame, target_tokens: pl.DataFrame) -> pl.DataFrame:
-    """Add ``bleu``: the smoothed sentence BLEU of each candidate against its session's target.
+def label(cands: pl.DataFrame, target_tokens: pl.DataFrame, kind: str = "gain") -> pl.DataFrame:
+    """Add ``bleu``, the regression label of each candidate against its session's target.
+
+    ``sentence``: add-one smoothed sentence BLEU. ``gain``: the first-order change of the corpus
+    log-BLEU when this title replaces the last title, sum_n (m_n/M_n - t_n/T_n)/4 plus the brevity
+    term, with M, T, C, R the corpus totals of the last titles; it is additive over sessions, so
+    the per-session argmax maximises the corpus score to first order (sentence BLEU does not).
 
     Args:
         target_tokens: session, ref (List(String): the target title's 13a tokens).
     """
     joined = cands.join(target_tokens, on="session", how="left", maintain_order="left")
     stats = bleu_stats(joined["tokens"], joined["ref"].fill_null([]))
-    return joined.drop("ref").with_columns(bleu=pl.Series(sentence_bleu(stats)))
+    if kind == "sentence":
+        return joined.drop("ref").with_columns(bleu=pl.Series(sentence_bleu(stats)))
+    last = stats.filter(joined["c_recency"].fill_null(-1) == 0)
+    n_ref = last.height if last.height else cands["session"].n_unique()
+    tot = (last if last.height else stats).select(pl.col(STAT_COLUMNS).sum()).row(0, named=True)
+    gain = sum((pl.col(f"m{n}") / max(tot[f"m{n}"], 1) - pl.col(f"t{n}") / max(tot[f"t{n}"], 1)) / MAX_ORDER
+               for n in range(1, MAX_ORDER + 1))
+    # d log BP / d c = R / C^2 while the hypotheses are shorter than the references, else 0.
+    brevity = tot["ref_len"] / tot["hyp_len"] ** 2 if 0 < tot["hyp_len"] < tot["ref_len"] else 0.0
+    # Scaled by the number of sessions so the label is O(1) for LightGBM.
+    value = stats.select(((gain + brevity * pl.col("hyp_len")) * n_ref).alias("bleu"))["bleu"]
+    return joined.drop("ref").with_columns(bleu=value)
 
 
 def _lgb_params(cfg: ChooserConfig, seed: int) -> dict:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import _features_world as world
 import polars as pl
 import pytest
 
@@ -10,6 +9,7 @@ from features import registry
 from features.assemble import add_features, assemble_chunks, fit_families
 from features.base import FeaturesConfig, covisit_pairs, last_distinct, with_target_flag
 from features.candidate import source_names
+from tests import _features_world as world
 
 CFG = FeaturesConfig(chunk_sessions=1, covisit_window=3, last_k=3, prefix_chars=5)
 
@@ -65,6 +65,8 @@ def test_item_family(frame):
     assert r["i_brand_share"] == pytest.approx(1 / 4) and r["i_color_share"] == pytest.approx(2 / 4)
     assert r["i_recent_share"] == 0.0  # the recent window is the test sessions: ES only
     assert row(frame, 3, 3)["i_brand_share"] is None  # unknown brand, unknown frequency
+    # family AAAAA (items 0, 1: 4 + 4 views) vs BBBBB (item 2 alone)
+    assert r["i_family_size"] == 1 and r["i_family_share"] == pytest.approx(1.0)
 
 
 def test_session_item_family(frame):
@@ -86,6 +88,9 @@ def test_cross_locale_family(frame):
     assert row(frame, 3, 2)["si_xl_cv_last1"] == 0  # the DE session's own locale does not count
     assert row(frame, 4, 5)["i_xl_pop_share"] == pytest.approx(2 / 11)
     assert row(frame, 4, 5)["i_xl_n_locales"] == 2
+    # product transitions pooled over locales, from product 0: -> 1 twice (s0, s3), -> 3 once (s2)
+    assert row(frame, 4, 6)["si_xl_tr_last1"] == 1 and row(frame, 4, 6)["si_xl_tr_last1_share"] == pytest.approx(1 / 3)
+    assert row(frame, 4, 5)["si_xl_tr_last1"] == 0
 
 
 def test_helpers():

@@ -28,7 +28,7 @@ def png_size(path: Path) -> tuple[int, int]:
     return struct.unpack(">II", data[16:24])
 
 
-def fake_metrics(world, metrics_dir: Path) -> None:
+def fake_metrics(world, metrics_dir: Path) -> report.Results:
     """Every optional input, shaped as the stages that own them write it."""
     queries = pl.read_parquet(world.split / "valid" / "queries.parquet")
     targets = pl.read_parquet(world.split / "valid" / "targets.parquet")
@@ -39,14 +39,16 @@ def fake_metrics(world, metrics_dir: Path) -> None:
         cand_popularity_rank=pl.when(pl.col("session") % 2 == 0).then(pl.col("session") % 40 + 1).cast(pl.Int32))
     union = union.with_columns(n_sources=pl.sum_horizontal(pl.col("^cand_.*_rank$").is_not_null().cast(pl.Int32)))
     recall_json, _ = recall.recall_report(union, targets, queries)
-    write_json(recall_json, metrics_dir / report.RECALL)
+    results = report.Results.under(metrics_dir, metrics_dir / "plots")
+    results.importance.parent.mkdir()
+    write_json(recall_json, results.recall)
     pl.DataFrame({"feature": ["si_cv_last1", "cand_covisit_score", "s_length", "i_pop_locale", "si_same_brand",
                               "cand_popularity_rank", "s_locale"],
                   "gain_share": [0.4, 0.25, 0.1, 0.1, 0.07, 0.05, 0.03],
                   "gain": [40.0, 25.0, 10.0, 10.0, 7.0, 5.0, 3.0], "split": [9, 8, 7, 6, 5, 4, 3]}
-                 ).write_csv(metrics_dir / report.IMPORTANCE)
+                 ).write_csv(results.importance)
     write_json({"mrr@100": 0.41, "best_source": "source_covisit", "best_source_mrr@100": 0.35,
-                "target_in_candidates": 0.8, "eval_sessions": 120}, metrics_dir / report.RANKER)
+                "target_in_candidates": 0.8, "eval_sessions": 120}, results.ranker)
     ranking = {"mrr@100": 0.3, "recall@100": 0.7, "ndcg@100": 0.4, "n": 10, "ceiling_mrr@100": 0.5,
                "share_of_ceiling": 0.6}
     board = {
@@ -56,18 +58,19 @@ def fake_metrics(world, metrics_dir: Path) -> None:
         "task2_phase1": {"popularity": {"all": {k: v for k, v in ranking.items() if "ceiling" not in k}}},
         "task3_phase1": {"last_title": {"all": {"bleu": 0.25, "n": 10}, "ES": {"bleu": 0.2, "n": 3}}},
     }
-    write_json(board, metrics_dir / report.LEADERBOARD)
+    write_json(board, results.leaderboard)
     write_json({"locales": {"DE": {"sessions": 10, "repeat_share": 0.3}, "ES": {"sessions": 4, "repeat_share": 0.2}},
                 "probes": {"task1_phase1": {"covisit": {"mrr@100": 0.3}, "popularity": {"mrr@100": 0.01}}}},
-               metrics_dir / report.DATA_STATS)
+               results.data_stats)
+    return results
 
 
 @pytest.fixture(scope="module")
 def built(tiny_world, tmp_path_factory):
     metrics_dir = tmp_path_factory.mktemp("metrics")
-    fake_metrics(tiny_world, metrics_dir)
+    results = fake_metrics(tiny_world, metrics_dir)
     out = tmp_path_factory.mktemp("reports")
-    page = report.build_report(report.read_prepared(tiny_world.prepared), metrics_dir, out, CFG)
+    page = report.build_report(report.read_prepared(tiny_world.prepared), results, out, CFG)
     report.write_page(page, out)
     return out, metrics_dir
 
@@ -103,11 +106,11 @@ def test_missing_inputs_are_reported_not_fatal(tiny_world, tmp_path, monkeypatch
     # The dataset plots are covered above; skip them here to keep the test fast.
     monkeypatch.setattr(report, "dataset_section", lambda page, *_: page.heading("Dataset"))
     out = tmp_path / "reports"
-    page = report.build_report({}, tmp_path / "no_metrics", out, CFG)
+    page = report.build_report({}, report.Results.under(tmp_path / "metrics", tmp_path / "plots"), out, CFG)
     report.write_page(page, out)
     markdown = (out / "index.md").read_text()
     for name in (report.RECALL, report.RANKER, report.IMPORTANCE, report.LEADERBOARD, report.DATA_STATS):
-        assert re.search(rf"`{re.escape(name)}`[^\n]*{report.MISSING}", markdown), name
+        assert re.search(rf"{re.escape(name)}`[^\n]*{report.MISSING}", markdown), name
     assert not list(out.glob("*.png")) and "<img" not in (out / "index.html").read_text()
 
 
@@ -115,7 +118,7 @@ def test_main_runs_as_the_dvc_stage_and_is_deterministic(built, tiny_world, proj
     out, metrics_dir = built
     monkeypatch.chdir(project_dir)
     monkeypatch.setattr("sys.argv", ["report", "--prepared", str(tiny_world.prepared), "--metrics",
-                                     str(metrics_dir), "--out", "reports"])
+                                     str(metrics_dir), "--plots", str(metrics_dir / "plots"), "--out", "reports"])
     params = yaml.safe_load((project_dir / "params.yaml").read_text())
     assert set(params["report"]) == {f.name for f in dataclasses.fields(report.ReportConfig)}
     params["report"] = dataclasses.asdict(CFG)  # the fixture's small settings, so the bytes must match
@@ -178,3 +181,10 @@ def test_recall_curves_read_the_recall_stage_shape():
     curves = report.recall_curves(rep)
     assert curves.rows() == [("source", "a", 20, 0.4), ("source", "a", 100, 0.6), ("source", "union", 20, 0.5),
                              ("source", "union", 100, 0.8), ("locale", "DE", 20, 0.3), ("locale", "DE", 100, 0.7)]
+
+
+def test_nested_stats_split_by_depth_and_order_locales():
+    tables = report.nested_tables("t", {"task1": {"n": 5, "covis": {"UK": 0.3, "DE": 0.2}}, "task2": {"n": 7}})
+    assert [(head, rows) for _, head, rows in tables] == [
+        (["", "n"], [["task1", "5"], ["task2", "7"]]),
+        (["", "DE", "UK"], [["task1 / covis", "0.2", "0.3"]])]

@@ -37,7 +37,10 @@ def test_report_on_the_real_format_sample(sample_dir):
     assert list(result["test_files"]) == ["task1_phase1"]            # only task 1 phase 1 has gt
     f = result["test_files"]["task1_phase1"]
     assert f["sessions"] == 3 and "ceiling" not in f
-    # JP's target B07XJ8C8F5 is in the JP catalogue; every reported figure is a share
+    # UK's target B09M7GY217 is listed only in the DE catalogue; so are the UK train row's next item
+    # (B09M7GY217 again) and the ES train row's (B0BBSNH3YS, sold in FR only): reported, no crash
+    assert f["target_missing_from_catalogue"] == 1
+    assert result["train_targets_missing_from_catalogue"] == 2
     assert 0 <= f["target_unseen_in_train"] <= 1
     assert result["overlap"]["ES"]["UK"] == 1.0                      # ES's one product is also sold in UK
     assert "task1_phase1" in stats.format_stats(result)

@@ -25,8 +25,16 @@ from candidates.base import CandidateSource, finalize
 from candidates.deep.config import ModelConfig
 from candidates.deep.data import encode_queries, history_fingerprint
 from candidates.deep.retrieval import search_by_locale
-from candidates.deep.train import Trained, item_vectors, load, pick_device, session_vectors, set_threads, train
-from candidates.deep.train import vocabulary
+from candidates.deep.train import (
+    Trained,
+    item_vectors,
+    load,
+    pick_device,
+    session_vectors,
+    set_threads,
+    train,
+    vocabulary,
+)
 
 log = logging.getLogger(__name__)
 

@@ -8,7 +8,6 @@ weights as 5 epochs in one go; on CPU two runs with the same seed and thread cou
 from __future__ import annotations
 
 import logging
-import math
 import os
 import time
 from dataclasses import dataclass, field
