@@ -9,6 +9,13 @@ token, which bounds the work per query (the same sampling idea as SKNN). A candi
     sum_r decay**r * sum_{token in title(i_r) & title(j)} idf(token), times (1 + log1p(views_j)) ** popularity_power
 over the session's last ``max_session_items`` distinct items i_r. Items never viewed in the history
 are still reachable (views 0), which session-based sources cannot do.
+
+``weighting: lift`` replaces the IDF by what the history says a shared word is worth: the log lift
+log(P(w in next | w in current) / P(w in a random item)) over consecutive history pairs (add-one
+smoothed, floored at 0). Words that persist along sessions (the category noun, the model words)
+weigh a lot, words that do not (colours, sizes) nothing, whatever their frequency; with ``max_df``
+raised, the category noun's index (its most viewed items) then acts as a category-popularity
+source.
 """
 
 from __future__ import annotations
@@ -30,6 +37,11 @@ class TextConfig:
     max_session_items: int = 3
     recency_decay: float = 0.5
     popularity_power: float = 1.0
+    weighting: str = "idf"        # idf | lift (token weight learned from consecutive history pairs)
+
+    def __post_init__(self) -> None:
+        if self.weighting not in ("idf", "lift"):
+            raise ValueError(f"text: weighting must be idf or lift, got {self.weighting!r}")
 
 
 def title_tokens(items: pl.DataFrame, cfg: TextConfig) -> pl.DataFrame:
@@ -52,6 +64,29 @@ def title_tokens(items: pl.DataFrame, cfg: TextConfig) -> pl.DataFrame:
                     idf=(pl.col("n") / pl.col("df")).log()))
 
 
+def token_lift(history: pl.DataFrame, tokens: pl.DataFrame) -> pl.DataFrame:
+    """token:Int32, idf:Float64 holding max(0, log lift) of each token over consecutive history pairs.
+
+    lift(w) = P(w in title(b) | w in title(a)) / P(w in a random title of the locale), for the
+    consecutive pairs a -> b (a != b) of the history, with (n_both + 1) / (n_a + 1 / base) as the
+    smoothed conditional so that a token seen in few pairs stays near lift 1 (weight 0).
+    """
+    ev = history.select("session", "position", "item").sort("session", "position")
+    pairs = (ev.select(a="item", b=pl.col("item").shift(-1),
+                       same=pl.col("session") == pl.col("session").shift(-1))
+             .filter(pl.col("same") & (pl.col("a") != pl.col("b"))).select("a", "b"))
+    tok = tokens.select("item", "token")
+    n_items = tokens.group_by("locale").agg(n=pl.col("item").n_unique())
+    base = (tokens.group_by("locale", "token").agg(df=pl.len()).join(n_items, on="locale")
+            .select("token", base=pl.col("df") / pl.col("n")))
+    counts = (pairs.join(tok.rename({"item": "a"}), on="a")
+              .join(tok.rename({"item": "b"}).with_columns(both=pl.lit(1)), on=["b", "token"], how="left")
+              .group_by("token").agg(n_a=pl.len(), n_both=pl.col("both").sum()))
+    return (base.join(counts, on="token", how="left").fill_null(0)
+            .select("token", idf=(((pl.col("n_both") + 1) / (pl.col("n_a") + 1 / pl.col("base")))
+                                  / pl.col("base")).log().clip(lower_bound=0.0)))
+
+
 class TitleSimilarity(CandidateSource):
     name = "text"
     Config = TextConfig
@@ -63,6 +98,8 @@ class TitleSimilarity(CandidateSource):
     def fit(self, history: pl.DataFrame, items: pl.DataFrame) -> Self:
         self._items = items
         self.tokens = title_tokens(items, self.cfg)
+        if self.cfg.weighting == "lift":
+            self.tokens = self.tokens.drop("idf").join(token_lift(history, self.tokens), on="token")
         views = history.group_by("item").agg(views=pl.len())
         self.index = (
             self.tokens.join(views, on="item", how="left")

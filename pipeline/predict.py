@@ -120,6 +120,9 @@ def main() -> None:
         pl.col("dataset").str.contains(r"^task[12]_"))
     with timed(f"predict {what}"):
         parts = part_paths(args.features)
+        if args.source and parts and f"cand_{args.source}_score" not in pl.read_parquet_schema(parts[0]):
+            raise SystemExit(f"{args.features}: no column cand_{args.source}_score; is {args.source!r} a source "
+                             "of the union these features were built from?")
         columns = None if args.model else ["session", "item", f"cand_{args.source}_score"]
         frames = (pl.read_parquet(p, columns=columns) for p in tqdm(parts, desc=f"predict {what}", unit="part"))
         top = complete(ranked_top(frames, rank), queries, history, items)

@@ -1,7 +1,9 @@
 """Task 3 seq2seq generator: transformers ``MT5ForConditionalGeneration``.
 
-Input: the session's most recent titles, oldest first, joined by `` | `` (truncated from the left,
-so the last title always survives); output: the next title. With ``pretrained_dir`` (a local
+Input: the session's most recent distinct titles, most recent FIRST, joined by `` | `` (truncated
+from the right, so the last title always survives and always sits at the same place: the next
+title is usually a variant of it, and a small model learns to copy from a fixed position much
+sooner); output: the next title. With ``pretrained_dir`` (a local
 copy of e.g. google/mt5-small: config, weights, tokenizer) the model is fine-tuned; without it a
 small MT5 config is trained from scratch with a SentencePiece unigram tokenizer trained on the
 catalogue titles and wrapped in transformers' ``T5Tokenizer``. Everything loads with
@@ -47,7 +49,7 @@ class Mt5Config:
     num_decoder_layers: int = 1
     num_heads: int = 4
     dropout: float = 0.1
-    n_context: int = 2             # most recent session titles in the input
+    n_context: int = 2             # most recent distinct session titles in the input (last one first)
     max_source_len: int = 64       # tokens
     max_target_len: int = 32       # tokens, also the generation limit
     max_train_pairs: int = 20_000  # (context, next title) pairs sampled from the history
@@ -56,9 +58,13 @@ class Mt5Config:
     warmup_steps: int = 100
     max_steps: int = 400
     max_train_seconds: float = 300.0
-    num_beams: int = 4
+    label_smoothing: float = 0.0
+    num_beams: int = 4             # 1 = greedy
     length_penalty: float = 1.0
     no_repeat_ngram_size: int = 3
+    min_len_quantile: float = 0.0  # per-locale generation floor: this quantile of the training targets' token length (0 = off)
+    max_len_quantile: float = 1.0  # per-locale generation cap: this quantile (1 = the longest), never above max_target_len
+    fallback_min_tokens: int = 0   # mt5+fallback: a generation shorter than this many words is replaced by the last title
     gen_batch_size: int = 64
     max_valid_sessions: int = 500  # valid sessions generated for the metric (sampled)
     threads: int = 1               # CPU threads (ignored on CUDA)
@@ -70,37 +76,73 @@ def device() -> torch.device:
 
 # ------------------------------------------------------------------------------------------ data
 
+def _distinct_runs(events: pl.DataFrame) -> pl.DataFrame:
+    """``events`` (session, position, title, ...) sorted, without consecutive repeats of a title."""
+    prev = pl.col("title").shift(1).over("session")
+    return events.sort("session", "position").filter(prev.is_null() | (pl.col("title") != prev))
+
+
 def contexts(long: pl.DataFrame, titles: pl.DataFrame, n_context: int) -> pl.DataFrame:
-    """session, source: the last ``n_context`` titles of each session joined by SEP.
+    """session, source: the last ``n_context`` distinct titles of each session, most recent first, joined by SEP.
 
     Args:
-        long: session, position, item (the events to summarise; sessions with none get '').
+        long: session, position, item (the events to summarise; sessions without a titled event get no row).
         titles: item, title.
     Consecutive repeats of a title are collapsed (a re-view adds no information).
     """
-    ordered = (long.join(titles.select("item", "title"), on="item").sort("session", "position")
-               .filter((pl.col("title") != pl.col("title").shift(1).over("session"))
-                       | pl.col("title").shift(1).over("session").is_null()))
+    ordered = _distinct_runs(long.join(titles.select("item", "title"), on="item"))
     return (ordered.group_by("session", maintain_order=True)
-            .agg(source=pl.col("title").tail(n_context).str.join(SEP)))
+            .agg(source=pl.col("title").tail(n_context).reverse().str.join(SEP)))
 
 
 def training_pairs(history: pl.DataFrame, titles: pl.DataFrame, cfg: Mt5Config, seed: int) -> pl.DataFrame:
-    """source, target: every (prefix, next event) of the history sessions, sampled to max_train_pairs.
+    """source, target, locale: (context, next title) pairs of the history sessions, sampled to max_train_pairs.
 
     Args:
         history: session, position, item (fit sessions carry their target as the last event, so
-        the last pair of each is exactly a next-item example).
+            the last pair of each is exactly a next-item example).
+        titles: item, title, and optionally locale (else the pairs' locale is null).
+    Every event with a predecessor is a target when its title is new to the session (a real next
+    item never repeats one of the session's items); its context is built as in ``contexts``.
     """
-    ev = history.join(titles.select("item", "title"), on="item").sort("session", "position")
-    # Each event with a predecessor is a target; its context is the n_context titles before it.
-    ctx = pl.concat_list([pl.col("title").shift(k).over("session") for k in range(cfg.n_context, 0, -1)])
-    pairs = (ev.with_columns(ctx=ctx, target=pl.col("title"))
-             .filter(pl.col("title").shift(1).over("session").is_not_null())
-             .select(source=pl.col("ctx").list.drop_nulls().list.join(SEP), target="target"))
+    cols = ["item", "title"] + (["locale"] if "locale" in titles.columns else [])
+    ev = _distinct_runs(history.join(titles.select(cols), on="item"))
+    if "locale" not in ev.columns:
+        ev = ev.with_columns(locale=pl.lit(None, pl.String))
+    ctx = pl.concat_list([pl.col("title").shift(k).over("session") for k in range(1, cfg.n_context + 1)])
+    first_seen = pl.col("title").is_first_distinct().over("session")
+    pairs = (ev.with_columns(ctx=ctx, first=first_seen)
+             .filter(pl.col("first") & pl.col("title").shift(1).over("session").is_not_null())
+             .select(source=pl.col("ctx").list.drop_nulls().list.join(SEP), target="title", locale="locale"))
     if pairs.height > cfg.max_train_pairs:
         pairs = pairs.sample(cfg.max_train_pairs, seed=seed)
     return pairs
+
+
+def length_limits(pairs: pl.DataFrame, tok, cfg: Mt5Config) -> dict[str | None, tuple[int, int]]:
+    """locale -> (min_new_tokens, max_new_tokens) for generation, from the targets' token lengths.
+
+    Titles have a locale-typical length (JP titles are shorter in tokens than DE ones); a beam that
+    stops early pays BLEU's brevity penalty, one that rambles pays in precision.
+    """
+    lens = pairs.select("locale", n=pl.Series([len(ids) for ids in encode(tok, pairs["target"].to_list(),
+                                                                           cfg.max_target_len)]))
+    stats = lens.group_by("locale").agg(lo=pl.col("n").quantile(cfg.min_len_quantile, "lower"),
+                                        hi=pl.col("n").quantile(cfg.max_len_quantile, "higher"))
+    # The encoded target ends with EOS: a floor of n tokens before EOS is n - 1 title tokens.
+    return {row["locale"]: (max(int(row["lo"]) - 1, 0) if cfg.min_len_quantile > 0 else 0,
+                            min(int(row["hi"]), cfg.max_target_len))
+            for row in stats.iter_rows(named=True)}
+
+
+def encode(tok, texts: list[str], max_len: int) -> list[list[int]]:
+    """Token ids (EOS included) of ``texts``, truncated to ``max_len``."""
+    return tok(texts, max_length=max_len, truncation=True)["input_ids"]
+
+
+def _pad(rows: list[list[int]], value: int) -> torch.Tensor:
+    width = max(len(r) for r in rows)
+    return torch.tensor([r + [value] * (width - len(r)) for r in rows], dtype=torch.long)
 
 
 # ------------------------------------------------------------------------------------- tokenizer
@@ -116,7 +158,8 @@ def train_tokenizer(titles: list[str], vocab_size: int, out_dir: Path, seed: int
         minloglevel=2)
     sp = spm.SentencePieceProcessor(model_file=str(prefix) + ".model")
     vocab = [(sp.id_to_piece(i), sp.get_score(i)) for i in range(sp.get_piece_size())]
-    return T5Tokenizer(vocab=vocab, extra_ids=0, truncation_side="left")
+    # Sources hold the most recent title first, so truncation cuts the oldest titles at the end.
+    return T5Tokenizer(vocab=vocab, extra_ids=0, truncation_side="right")
 
 
 # ------------------------------------------------------------------------------------------ model
@@ -126,7 +169,7 @@ def build(cfg: Mt5Config, titles: list[str], work_dir: Path, seed: int) -> tuple
     torch.manual_seed(seed)
     if cfg.pretrained_dir:
         tok = AutoTokenizer.from_pretrained(cfg.pretrained_dir, local_files_only=True)
-        tok.truncation_side = "left"
+        tok.truncation_side = "right"
         model = MT5ForConditionalGeneration.from_pretrained(cfg.pretrained_dir, local_files_only=True)
         return model, tok
     rng = np.random.default_rng(seed)
@@ -148,7 +191,7 @@ def build(cfg: Mt5Config, titles: list[str], work_dir: Path, seed: int) -> tuple
 
 
 def train(model: MT5ForConditionalGeneration, tok, pairs: pl.DataFrame, cfg: Mt5Config, seed: int) -> dict:
-    """Teacher-forced cross-entropy on (source, target) pairs; returns training statistics."""
+    """Teacher-forced, label-smoothed cross-entropy on (source, target) pairs; returns training statistics."""
     dev = device()
     model.to(dev).train()
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.learning_rate, weight_decay=0.01)
@@ -157,7 +200,9 @@ def train(model: MT5ForConditionalGeneration, tok, pairs: pl.DataFrame, cfg: Mt5
         * max(0.05, 0.5 * (1 + math.cos(math.pi * min(s, cfg.max_steps) / cfg.max_steps))))
     rng = np.random.default_rng(seed)
     torch.manual_seed(seed)
-    sources, targets = pairs["source"].to_list(), pairs["target"].to_list()
+    # Tokenised once: the per-step tokenizer call cost as much as a small model's step.
+    sources = encode(tok, pairs["source"].to_list(), cfg.max_source_len)
+    targets = encode(tok, pairs["target"].to_list(), cfg.max_target_len)
     start, step, losses, stopped_by_time = time.perf_counter(), 0, [], False
     order = np.array([], dtype=np.int64)
     with tqdm(total=cfg.max_steps, desc="mt5 train", mininterval=10) as bar:
@@ -165,12 +210,11 @@ def train(model: MT5ForConditionalGeneration, tok, pairs: pl.DataFrame, cfg: Mt5
             if len(order) < cfg.batch_size:
                 order = np.concatenate([order, rng.permutation(len(sources))])
             idx, order = order[:cfg.batch_size], order[cfg.batch_size:]
-            enc = tok([sources[i] for i in idx], max_length=cfg.max_source_len, truncation=True, padding=True,
-                      return_tensors="pt").to(dev)
-            lab = tok(text_target=[targets[i] for i in idx], max_length=cfg.max_target_len, truncation=True,
-                      padding=True, return_tensors="pt")["input_ids"]
-            lab[lab == tok.pad_token_id] = -100
-            loss = model(**enc, labels=lab.to(dev)).loss
+            ids = _pad([sources[i] for i in idx], tok.pad_token_id).to(dev)
+            lab = _pad([targets[i] for i in idx], -100).to(dev)
+            logits = model(input_ids=ids, attention_mask=(ids != tok.pad_token_id).long(), labels=lab).logits
+            loss = torch.nn.functional.cross_entropy(logits.view(-1, logits.size(-1)), lab.view(-1),
+                                                     ignore_index=-100, label_smoothing=cfg.label_smoothing)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
             opt.step()
@@ -191,18 +235,31 @@ def train(model: MT5ForConditionalGeneration, tok, pairs: pl.DataFrame, cfg: Mt5
 
 
 @torch.no_grad()
-def generate(model: MT5ForConditionalGeneration, tok, sources: list[str], cfg: Mt5Config) -> list[str]:
-    """Beam-search titles for ``sources`` (in order), at most ``max_target_len`` tokens each."""
+def generate(model: MT5ForConditionalGeneration, tok, sources: list[str], cfg: Mt5Config,
+             locales: list[str] | None = None, limits: dict | None = None) -> list[str]:
+    """Titles for ``sources`` (in order): beam search (greedy when num_beams is 1).
+
+    With ``locales`` and ``limits`` (``length_limits``) each locale is generated with its own
+    min/max new tokens; otherwise at most ``max_target_len`` tokens.
+    """
     dev = device()
     model.to(dev).eval()
-    out: list[str] = []
-    for start in tqdm(range(0, len(sources), cfg.gen_batch_size), desc="mt5 generate", mininterval=10):
-        enc = tok(sources[start:start + cfg.gen_batch_size], max_length=cfg.max_source_len, truncation=True,
-                  padding=True, return_tensors="pt").to(dev)
-        ids = model.generate(**enc, num_beams=cfg.num_beams, max_new_tokens=cfg.max_target_len,
+    keys = locales if locales is not None and limits else [None] * len(sources)
+    bounds = {key: (limits or {}).get(key, (0, cfg.max_target_len)) for key in set(keys)}
+    out: list[str] = [""] * len(sources)
+    # Batches never mix locales, so each batch has one length window.
+    order = sorted(range(len(sources)), key=lambda i: (keys[i] or "", i))
+    batches = [order[i:i + cfg.gen_batch_size] for i in range(0, len(order), cfg.gen_batch_size)]
+    batches = [[i for i in b if keys[i] == key] for b in batches for key in dict.fromkeys(keys[i] for i in b)]
+    for batch in tqdm(batches, desc="mt5 generate", mininterval=10):
+        ids = _pad(encode(tok, [sources[i] for i in batch], cfg.max_source_len), tok.pad_token_id).to(dev)
+        lo, hi = bounds[keys[batch[0]]]
+        gen = model.generate(input_ids=ids, attention_mask=(ids != tok.pad_token_id).long(),
+                             num_beams=cfg.num_beams, max_new_tokens=hi, min_new_tokens=lo,
                              length_penalty=cfg.length_penalty, no_repeat_ngram_size=cfg.no_repeat_ngram_size,
                              early_stopping=True, do_sample=False)
-        out += [t.strip() for t in tok.batch_decode(ids, skip_special_tokens=True)]
+        for i, text in zip(batch, tok.batch_decode(gen, skip_special_tokens=True), strict=True):
+            out[i] = text.strip()
     return out
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 import numpy as np
 import polars as pl
@@ -205,9 +206,9 @@ def test_train_deep_stage_main(world, project_dir, monkeypatch):
     history.write_parquet(project_dir / "history.parquet")
     items.write_parquet(project_dir / "items.parquet")
     params = (project_dir / "params.yaml").read_text()
-    for key, tiny in (("dim: 64", "dim: 8"), ("epochs: 3", "epochs: 1"), ("negatives: 1024", "negatives: 8")):
-        params = params.replace(key, tiny)
-    (project_dir / "params.yaml").write_text(params.replace("threads: 0 ", "threads: 1 "))
+    for key, tiny in (("dim", 8), ("epochs", 1), ("negatives", 8), ("threads", 1)):
+        params = re.sub(rf"(\n\s+{key}): \d+", rf"\1: {tiny}", params)
+    (project_dir / "params.yaml").write_text(params)
     monkeypatch.chdir(project_dir)
     train_deep.main(["--history", "history.parquet", "--items", "items.parquet", "--model", "sasrec",
                      "--out", "models/valid/sasrec.pt", "--metrics", "metrics/sasrec.json", "--device", "cpu"])

@@ -89,6 +89,8 @@ class SASRec(SessionEncoder):
     def __init__(self, cfg: ModelConfig, n_items: int, n_locales: int) -> None:
         super().__init__(cfg, n_items, n_locales)
         self.pos_emb = nn.Embedding(cfg.max_len, cfg.dim)
+        # Same scale as the item embeddings: the default N(0, 1) would drown the items in position.
+        nn.init.normal_(self.pos_emb.weight, std=1 / math.sqrt(cfg.dim))
         layer = nn.TransformerEncoderLayer(cfg.dim, cfg.heads, dim_feedforward=cfg.dim * 4, dropout=cfg.dropout,
                                            batch_first=True, norm_first=True, activation="gelu")
         self.blocks = nn.TransformerEncoder(layer, cfg.layers, enable_nested_tensor=False)
