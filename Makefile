@@ -23,7 +23,7 @@ run: $(STAMP)
 	@cat metrics/leaderboard.md
 
 test: $(STAMP)
-	$(BIN)/python -m pytest -q -p no:cacheprovider tests
+	$(BIN)/python -m pytest -p no:cacheprovider tests
 
 lint: $(STAMP)
 	$(BIN)/ruff check pipeline candidates features rankers tests benchmarks

@@ -17,6 +17,7 @@ import polars as pl
 from pipeline import submission
 from pipeline.io import setup_logging, timed
 from pipeline.predictions import fill_with_popular, locale_popularity, submission_frames
+from rankers.last_title import last_titles
 
 log = logging.getLogger(__name__)
 
@@ -27,14 +28,6 @@ def popularity_top(history: pl.DataFrame, items: pl.DataFrame, queries: pl.DataF
     empty = pl.DataFrame(schema={"session": pl.Int32, "item": pl.Int32, "rank": pl.Int32})
     own = events.join(queries.select("session"), on="session").select("session", "item")
     return fill_with_popular(empty, queries, own, locale_popularity(history, items))
-
-
-def last_titles(sessions: pl.DataFrame, events: pl.DataFrame, items: pl.DataFrame) -> pl.DataFrame:
-    """session, next_item_title: the title of the session's last item ('' when it has none)."""
-    last = events.sort("session", "position").group_by("session").last().select("session", "item")
-    return (sessions.select("session").join(last, on="session", how="left")
-            .join(items.select("item", "title"), on="item", how="left")
-            .select("session", pl.col("title").fill_null("").alias("next_item_title")))
 
 
 def main() -> None:

@@ -11,8 +11,8 @@ does not learn to copy a catalogue neighbour that a real test session can never 
 The chooser is learned on the valid split (co-visitation fitted on the valid history); test
 sessions (datasets task3_phase1/2, in file row order) get candidates from co-visitation fitted on
 the test history, the model refitted on all valid sessions, and the editor tuned out of fold.
-Writes submissions/task3_last_title/ and submissions/task3_chooser/ task3_phase{P}.parquet and
-the validation BLEU of each method and chooser step to --metrics.
+Writes submissions/task3_chooser/task3_phase{P}.parquet and the validation BLEU of each method and
+chooser step to --metrics (the last-title submission itself comes from the ``baseline`` stage).
 """
 
 from __future__ import annotations
@@ -133,8 +133,7 @@ def main() -> None:
                 log.warning("no task3_phase%d sessions in the prepared data", phase)
                 continue
             locales = submission.load_test_locales(args.raw, 3, phase)
-            outputs = {"task3_last_title": last_titles(fold.sessions, events, items),
-                       "task3_chooser": predict_test(fold, model, edits, events, items, titles, cfg)}
+            outputs = {"task3_chooser": predict_test(fold, model, edits, events, items, titles, cfg)}
             for method, frame in outputs.items():
                 sub = fold.sessions.select("session", "locale").join(frame, on="session", maintain_order="left")
                 submission.write(sub.select("locale", "next_item_title"),

@@ -64,6 +64,7 @@ class Mt5Config:
     no_repeat_ngram_size: int = 3
     min_len_quantile: float = 0.0  # per-locale generation floor: this quantile of the training targets' token length (0 = off)
     max_len_quantile: float = 1.0  # per-locale generation cap: this quantile (1 = the longest), never above max_target_len
+    copy_share: float = 0.0        # share of training pairs whose target is replaced by the source's last title
     fallback_min_tokens: int = 0   # mt5+fallback: a generation shorter than this many words is replaced by the last title
     gen_batch_size: int = 64
     max_valid_sessions: int = 500  # valid sessions generated for the metric (sampled)
@@ -104,6 +105,10 @@ def training_pairs(history: pl.DataFrame, titles: pl.DataFrame, cfg: Mt5Config, 
         titles: item, title, and optionally locale (else the pairs' locale is null).
     Every event with a predecessor is a target when its title is new to the session (a real next
     item never repeats one of the session's items); its context is built as in ``contexts``.
+    A seeded ``copy_share`` of the pairs get the last title itself as target: a small model from
+    scratch only learns to copy from the source through attention after many steps on the noisy
+    variant pairs, while exact copies teach that circuit quickly (and copying is the strong
+    baseline the variant pairs then refine).
     """
     cols = ["item", "title"] + (["locale"] if "locale" in titles.columns else [])
     ev = _distinct_runs(history.join(titles.select(cols), on="item"))
@@ -113,10 +118,12 @@ def training_pairs(history: pl.DataFrame, titles: pl.DataFrame, cfg: Mt5Config, 
     first_seen = pl.col("title").is_first_distinct().over("session")
     pairs = (ev.with_columns(ctx=ctx, first=first_seen)
              .filter(pl.col("first") & pl.col("title").shift(1).over("session").is_not_null())
-             .select(source=pl.col("ctx").list.drop_nulls().list.join(SEP), target="title", locale="locale"))
+             .select(source=pl.col("ctx").list.drop_nulls().list.join(SEP), target="title", locale="locale",
+                     last=pl.col("ctx").list.first()))
     if pairs.height > cfg.max_train_pairs:
         pairs = pairs.sample(cfg.max_train_pairs, seed=seed)
-    return pairs
+    copy = pl.Series(np.random.default_rng(seed).random(pairs.height) < cfg.copy_share)
+    return pairs.select("source", target=pl.when(copy).then("last").otherwise("target"), locale="locale")
 
 
 def length_limits(pairs: pl.DataFrame, tok, cfg: Mt5Config) -> dict[str | None, tuple[int, int]]:

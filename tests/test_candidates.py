@@ -149,10 +149,22 @@ class TestText(SourceContract):
     type_, cfg = "text", {"max_df": 0.5}
 
 
+class TestTextLift(SourceContract):
+    type_, cfg = "text", {"max_df": 1.0, "weighting": "lift"}
+
+
+class TestPrefix(SourceContract):
+    type_, cfg = "attribute", {"key": "prefix", "prefix_chars": 1}
+
+
+class TestAttributeColumn(SourceContract):
+    type_, cfg = "attribute", {"key": "price"}
+
+
 def test_contract_covers_the_sources_of_this_suite():
     # Other source families (deep models) subclass SourceContract in their own test modules.
     tested = {cls.type_ for cls in SourceContract.__subclasses__()}
-    assert {"popularity", "covisit", "sknn", "als", "bpr", "text"} <= tested <= set(SOURCES)
+    assert {"popularity", "covisit", "sknn", "als", "bpr", "text", "attribute"} <= tested <= set(SOURCES)
 
 
 # --- co-visitation counts -------------------------------------------------------------------------
@@ -289,3 +301,43 @@ def test_recall_report_counts_hits_and_marginals():
     assert o["union"]["recall@1"] == 0.75
     assert report["by_locale"]["ES"]["union"]["recall"] == 0.5
     assert set(plot["source"]) == {"a", "b", "union"}
+
+
+# --- shared attribute and title-word lift ---------------------------------------------------------
+
+def _one_query(locale: str, *items: int) -> pl.DataFrame:
+    return pl.DataFrame({"session": [500] * len(items), "locale": locale, "position": range(len(items)),
+                         "item": list(items)},
+                        schema={"session": pl.Int32, "locale": pl.String, "position": pl.Int32, "item": pl.Int32})
+
+
+def test_prefix_proposes_the_family_in_the_session_locale_by_views():
+    # Ids A0..A29 (DE) and A0..A19 (ES): prefix "A1" holds products 1 and 10..19.
+    items = tiny_items()
+    history = _events([12, 12, 12], [13], [30 + 12])  # DE 12 viewed 3x, DE 13 once; ES 12 once
+    out = (source_class("attribute")(from_dict(source_class("attribute").Config, {"key": "prefix", "prefix_chars": 2},
+                                               "t"), 0)
+           .fit(history, items).generate(_one_query("DE", 11), 20))
+    got = out["item"].to_list()
+    assert set(got) == {1, 10, 12, 13, 14, 15, 16, 17, 18, 19}   # the DE family, not ES, not itself
+    assert got[:2] == [12, 13]                                     # most viewed first
+
+
+def test_lift_weights_words_that_persist_along_sessions():
+    """A title word that consecutive items share (the block word) gets a large weight; a word that
+    is shared only as often as chance (one of two colours) gets about none, though it is rarer
+    than nothing in IDF terms."""
+    from candidates.text import TextConfig, title_tokens, token_lift
+
+    n = 40
+    colour = np.random.default_rng(0).integers(0, 2, n)
+    items = pl.DataFrame({"item": range(n), "locale": "DE", "in_catalog": True,
+                          "title": [f"block{i // 4} colour{c}" for i, c in enumerate(colour)]},
+                         schema_overrides={"item": pl.Int32})
+    history = _events(*[[b * 4 + j for j in range(4)] for b in range(n // 4)] * 5)
+    tokens = title_tokens(items, TextConfig(max_df=1.0))
+    weight = token_lift(history, tokens).join(tokens.group_by("token").agg(df=pl.len()), on="token")
+    block, col = weight.filter(pl.col("df") == 4), weight.filter(pl.col("df") > 4)
+    assert block.height == n // 4 and col.height == 2
+    assert block["idf"].min() > 1.0
+    assert col["idf"].max() < 0.3

@@ -20,6 +20,7 @@ def run(project, *args):
 def test_foundation_stages_end_to_end(project_dir):
     params = yaml.safe_load((project_dir / "params.yaml").read_text())
     params["data"]["scale"] = TINY_SCALE
+    params["publish"] = {"task1": "popularity", "task2": "popularity", "task3": "last_title"}
     (project_dir / "params.yaml").write_text(yaml.safe_dump(params))
     run(project_dir, "pipeline.generate", "--out", "data/raw")
     run(project_dir, "pipeline.prepare", "--raw", "data/raw", "--out", "data/prepared", "--report", "metrics/prepare.json")

@@ -146,7 +146,55 @@ def test_mt5_tiny_trains_and_generates(tmp_path, world):
     sources = mt5.contexts(world["events"].filter(pl.col("session") < 5), titles, cfg.n_context)
     out = mt5.generate(model, tok, sources["source"].to_list(), cfg)
     assert len(out) == sources.height and all(isinstance(t, str) for t in out)
+    # Per-locale length windows: a floor forbids an early EOS, a cap of 2 pieces gives at most 2 words.
+    located = titles.join(world["items"].select("item", "locale"), on="item")
+    limits = mt5.length_limits(mt5.training_pairs(world["history"], located, cfg, seed=0), tok,
+                               mt5.Mt5Config(**{**cfg.__dict__, "min_len_quantile": 0.5}))
+    assert set(limits) == {"DE", "UK"} and all(0 < lo < hi <= cfg.max_target_len for lo, hi in limits.values())
+    locales = ["DE", "UK"] * (sources.height // 2) + ["DE"] * (sources.height % 2)
+    floored = mt5.generate(model, tok, sources["source"].to_list(), cfg, locales, limits)
+    assert all(len(text.split()) >= 2 for text in floored), floored
+    capped = mt5.generate(model, tok, sources["source"].to_list(), cfg, locales, {"DE": (0, 2), "UK": (0, 2)})
+    assert all(len(text.split()) <= 2 for text in capped), capped
     mt5.save(model, tok, tmp_path / "model")
     reloaded, tok2 = mt5.build(mt5.Mt5Config(**{**cfg.__dict__, "pretrained_dir": str(tmp_path / "model")}),
                                [], tmp_path, seed=0)
     assert mt5.generate(reloaded, tok2, sources["source"].to_list(), cfg) == out
+
+
+def test_mt5_contexts_put_last_title_first_and_pairs_skip_repeats():
+    from rankers import mt5
+
+    titles = pl.DataFrame({"item": [0, 1, 2], "title": ["a a", "b b", "c c"], "locale": ["DE", "DE", "UK"]},
+                          schema_overrides={"item": pl.Int32})
+    long = pl.DataFrame({"session": [1, 1, 1, 1, 2], "position": [0, 1, 2, 3, 0], "item": [0, 1, 1, 2, 2]},
+                        schema={"session": pl.Int32, "position": pl.Int32, "item": pl.Int32})
+    ctx = mt5.contexts(long, titles, n_context=2)
+    # Consecutive repeats collapse; the most recent title comes first.
+    assert ctx.to_dict(as_series=False) == {"session": [1, 2], "source": ["c c | b b", "c c"]}
+    history = long.vstack(pl.DataFrame({"session": [1], "position": [4], "item": [0]},
+                                       schema={"session": pl.Int32, "position": pl.Int32, "item": pl.Int32}))
+    pairs = mt5.training_pairs(history, titles, mt5.Mt5Config(n_context=2), seed=0)
+    # Item 0 at position 4 repeats the session's first title: never a target (real targets are new).
+    assert sorted(pairs.select("source", "target", "locale").rows()) == [
+        ("a a", "b b", "DE"), ("b b | a a", "c c", "UK")]
+    copied = mt5.training_pairs(history, titles, mt5.Mt5Config(n_context=2, copy_share=1.0), seed=0)
+    assert sorted(copied["target"].to_list()) == ["a a", "b b"]
+
+
+def test_mt5_fallback_combination():
+    from pipeline.task3_mt5 import combine, evaluate
+
+    pred = pl.DataFrame({"session": [1, 2, 3, 4], "locale": ["DE", "DE", "UK", "UK"],
+                         "gen": ["x y z w v", "", "q", "p q r s"],
+                         "last_title": ["l1 a b", "l2 a b", "l3 a b", "p q r s"]})
+    out = combine(pred, fallback_min_tokens=2, fallback_locales=["UK"])
+    assert out["mt5"].to_list() == ["x y z w v", "l2 a b", "q", "p q r s"]
+    assert out["mt5_fallback"].to_list() == ["x y z w v", "l2 a b", "l3 a b", "p q r s"]
+    refs = pred.select("session", "locale", ref_title=pl.Series(["x y z w v", "l2 a b", "l3 a b", "p q r t"]))
+    from rankers import mt5
+
+    metrics, fallback = evaluate(pred, refs, mt5.Mt5Config(fallback_min_tokens=2))
+    # DE: the generation is exact, so DE keeps it; UK: the short 'q' falls back and then ties.
+    assert fallback == [] and metrics["mt5_fallback"] >= metrics["mt5"]
+    assert metrics["per_locale"]["DE"]["mt5"] > metrics["per_locale"]["DE"]["last_title"]
