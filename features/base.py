@@ -12,7 +12,7 @@ expressions and never changes its rows or their order.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import polars as pl
 
@@ -27,6 +27,7 @@ class FeaturesConfig:
     covisit_window: int = 3           # pairs of items at most this many positions apart
     last_k: int = 3                   # co-visitation with each of the last k distinct items
     prefix_chars: int = 5             # ASIN prefix length that marks listed-together variants
+    deep_models: dict[str, str] = field(default_factory=dict)  # family deep: registry type -> checkpoint glob
 
 
 @dataclass(frozen=True)

@@ -15,9 +15,14 @@ FAMILIES: dict[str, str] = {
     "item": "features.item",
     "session_item": "features.session_item",
     "cross_locale": "features.cross_locale",
+    "deep": "features.deep",
 }
 
 PREFIXES = ("cand_", "s_", "i_", "si_")
+
+# An upper bound on the columns the families add to a candidate frame, for the memory guard
+# (pipeline.guards); tests/test_features.py checks the families stay within it.
+FAMILY_COLUMNS = 90
 
 # Integer codes that are categories, not magnitudes.
 CATEGORICAL = ("s_locale",)

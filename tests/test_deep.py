@@ -15,7 +15,7 @@ from candidates.deep.config import ModelConfig
 from candidates.deep.data import pad_left, session_sequences
 from candidates.deep.models import build
 from candidates.deep.source import DeepSourceConfig, GRU4RecSource, NoCheckpointError, SASRecSource
-from candidates.deep.train import length_batches, load, train, trim
+from candidates.deep.train import length_batches, load, repeated_targets, train, trim
 from candidates.registry import source_class
 from pipeline import schemas
 
@@ -92,6 +92,13 @@ def test_padding_does_not_change_the_session_vector(arch):
     assert trim(tokens).shape == (3, 3)
     torch.testing.assert_close(full[:, -3:], short)
     assert torch.isfinite(full).all()
+
+
+def test_repeated_targets_marks_steps_whose_target_is_already_in_the_prefix():
+    # Row: PAD 5 7 5 7 9 -> inputs PAD 5 7 5 7, targets 5 7 5 7 9.
+    tokens = torch.tensor([[0, 5, 7, 5, 7, 9]])
+    got = repeated_targets(tokens[:, :-1], tokens[:, 1:])
+    assert got.tolist() == [[False, False, True, True, False]]
 
 
 def test_length_batches_cover_every_session_once():
@@ -215,3 +222,28 @@ def test_train_deep_stage_main(world, project_dir, monkeypatch):
     metrics = json.loads((project_dir / "metrics" / "sasrec.json").read_text())
     assert metrics["epochs"] == 1 and len(metrics["loss"]) == 1
     assert load(project_dir / "models" / "valid" / "sasrec.pt").cfg.dim == 8
+
+
+def test_deep_feature_family_scores_every_candidate(world, tmp_path):
+    """Family ``deep``: the model score of every (session, item), as score_pairs gives it, and the
+    rank by that score within the session; a glob with no checkpoint of this history fails."""
+    from features import deep as deep_family
+    from features.base import Chunk, FeaturesConfig, Inputs
+
+    items, history, sessions = world
+    train(history, items, cfg("gru4rec", epochs=1), seed=1, checkpoint=tmp_path / "gru4rec.pt", progress=False)
+    features_cfg = FeaturesConfig(deep_models={"gru4rec": str(tmp_path / "*.pt")})
+    state = deep_family.fit(Inputs(history=history, items=items, sessions=pl.DataFrame()), features_cfg)
+    frame = pl.DataFrame({"session": [0, 0, 0, 1, 999], "item": [3, 9, 5, 30, 40]},
+                         schema={"session": pl.Int32, "item": pl.Int32})
+    chunk = Chunk(events=sessions.drop_nulls("item").select("session", "position", "item"),
+                  queries=sessions.select("session", "locale").unique("session"))
+    out = deep_family.add(frame, chunk, state, features_cfg)
+    assert out.select("session", "item").equals(frame)
+    expected = state.models["gru4rec"].score_pairs(sessions, frame)["score"]
+    assert out["si_deep_gru4rec_score"].to_list() == pytest.approx(expected.to_list())
+    s0 = out.filter(pl.col("session") == 0).sort("si_deep_gru4rec_score", descending=True)
+    assert s0["si_deep_gru4rec_rank"].to_list() == [1, 2, 3]
+    assert out.filter(pl.col("session") == 999)["si_deep_gru4rec_rank"].to_list() == [1]
+    with pytest.raises(NoCheckpointError):
+        deep_family.fit(Inputs(history=history.head(50), items=items, sessions=pl.DataFrame()), features_cfg)

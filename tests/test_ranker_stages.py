@@ -50,6 +50,7 @@ def stand_in_union(history: pl.DataFrame, queries: pl.DataFrame, items: pl.DataF
 def test_ranker_stages_end_to_end(tiny_world, project_dir):
     params = yaml.safe_load((project_dir / "params.yaml").read_text())
     params["features"]["chunk_sessions"] = 150  # several parts: the chunked path
+    params["features"]["deep_models"] = {}       # no checkpoints here; tests/test_deep.py covers family deep
     params["ranker"].update(num_boost_round=30, early_stopping_rounds=10, min_data_in_leaf=20, num_threads=1)
     (project_dir / "params.yaml").write_text(yaml.safe_dump(params))
     items = pl.read_parquet(tiny_world.prepared / "items.parquet")

@@ -31,6 +31,7 @@ class ModelConfig:
     weight_decay: float = 0.0
     negatives: int = 1024      # uniform sampled negatives shared by a batch, besides its in-batch targets
     logq: bool = True          # subtract log batch frequency of in-batch negatives (popularity correction)
+    skip_repeats: bool = True  # no loss on a target already in its prefix: a real next item never repeats one
 
     def __post_init__(self) -> None:
         if self.arch not in ARCHS:

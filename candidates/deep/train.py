@@ -64,12 +64,26 @@ def _epoch_seed(seed: int, epoch: int) -> int:
     return seed * 10_007 + epoch
 
 
+def repeated_targets(inputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """(B, L) bool: the target at step t is one of the items at steps 0..t of its row.
+
+    Such steps (re-views, about a quarter of all steps) are never asked of the model: the next item
+    of a test session is new to it and retrieval drops the session's own items. Training on them
+    would spend capacity on pointing each session vector back at the items already seen.
+    """
+    steps = inputs.shape[1]
+    causal = torch.ones(steps, steps, dtype=torch.bool, device=inputs.device).tril()
+    return ((targets[:, :, None] == inputs[:, None, :]) & causal).any(-1)
+
+
 def _batch_loss(model: SessionEncoder, tokens: torch.Tensor, locale: torch.Tensor, cfg: ModelConfig,
                 n_items: int, gen: torch.Generator) -> torch.Tensor:
     """Sampled softmax over the batch's own targets plus ``cfg.negatives`` uniform items."""
     inputs, targets = tokens[:, :-1], tokens[:, 1:]
     hidden = model(inputs, locale)
     valid = (targets != PAD) & (inputs != PAD)
+    if cfg.skip_repeats:
+        valid &= ~repeated_targets(inputs, targets)
     h, target = hidden[valid], targets[valid]
     batch_items, positive = torch.unique(target, return_inverse=True)
     negatives = torch.randint(1, n_items + 1, (cfg.negatives,), generator=gen).to(tokens.device)

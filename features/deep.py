@@ -1,0 +1,49 @@
+"""Family ``deep`` (prefix ``si_deep_``): each deep session encoder's score for every candidate.
+
+The gru4rec/sasrec candidate sources only propose their own top k, so their ``cand_`` columns are
+null for most of the union. Here each model scores *every* candidate (``DeepSource.score_pairs``:
+the inner product of the session vector with the item's [embedding, bias]), and the candidate's
+rank among the session's candidates by that score, so the ranker can weigh a co-visitation or
+text candidate by what the sequence model thinks of it.
+
+The checkpoints come from the globs in ``features.deep_models`` (registry type -> glob) and are
+matched to the split's history exactly as the candidate sources match them: the valid split never
+gets a model that saw its targets. A glob with no matching checkpoint is an error, not a skip.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import polars as pl
+
+from candidates.registry import source_class
+from features.base import Chunk, FeaturesConfig, Inputs
+
+
+@dataclass(frozen=True)
+class State:
+    models: dict  # registry type -> fitted DeepSource
+
+
+def fit(inputs: Inputs, cfg: FeaturesConfig) -> State:
+    models = {}
+    for kind, pattern in cfg.deep_models.items():
+        cls = source_class(kind)
+        models[kind] = cls(cls.Config(checkpoint=pattern), 0).fit(inputs.history, inputs.items)
+    return State(models)
+
+
+def add(frame: pl.DataFrame, chunk: Chunk, state: State, cfg: FeaturesConfig) -> pl.DataFrame:
+    sessions = (chunk.queries.select("session", "locale")
+                .join(chunk.events.select("session", "position", "item"), on="session", how="left")
+                .sort("session", "position", nulls_last=True))
+    pairs = frame.select("session", "item")
+    columns = []
+    for kind, model in state.models.items():
+        scored = model.score_pairs(sessions, pairs)  # in the order of pairs
+        columns += scored.select(
+            pl.col("score").alias(f"si_deep_{kind}_score"),
+            pl.col("score").rank("ordinal", descending=True).over("session").cast(pl.Int32)
+            .alias(f"si_deep_{kind}_rank")).get_columns()
+    return frame.hstack(columns) if columns else frame
