@@ -79,8 +79,9 @@ def main() -> None:
             columns = frame.columns
     features = feature_columns(columns)
     write_json({"split": args.split, "sessions": queries.height, "rows": rows, "parts": len(chunks),
-                "features": features, "peak_rss_mib": round(peak_rss_mib())}, args.out / "summary.json")
-    log.info("features %s: %d rows, %d features, %d parts", args.split, rows, len(features), len(chunks))
+                "features": features}, args.out / "summary.json")  # no timings: a dependency of later stages
+    log.info("features %s: %d rows, %d features, %d parts, peak RSS %.0f MiB", args.split, rows, len(features),
+             len(chunks), peak_rss_mib())
 
 
 if __name__ == "__main__":
