@@ -1,0 +1,62 @@
+"""Standalone quality of one deep session encoder: train on the valid history, rank every valid query.
+
+    python benchmarks/deep_standalone.py gru4rec
+    python benchmarks/deep_standalone.py sasrec --set epochs=8 --set negatives=2048
+
+Reads the knobs of ``deep.models.<model>`` from params.yaml, overrides them with ``--set key=value``
+(YAML values), trains on data/split/valid/history.parquet (no valid target in it) and prints one JSON
+line: the overrides, MRR@100 and Recall@100 of the model's own top 100 over all valid queries, and
+the training seconds. This is how the epoch/negative sweep in params.yaml was measured; the pipeline's
+own figure for the same model is ``source_<model>`` on the leaderboard.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+import polars as pl
+import yaml
+
+from candidates.deep.source import DeepSourceConfig, GRU4RecSource, SASRecSource
+from pipeline import config
+from pipeline.candidate_gen import query_sessions
+from pipeline.metrics import ranking_metrics_from_ranks
+
+SOURCES = {"gru4rec": GRU4RecSource, "sasrec": SASRecSource}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("model", choices=sorted(SOURCES))
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a model knob")
+    parser.add_argument("--split", type=Path, default=Path("data/split/valid"))
+    parser.add_argument("--prepared", type=Path, default=Path("data/prepared"))
+    parser.add_argument("--threads", type=int, default=0)
+    args = parser.parse_args()
+    overrides = {k: yaml.safe_load(v) for k, _, v in (s.partition("=") for s in args.set)}
+    knobs = {**config.read_params()["deep"]["models"][args.model], **overrides}
+    knobs.pop("arch", None)
+
+    history = pl.read_parquet(args.split / "history.parquet")
+    queries = pl.read_parquet(args.split / "queries.parquet")
+    targets = pl.read_parquet(args.split / "targets.parquet")
+    items = pl.read_parquet(args.prepared / "items.parquet")
+    events = pl.read_parquet(args.prepared / "events.parquet").join(queries.select("session"), on="session")
+
+    start = time.perf_counter()  # fit trains (no checkpoint given), with params' seed
+    source = SOURCES[args.model](DeepSourceConfig(threads=args.threads, model=knobs), config.seed()).fit(history, items)
+    seconds = time.perf_counter() - start
+    top = source.generate(query_sessions(queries, events), 100)
+    target_col = next(c for c in targets.columns if c != "session")
+    ranks = (queries.select("session").join(targets.rename({target_col: "target"}), on="session", how="left")
+             .join(top, left_on=["session", "target"], right_on=["session", "item"], how="left")["rank"])
+    metrics = ranking_metrics_from_ranks(ranks)
+    print(json.dumps({"model": args.model, **overrides, "mrr@100": round(metrics["mrr@100"], 4),
+                      "recall@100": round(metrics["recall@100"], 4), "train_s": round(seconds, 1)}))
+
+
+if __name__ == "__main__":
+    main()
