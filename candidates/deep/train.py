@@ -3,6 +3,12 @@
 Every epoch draws its shuffling, negatives and dropout from RNGs seeded by (seed, epoch), and the
 optimizer state is checkpointed, so training 3 epochs, stopping, and resuming to 5 gives the same
 weights as 5 epochs in one go; on CPU two runs with the same seed and thread count are identical.
+
+On CUDA they are not, and this code does not force it: the sparse embedding gradients are summed
+with atomic adds (index_add / embedding_bag backward) in a run-dependent order, cuBLAS may pick
+other GEMM kernels, and bf16 autocast rounds those sums differently, so weights differ in the last
+bits and a few near-tied candidates can swap ranks. The submissions stay valid; byte-identical
+reruns are promised on CPU only (tests/test_pipeline_repro.py checks them).
 """
 
 from __future__ import annotations
