@@ -133,12 +133,11 @@ def main() -> None:
                 log.warning("no task3_phase%d sessions in the prepared data", phase)
                 continue
             locales = submission.load_test_locales(args.raw, 3, phase)
-            outputs = {"task3_chooser": predict_test(fold, model, edits, events, items, titles, cfg)}
-            for method, frame in outputs.items():
-                sub = fold.sessions.select("session", "locale").join(frame, on="session", maintain_order="left")
-                submission.write(sub.select("locale", "next_item_title"),
-                                 submission.submission_path(args.out / method, 3, phase), 3, locales, None)
-                log.info("%s phase %d: %d rows", method, phase, sub.height)
+            frame = predict_test(fold, model, edits, events, items, titles, cfg)
+            sub = fold.sessions.select("session", "locale").join(frame, on="session", maintain_order="left")
+            submission.write(sub.select("locale", "next_item_title"),
+                             submission.submission_path(args.out / "task3_chooser", 3, phase), 3, locales, None)
+            log.info("task3_chooser phase %d: %d rows", phase, sub.height)
     write_json(metrics, args.metrics)
 
 
