@@ -20,9 +20,9 @@ from pathlib import Path
 import polars as pl
 import yaml
 
+from candidates.base import query_sessions
 from candidates.deep.source import DeepSourceConfig, GRU4RecSource, SASRecSource
 from pipeline import config
-from pipeline.candidate_gen import query_sessions
 from pipeline.metrics import ranking_metrics_from_ranks
 
 SOURCES = {"gru4rec": GRU4RecSource, "sasrec": SASRecSource}

@@ -52,3 +52,18 @@ def finalize(scores: pl.DataFrame, sessions: pl.DataFrame, items: pl.DataFrame, 
         .select(pl.col("session").cast(pl.Int32), pl.col("item").cast(pl.Int32),
                 pl.col("score").cast(pl.Float32), "rank")
     )
+
+
+def query_sessions(queries: pl.DataFrame, events: pl.DataFrame) -> pl.DataFrame:
+    """The ``sessions`` frame of the interface from a queries table and their events.
+
+    Args:
+        queries: session:Int32, locale:String (and any other columns, ignored).
+        events: session:Int32, position:Int32, item:Int32 (the queries' prev_items).
+    Returns:
+        session:Int32, locale:String, position:Int32, item:Int32, sorted by session and position; a
+        session without events keeps one row with null position/item so that it is still scored.
+    """
+    return (queries.select("session", "locale")
+            .join(events.select("session", "position", "item"), on="session", how="left")
+            .sort("session", "position", nulls_last=True))

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 
 import polars as pl
 
+from candidates.base import query_sessions
 from candidates.registry import source_class
 from features.base import Chunk, FeaturesConfig, Inputs
 
@@ -35,9 +36,7 @@ def fit(inputs: Inputs, cfg: FeaturesConfig) -> State:
 
 
 def add(frame: pl.DataFrame, chunk: Chunk, state: State, cfg: FeaturesConfig) -> pl.DataFrame:
-    sessions = (chunk.queries.select("session", "locale")
-                .join(chunk.events.select("session", "position", "item"), on="session", how="left")
-                .sort("session", "position", nulls_last=True))
+    sessions = query_sessions(chunk.queries, chunk.events)
     pairs = frame.select("session", "item")
     columns = []
     for kind, model in state.models.items():

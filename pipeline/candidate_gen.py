@@ -22,6 +22,7 @@ from typing import Any
 import polars as pl
 from tqdm import tqdm
 
+from candidates.base import query_sessions
 from candidates.union import SourceSpec, build_sources, union
 from pipeline import config, schemas
 from pipeline.guards import ResourceBudgetError, ResourcesConfig, check_rows
@@ -35,16 +36,6 @@ class CandidatesConfig:
     chunk_size: int = 20_000        # query sessions per generate() call
     max_per_session: int = 300      # cap on the union per session
     sources: dict[str, dict[str, Any]] = field(default_factory=dict)  # name -> {type, k, knobs}
-
-
-def query_sessions(queries: pl.DataFrame, events: pl.DataFrame) -> pl.DataFrame:
-    """The query sessions in long form: session:Int32, locale:String, position:Int32, item:Int32.
-
-    A session without events keeps one row with null position/item so that it is still scored.
-    """
-    return (queries.select("session", "locale")
-            .join(events.select("session", "position", "item"), on="session", how="left")
-            .sort("session", "position", nulls_last=True))
 
 
 def fit_sources(specs: list[SourceSpec], history: pl.DataFrame, items: pl.DataFrame) -> None:
