@@ -24,8 +24,7 @@ from tqdm import tqdm
 
 from candidates.base import query_sessions
 from candidates.union import SourceSpec, build_sources, union
-from pipeline import config, schemas
-from pipeline.guards import ResourceBudgetError, ResourcesConfig, check_rows
+from pipeline import config, guards, schemas
 from pipeline.io import peak_rss_mib, setup_logging, timed, write_parquet
 
 log = logging.getLogger(__name__)
@@ -90,14 +89,9 @@ def main() -> None:
     log.info("%s: %d history events, %d query sessions, %d query events, sources %s", args.split,
              history.height, queries.height, events.height, [s.name for s in specs])
 
-    try:
-        need = check_rows("candidates: one chunk's source outputs and their union",
-                          min(cfg.chunk_size, queries.height) * sum(s.k for s in specs), 3 + 2 * len(specs),
-                          config.load_section(ResourcesConfig, "resources"),
-                          "candidates.chunk_size or the sources' k")
-    except ResourceBudgetError as exc:
-        raise SystemExit(f"error: {exc}") from None
-    log.info("memory estimate of one chunk: %.2f GiB", need)
+    guards.require("candidates: one chunk's source outputs and their union",
+                   min(cfg.chunk_size, queries.height) * sum(s.k for s in specs), 3 + 2 * len(specs),
+                   config.load_section(guards.ResourcesConfig, "resources"), "candidates.chunk_size or the sources' k")
 
     fit_sources(specs, history, items)
     with timed("generate union"):

@@ -21,8 +21,8 @@ from tqdm import tqdm
 from features.assemble import add_features, chunk_of, fit_families, session_chunks
 from features.base import FeaturesConfig, Inputs
 from features.registry import FAMILY_COLUMNS, feature_columns
+from pipeline import guards
 from pipeline.config import load_section
-from pipeline.guards import ResourceBudgetError, ResourcesConfig, check_rows
 from pipeline.io import peak_rss_mib, setup_logging, timed, write_json, write_parquet
 
 log = logging.getLogger(__name__)
@@ -55,15 +55,10 @@ def main() -> None:
         state = fit_families(inputs, cfg)
     union = pl.scan_parquet(args.union)
     per_session = union.group_by("session").len().select(pl.col("len").max()).collect().item() or 0
-    try:
-        need = check_rows("features: one chunk of candidates with every family's columns",
-                          min(cfg.chunk_sessions, queries.height) * per_session,
-                          len(union.collect_schema()) + FAMILY_COLUMNS,
-                          load_section(ResourcesConfig, "resources"),
-                          "features.chunk_sessions or candidates.max_per_session")
-    except ResourceBudgetError as exc:
-        raise SystemExit(f"error: {exc}") from None
-    log.info("memory estimate of one chunk: %.2f GiB", need)
+    guards.require("features: one chunk of candidates with every family's columns",
+                   min(cfg.chunk_sessions, queries.height) * per_session, len(union.collect_schema()) + FAMILY_COLUMNS,
+                   load_section(guards.ResourcesConfig, "resources"),
+                   "features.chunk_sessions or candidates.max_per_session")
     events = history.join(queries.select("session"), on="session", how="semi")
     for stale in part_paths(args.out):  # a rerun with bigger chunks must not leave old parts behind
         stale.unlink()

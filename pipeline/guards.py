@@ -1,9 +1,10 @@
 """Resource guards: refuse, before any work, params that would hold more rows than the memory budget.
 
 An out-of-memory kill says nothing about which knob was too big and can leave a machine unusable
-for minutes; the stages that materialise candidate rows (``candidates``, ``features``, ``predict``)
-instead check the worst case their params allow against ``resources.memory_budget_gib`` and stop
-with an error naming the knobs to lower.
+for minutes; the stages that materialise candidate rows (``candidates``, ``features``; ``predict`` and
+``train_ranker`` read the feature parts one at a time, so the features check bounds them) instead
+check the worst case their params allow against ``resources.memory_budget_gib`` and stop with an
+error naming the knobs to lower.
 
 The estimate is rows x columns x ``BYTES_PER_CELL``: int32/float32 columns are 4 bytes, and a polars
 join or sort holds its input and its output at once, hence 8.
@@ -11,10 +12,13 @@ join or sort holds its input and its output at once, hence 8.
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 
 BYTES_PER_CELL = 8
 GIB = 1 << 30
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -45,3 +49,12 @@ def check_rows(what: str, rows: int, columns: int, cfg: ResourcesConfig, knobs: 
             f"resources.memory_budget_gib = {cfg.memory_budget_gib:g}; lower {knobs} (or raise the budget "
             f"on a bigger machine)")
     return need
+
+
+def require(what: str, rows: int, columns: int, cfg: ResourcesConfig, knobs: str) -> None:
+    """:func:`check_rows` for a stage's ``main``: log the estimate, or exit with the message (no traceback)."""
+    try:
+        need = check_rows(what, rows, columns, cfg, knobs)
+    except ResourceBudgetError as exc:
+        raise SystemExit(f"error: {exc}") from None
+    log.info("%s: memory estimate %.2f GiB", what, need)
