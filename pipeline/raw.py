@@ -38,6 +38,11 @@ def gt_file(task: int, phase: int) -> str:
     return f"gt_task{task}_phase{phase}.csv"
 
 
+def oracle_file(task: int, phase: int) -> str:
+    """Synthetic data only: per ground-truth row, the target's class, related rank and oracle rank."""
+    return f"oracle_task{task}_phase{phase}.csv"
+
+
 class RawDataError(ValueError):
     """A malformed record in a raw file; the message names file, line and field."""
 

@@ -7,6 +7,12 @@ Every ``submissions/**/task{T}_phase{P}.parquet`` is scored; its method is its d
 submissions/ ("submission" for the six published files). Tasks 1/2: MRR@100, Recall@100, NDCG@100
 overall and per locale, and the share of the oracle ceiling where gt/ceiling.json exists (only
 synthetic data has one). Task 3: corpus BLEU-4 overall and per locale.
+
+With ``--gap`` (synthetic data: gt/oracle_task{T}_phase{P}.csv), the oracle gap: for every method
+and target class (the target's relation to the hidden session state: the current item's first,
+second or later related item, a sibling variant, the intent category, other) the share of
+targets, the method's MRR@100 and Recall@100 beside the oracle's, and how much of the overall
+gap to the ceiling (in MRR@100 points) each class accounts for.
 """
 
 from __future__ import annotations
@@ -21,6 +27,7 @@ import polars as pl
 
 from pipeline import metrics, raw, submission
 from pipeline.io import setup_logging, write_json, write_text
+from pipeline.synthetic import TARGET_CLASSES
 
 log = logging.getLogger(__name__)
 
@@ -67,6 +74,72 @@ def score_file(path: Path, task: int, phase: int, gt_dir: Path, ceiling: dict | 
             values["ceiling_mrr@100"] = ceiling[key]["mrr@100"]
             values["share_of_ceiling"] = values["mrr@100"] / ceiling[key]["mrr@100"]
     return result
+
+
+def read_oracle(gt_dir: Path, task: int, phase: int) -> pl.DataFrame | None:
+    """gt/oracle_task{T}_phase{P}.csv (target_class, related_rank, oracle_rank, locale), or None."""
+    path = gt_dir / raw.oracle_file(task, phase)
+    if not path.exists():
+        return None
+    frame = pl.read_csv(path, schema_overrides={"target_class": pl.String, "related_rank": pl.Int32,
+                                                "oracle_rank": pl.Int64, "locale": pl.String})
+    missing = {"target_class", "oracle_rank", "locale"} - set(frame.columns)
+    if missing:
+        raise raw.RawDataError(path, 1, sorted(missing)[0], "column missing from the header")
+    return frame
+
+
+def oracle_gap(frame: pl.DataFrame, gt: pl.DataFrame, oracle: pl.DataFrame, task: int,
+               name: str = "submission") -> dict[str, dict]:
+    """{class: {n, share, mrr@100, recall@100, oracle_mrr@100, oracle_recall@100, gap_points}}
+    plus "all"; gap_points = share x (oracle MRR - method MRR), so the classes' points sum to the
+    overall gap to the ceiling."""
+    if oracle.height != gt.height or (oracle["locale"] != gt["locale"]).any():
+        raise submission.SubmissionError(f"{name}: the oracle file does not match the ground truth rows")
+    ranks = metrics.target_ranks(frame[submission.COLUMNS[task][1]], gt[gt.columns[0]])
+    rows = pl.DataFrame({"target_class": oracle["target_class"], "rank": ranks,
+                         "oracle": oracle["oracle_rank"].cast(pl.Float64)})
+    rr = (1.0 / pl.col("rank").cast(pl.Float64)).fill_null(0.0)
+    orr = pl.when(pl.col("oracle") <= metrics.K).then(1.0 / pl.col("oracle")).otherwise(0.0)
+    aggs = [pl.len().alias("n"), rr.mean().alias("mrr@100"), pl.col("rank").is_not_null().mean().alias("recall@100"),
+            orr.mean().alias("oracle_mrr@100"), (pl.col("oracle") <= metrics.K).mean().alias("oracle_recall@100")]
+    total = rows.height
+    out = {}
+    for part in [rows.select(aggs).with_columns(target_class=pl.lit("all")),
+                 rows.group_by("target_class").agg(aggs).sort("target_class")]:
+        for r in part.iter_rows(named=True):
+            share = r["n"] / total if total else 0.0
+            out[r.pop("target_class")] = {**r, "share": share,
+                                          "gap_points": share * (r["oracle_mrr@100"] - r["mrr@100"])}
+    return out
+
+
+def gap_board(root: Path, gt_dir: Path) -> dict:
+    """{"task1_phase1": {method: oracle_gap(...)}} for tasks 1/2 where an oracle file exists."""
+    board: dict = {}
+    for method, task, phase, path in find_submissions(root):
+        oracle = read_oracle(gt_dir, task, phase) if task != 3 else None
+        if oracle is None:
+            continue
+        gt = raw.read_ground_truth(gt_dir / raw.gt_file(task, phase), task)
+        board.setdefault(f"task{task}_phase{phase}", {})[method] = oracle_gap(submission.read(path), gt, oracle, task,
+                                                                               str(path))
+    return board
+
+
+def format_gap(board: dict) -> str:
+    """Per task and phase: one row per (method, class), methods best first."""
+    lines = []
+    for key in sorted(board):
+        lines.append(f"\n### {key}: where MRR@100 is lost against the oracle\n")
+        lines.append("| method | class | share | mrr@100 | oracle mrr@100 | recall@100 | oracle recall@100 | gap points |")
+        lines.append("|" + "---|" * 8)
+        for method, classes in sorted(board[key].items(), key=lambda kv: -kv[1]["all"]["mrr@100"]):
+            for cls in ["all"] + [c for c in TARGET_CLASSES if c in classes]:
+                c = classes[cls]
+                lines.append(f"| {method} | {cls} | {c['share']:.3f} | {c['mrr@100']:.4f} | {c['oracle_mrr@100']:.4f} | "
+                             f"{c['recall@100']:.4f} | {c['oracle_recall@100']:.4f} | {c['gap_points']:+.4f} |")
+    return "\n".join(lines).lstrip() + "\n"
 
 
 def find_submissions(root: Path) -> list[tuple[str, int, int, Path]]:
@@ -126,6 +199,8 @@ def main() -> None:
     parser.add_argument("--gt", type=Path, required=True)
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--table", type=Path, required=True)
+    parser.add_argument("--gap", type=Path, help="oracle gap by target class (JSON; synthetic data only)")
+    parser.add_argument("--gap-table", type=Path, help="the same as markdown")
     args = parser.parse_args()
     setup_logging()
     board = leaderboard(args.submissions, args.gt)
@@ -133,6 +208,13 @@ def main() -> None:
     table = format_table(board)
     write_text(table, args.table)
     print(table)
+    if args.gap:
+        gaps = gap_board(args.submissions, args.gt)
+        if not gaps:
+            log.info("no %s in %s (real data has no oracle): the oracle gap is empty", raw.oracle_file(1, 1), args.gt)
+        write_json(gaps, args.gap)
+        if args.gap_table:
+            write_text(format_gap(gaps) if gaps else "No oracle files (real data): no oracle gap.\n", args.gap_table)
 
 
 if __name__ == "__main__":

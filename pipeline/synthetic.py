@@ -24,7 +24,10 @@ The world (every knob lives in :class:`SyntheticConfig`):
 * Task 3 targets are new products: a new variant of the drawn next item's family (or a new
   family in its category); only their titles are written (gt_task3).
 * The oracle ranks every catalogue item of the locale by the exact next-item probability given
-  the hidden state and reports MRR@100 / Recall@100 of the drawn target (gt/ceiling.json).
+  the hidden state and reports MRR@100 / Recall@100 of the drawn target (gt/ceiling.json). For
+  tasks 1 and 2, gt/oracle_task{T}_phase{P}.csv gives per ground-truth row the target's class
+  (its relation to the hidden state, :data:`TARGET_CLASSES`) and its oracle rank, so the
+  leaderboard can show where a method loses against the oracle.
 
 Everything is vectorised numpy over sessions, one step of the process at a time.
 """
@@ -40,7 +43,7 @@ import numpy as np
 import polars as pl
 
 from pipeline.io import atomic_path, peak_rss_mib, write_json
-from pipeline.raw import LOCALES, gt_file, test_file
+from pipeline.raw import LOCALES, gt_file, oracle_file, test_file
 
 log = logging.getLogger(__name__)
 
@@ -816,6 +819,29 @@ def _oracle_ranks(w: _World, sim: dict, idx: np.ndarray) -> np.ndarray:
     return 1 + above + np.rint(corr).astype(np.int64)
 
 
+TARGET_CLASSES = ("related_1", "related_2", "related_3+", "variant", "category", "other")
+
+
+def _target_classes(w: _World, sim: dict, idx: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """What the target is to the session's hidden state (``idx`` in simulation order): its class
+    (one of TARGET_CLASSES) and, for related items, its position in the current item's related list
+    (1 = the heaviest, 0 otherwise).
+
+    The class is the target's relation, checked in this order: in the current item's related list,
+    a sibling variant of it, in the intent category, none of these. It is not the mixture component
+    that drew it (a category draw can land on a related item); the process does not record that.
+    """
+    st = sim["state"]
+    cur, target = st.cur[idx], sim["target"][idx]
+    is_rel = w.rel[cur] == target[:, None]
+    related_rank = np.where(is_rel.any(axis=1), is_rel.argmax(axis=1) + 1, 0)
+    variant = (w.g_lf.gid[target] == w.g_lf.gid[cur]) & (target != cur)
+    category = w.ent_cat[target] == st.intent[idx]
+    cls = np.select([related_rank == 1, related_rank == 2, related_rank >= 3, variant, category],
+                    [0, 1, 2, 3, 4], 5)
+    return np.asarray(TARGET_CLASSES)[cls], related_rank
+
+
 def _ceiling(ranks: np.ndarray, locs: np.ndarray) -> dict:
     def agg(r: np.ndarray) -> dict:
         hit = r <= 100
@@ -920,7 +946,11 @@ def generate(out_dir: Path, scale: float, seed: int, cfg: SyntheticConfig = Synt
             gt = pl.DataFrame({"next_item_title": title, "locale": locale})
         else:
             gt = pl.DataFrame({"next_item": ids.gather(w.ent_prod[target]), "locale": locale})
-            ceiling[name] = _ceiling(_oracle_ranks(w, sim, sim_idx), loc_of[sess])
+            ranks = _oracle_ranks(w, sim, sim_idx)
+            ceiling[name] = _ceiling(ranks, loc_of[sess])
+            cls, related_rank = _target_classes(w, sim, sim_idx)
+            _write_csv(pl.DataFrame({"target_class": cls, "related_rank": related_rank, "oracle_rank": ranks,
+                                     "locale": locale}), out_dir / "gt" / oracle_file(task, phase))
         _write_csv(gt, out_dir / "gt" / gt_file(task, phase))
     write_json(ceiling, out_dir / "gt" / "ceiling.json")
     for loc in LOCALES:

@@ -160,3 +160,43 @@ def test_generate_stage_files_source_links_and_names_missing(tmp_path):
     assert (out / "gt" / "gt_task1_phase1.csv").exists()
     build(out, DataConfig(source="synthetic", scale=0.001), synthetic.SyntheticConfig(), 1)
     assert (out / "gt" / "ceiling.json").exists() and not any(p.name.startswith(".") for p in out.parent.iterdir())
+
+
+def test_oracle_files_classify_every_target_and_agree_with_the_ceiling(world):
+    out, _ = world
+    ceiling = json.loads((out / "gt" / "ceiling.json").read_text())
+    for name in ceiling:
+        task, phase = int(name[4]), int(name[-1])
+        oracle = pl.read_csv(out / "gt" / raw.oracle_file(task, phase))
+        gt = raw.read_ground_truth(out / "gt" / raw.gt_file(task, phase), task)
+        assert oracle.height == gt.height and (oracle["locale"] == gt["locale"]).all()
+        assert set(oracle["target_class"].unique()) <= set(synthetic.TARGET_CLASSES)
+        related = oracle.filter(pl.col("target_class").str.starts_with("related"))
+        assert (related["related_rank"] >= 1).all()
+        assert (oracle.filter(~pl.col("target_class").str.starts_with("related"))["related_rank"] == 0).all()
+        hit = oracle["oracle_rank"] <= 100
+        mrr = float(pl.Series(np.where(hit, 1.0 / oracle["oracle_rank"].to_numpy(), 0.0)).mean())
+        assert mrr == pytest.approx(ceiling[name]["all"]["mrr@100"], rel=1e-9)
+        # The first related item is the oracle's single most likely next item, ahead of every other class.
+        first = oracle.filter(pl.col("target_class") == "related_1")["oracle_rank"]
+        assert first.len() > 0 and first.to_numpy().mean() < oracle["oracle_rank"].to_numpy().mean()
+
+
+def test_oracle_gap_of_a_perfect_and_an_empty_submission(world, tmp_path):
+    from pipeline import score, submission
+
+    out, _ = world
+    gt = raw.read_ground_truth(out / "gt" / raw.gt_file(1, 1), 1)
+    oracle = score.read_oracle(out / "gt", 1, 1)
+    perfect = pl.DataFrame({"locale": gt["locale"], "next_item_prediction": gt["next_item"].map_elements(
+        lambda x: [x], return_dtype=pl.List(pl.String))})
+    gap = score.oracle_gap(perfect, gt, oracle, 1)
+    assert gap["all"]["mrr@100"] == 1.0 and gap["all"]["gap_points"] < 0
+    assert sum(c["share"] for k, c in gap.items() if k != "all") == pytest.approx(1.0)
+    empty = perfect.with_columns(next_item_prediction=pl.lit([], dtype=pl.List(pl.String)))
+    gap = score.oracle_gap(empty, gt, oracle, 1)
+    assert gap["all"]["mrr@100"] == 0.0
+    assert sum(c["gap_points"] for k, c in gap.items() if k != "all") == pytest.approx(gap["all"]["gap_points"])
+    assert gap["all"]["gap_points"] == pytest.approx(gap["all"]["oracle_mrr@100"])
+    with pytest.raises(submission.SubmissionError, match="oracle file"):
+        score.oracle_gap(perfect, gt, oracle.head(3), 1)
