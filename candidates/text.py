@@ -49,7 +49,7 @@ def title_tokens(items: pl.DataFrame, cfg: TextConfig) -> pl.DataFrame:
     tokens = (
         items.filter(pl.col("in_catalog")).select("item", "locale", token=pl.col("title").fill_null("")
                                                   .str.to_lowercase().str.extract_all(r"\w+"))
-        .explode("token").drop_nulls("token")
+        .explode("token", empty_as_null=True).drop_nulls("token")
         .filter(pl.col("token").str.len_chars() >= cfg.min_token_len)
         .unique(["item", "token"])
     )

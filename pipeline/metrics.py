@@ -22,7 +22,7 @@ def target_ranks(predictions: pl.Series, targets: pl.Series, k: int = K) -> pl.S
 def _ranks(frame: pl.DataFrame) -> pl.Series:
     hits = (
         frame.with_row_index("_row")
-        .explode("pred")
+        .explode("pred", empty_as_null=True)
         .with_columns(_pos=pl.int_range(1, pl.len() + 1).over("_row"))
         .filter(pl.col("pred") == pl.col("target"))
         .group_by("_row").agg(pl.col("_pos").min())

@@ -79,7 +79,7 @@ def prepare(products: pl.DataFrame, train: pl.DataFrame, tests: dict[str, pl.Dat
                               length=pl.col("prev_items").list.len().cast(pl.Int32)))
     long = (sessions.select("session", "locale", pl.col("prev_items").alias("id"))
             .with_columns(position=pl.int_ranges(pl.col("id").list.len(), dtype=pl.Int32))
-            .explode("id", "position").drop_nulls("id"))
+            .explode("id", "position", empty_as_null=True).drop_nulls("id"))
     target_ids = train.select(pl.col("next_item").alias("id"), "locale").with_columns(
         session=sessions.filter(pl.col("dataset") == "train")["session"])
     items = build_items(products, pl.concat([long.select("id", "locale"), target_ids.select("id", "locale")]))
@@ -96,7 +96,7 @@ def prepare(products: pl.DataFrame, train: pl.DataFrame, tests: dict[str, pl.Dat
     }
     for name, group in sessions.group_by("dataset", maintain_order=True):
         ids = group["session"]
-        ev = events.filter(pl.col("session").is_in(ids))
+        ev = events.filter(pl.col("session").is_in(ids.implode()))
         entry = {"sessions": group.height, "events": ev.height,
                  "empty_sessions": int((group["length"] == 0).sum()),
                  "prev_items_missing_from_catalogue": int((~ev["in_catalog"]).sum())}

@@ -85,7 +85,7 @@ def _read_csv(path: Path, expected: tuple[str, ...]) -> pl.DataFrame:
     if not path.exists():
         raise RawDataError(path, None, None, "file not found")
     try:
-        frame = pl.read_csv(path, infer_schema=False, quote_char='"', missing_utf8_is_empty_string=True,
+        frame = pl.read_csv(path, infer_schema=False, quote_char='"', empty_string_is_null=False,
                             encoding="utf8")
     except pl.exceptions.PolarsError as exc:  # unbalanced quote, ragged row, bad encoding
         line, reason = _locate_csv_problem(path)

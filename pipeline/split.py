@@ -60,11 +60,11 @@ def make_folds(sessions: pl.DataFrame, events: pl.DataFrame, targets: pl.DataFra
                cfg: SplitConfig, seed: int) -> dict[str, Fold]:
     query_cols = ["session", "locale", "dataset", "row"]
     valid_ids = held_out(sessions, cfg.valid_fraction, seed)
-    fit_targets = targets.filter(~pl.col("session").is_in(valid_ids))
+    fit_targets = targets.filter(~pl.col("session").is_in(valid_ids.implode()))
     valid = Fold(
         history=with_targets(events, sessions, fit_targets),
-        queries=sessions.filter(pl.col("session").is_in(valid_ids)).select(query_cols),
-        targets=targets.filter(pl.col("session").is_in(valid_ids)),
+        queries=sessions.filter(pl.col("session").is_in(valid_ids.implode())).select(query_cols),
+        targets=targets.filter(pl.col("session").is_in(valid_ids.implode())),
     )
     unknown = set(cfg.test_datasets) - set(sessions["dataset"].unique())
     if unknown:

@@ -51,7 +51,7 @@ def test_foundation_stages_end_to_end(project_dir):
     events = pl.read_parquet(prepared / "events.parquet").join(pl.read_parquet(prepared / "items.parquet")
                                                                .select("item", "id"), on="item")
     preds = (submission.read(project_dir / "submissions" / "task1_phase1.parquet").with_row_index("row")
-             .with_columns(pl.col("row").cast(pl.Int32)).explode("next_item_prediction")
+             .with_columns(pl.col("row").cast(pl.Int32)).explode("next_item_prediction", empty_as_null=True)
              .join(sessions.select("session", "row"), on="row"))
     clash = preds.join(events, left_on=["session", "next_item_prediction"], right_on=["session", "id"])
     assert clash.height == 0
