@@ -200,3 +200,23 @@ def test_oracle_gap_of_a_perfect_and_an_empty_submission(world, tmp_path):
     assert gap["all"]["gap_points"] == pytest.approx(gap["all"]["oracle_mrr@100"])
     with pytest.raises(submission.SubmissionError, match="oracle file"):
         score.oracle_gap(perfect, gt, oracle.head(3), 1)
+
+
+def test_gap_board_reads_oracle_files_and_is_empty_without_them(world, tmp_path):
+    import shutil
+
+    from pipeline import score
+
+    out, _ = world
+    gt = raw.read_ground_truth(out / "gt" / raw.gt_file(1, 1), 1)
+    subs = tmp_path / "submissions" / "perfect"
+    subs.mkdir(parents=True)
+    pl.DataFrame({"locale": gt["locale"], "next_item_prediction": gt["next_item"].map_elements(
+        lambda x: [x], return_dtype=pl.List(pl.String))}).write_parquet(subs / "task1_phase1.parquet")
+    board = score.gap_board(tmp_path / "submissions", out / "gt")
+    assert set(board) == {"task1_phase1"} and board["task1_phase1"]["perfect"]["all"]["mrr@100"] == 1.0
+    assert "| perfect | related_1 |" in score.format_gap(board)
+    real_gt = tmp_path / "real_gt"  # real data: ground truth without oracle files
+    real_gt.mkdir()
+    shutil.copy(out / "gt" / raw.gt_file(1, 1), real_gt / raw.gt_file(1, 1))
+    assert score.gap_board(tmp_path / "submissions", real_gt) == {}
