@@ -63,7 +63,12 @@ def score_frame(frame: pl.DataFrame, gt: pl.DataFrame, task: int, name: str = "s
 def score_file(path: Path, task: int, phase: int, gt_dir: Path, ceiling: dict | None = None) -> dict[str, dict]:
     """Score any submission file (ours or another pipeline's) against gt_dir/gt_task{T}_phase{P}.csv."""
     gt = raw.read_ground_truth(gt_dir / raw.gt_file(task, phase), task)
-    frame = submission.read(path)
+    return score_read(submission.read(path), gt, task, phase, path, ceiling)
+
+
+def score_read(frame: pl.DataFrame, gt: pl.DataFrame, task: int, phase: int, path: Path,
+               ceiling: dict | None = None) -> dict[str, dict]:
+    """:func:`score_frame` plus the locale-order warning and the share of the ceiling."""
     result = score_frame(frame, gt, task, str(path))
     wrong_locale = int((frame["locale"] != gt["locale"]).sum()) if "locale" in frame.columns else frame.height
     if wrong_locale:
@@ -114,19 +119,6 @@ def oracle_gap(frame: pl.DataFrame, gt: pl.DataFrame, oracle: pl.DataFrame, task
     return out
 
 
-def gap_board(root: Path, gt_dir: Path) -> dict:
-    """{"task1_phase1": {method: oracle_gap(...)}} for tasks 1/2 where an oracle file exists."""
-    board: dict = {}
-    for method, task, phase, path in find_submissions(root):
-        oracle = read_oracle(gt_dir, task, phase) if task != 3 else None
-        if oracle is None:
-            continue
-        gt = raw.read_ground_truth(gt_dir / raw.gt_file(task, phase), task)
-        board.setdefault(f"task{task}_phase{phase}", {})[method] = oracle_gap(submission.read(path), gt, oracle, task,
-                                                                               str(path))
-    return board
-
-
 def format_gap(board: dict) -> str:
     """Per task and phase: one row per (method, class), methods best first."""
     lines = []
@@ -153,16 +145,30 @@ def find_submissions(root: Path) -> list[tuple[str, int, int, Path]]:
     return found
 
 
-def leaderboard(root: Path, gt_dir: Path) -> dict:
-    """{"task1_phase1": {method: {"all": {...}, "DE": {...}}}, ...}."""
+def leaderboard(root: Path, gt_dir: Path) -> tuple[dict, dict]:
+    """The board {"task1_phase1": {method: {"all": {...}, "DE": {...}}}, ...} and the oracle gap board
+    {"task1_phase1": {method: oracle_gap(...)}} (tasks 1/2 where an oracle file exists, else empty).
+
+    Each ground truth (and oracle file) is read once per task and phase, each submission once.
+    """
     ceiling = load_ceiling(gt_dir)
     board: dict = {}
+    gaps: dict = {}
+    truth: dict[str, tuple[pl.DataFrame, pl.DataFrame | None]] = {}
     for method, task, phase, path in find_submissions(root):
+        key = f"task{task}_phase{phase}"
         if not (gt_dir / raw.gt_file(task, phase)).exists():
             log.warning("%s: no ground truth %s, not scored", path, raw.gt_file(task, phase))
             continue
-        board.setdefault(f"task{task}_phase{phase}", {})[method] = score_file(path, task, phase, gt_dir, ceiling)
-    return board
+        if key not in truth:
+            truth[key] = (raw.read_ground_truth(gt_dir / raw.gt_file(task, phase), task),
+                          read_oracle(gt_dir, task, phase) if task != 3 else None)
+        gt, oracle = truth[key]
+        frame = submission.read(path)
+        board.setdefault(key, {})[method] = score_read(frame, gt, task, phase, path, ceiling)
+        if oracle is not None:
+            gaps.setdefault(key, {})[method] = oracle_gap(frame, gt, oracle, task, str(path))
+    return board, gaps
 
 
 def format_table(board: dict) -> str:
@@ -203,13 +209,12 @@ def main() -> None:
     parser.add_argument("--gap-table", type=Path, help="the same as markdown")
     args = parser.parse_args()
     setup_logging()
-    board = leaderboard(args.submissions, args.gt)
+    board, gaps = leaderboard(args.submissions, args.gt)
     write_json(board, args.out)
     table = format_table(board)
     write_text(table, args.table)
     print(table)
     if args.gap:
-        gaps = gap_board(args.submissions, args.gt)
         if not gaps:
             log.info("no %s in %s (real data has no oracle): the oracle gap is empty", raw.oracle_file(1, 1), args.gt)
         write_json(gaps, args.gap)

@@ -202,7 +202,7 @@ def test_oracle_gap_of_a_perfect_and_an_empty_submission(world, tmp_path):
         score.oracle_gap(perfect, gt, oracle.head(3), 1)
 
 
-def test_gap_board_reads_oracle_files_and_is_empty_without_them(world, tmp_path):
+def test_leaderboard_gap_board_reads_oracle_files_and_is_empty_without_them(world, tmp_path):
     import shutil
 
     from pipeline import score
@@ -213,10 +213,10 @@ def test_gap_board_reads_oracle_files_and_is_empty_without_them(world, tmp_path)
     subs.mkdir(parents=True)
     pl.DataFrame({"locale": gt["locale"], "next_item_prediction": gt["next_item"].map_elements(
         lambda x: [x], return_dtype=pl.List(pl.String))}).write_parquet(subs / "task1_phase1.parquet")
-    board = score.gap_board(tmp_path / "submissions", out / "gt")
+    board = score.leaderboard(tmp_path / "submissions", out / "gt")[1]
     assert set(board) == {"task1_phase1"} and board["task1_phase1"]["perfect"]["all"]["mrr@100"] == 1.0
     assert "| perfect | related_1 |" in score.format_gap(board)
     real_gt = tmp_path / "real_gt"  # real data: ground truth without oracle files
     real_gt.mkdir()
     shutil.copy(out / "gt" / raw.gt_file(1, 1), real_gt / raw.gt_file(1, 1))
-    assert score.gap_board(tmp_path / "submissions", real_gt) == {}
+    assert score.leaderboard(tmp_path / "submissions", real_gt)[1] == {}
