@@ -63,26 +63,18 @@ def _pack_bits(events: pl.DataFrame, window: int) -> tuple[int, int]:
     return item_bits, dist_bits
 
 
-def pair_weights(events: pl.DataFrame, cfg: CovisitConfig) -> pl.DataFrame:
-    """Summed pair weights of the co-visitation graph.
+def pair_counts(events: pl.DataFrame, cfg: CovisitConfig, item_bits: int) -> pl.DataFrame:
+    """Pair occurrences of ``events`` as packed keys: value:Int64 (a | b | d), len:UInt32, sorted by value.
 
-    Each pair (a, b) at distance d is packed into one int64 key, so that counting is a sort of one
-    column plus a run-length count (faster than a multi-column hash group-by, and ordered, which
-    makes the float sums identical run to run). Pairs are counted per distance as integers and only
-    then weighted 1/d**p.
-
-    Args:
-        events: session:Int32, position:Int32, item:Int32 (item is whatever key is counted).
-
-    Returns:
-        a:Int32, b:Int32, w:Float64, one row per ordered pair with a != b, sorted by (a, b).
+    Every pair is counted within its own session, so the counts of disjoint session sets add up
+    (pipeline.engine.covisit sums them over session partitions).
     """
     ev = events.select("session", "position", "item").sort("session", "position")
     if cfg.collapse_repeats:
         ev = ev.filter((pl.col("item") != pl.col("item").shift(1)) | (pl.col("session") != pl.col("session").shift(1))
                        | pl.col("item").shift(1).is_null())
     ev = ev.select("session", pl.col("item").cast(pl.Int64))
-    item_bits, dist_bits = _pack_bits(ev, cfg.window)
+    dist_bits = cfg.window.bit_length()
     a_mul, b_mul = 1 << (item_bits + dist_bits), 1 << dist_bits
     if cfg.unique_per_session:
         # A pair can repeat within a session only if an item does: flag those sessions so that
@@ -109,7 +101,12 @@ def pair_weights(events: pl.DataFrame, cfg: CovisitConfig) -> pl.DataFrame:
                .filter((pl.col("session") != pl.col("session").shift(1)) | (ab != ab.shift(1))
                        | pl.col("session").shift(1).is_null()))
     keys = pl.concat([pairs.filter(~pl.col("rep")).get_column("key"), deduped.get_column("key")])
-    counts = keys.sort().rle().struct.unnest()
+    return keys.sort().rle().struct.unnest()
+
+
+def weights_from_counts(counts: pl.DataFrame, cfg: CovisitConfig, item_bits: int) -> pl.DataFrame:
+    """a:Int32, b:Int32, w:Float64 from :func:`pair_counts` rows (sorted by value, one row per key)."""
+    b_mul = 1 << cfg.window.bit_length()
     return (
         counts.select(ab=(pl.col("value") // b_mul).set_sorted(),
                       w=pl.col("len").cast(pl.Float64) / (pl.col("value") % b_mul).cast(pl.Float64).pow(cfg.distance_weight))
@@ -119,15 +116,36 @@ def pair_weights(events: pl.DataFrame, cfg: CovisitConfig) -> pl.DataFrame:
     )
 
 
-def neighbours(events: pl.DataFrame, cfg: CovisitConfig) -> pl.DataFrame:
-    """Top ``cfg.top_n`` normalised neighbours per key: a:Int32, b:Int32, score:Float32."""
+def pair_weights(events: pl.DataFrame, cfg: CovisitConfig) -> pl.DataFrame:
+    """Summed pair weights of the co-visitation graph.
+
+    Each pair (a, b) at distance d is packed into one int64 key, so that counting is a sort of one
+    column plus a run-length count (faster than a multi-column hash group-by, and ordered, which
+    makes the float sums identical run to run). Pairs are counted per distance as integers and only
+    then weighted 1/d**p.
+
+    Args:
+        events: session:Int32, position:Int32, item:Int32 (item is whatever key is counted).
+
+    Returns:
+        a:Int32, b:Int32, w:Float64, one row per ordered pair with a != b, sorted by (a, b).
+    """
+    item_bits, _ = _pack_bits(events, cfg.window)
+    return weights_from_counts(pair_counts(events, cfg, item_bits), cfg, item_bits)
+
+
+def top_neighbours(w: pl.DataFrame, cfg: CovisitConfig, n: pl.DataFrame | None = None,
+                   n_sessions: int = 0) -> pl.DataFrame:
+    """Normalise :func:`pair_weights` rows and keep the ``cfg.top_n`` best per key.
+
+    ``w`` must hold every row of each key ``a`` it holds. ``n`` (item, len: sessions holding the key)
+    and ``n_sessions`` are needed by cosine and lift only.
+    """
     # A fixed row order makes the per-key sums below identical run to run.
-    w = pair_weights(events, cfg).sort(["a", "w", "b"], descending=[False, True, False])
+    w = w.sort(["a", "w", "b"], descending=[False, True, False])
     if cfg.normalize == "conditional":
         w = w.with_columns(score=pl.col("w") / pl.col("w").sum().over("a"))
     elif cfg.normalize in ("cosine", "lift"):
-        n = events.select("session", "item").unique().group_by("item").len()
-        n_sessions = events.get_column("session").n_unique()
         w = (w.join(n.select(a="item", n_a="len"), on="a").join(n.select(b="item", n_b="len"), on="b")
              .with_columns(score=pl.col("w") / (pl.col("n_a").cast(pl.Float64) * pl.col("n_b")).sqrt()
                            if cfg.normalize == "cosine"
@@ -139,6 +157,15 @@ def neighbours(events: pl.DataFrame, cfg: CovisitConfig) -> pl.DataFrame:
         .group_by("a", maintain_order=True).head(cfg.top_n)
         .select("a", "b", pl.col("score").cast(pl.Float32))
     )
+
+
+def neighbours(events: pl.DataFrame, cfg: CovisitConfig) -> pl.DataFrame:
+    """Top ``cfg.top_n`` normalised neighbours per key: a:Int32, b:Int32, score:Float32."""
+    n, n_sessions = None, 0
+    if cfg.normalize in ("cosine", "lift"):
+        n = events.select("session", "item").unique().group_by("item").len()
+        n_sessions = events.get_column("session").n_unique()
+    return top_neighbours(pair_weights(events, cfg), cfg, n, n_sessions)
 
 
 class Covisit(CandidateSource):

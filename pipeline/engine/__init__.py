@@ -1,0 +1,123 @@
+"""The ``engine`` switch: polars on this machine (default) or Dask for the work that grows with the data.
+
+    engine: polars | dask          # params.yaml, top level
+    dask:
+      scheduler_address: ""        # "": a distributed.LocalCluster of `workers` on this machine
+      workers: 2
+
+With ``engine: dask`` the stages ``candidates``, ``features``, ``train_ranker`` and ``predict`` hand their
+co-visitation counts, per-partition candidate union and feature joins, and the lambdarank training to a
+Dask cluster (modules ``pipeline.engine.covisit``, ``.union``, ``.features``, ``.ranker``); they read and
+write the same parquet paths as with polars. Dask is imported only here, only when asked for, so the
+default install does not need the ``distributed`` extra.
+
+Partitions are contiguous ranges of session ids (sessions never straddle partitions), so every
+per-session computation runs inside one task and counts of disjoint partitions simply add up.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import shutil
+import tempfile
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+
+from pipeline.config import PARAMS_FILE, ParamsError, from_dict, read_params
+
+log = logging.getLogger(__name__)
+
+ENGINES = ("polars", "dask")
+
+
+@dataclass(frozen=True)
+class DaskConfig:
+    """params.yaml ``dask``."""
+
+    scheduler_address: str = ""      # "": start a LocalCluster here; "tcp://host:8786": use that cluster
+    workers: int = 2                 # LocalCluster only: worker processes
+    threads_per_worker: int = 1      # LocalCluster only
+    memory_limit: str = "4GiB"       # LocalCluster only: per worker (dask pauses/spills beyond it)
+    partitions_per_worker: int = 2   # session partitions of the co-visitation input per worker
+    scratch_dir: str = ""            # partitioned parquet for the workers; "": the system temp dir
+                                     # (with a remote cluster: a path every worker can read)
+
+    def __post_init__(self) -> None:
+        if self.workers < 1 or self.threads_per_worker < 1 or self.partitions_per_worker < 1:
+            raise ValueError("dask.workers, threads_per_worker and partitions_per_worker must be >= 1")
+
+
+def engine(path: str | Path = PARAMS_FILE) -> str:
+    """The top-level ``engine`` of params.yaml (``polars`` when absent)."""
+    value = read_params(path).get("engine", "polars")
+    if value not in ENGINES:
+        raise ParamsError(f"{path}: engine must be one of {ENGINES}, got {value!r}")
+    return value
+
+
+def dask_config(path: str | Path = PARAMS_FILE) -> DaskConfig:
+    return from_dict(DaskConfig, read_params(path).get("dask") or {}, f"{path}:dask")
+
+
+@contextlib.contextmanager
+def dask_client(cfg: DaskConfig) -> Iterator[Any]:
+    """A distributed.Client: to ``cfg.scheduler_address``, or to a LocalCluster started (and stopped) here."""
+    try:
+        from distributed import Client, LocalCluster
+    except ImportError as err:  # pragma: no cover - depends on the install
+        raise SystemExit("engine: dask needs the extra: pip install -e '.[distributed]'") from err
+    if cfg.scheduler_address:
+        with Client(cfg.scheduler_address) as client:
+            log.info("dask: connected to %s (%d workers)", cfg.scheduler_address, n_workers(client))
+            yield client
+        return
+    with LocalCluster(n_workers=cfg.workers, threads_per_worker=cfg.threads_per_worker,
+                      memory_limit=cfg.memory_limit, processes=True, dashboard_address=None) as cluster, \
+            Client(cluster) as client:
+        log.info("dask: LocalCluster of %d workers x %d threads, %s each", cfg.workers, cfg.threads_per_worker,
+                 cfg.memory_limit)
+        yield client
+
+
+def n_workers(client: Any) -> int:
+    return max(len(client.scheduler_info().get("workers", {})), 1)
+
+
+@contextlib.contextmanager
+def scratch(cfg: DaskConfig, what: str) -> Iterator[Path]:
+    """A fresh directory for partitioned parquet the workers read, removed afterwards."""
+    base = Path(cfg.scratch_dir) if cfg.scratch_dir else None
+    if base is not None:
+        base.mkdir(parents=True, exist_ok=True)
+    path = Path(tempfile.mkdtemp(prefix=f"m2-{what}-", dir=base))
+    try:
+        yield path
+    finally:
+        shutil.rmtree(path, ignore_errors=True)
+
+
+def session_ranges(sessions: pl.Series, n_parts: int, multiple: int = 1) -> list[tuple[int, int]]:
+    """(lo, hi) inclusive session-id ranges cutting the sorted distinct ids into at most ``n_parts``
+    partitions of about equal size, each a whole number of ``multiple`` ids (the last may be shorter)."""
+    ids = sessions.unique().sort()
+    if ids.is_empty():
+        return []
+    blocks = -(-len(ids) // multiple)
+    per_part = -(-blocks // max(n_parts, 1)) * multiple
+    return [(int(ids[start]), int(ids[min(start + per_part, len(ids)) - 1])) for start in range(0, len(ids), per_part)]
+
+
+def write_session_partitions(frame: pl.DataFrame, ranges: list[tuple[int, int]], out: Path) -> list[Path]:
+    """``frame``'s rows cut by session range into ``out/part-<n>.parquet`` (one file = one partition)."""
+    out.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for n, (lo, hi) in enumerate(ranges):
+        path = out / f"part-{n:05d}.parquet"
+        frame.filter(pl.col("session").is_between(lo, hi)).write_parquet(path)
+        paths.append(path)
+    return paths
