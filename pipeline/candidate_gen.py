@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import logging
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -25,7 +26,7 @@ from tqdm import tqdm
 from candidates.base import query_sessions
 from candidates.union import SourceSpec, build_sources, union
 from pipeline import config, guards, schemas
-from pipeline.io import peak_rss_mib, setup_logging, timed, write_parquet
+from pipeline.io import parquet_parts, peak_rss_mib, setup_logging, timed
 
 log = logging.getLogger(__name__)
 
@@ -44,12 +45,14 @@ def fit_sources(specs: list[SourceSpec], history: pl.DataFrame, items: pl.DataFr
 
 
 def generate_union(specs: list[SourceSpec], sessions: pl.DataFrame, chunk_size: int,
-                   max_per_session: int) -> pl.DataFrame:
-    """Generate every fitted source chunk by chunk and return the union (candidates.union schema)."""
+                   max_per_session: int) -> Iterator[pl.DataFrame]:
+    """Generate every fitted source chunk by chunk; yield each chunk's union (candidates.union schema).
+
+    Chunks are ranges of sorted session ids, so the parts concatenated are sorted by session and item.
+    """
     ids = sessions.get_column("session").unique().sort()
     spent = {spec.name: 0.0 for spec in specs}
     rows = {spec.name: 0 for spec in specs}
-    parts = []
     for start in tqdm(range(0, len(ids), chunk_size), desc="candidate chunks", unit="chunk"):
         chunk_ids = ids.slice(start, chunk_size)
         chunk = sessions.filter(pl.col("session").is_in(chunk_ids.implode()))
@@ -59,13 +62,14 @@ def generate_union(specs: list[SourceSpec], sessions: pl.DataFrame, chunk_size: 
             cands[spec.name] = schemas.check(spec.source.generate(chunk, spec.k), schemas.CANDIDATES, spec.name)
             spent[spec.name] += time.perf_counter() - t0
             rows[spec.name] += cands[spec.name].height
-        parts.append(union(cands, max_per_session))
+        yield union(cands, max_per_session)
     for spec in specs:
         log.info("generate %s: %d rows for %d sessions, %.1fs, peak RSS %.0f MiB",
                  spec.name, rows[spec.name], len(ids), spent[spec.name], peak_rss_mib())
-    if not parts:
-        return union({spec.name: pl.DataFrame(schema=schemas.CANDIDATES) for spec in specs}, max_per_session)
-    return pl.concat(parts)
+
+
+def empty_union(specs: list[SourceSpec], max_per_session: int) -> pl.DataFrame:
+    return union({spec.name: pl.DataFrame(schema=schemas.CANDIDATES) for spec in specs}, max_per_session)
 
 
 def main() -> None:
@@ -94,12 +98,14 @@ def main() -> None:
                    config.load_section(guards.ResourcesConfig, "resources"), "candidates.chunk_size or the sources' k")
 
     fit_sources(specs, history, items)
-    with timed("generate union"):
-        out = generate_union(specs, sessions, cfg.chunk_size, cfg.max_per_session)
-    per_session = out.group_by("session").len().get_column("len")
-    log.info("union: %d rows, %d sessions, %.1f candidates per session (max %s)", out.height,
-             per_session.len(), per_session.mean() or 0.0, per_session.max())
-    write_parquet(out, args.out)
+    n_sessions, longest = 0, 0
+    with timed("generate union"), parquet_parts(args.out, empty_union(specs, cfg.max_per_session)) as out:
+        for part in generate_union(specs, sessions, cfg.chunk_size, cfg.max_per_session):
+            per_session = part.group_by("session").len().get_column("len")
+            n_sessions, longest = n_sessions + per_session.len(), max(longest, per_session.max() or 0)
+            out.write(part)
+    log.info("union: %d rows, %d sessions, %.1f candidates per session (max %d)", out.rows, n_sessions,
+             out.rows / max(n_sessions, 1), longest)
 
 
 if __name__ == "__main__":

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import polars as pl
+import pyarrow.parquet as pq
 
 log = logging.getLogger(__name__)
 
@@ -55,6 +56,39 @@ def write_parquet(frame: pl.DataFrame, path: str | Path) -> None:
     with atomic_path(path) as tmp:
         frame.write_parquet(tmp, compression="zstd", statistics=True)
     log.info("wrote %s (%d rows, %d cols)", path, frame.height, frame.width)
+
+
+class PartWriter:
+    """Appends frames of one schema to a parquet file, one row group each (see :func:`parquet_parts`)."""
+
+    def __init__(self, tmp: Path) -> None:
+        self.tmp, self.writer, self.rows = tmp, None, 0
+
+    def write(self, frame: pl.DataFrame) -> None:
+        table = frame.to_arrow()
+        if self.writer is None:
+            self.writer = pq.ParquetWriter(self.tmp, table.schema, compression="zstd", write_statistics=True)
+        self.writer.write_table(table)
+        self.rows += frame.height
+
+
+@contextlib.contextmanager
+def parquet_parts(path: str | Path, empty: pl.DataFrame) -> Iterator[PartWriter]:
+    """Write a parquet file frame by frame, atomically, so that no more than one frame is in memory.
+
+    ``empty`` is written when no frame was (it gives the file its schema). The file replaces ``path``
+    only when the block succeeds, as :func:`atomic_path` does.
+    """
+    with atomic_path(path) as tmp:
+        parts = PartWriter(tmp)
+        try:
+            yield parts
+        finally:
+            if parts.writer is not None:
+                parts.writer.close()
+        if parts.writer is None:
+            empty.write_parquet(tmp, compression="zstd", statistics=True)
+    log.info("wrote %s (%d rows)", path, parts.rows)
 
 
 def write_text(text: str, path: str | Path) -> None:

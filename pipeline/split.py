@@ -3,9 +3,10 @@
     python -m pipeline.split --prepared data/prepared --out data/split
 
 Writes data/split/{valid,test}/ (schemas in pipeline.schemas):
-  valid: ``valid_fraction`` of train sessions are held out as queries with their targets; sources
-         are fitted on the other train sessions (prev_items + next_item) plus the prev_items of the
-         held-out and test sessions (known at prediction time), never on a held-out target.
+  valid: ``valid_fraction`` of train sessions (at most ``max_valid_sessions``) are held out as
+         queries with their targets; sources are fitted on the other train sessions (prev_items +
+         next_item) plus the prev_items of the held-out and test sessions (known at prediction
+         time), never on a held-out target.
   test:  queries are the test sessions of ``test_datasets``; sources are fitted on all train
          sessions with their targets plus every test session's prev_items.
 """
@@ -31,6 +32,7 @@ SPLITS = ("valid", "test")
 @dataclass(frozen=True)
 class SplitConfig:
     valid_fraction: float = 0.1
+    max_valid_sessions: int = 0     # cap on the held-out sessions (0: none); the rest stay in the history
     test_datasets: tuple[str, ...] = ("task1_phase1", "task1_phase2", "task2_phase1", "task2_phase2")
 
 
@@ -48,18 +50,26 @@ def with_targets(events: pl.DataFrame, sessions: pl.DataFrame, targets: pl.DataF
     return pl.concat([events, tail]).sort("session", "position")
 
 
-def held_out(sessions: pl.DataFrame, fraction: float, seed: int) -> pl.Series:
-    """Session ids of a seeded random ``fraction`` of the non-empty train sessions."""
+def held_out(sessions: pl.DataFrame, fraction: float, seed: int, cap: int = 0) -> pl.Series:
+    """Session ids of a seeded random ``fraction`` of the non-empty train sessions, at most ``cap`` (0: all).
+
+    The cap keeps the valid queries (and so the valid candidates, features and ranker rows) bounded
+    by params however large the train file is; the sessions it drops stay in the history.
+    """
     train = sessions.filter((pl.col("dataset") == "train") & (pl.col("length") > 0))["session"].sort()
     rng = np.random.default_rng(seed)
-    picked = rng.random(len(train)) < fraction
-    return train.filter(pl.Series(picked)).alias("session")
+    picked = train.filter(pl.Series(rng.random(len(train)) < fraction)).alias("session")
+    if cap and len(picked) > cap:
+        log.info("split.max_valid_sessions: %d of %d held-out sessions kept", cap, len(picked))
+        keep = np.sort(rng.permutation(len(picked))[:cap])
+        picked = picked.gather(keep)
+    return picked
 
 
 def make_folds(sessions: pl.DataFrame, events: pl.DataFrame, targets: pl.DataFrame,
                cfg: SplitConfig, seed: int) -> dict[str, Fold]:
     query_cols = ["session", "locale", "dataset", "row"]
-    valid_ids = held_out(sessions, cfg.valid_fraction, seed)
+    valid_ids = held_out(sessions, cfg.valid_fraction, seed, cfg.max_valid_sessions)
     fit_targets = targets.filter(~pl.col("session").is_in(valid_ids.implode()))
     valid = Fold(
         history=with_targets(events, sessions, fit_targets),

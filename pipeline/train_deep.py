@@ -56,6 +56,8 @@ def main(argv: list[str] | None = None) -> None:
         "model": args.model, "arch": cfg.arch, "device": str(device), "threads": threads,
         "epochs": trained.meta["epoch"], "loss": trained.meta["losses"], "epoch_seconds": trained.meta["seconds"],
         "train_seconds": sum(trained.meta["seconds"]), "peak_rss_mib": peak_rss_mib(),
+        "steps": sum(trained.meta.get("steps", [])), "session_passes": sum(trained.meta.get("sessions", [])),
+        "stopped_by": trained.meta.get("stopped_by", "epochs"),
     }, args.metrics)
 
 

@@ -20,12 +20,13 @@ from pathlib import Path
 
 import lightgbm as lgb
 import polars as pl
+import pyarrow.parquet as pq
 from tqdm import tqdm
 
 from features.base import LOCALE_CODE
 from features.candidate import source_names
 from features.registry import feature_columns
-from pipeline import config
+from pipeline import config, guards
 from pipeline.features_stage import part_paths
 from pipeline.io import atomic_path, peak_rss_mib, setup_logging, timed, write_json
 from pipeline.predict import complete, mrr_report, ranked_top, source_ranker
@@ -38,15 +39,40 @@ def load_training(parts: list[Path], targets: pl.DataFrame, folds: pl.DataFrame,
                   seed: int) -> tuple[pl.DataFrame, pl.DataFrame]:
     """(training rows, early-stopping rows), labelled, read part by part so only the sampled rows stay.
 
-    Training rows: training-fold sessions holding their target, negatives down-sampled.
-    Early-stopping rows: eval-fold sessions holding their target, every candidate.
+    Training rows: training-fold sessions holding their target (at most ``max_train_sessions`` of
+    them, a seeded sample), negatives down-sampled. Early-stopping rows: eval-fold sessions holding
+    their target, every candidate. Both samples are drawn per session, not per part.
     """
+    train_ids = lgbm.sample_sessions(
+        folds.filter(~pl.col("is_eval")).join(targets, on="session", how="semi")["session"],
+        cfg.max_train_sessions, seed)
+    keep = pl.concat([train_ids, folds.filter(pl.col("is_eval"))["session"]]).implode()
+    log.info("training fold: %d sessions with a target kept (ranker.max_train_sessions = %d)", len(train_ids),
+             cfg.max_train_sessions)
     train, stop = [], []
-    for n, path in enumerate(tqdm(parts, desc="load features", unit="part")):
-        frame = lgbm.label(pl.read_parquet(path), targets).join(folds, on="session", how="left")
-        train.append(lgbm.training_rows(frame.filter(~pl.col("is_eval")), cfg.neg_sample_rate, seed + n))
-        stop.append(lgbm.training_rows(frame.filter(pl.col("is_eval")), 1.0, seed + n))
+    for path in tqdm(parts, desc="load features", unit="part"):
+        frame = (lgbm.label(pl.read_parquet(path).filter(pl.col("session").is_in(keep)), targets)
+                 .join(folds, on="session", how="left"))
+        train.append(lgbm.training_rows(frame.filter(~pl.col("is_eval")), cfg.neg_sample_rate, seed))
+        stop.append(lgbm.training_rows(frame.filter(pl.col("is_eval")), 1.0, seed))
     return pl.concat(train), pl.concat(stop)
+
+
+def require_memory(parts: list[Path], folds: pl.DataFrame, n_sessions: int, cfg: lgbm.RankerConfig) -> None:
+    """Guard: the training and early-stopping rows the params keep, against ``resources.memory_budget_gib``.
+
+    Rows per session are the features' average; training sessions count at the negatives' rate.
+    """
+    rows = sum(pq.ParquetFile(p).metadata.num_rows for p in parts)
+    n_eval = int(folds["is_eval"].sum())
+    n_train = folds.height - n_eval
+    if cfg.max_train_sessions:
+        n_train = min(n_train, cfg.max_train_sessions)
+    kept = rows / max(n_sessions, 1) * (n_train * min(1.0, cfg.neg_sample_rate * 1.2) + n_eval)
+    columns = len(pq.ParquetFile(parts[0]).schema_arrow) if parts else 0
+    guards.require("train_ranker: training and early-stopping rows", int(kept), columns,
+                   config.load_section(guards.ResourcesConfig, "resources"),
+                   "ranker.max_train_sessions, ranker.neg_sample_rate, ranker.eval_fraction or split.max_valid_sessions")
 
 
 def fit(train_rows: pl.DataFrame, stop_rows: pl.DataFrame, cfg: lgbm.RankerConfig,
@@ -101,6 +127,7 @@ def main() -> None:
     targets = pl.read_parquet(split / "targets.parquet")
     parts = part_paths(args.features)
     folds = lgbm.assign_folds(queries["session"], cfg.eval_fraction, seed)
+    require_memory(parts, folds, queries.height, cfg)
     with timed("train ranker"):
         train_rows, stop_rows = load_training(parts, targets, folds, cfg, seed)
         log.info("training rows %d (%d sessions), early-stopping rows %d (%d sessions)", train_rows.height,

@@ -247,3 +247,26 @@ def test_deep_feature_family_scores_every_candidate(world, tmp_path):
     assert out.filter(pl.col("session") == 999)["si_deep_gru4rec_rank"].to_list() == [1]
     with pytest.raises(NoCheckpointError):
         deep_family.fit(Inputs(history=history.head(50), items=items, sessions=pl.DataFrame()), features_cfg)
+
+
+def test_sample_budget_caps_each_epoch_and_is_recorded(world, tmp_path):
+    items, history, _ = world
+    path = tmp_path / "m.pt"
+    capped = train(history, items, cfg("gru4rec", epochs=3, max_epoch_sessions=64), seed=1, checkpoint=path,
+                   progress=False)
+    assert capped.meta["sessions"] == [64, 64, 64]
+    assert capped.meta["steps"] == [2, 2, 2]  # 64 sessions in batches of 32
+    assert capped.meta["stopped_by"] == "epochs"
+    assert torch.load(path, weights_only=False)["steps"] == [2, 2, 2]
+    again = train(history, items, cfg("gru4rec", epochs=3, max_epoch_sessions=64), seed=1, progress=False)
+    assert same_weights(state(capped), state(again))
+    # A cap above the data is no cap: the same weights as without one.
+    loose = train(history, items, cfg("gru4rec", epochs=2, max_epoch_sessions=10_000), seed=1, progress=False)
+    free = train(history, items, cfg("gru4rec", epochs=2), seed=1, progress=False)
+    assert same_weights(state(loose), state(free))
+
+
+def test_time_budget_stops_between_epochs(world):
+    items, history, _ = world
+    trained = train(history, items, cfg("gru4rec", epochs=50, max_train_seconds=1e-6), seed=1, progress=False)
+    assert trained.meta["epoch"] == 1 and trained.meta["stopped_by"] == "max_train_seconds"

@@ -41,3 +41,19 @@ def test_split_never_fits_on_a_held_out_target(tiny_world):
     # same seed, same split
     again = split.make_folds(sessions, events, targets, split.SplitConfig(valid_fraction=0.2), seed=1)
     assert again["valid"].queries.equals(valid.queries)
+
+
+def test_max_valid_sessions_caps_the_held_out_sessions_and_returns_the_rest_to_history(tiny_world):
+    sessions, events, targets = tiny_world.read("sessions"), tiny_world.read("events"), tiny_world.read("targets")
+    free = split.make_folds(sessions, events, targets, split.SplitConfig(valid_fraction=0.2), seed=1)["valid"]
+    cap = free.queries.height // 3
+    capped = split.make_folds(sessions, events, targets,
+                              split.SplitConfig(valid_fraction=0.2, max_valid_sessions=cap), seed=1)["valid"]
+    assert capped.queries.height == cap
+    assert set(capped.queries["session"]) <= set(free.queries["session"])
+    # the sessions the cap dropped are fitted on with their target, like any other train session
+    assert capped.history.height == free.history.height + (free.queries.height - cap)
+    assert capped.targets.join(capped.queries, on="session", how="anti").is_empty()
+    loose = split.make_folds(sessions, events, targets,
+                             split.SplitConfig(valid_fraction=0.2, max_valid_sessions=10 * cap), seed=1)["valid"]
+    assert loose.queries.equals(free.queries)

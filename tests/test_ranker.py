@@ -133,3 +133,21 @@ def test_complete_fills_from_popularity_and_reports_mrr():
     report = mrr_report(top, queries, targets)
     assert report["all"]["mrr@100"] == pytest.approx(0.25)
     assert report["task1"]["mrr@100"] == pytest.approx(0.5) and report["ES"]["recall@100"] == 0.0
+
+
+def test_negative_sampling_does_not_depend_on_chunking():
+    frame = planted()
+    whole = lgbm.training_rows(frame, 0.3, seed=4)
+    halves = pl.concat([lgbm.training_rows(part, 0.3, seed=4)
+                        for part in (frame.filter(pl.col("session") < 100), frame.filter(pl.col("session") >= 100))])
+    assert whole.equals(halves)
+    assert not whole.equals(lgbm.training_rows(frame, 0.3, seed=5))
+
+
+def test_sample_sessions_is_a_seeded_capped_subset():
+    sessions = pl.Series("session", np.arange(1000, dtype=np.int32))
+    picked = lgbm.sample_sessions(sessions, 100, seed=1)
+    assert len(picked) == 100 and picked.is_sorted() and set(picked) <= set(sessions)
+    assert picked.equals(lgbm.sample_sessions(sessions.reverse(), 100, seed=1))
+    assert not picked.equals(lgbm.sample_sessions(sessions, 100, seed=2))
+    assert lgbm.sample_sessions(sessions, 0, seed=1).equals(sessions)

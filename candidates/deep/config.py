@@ -32,12 +32,16 @@ class ModelConfig:
     negatives: int = 1024      # uniform sampled negatives shared by a batch, besides its in-batch targets
     logq: bool = True          # subtract log batch frequency of in-batch negatives (popularity correction)
     skip_repeats: bool = True  # no loss on a target already in its prefix: a real next item never repeats one
+    max_epoch_sessions: int = 0     # sample budget: each epoch trains on at most this many sessions (0: all)
+    max_train_seconds: float = 0.0  # time budget: no epoch starts that would end past it (0: off; not reproducible)
 
     def __post_init__(self) -> None:
         if self.arch not in ARCHS:
             raise ValueError(f"deep model arch {self.arch!r} not in {ARCHS}")
         if self.arch == "sasrec" and self.dim % self.heads:
             raise ValueError(f"sasrec dim {self.dim} not divisible by heads {self.heads}")
+        if self.max_epoch_sessions < 0 or self.max_train_seconds < 0:
+            raise ValueError("deep model max_epoch_sessions and max_train_seconds must be >= 0 (0: off)")
 
     def replace(self, **changes: Any) -> ModelConfig:
         return dataclasses.replace(self, **changes)

@@ -106,9 +106,12 @@ def _batch_loss(model: SessionEncoder, tokens: torch.Tensor, locale: torch.Tenso
     return F.cross_entropy(logits.masked_fill(hit, float("-inf")), positive)
 
 
+RESUMABLE = ("epochs", "max_train_seconds")  # knobs a checkpoint may be resumed under with another value
+
+
 def _checkpoint_key(cfg: ModelConfig, seed: int, n_items: int, locales: list[str], fingerprint: str) -> dict:
-    """What must match for a checkpoint to be resumed: all but the epoch count."""
-    knobs = {k: v for k, v in as_dict(cfg).items() if k != "epochs"}
+    """What must match for a checkpoint to be resumed: all but the epoch count and the time budget."""
+    knobs = {k: v for k, v in as_dict(cfg).items() if k not in RESUMABLE}
     return {"cfg": knobs, "seed": seed, "n_items": n_items, "locales": locales, "fingerprint": fingerprint}
 
 
@@ -192,13 +195,41 @@ def train(history: pl.DataFrame, items: pl.DataFrame, cfg: ModelConfig, seed: in
     tokens = torch.from_numpy(data.tokens)
     locale = torch.from_numpy(data.locale)
     use_amp = amp and device.type == "cuda"
+    meta.setdefault("steps", [])
+    meta["stopped_by"] = "epochs"
     for epoch in range(meta["epoch"], cfg.epochs):
+        if over_time_budget(cfg, meta["seconds"]):
+            meta["stopped_by"] = "max_train_seconds"
+            log.warning("%s: time budget max_train_seconds=%g reached after %d of %d epochs (%.0fs); this run is "
+                        "not reproducible", cfg.arch, cfg.max_train_seconds, epoch, cfg.epochs, sum(meta["seconds"]))
+            if path:
+                save_checkpoint(path, model, optim, meta)
+            break
         meta = _run_epoch(model, optim, tokens, locale, cfg, n_items, seed, epoch, device, use_amp,
                           progress, meta)
         if path:
             save_checkpoint(path, model, optim, meta)
+    log.info("%s: trained %d epochs, %d steps, %d session passes (stopped by %s)", cfg.arch, meta["epoch"],
+             sum(meta["steps"]), sum(meta.get("sessions", [])), meta["stopped_by"])
     model.eval()
     return Trained(model, locales, meta)
+
+
+def over_time_budget(cfg: ModelConfig, seconds: list[float]) -> bool:
+    """True when one more epoch (as long as the slowest so far) would end past ``max_train_seconds``."""
+    if not cfg.max_train_seconds or not seconds:
+        return False
+    return sum(seconds) + max(seconds) > cfg.max_train_seconds
+
+
+def epoch_sample(n: int, cfg: ModelConfig, gen: torch.Generator) -> torch.Tensor | None:
+    """Rows one epoch trains on under ``max_epoch_sessions`` (None: every row).
+
+    Drawn from the epoch's own generator, so every epoch sees another sample and a rerun the same.
+    """
+    if not cfg.max_epoch_sessions or n <= cfg.max_epoch_sessions:
+        return None
+    return torch.randperm(n, generator=gen)[:cfg.max_epoch_sessions].sort().values
 
 
 def trim(tokens: torch.Tensor) -> torch.Tensor:
@@ -230,7 +261,10 @@ def _run_epoch(model: SessionEncoder, optim: Optimizer, tokens: torch.Tensor, lo
                progress: bool, meta: dict[str, Any]) -> dict[str, Any]:
     model.train()
     torch.manual_seed(_epoch_seed(seed, epoch))  # dropout
-    gen = torch.Generator().manual_seed(_epoch_seed(seed, epoch))  # order and negatives
+    gen = torch.Generator().manual_seed(_epoch_seed(seed, epoch))  # sample, order and negatives
+    rows = epoch_sample(len(tokens), cfg, gen)
+    if rows is not None:
+        tokens, locale = tokens[rows], locale[rows]
     batches = length_batches(tokens, cfg.batch_size, gen)
     total, start = 0.0, time.perf_counter()
     for idx in tqdm(batches, desc=f"{cfg.arch} epoch {epoch + 1}/{cfg.epochs}", disable=not progress,
@@ -248,7 +282,8 @@ def _run_epoch(model: SessionEncoder, optim: Optimizer, tokens: torch.Tensor, lo
     log.info("%s epoch %d/%d: loss %.4f, %.1fs, %.0f sessions/s", cfg.arch, epoch + 1, cfg.epochs, mean,
              seconds, len(tokens) / max(seconds, 1e-9))
     return {**meta, "epoch": epoch + 1, "losses": [*meta["losses"], mean],
-            "seconds": [*meta["seconds"], seconds]}
+            "seconds": [*meta["seconds"], seconds], "steps": [*meta.get("steps", []), len(batches)],
+            "sessions": [*meta.get("sessions", []), len(tokens)]}
 
 
 def session_vectors(trained: Trained, data: Encoded, batch_size: int = 4096) -> np.ndarray:
