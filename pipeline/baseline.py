@@ -17,6 +17,7 @@ import polars as pl
 from pipeline import submission
 from pipeline.io import setup_logging, timed
 from pipeline.predictions import fill_with_popular, locale_popularity, submission_frames
+from pipeline.raw import exit_on_data_error
 from rankers.last_title import last_titles
 
 log = logging.getLogger(__name__)
@@ -30,6 +31,7 @@ def popularity_top(history: pl.DataFrame, items: pl.DataFrame, queries: pl.DataF
     return fill_with_popular(empty, queries, own, locale_popularity(history, items))
 
 
+@exit_on_data_error
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--prepared", type=Path, required=True)

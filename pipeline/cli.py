@@ -4,6 +4,9 @@
     m2 stats data/raw
     m2 validate --task 1 --phase 1 submissions/task1_phase1.parquet
     m2 score --task 1 --phase 1 FILE [--gt-dir data/raw/gt]
+
+A malformed raw file ends a command with one ``error: <file>:<line> field '<f>': <reason>`` line
+and exit status 1 (pipeline.raw.exit_on_data_error), as in the stages.
 """
 
 from __future__ import annotations
@@ -12,10 +15,13 @@ from pathlib import Path
 
 import typer
 
+from pipeline.raw import RawDataError, exit_on_data_error
+
 app = typer.Typer(help="Amazon-M2 (KDD Cup 2023) pipeline tools.", no_args_is_help=True, add_completion=False)
 
 
 @app.command()
+@exit_on_data_error
 def validate(
     file: Path = typer.Argument(..., help="submission parquet file"),
     task: int = typer.Option(..., min=1, max=3),
@@ -29,6 +35,8 @@ def validate(
         frame = submission.read(file)
         catalogue = submission.load_catalogue(raw_dir) if task != 3 else None
         submission.validate(frame, task, submission.load_test_locales(raw_dir, task, phase), catalogue, str(file))
+    except RawDataError:
+        raise
     except (submission.SubmissionError, ValueError, OSError) as exc:
         typer.echo(f"INVALID: {exc}", err=True)
         raise typer.Exit(1) from exc
@@ -36,6 +44,7 @@ def validate(
 
 
 @app.command()
+@exit_on_data_error
 def score(
     file: Path = typer.Argument(..., help="submission parquet file (from any pipeline)"),
     task: int = typer.Option(..., min=1, max=3),
@@ -48,6 +57,8 @@ def score(
 
     try:
         result = scoring.score_file(file, task, phase, gt_dir, scoring.load_ceiling(gt_dir))
+    except RawDataError:
+        raise
     except (SubmissionError, ValueError, OSError) as exc:
         typer.echo(f"ERROR: {exc}", err=True)
         raise typer.Exit(1) from exc
@@ -59,6 +70,7 @@ def score(
 
 
 @app.command()
+@exit_on_data_error
 def generate(
     out: Path = typer.Option(Path("data/raw"), help="directory to write the competition files and gt/ into"),
     scale: float = typer.Option(0.02, min=1e-6, help="1.0 reproduces the paper's Table 2 sizes"),
@@ -82,6 +94,7 @@ def generate(
 
 
 @app.command("stats")
+@exit_on_data_error
 def stats_command(raw_dir: Path = typer.Argument(..., help="raw directory, generated or real")) -> None:
     """Print the data report of RAW_DIR beside the real Amazon-M2 figures."""
     from pipeline import stats as data_stats

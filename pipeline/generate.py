@@ -20,7 +20,7 @@ from pathlib import Path
 from pipeline import config
 from pipeline.io import setup_logging, timed, write_json
 from pipeline.prepare import DataConfig
-from pipeline.raw import PHASES, TASKS, gt_file, test_file
+from pipeline.raw import PHASES, TASKS, RawDataError, exit_on_data_error, gt_file, test_file
 from pipeline.synthetic import SyntheticConfig, generate
 
 log = logging.getLogger(__name__)
@@ -30,8 +30,8 @@ OPTIONAL = tuple(test_file(t, p) for t in TASKS for p in PHASES)
 GT = tuple(gt_file(t, p) for t in TASKS for p in PHASES) + ("ceiling.json",)
 
 
-class MissingFilesError(FileNotFoundError):
-    """data.source=files but a required competition file is not in data.raw_dir."""
+class MissingFilesError(RawDataError):
+    """data.source=files but a required competition file (or a listed test file) is not in data.raw_dir."""
 
 
 def _link_or_copy(src: Path, dst: Path) -> None:
@@ -41,16 +41,30 @@ def _link_or_copy(src: Path, dst: Path) -> None:
         shutil.copy2(src, dst)
 
 
-def link_files(raw_dir: Path, out: Path) -> dict:
-    """Hard-link (or copy) the competition files of ``raw_dir`` into ``out``; returns what was taken."""
+def link_files(raw_dir: Path, out: Path, test_files: tuple[str, ...] | None = None) -> dict:
+    """Hard-link (or copy) the competition files of ``raw_dir`` into ``out``; returns what was taken.
+
+    ``test_files`` (data.test_files): the test datasets that must be there (an absent one is an
+    error naming it; unlisted ones are not taken); None takes every test file present."""
     raw_dir = Path(raw_dir)
     missing = [name for name in REQUIRED if not (raw_dir / name).is_file()]
     if missing:
-        raise MissingFilesError(f"data.source=files: {raw_dir} lacks required file(s) {missing}; "
-                                f"put the KDD Cup 2023 files there or set data.raw_dir")
+        raise MissingFilesError(raw_dir / missing[0], None, None,
+                                f"file not found: data.source=files needs {list(REQUIRED)} in {raw_dir} "
+                                f"(lacks {missing}); put the KDD Cup 2023 files there or set data.raw_dir")
+    wanted = OPTIONAL if test_files is None else tuple(f"sessions_test_{name}.csv" for name in test_files)
+    absent = [name for name in wanted if test_files is not None and not (raw_dir / name).is_file()]
+    if absent:
+        raise MissingFilesError(raw_dir / absent[0], None, None,
+                                "file not found (data.test_files lists it; drop it from data.test_files "
+                                "if this test file does not exist)")
     taken = {"files": [], "gt": [], "missing_optional": []}
     out.mkdir(parents=True, exist_ok=True)
     for name in REQUIRED + OPTIONAL:
+        if name in OPTIONAL and name not in wanted:
+            if (raw_dir / name).is_file():
+                log.warning("%s: not in data.test_files, not taken", raw_dir / name)
+            continue
         if (raw_dir / name).is_file():
             _link_or_copy(raw_dir / name, out / name)
             taken["files"].append(name)
@@ -77,7 +91,7 @@ def build(out: Path, data: DataConfig, synthetic: SyntheticConfig, seed: int) ->
         if data.source == "synthetic":
             result = generate(tmp, data.scale, seed, synthetic)
         else:
-            result = link_files(Path(data.raw_dir), tmp)
+            result = link_files(Path(data.raw_dir), tmp, data.test_files)
         # Timings stay in the log: the directory must be identical for the same params and seed.
         write_json({"source": data.source, **{k: v for k, v in result.items() if k not in ("seconds", "peak_rss_mib")}},
                    tmp / "generate.json")
@@ -94,6 +108,7 @@ def build(out: Path, data: DataConfig, synthetic: SyntheticConfig, seed: int) ->
     return result
 
 
+@exit_on_data_error
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", type=Path, required=True, help="directory to fill (data/raw)")

@@ -25,7 +25,7 @@ from pipeline.features_stage import part_paths
 from pipeline.io import setup_logging, timed
 from pipeline.metrics import ranking_metrics_from_ranks
 from pipeline.predictions import fill_with_popular, locale_popularity, submission_frames
-from pipeline.raw import TASK_LOCALES
+from pipeline.raw import TASK_LOCALES, exit_on_data_error
 from rankers import lgbm
 
 log = logging.getLogger(__name__)
@@ -100,6 +100,7 @@ def write_submissions(top: pl.DataFrame, queries: pl.DataFrame, items: pl.DataFr
     return written
 
 
+@exit_on_data_error
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     how = parser.add_mutually_exclusive_group(required=True)

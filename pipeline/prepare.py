@@ -31,12 +31,16 @@ class DataConfig:
     raw_dir: str = "data/raw"
     scale: float = 0.02
     on_error: str = "raise"
+    test_files: tuple[str, ...] = TEST_DATASETS  # the test files that exist; a listed one absent is an error
 
     def __post_init__(self) -> None:
         if self.source not in ("synthetic", "files"):
             raise ValueError(f"data.source must be 'synthetic' or 'files', got {self.source!r}")
         if self.on_error not in ("raise", "skip"):
             raise ValueError(f"data.on_error must be 'raise' or 'skip', got {self.on_error!r}")
+        unknown = sorted(set(self.test_files) - set(TEST_DATASETS))
+        if unknown or len(set(self.test_files)) != len(self.test_files):
+            raise ValueError(f"data.test_files: {list(self.test_files)} must list distinct names of {TEST_DATASETS}")
 
 
 @dataclass
@@ -117,24 +121,39 @@ def prepare(products: pl.DataFrame, train: pl.DataFrame, tests: dict[str, pl.Dat
     )
 
 
-def read_raw(raw_dir: Path, on_error: str) -> tuple[pl.DataFrame, pl.DataFrame, dict[str, pl.DataFrame], dict]:
-    """Read every raw file present; the test files that are absent are reported, not invented."""
+def read_raw(raw_dir: Path, on_error: str, test_files: tuple[str, ...] | None = None
+             ) -> tuple[pl.DataFrame, pl.DataFrame, dict[str, pl.DataFrame], dict]:
+    """Read the raw files. ``test_files`` (data.test_files) names the test datasets that must exist:
+    a listed file that is absent raises RawDataError naming it, an unlisted one is left out (logged).
+    None: every test file present is read, the absent ones are reported, not invented."""
     products, products_report = raw.read_products(raw_dir / "products_train.csv", on_error)
+    for column in ("title", "price", "brand", "color"):
+        if products.height and products_report.notes[f"empty_{column}"] == products.height:
+            log.warning("products_train.csv: no product has a %s (%d empty): the sources and features that "
+                        "need it give missing values", column, products.height)
     train, train_report = raw.read_sessions(raw_dir / "sessions_train.csv", with_target=True, on_error=on_error)
     reports = {"products_train.csv": products_report.as_dict(), "sessions_train.csv": train_report.as_dict()}
     tests = {}
-    for task in raw.TASKS:
-        for phase in raw.PHASES:
-            path = raw_dir / raw.test_file(task, phase)
-            if not path.exists():
-                log.warning("%s: not found, dataset task%d_phase%d left out", path, task, phase)
-                reports[path.name] = "missing"
-                continue
-            tests[f"task{task}_phase{phase}"], report = raw.read_sessions(path, with_target=False)
-            reports[path.name] = report.as_dict()
+    for name in TEST_DATASETS:
+        path = raw_dir / raw.test_file(int(name[4]), int(name[-1]))
+        if test_files is not None and name not in test_files:
+            if path.exists():
+                log.warning("%s: not in data.test_files, left out", path)
+            reports[path.name] = "not in data.test_files"
+            continue
+        if not path.exists():
+            if test_files is not None:
+                raise raw.RawDataError(path, None, None, f"file not found (data.test_files lists {name}; "
+                                       f"drop it from data.test_files if this test file does not exist)")
+            log.warning("%s: not found, dataset %s left out", path, name)
+            reports[path.name] = "missing"
+            continue
+        tests[name], report = raw.read_sessions(path, with_target=False)
+        reports[path.name] = report.as_dict()
     return products, train, tests, reports
 
 
+@raw.exit_on_data_error
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--raw", type=Path, required=True)
@@ -144,7 +163,7 @@ def main() -> None:
     setup_logging()
     cfg = load_section(DataConfig, "data")
     with timed("prepare"):
-        products, train, tests, file_reports = read_raw(args.raw, cfg.on_error)
+        products, train, tests, file_reports = read_raw(args.raw, cfg.on_error, cfg.test_files)
         prepared = prepare(products, train, tests)
         for name in ("items", "sessions", "events", "targets"):
             write_parquet(getattr(prepared, name), args.out / f"{name}.parquet")

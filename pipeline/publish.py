@@ -1,10 +1,12 @@
 """Stage ``publish``: copy the chosen method's files to the six submission paths.
 
-    python -m pipeline.publish --submissions submissions --raw data/raw
+    python -m pipeline.publish --submissions submissions --raw data/raw [--dataset task1_phase1 ...]
 
 params ``publish.task{1,2,3}`` name the directory under submissions/ whose
 task{T}_phase{P}.parquet becomes submissions/task{T}_phase{P}.parquet. Each file is validated
-again before it is written (atomically).
+again before it is written (atomically). ``--dataset`` (dvc.yaml: one stage per entry of
+data.test_files) publishes those datasets, whose test file must exist; without it, every dataset
+whose test file is in --raw.
 """
 
 from __future__ import annotations
@@ -28,10 +30,13 @@ class PublishConfig:
     task3: str = "last_title"
 
 
+@raw.exit_on_data_error
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--submissions", type=Path, required=True)
     parser.add_argument("--raw", type=Path, required=True)
+    parser.add_argument("--dataset", action="append", choices=[f"task{t}_phase{p}" for t in raw.TASKS for p in raw.PHASES],
+                        help="publish only this dataset (repeatable); its test file must exist")
     args = parser.parse_args()
     setup_logging()
     cfg = load_section(PublishConfig, "publish")
@@ -39,7 +44,9 @@ def main() -> None:
     for task in raw.TASKS:
         method = getattr(cfg, f"task{task}")
         for phase in raw.PHASES:
-            if not (args.raw / raw.test_file(task, phase)).exists():
+            if args.dataset is not None and f"task{task}_phase{phase}" not in args.dataset:
+                continue
+            if args.dataset is None and not (args.raw / raw.test_file(task, phase)).exists():
                 continue
             source = submission.submission_path(args.submissions / method, task, phase)
             if not source.exists():

@@ -5,14 +5,25 @@ lines inside a quoted CSV field for long sessions. It is parsed with a regular e
 ``eval``. Every malformed record raises :class:`RawDataError` naming file, line and field, unless
 the caller passes ``on_error="skip"``, in which case it is dropped and counted in the returned
 :class:`ReadReport` (logged by the caller). Nothing is dropped silently.
+
+Every stage ``main`` that reads raw files (and the ``m2`` commands) is wrapped in
+:func:`exit_on_data_error`: a :class:`RawDataError` ends the process with exit status 1 and one line
+on stderr, ``error: data/raw/sessions_train.csv:4 field 'prev_items': malformed prev_items array: ...``,
+without a traceback (a data error is the user's to fix, not a bug to debug).
 """
 
 from __future__ import annotations
 
+import csv
+import functools
+import io
 import logging
+import sys
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TypeVar
 
 import polars as pl
 
@@ -52,6 +63,24 @@ class RawDataError(ValueError):
         self.path, self.line, self.field = str(path), line, field
 
 
+F = TypeVar("F", bound=Callable)
+
+
+def exit_on_data_error(main: F) -> F:
+    """Decorate a stage main or CLI command: a RawDataError becomes one ``error: ...`` line on stderr
+    and exit status 1, no traceback. Anything else (a bug) still raises with its traceback."""
+
+    @functools.wraps(main)
+    def wrapper(*args, **kwargs):
+        try:
+            return main(*args, **kwargs)
+        except RawDataError as exc:
+            print(f"error: {exc}", file=sys.stderr, flush=True)
+            raise SystemExit(1) from None
+
+    return wrapper  # type: ignore[return-value]
+
+
 @dataclass
 class ReadReport:
     """What a reader kept and what it skipped, by reason."""
@@ -84,12 +113,16 @@ def _read_csv(path: Path, expected: tuple[str, ...]) -> pl.DataFrame:
     """Read every column as a string, check the header, and add the 1-based line of each record."""
     if not path.exists():
         raise RawDataError(path, None, None, "file not found")
+    with path.open("rb") as fh:
+        head = fh.read(4096)
+    if not head.strip(b"\xef\xbb\xbf \t\r\n"):
+        raise RawDataError(path, 1, None, f"empty file (expected a header row {','.join(expected)})")
     try:
         frame = pl.read_csv(path, infer_schema=False, quote_char='"', empty_string_is_null=False,
                             encoding="utf8")
     except pl.exceptions.PolarsError as exc:  # unbalanced quote, ragged row, bad encoding
-        line, reason = _locate_csv_problem(path)
-        raise RawDataError(path, line, None, f"not a readable CSV file: {reason or exc}") from exc
+        line, name, reason = _locate_csv_problem(path)
+        raise RawDataError(path, line, name, f"not a readable CSV file: {reason or exc}") from exc
     frame = frame.rename({c: c.lstrip("\ufeff").strip() for c in frame.columns})
     missing = [c for c in expected if c not in frame.columns]
     if missing:
@@ -98,31 +131,55 @@ def _read_csv(path: Path, expected: tuple[str, ...]) -> pl.DataFrame:
     # A record spans one line plus the newlines inside its quoted fields.
     newlines = pl.sum_horizontal(pl.col(c).str.count_matches("\n").fill_null(0) for c in expected)
     span = (newlines + 1).cast(pl.Int64)
-    return frame.with_columns(_line=(span.cum_sum() - span + 2).cast(pl.Int64))
+    frame = frame.with_columns(_line=(span.cum_sum() - span + 2).cast(pl.Int64))
+    if frame.height:
+        last = frame.tail(1).select("_line", span.alias("span")).row(0)
+        _check_last_record(path, expected, *last)
+    return frame
 
 
-def _locate_csv_problem(path: Path) -> tuple[int | None, str | None]:
-    """Find the first record whose field count differs from the header's (slow path, errors only)."""
-    import csv
+def _check_last_record(path: Path, expected: tuple[str, ...], line: int, span: int) -> None:
+    """The reader pads a short record with empty fields; a cut download leaves one at the end."""
+    with path.open("rb") as fh:
+        size = fh.seek(0, 2)
+        fh.seek(max(0, size - (1 << 20)))
+        tail = fh.read().decode("utf-8", errors="replace")
+    record = "\n".join(tail.rstrip("\r\n").split("\n")[-span:])
+    fields = next(csv.reader(io.StringIO(record)), [])
+    if len(fields) < len(expected):
+        raise RawDataError(path, line, expected[len(fields)] if fields else expected[0],
+                           f"field missing: the last record has {len(fields)} of the header's {len(expected)} "
+                           f"fields (truncated last line?)")
 
+
+def _locate_csv_problem(path: Path) -> tuple[int | None, str | None, str | None]:
+    """(line, field, reason) of the first record the CSV reader cannot take (slow path, errors only)."""
+    data = path.read_bytes()
     try:
-        with path.open(encoding="utf-8", newline="") as fh:
-            reader = csv.reader(fh)
-            header = next(reader, [])
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        prefix = data[:exc.start].decode("utf-8")
+        line_start = prefix.rfind("\n") + 1
+        records = list(csv.reader(io.StringIO(prefix.lstrip("\ufeff") + "x")))  # x: the field being read
+        header = records[0] if records else []
+        name = header[len(records[-1]) - 1] if len(records) > 1 and len(records[-1]) <= len(header) else None
+        return (prefix.count("\n") + 1, name,
+                f"not UTF-8 (byte {data[exc.start]:#04x} at column {exc.start - len(prefix[:line_start].encode()) + 1})")
+    reader = csv.reader(io.StringIO(text.lstrip("\ufeff"), newline=""))
+    try:
+        header = next(reader, [])
+        start = reader.line_num + 1
+        for record in reader:
+            if len(record) != len(header):
+                last = next(reader, None) is None
+                if last and text.count('"') % 2 == 1 and 0 < len(record) <= len(header):
+                    return start, header[len(record) - 1].strip(), "the file ends inside this quoted field " \
+                        "(unbalanced quote or truncated last line)"
+                return start, None, f"{len(record)} fields where the header has {len(header)}"
             start = reader.line_num + 1
-            for record in reader:
-                if len(record) != len(header):
-                    return start, f"{len(record)} fields where the header has {len(header)}"
-                start = reader.line_num + 1
-    except UnicodeDecodeError:
-        for number, line in enumerate(path.read_bytes().split(b"\n"), start=1):
-            try:
-                line.decode("utf-8")
-            except UnicodeDecodeError as exc:
-                return number, f"not UTF-8 (byte {line[exc.start]:#04x} at column {exc.start + 1})"
     except csv.Error as exc:
-        return None, str(exc)
-    return None, None
+        return None, None, str(exc)
+    return None, None, None
 
 
 def _fail_or_skip(frame: pl.DataFrame, bad: pl.Series, path: Path, field_name: str, reason: str,
@@ -151,7 +208,7 @@ def parse_prev_items(values: pl.Series) -> tuple[pl.Series, pl.Series]:
 
 
 def _check_locale(frame: pl.DataFrame, path: Path, on_error: str, report: ReadReport) -> pl.DataFrame:
-    bad = ~frame["locale"].is_in(LOCALES)
+    bad = (~frame["locale"].is_in(LOCALES)).fill_null(True)
     return _fail_or_skip(frame, bad, path, "locale", f"unknown locale (expected one of {LOCALES})", on_error, report)
 
 
@@ -179,7 +236,17 @@ def read_products(path: str | Path, on_error: str = "raise") -> tuple[pl.DataFra
         *[pl.when(pl.col(c) == "").then(None).otherwise(pl.col(c)).alias(c) for c in text_cols],
     ).select(PRODUCT_COLUMNS)
     report.rows_kept = frame.height
+    # A placeholder title ("Product <id>", what a release without catalogue text ships) is no title:
+    # its only word is the id, so text sources and Task 3 would learn from the id itself.
+    placeholder = frame["title"].str.strip_chars() == "Product " + frame["id"]
+    report.notes["placeholder_title"] = int(placeholder.sum())
+    if report.notes["placeholder_title"]:
+        log.warning("%s: %d of %d titles are placeholders ('Product <id>'): read as missing", path,
+                    report.notes["placeholder_title"], frame.height)
+        frame = frame.with_columns(title=pl.when(placeholder).then(None).otherwise(pl.col("title")))
     report.notes["empty_title"] = int(frame["title"].is_null().sum())
+    for column in text_cols[1:] + ["price"]:
+        report.notes[f"empty_{column}"] = int(frame[column].is_null().sum())
     return frame, report
 
 

@@ -199,6 +199,7 @@ def format_table(board: dict) -> str:
     return "\n".join(lines).lstrip() + "\n"
 
 
+@raw.exit_on_data_error
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--submissions", type=Path, required=True)

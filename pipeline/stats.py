@@ -302,6 +302,7 @@ def format_stats(stats: dict) -> str:
     return "\n".join(lines)
 
 
+@raw.exit_on_data_error
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--raw", type=Path, required=True, help="raw directory (data/raw)")

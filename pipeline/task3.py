@@ -27,7 +27,7 @@ import polars as pl
 from pipeline import config, submission
 from pipeline.io import setup_logging, timed, write_json
 from pipeline.metrics import bleu
-from pipeline.raw import PHASES
+from pipeline.raw import PHASES, exit_on_data_error
 from rankers import title_chooser as tc
 from rankers.last_title import last_titles
 from rankers.titles import item_titles, tokens
@@ -102,6 +102,7 @@ def test_sessions(sessions: pl.DataFrame, phase: int) -> pl.DataFrame:
     return sessions.filter(pl.col("dataset") == f"task3_phase{phase}").sort("row").select("session", "locale", "row")
 
 
+@exit_on_data_error
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--prepared", type=Path, required=True)

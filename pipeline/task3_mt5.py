@@ -30,7 +30,7 @@ import torch
 from pipeline import config, submission
 from pipeline.io import setup_logging, timed, write_json
 from pipeline.metrics import bleu
-from pipeline.raw import PHASES
+from pipeline.raw import PHASES, exit_on_data_error
 from pipeline.task3 import test_sessions, valid_references
 from rankers import mt5
 from rankers.last_title import last_titles
@@ -106,6 +106,7 @@ def evaluate(pred: pl.DataFrame, refs: pl.DataFrame, cfg: mt5.Mt5Config) -> tupl
     return metrics, sorted(fallback)
 
 
+@exit_on_data_error
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--prepared", type=Path, required=True)

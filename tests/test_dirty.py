@@ -22,9 +22,9 @@ ERRORS = {
     "misspelt_column.csv": (1, "next_item", None),
     "unknown_locale.csv": (3, "locale", 1),
     "empty_next_item.csv": (3, "next_item", 1),
-    "truncated_last_line.csv": (3, None, None),
+    "truncated_last_line.csv": (3, "prev_items", None),
     "extra_field.csv": (3, None, None),
-    "not_utf8.csv": (3, None, None),
+    "not_utf8.csv": (3, "prev_items", None),
 }
 PRODUCT_ERRORS = {
     "products_bad_price.csv": (3, "price", 1),

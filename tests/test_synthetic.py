@@ -155,7 +155,11 @@ def test_generate_stage_files_source_links_and_names_missing(tmp_path):
         link_files(src, tmp_path / "out0")
     sample = Path(__file__).resolve().parents[2] / "shared" / "kdd_format_sample"
     out = tmp_path / "data" / "raw"
-    build(out, DataConfig(source="files", raw_dir=str(sample)), synthetic.SyntheticConfig(), 1)
+    # data.test_files lists the test files that exist; one listed but absent is an error naming it
+    with pytest.raises(MissingFilesError, match="sessions_test_task1_phase2.csv: file not found"):
+        build(out, DataConfig(source="files", raw_dir=str(sample)), synthetic.SyntheticConfig(), 1)
+    build(out, DataConfig(source="files", raw_dir=str(sample), test_files=("task1_phase1",)),
+          synthetic.SyntheticConfig(), 1)
     assert (out / "sessions_train.csv").read_bytes() == (sample / "sessions_train.csv").read_bytes()
     assert (out / "gt" / "gt_task1_phase1.csv").exists()
     build(out, DataConfig(source="synthetic", scale=0.001), synthetic.SyntheticConfig(), 1)
