@@ -38,15 +38,23 @@ def fit(inputs: Inputs, cfg: FeaturesConfig) -> State:
                    .with_columns(si_xl_tr_last1_share=(pl.col("si_xl_tr_last1")
                                                        / pl.col("si_xl_tr_last1").sum().over("src")).cast(pl.Float32))
                    .collect())
-    locales = products.select(pl.col("locale").unique())
+    return State(total, transitions, per_locale, item_table(products, locale_counts(hist), inputs.items))
 
-    counts = hist.group_by("product", "locale").agg(n=pl.len())
+
+def locale_counts(hist: pl.DataFrame) -> pl.DataFrame:
+    """product, locale, n: events per product and (item) locale; counts of disjoint sessions add up."""
+    return hist.group_by("product", "locale").agg(n=pl.len())
+
+
+def item_table(products: pl.DataFrame, counts: pl.DataFrame, items: pl.DataFrame) -> pl.DataFrame:
+    """item, product, i_xl_pop_share, i_xl_n_locales from :func:`locale_counts` and the items table."""
+    locales = products.select(pl.col("locale").unique())
     other = (counts.join(locales, how="cross", suffix="_q")
              .filter(pl.col("locale") != pl.col("locale_q"))
              .group_by("product", pl.col("locale_q").alias("locale")).agg(n_other=pl.col("n").sum()))
     other_total = (counts.group_by("locale").agg(n=pl.col("n").sum())
                    .select("locale", events_other=pl.col("n").sum() - pl.col("n")))
-    listed = (inputs.items.filter(pl.col("in_catalog")).group_by("product")
+    listed = (items.filter(pl.col("in_catalog")).group_by("product")
               .agg(i_xl_n_locales=pl.col("locale").n_unique().cast(pl.Int32)))
     item = (products.join(other, on=["product", "locale"], how="left")
             .join(other_total, on="locale", how="left")
@@ -55,7 +63,7 @@ def fit(inputs: Inputs, cfg: FeaturesConfig) -> State:
                     i_xl_pop_share=(pl.col("n_other").fill_null(0) / pl.col("events_other").clip(lower_bound=1))
                     .cast(pl.Float32),
                     i_xl_n_locales=pl.col("i_xl_n_locales").fill_null(0)))
-    return State(total, transitions, per_locale, item)
+    return item
 
 
 def add(frame: pl.DataFrame, chunk: Chunk, state: State, cfg: FeaturesConfig) -> pl.DataFrame:

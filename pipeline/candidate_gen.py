@@ -25,7 +25,7 @@ from tqdm import tqdm
 
 from candidates.base import query_sessions
 from candidates.union import SourceSpec, build_sources, union
-from pipeline import config, guards, schemas
+from pipeline import config, engine, guards, schemas
 from pipeline.io import parquet_parts, peak_rss_mib, setup_logging, timed
 
 log = logging.getLogger(__name__)
@@ -97,10 +97,15 @@ def main() -> None:
                    min(cfg.chunk_size, queries.height) * sum(s.k for s in specs), 3 + 2 * len(specs),
                    config.load_section(guards.ResourcesConfig, "resources"), "candidates.chunk_size or the sources' k")
 
-    fit_sources(specs, history, items)
+    if engine.engine() == "dask":  # the same parts, co-visitation counts and union on a Dask cluster
+        from pipeline.engine.union import union_parts
+        parts = union_parts(engine.dask_config(), specs, history, items, sessions, cfg.chunk_size, cfg.max_per_session)
+    else:
+        fit_sources(specs, history, items)
+        parts = generate_union(specs, sessions, cfg.chunk_size, cfg.max_per_session)
     n_sessions, longest = 0, 0
     with timed("generate union"), parquet_parts(args.out, empty_union(specs, cfg.max_per_session)) as out:
-        for part in generate_union(specs, sessions, cfg.chunk_size, cfg.max_per_session):
+        for part in parts:
             per_session = part.group_by("session").len().get_column("len")
             n_sessions, longest = n_sessions + per_session.len(), max(longest, per_session.max() or 0)
             out.write(part)

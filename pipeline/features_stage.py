@@ -21,7 +21,7 @@ from tqdm import tqdm
 from features.assemble import add_features, chunk_of, fit_families, session_chunks
 from features.base import FeaturesConfig, Inputs
 from features.registry import FAMILY_COLUMNS, feature_columns
-from pipeline import guards
+from pipeline import engine, guards
 from pipeline.config import load_section
 from pipeline.io import peak_rss_mib, setup_logging, timed, write_json, write_parquet
 
@@ -51,8 +51,11 @@ def main() -> None:
     inputs = Inputs(history=history, items=pl.read_parquet(args.prepared / "items.parquet"),
                     sessions=pl.read_parquet(args.prepared / "sessions.parquet",
                                              columns=["session", "dataset", "locale", "length"]))
+    on_dask = engine.engine() == "dask"  # co-visitation counts and feature joins on a Dask cluster
+    if on_dask:
+        from pipeline.engine import features as dask_features
     with timed(f"features {args.split}: fit families"):
-        state = fit_families(inputs, cfg)
+        state = dask_features.fit_families(engine.dask_config(), inputs, cfg) if on_dask else fit_families(inputs, cfg)
     union = pl.scan_parquet(args.union)
     per_session = union.group_by("session").len().select(pl.col("len").max()).collect().item() or 0
     guards.require("features: one chunk of candidates with every family's columns",
@@ -66,12 +69,16 @@ def main() -> None:
     columns: list[str] = []
     with timed(f"features {args.split}: {queries.height} sessions"):
         chunks = session_chunks(queries["session"], cfg.chunk_sessions)
-        for n, ids in enumerate(tqdm(chunks, desc=f"features {args.split}", unit="chunk")):
-            cands, chunk = chunk_of(union, queries, events, ids)
-            frame = add_features(cands, chunk, state, cfg)
-            write_parquet(frame, args.out / PART.format(n))
-            rows += frame.height
-            columns = frame.columns
+        if on_dask:
+            rows, columns = dask_features.assemble(engine.dask_config(), state, args.union,
+                                                   split_dir / "history.parquet", queries, cfg, args.out)
+        else:
+            for n, ids in enumerate(tqdm(chunks, desc=f"features {args.split}", unit="chunk")):
+                cands, chunk = chunk_of(union, queries, events, ids)
+                frame = add_features(cands, chunk, state, cfg)
+                write_parquet(frame, args.out / PART.format(n))
+                rows += frame.height
+                columns = frame.columns
     features = feature_columns(columns)
     write_json({"split": args.split, "sessions": queries.height, "rows": rows, "parts": len(chunks),
                 "features": features}, args.out / "summary.json")  # no timings: a dependency of later stages

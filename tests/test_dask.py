@@ -10,7 +10,7 @@ pytest.importorskip("dask.dataframe")
 pytest.importorskip("distributed")
 
 from candidates.covisit import CovisitConfig, neighbours  # noqa: E402
-from pipeline.engine import DaskConfig, dask_client, scratch, session_ranges, write_session_partitions  # noqa: E402
+from pipeline.engine import DaskConfig, dask_client, session_ranges, write_session_partitions  # noqa: E402
 from pipeline.engine import covisit as dask_covisit  # noqa: E402
 
 pytestmark = pytest.mark.dask
@@ -38,3 +38,78 @@ def test_covisit_neighbours_equal(tiny_world, client, cfg, tmp_path):
     got = dask_covisit.neighbours(client, paths, cfg, bits)
     assert expected.height > 1000
     assert_frame_equal(got, expected)
+
+
+SOURCES = {
+    "covisit_fwd": {"type": "covisit", "k": 25, "window": 1, "direction": "forward", "top_n": 50},
+    "covisit_dist": {"type": "covisit", "k": 45, "window": 8, "direction": "forward", "distance_weight": 1.0,
+                     "top_n": 50},
+    "covisit_product": {"type": "covisit", "k": 45, "window": 3, "direction": "both", "key": "product",
+                        "top_n": 50},
+    "prefix": {"type": "attribute", "k": 15, "key": "prefix", "prefix_chars": 5, "items_per_key": 100},
+    "popularity": {"type": "popularity", "k": 5},
+}
+CHUNK = 400
+
+
+def _split_inputs(world, split: str):
+    from candidates.base import query_sessions
+
+    d = world.split / split
+    history, queries = pl.read_parquet(d / "history.parquet"), pl.read_parquet(d / "queries.parquet")
+    items = world.read("items")
+    events = world.read("events").join(queries.select("session"), on="session")
+    return history, queries, items, query_sessions(queries, events)
+
+
+@pytest.fixture(scope="module")
+def unions(tiny_world, client, tmp_path_factory):
+    """valid split: (polars union, dask union), tiny_world's params-like sources, chunks of CHUNK sessions."""
+    from candidates.union import build_sources
+    from pipeline.candidate_gen import fit_sources, generate_union
+    from pipeline.engine.union import parts_on
+
+    history, _, items, sessions = _split_inputs(tiny_world, "valid")
+    specs = build_sources(SOURCES, 7)
+    fit_sources(specs, history, items)
+    expected = pl.concat(generate_union(specs, sessions, CHUNK, 120))
+    got = pl.concat(parts_on(client, tmp_path_factory.mktemp("union"), 4, build_sources(SOURCES, 7), history, items,
+                             sessions, CHUNK, 120))
+    return expected, got
+
+
+def test_union_equal(unions):
+    expected, got = unions
+    assert expected["session"].n_unique() > 3 * CHUNK  # several partitions, several chunks each
+    assert_frame_equal(got, expected)
+
+
+def test_features_equal(tiny_world, client, unions, tmp_path):
+    from features.assemble import assemble_chunks, fit_families
+    from features.base import FeaturesConfig, Inputs
+    from pipeline.engine import features as dask_features
+
+    history, queries, items, _ = _split_inputs(tiny_world, "valid")
+    cfg = FeaturesConfig(chunk_sessions=CHUNK, deep_models={})
+    inputs = Inputs(history=history, items=items,
+                    sessions=tiny_world.read("sessions").select("session", "dataset", "locale", "length"))
+    union_path = tmp_path / "union.parquet"
+    unions[0].write_parquet(union_path)
+    events = history.join(queries.select("session"), on="session", how="semi")
+    state = fit_families(inputs, cfg)
+    expected = list(assemble_chunks(pl.scan_parquet(union_path), queries, events, state, cfg))
+
+    got_state = dask_features.fit_state(inputs, cfg, 4, tmp_path)
+    for family, table in (("session_item", "covisit"), ("session_item", "transitions"),
+                          ("cross_locale", "per_locale"), ("cross_locale", "total"), ("cross_locale", "transitions"),
+                          ("cross_locale", "item")):
+        a, b = getattr(state[family], table), getattr(got_state[family], table)
+        keys = [c for c in a.columns if a.schema[c] != pl.Float32]
+        assert_frame_equal(b.select(a.columns).sort(keys), a.sort(keys), check_row_order=True)
+    rows, columns = dask_features.assemble_on(client, got_state, union_path, tiny_world.split / "valid" / "history.parquet",
+                                              queries, cfg, tmp_path / "features")
+    parts = sorted((tmp_path / "features").glob("part-*.parquet"))
+    assert len(parts) == len(expected) > 3
+    for part, frame in zip(parts, expected, strict=True):
+        assert_frame_equal(pl.read_parquet(part), frame)
+    assert rows == sum(f.height for f in expected) and columns == expected[0].columns
