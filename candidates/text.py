@@ -20,6 +20,7 @@ source.
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from typing import Self
 
@@ -27,6 +28,8 @@ import polars as pl
 
 from candidates.base import CandidateSource, finalize
 from candidates.session_items import ordered_sum, recent_items
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -98,6 +101,10 @@ class TitleSimilarity(CandidateSource):
     def fit(self, history: pl.DataFrame, items: pl.DataFrame) -> Self:
         self._items = items
         self.tokens = title_tokens(items, self.cfg)
+        if self.tokens.height == 0:  # e.g. a catalogue of placeholder titles, read as missing
+            log.warning("text: no catalogue title has a word in more than one item (%d of %d items titled): "
+                        "no candidates", items.filter(pl.col("in_catalog"))["title"].is_not_null().sum(),
+                        items.filter(pl.col("in_catalog")).height)
         if self.cfg.weighting == "lift":
             self.tokens = self.tokens.drop("idf").join(token_lift(history, self.tokens), on="token")
         views = history.group_by("item").agg(views=pl.len())

@@ -229,6 +229,8 @@ def leaderboard_frame(board: dict) -> pl.DataFrame:
     not applicable), best score first within a task."""
     rows = []
     for task, methods in board.items():
+        if task == "unscored":  # pipeline.score.UNSCORED: the datasets without ground truth, and why
+            continue
         for method, result in methods.items():
             overall = result["all"]
             metric = "bleu" if "bleu" in overall else "mrr@100"
@@ -595,6 +597,9 @@ def leaderboard_section(page: Page, path: Path, out: Path, cfg: ReportConfig) ->
         page.para(f"`{path}` (stage score): {MISSING}.")
         return
     frame = leaderboard_frame(board)
+    if board.get("unscored"):
+        page.para("Not scored: " + "; ".join(f"{key} ({entry['reason']})" for key, entry in board["unscored"].items())
+                  + ".")
     if frame.height == 0:
         page.para("The leaderboard is empty: no submission was scored.")
         return

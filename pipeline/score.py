@@ -6,7 +6,10 @@
 Every ``submissions/**/task{T}_phase{P}.parquet`` is scored; its method is its directory relative to
 submissions/ ("submission" for the six published files). Tasks 1/2: MRR@100, Recall@100, NDCG@100
 overall and per locale, and the share of the oracle ceiling where gt/ceiling.json exists (only
-synthetic data has one). Task 3: corpus BLEU-4 overall and per locale.
+synthetic data has one). Task 3: corpus BLEU-4 overall and per locale. A dataset whose ground truth
+is absent (real data: phase 2, task 3) is not skipped silently: the board's ``"unscored"`` entry and
+the table's last section list it, with its reason ("no ground truth"; for task 3 "no titles" too
+when every submitted title is empty, as on a catalogue without titles) and its submissions.
 
 With ``--gap`` (synthetic data: gt/oracle_task{T}_phase{P}.csv), the oracle gap: for every method
 and target class (the target's relation to the hidden session state: the current item's first,
@@ -33,6 +36,7 @@ log = logging.getLogger(__name__)
 
 FILE_PATTERN = re.compile(r"^task([123])_phase([12])\.parquet$")
 PUBLISHED = "submission"
+UNSCORED = "unscored"   # board key: {dataset: {"reason", "ground_truth", "methods"}}, present only when needed
 
 
 def load_ceiling(gt_dir: Path) -> dict:
@@ -148,6 +152,7 @@ def find_submissions(root: Path) -> list[tuple[str, int, int, Path]]:
 def leaderboard(root: Path, gt_dir: Path) -> tuple[dict, dict]:
     """The board {"task1_phase1": {method: {"all": {...}, "DE": {...}}}, ...} and the oracle gap board
     {"task1_phase1": {method: oracle_gap(...)}} (tasks 1/2 where an oracle file exists, else empty).
+    Datasets with submissions but no ground truth go to board["unscored"] (see :func:`unscored_entry`).
 
     Each ground truth (and oracle file) is read once per task and phase, each submission once.
     """
@@ -155,10 +160,11 @@ def leaderboard(root: Path, gt_dir: Path) -> tuple[dict, dict]:
     board: dict = {}
     gaps: dict = {}
     truth: dict[str, tuple[pl.DataFrame, pl.DataFrame | None]] = {}
+    unscored: dict[str, dict[str, Path]] = {}
     for method, task, phase, path in find_submissions(root):
         key = f"task{task}_phase{phase}"
         if not (gt_dir / raw.gt_file(task, phase)).exists():
-            log.warning("%s: no ground truth %s, not scored", path, raw.gt_file(task, phase))
+            unscored.setdefault(key, {})[method] = path
             continue
         if key not in truth:
             truth[key] = (raw.read_ground_truth(gt_dir / raw.gt_file(task, phase), task),
@@ -168,13 +174,26 @@ def leaderboard(root: Path, gt_dir: Path) -> tuple[dict, dict]:
         board.setdefault(key, {})[method] = score_read(frame, gt, task, phase, path, ceiling)
         if oracle is not None:
             gaps.setdefault(key, {})[method] = oracle_gap(frame, gt, oracle, task, str(path))
+    if unscored:
+        board[UNSCORED] = {key: unscored_entry(key, paths, gt_dir) for key, paths in sorted(unscored.items())}
     return board, gaps
 
 
+def unscored_entry(key: str, paths: dict[str, Path], gt_dir: Path) -> dict:
+    """{"reason", "ground_truth", "methods"} of a dataset whose ground truth is absent (logged)."""
+    gt_path = gt_dir / raw.gt_file(int(key[4]), int(key[-1]))
+    reason = "no ground truth"
+    if key.startswith("task3") and all((submission.read(p)["next_item_title"].fill_null("") == "").all()
+                                       for p in paths.values()):
+        reason += "; no titles (every submitted title is empty)"
+    log.warning("%s: %s (%s absent): %d submissions not scored", key, reason, gt_path, len(paths))
+    return {"reason": reason, "ground_truth": str(gt_path), "methods": sorted(paths)}
+
+
 def format_table(board: dict) -> str:
-    """A markdown table per task and phase, best method first."""
+    """A markdown table per task and phase, best method first; then the datasets not scored, and why."""
     lines = []
-    for key in sorted(board):
+    for key in sorted(k for k in board if k != UNSCORED):
         methods = board[key]
         task3 = key.startswith("task3")
         metric = "bleu" if task3 else "mrr@100"
@@ -196,6 +215,10 @@ def format_table(board: dict) -> str:
             ceil = next((m["all"].get("ceiling_mrr@100") for m in methods.values()), None)
             if ceil:
                 lines.append(f"\noracle ceiling MRR@100: {ceil:.4f}")
+    if board.get(UNSCORED):
+        lines += ["\n### not scored\n", "| dataset | why | ground truth | submissions |", "|---|---|---|---|"]
+        for key, entry in board[UNSCORED].items():
+            lines.append(f"| {key} | {entry['reason']} | {entry['ground_truth']} absent | {len(entry['methods'])} |")
     return "\n".join(lines).lstrip() + "\n"
 
 

@@ -13,6 +13,11 @@ sessions (datasets task3_phase1/2, in file row order) get candidates from co-vis
 the test history, the model refitted on all valid sessions, and the editor tuned out of fold.
 Writes submissions/task3_chooser/task3_phase{P}.parquet and the validation BLEU of each method and
 chooser step to --metrics (the last-title submission itself comes from the ``baseline`` stage).
+
+Without titles (a catalogue of placeholders, read as missing by pipeline.raw) there is nothing to
+learn: the chooser is skipped (logged, ``"skipped"`` in --metrics) and the submissions hold the
+last-title fallback, an empty title where no session item has one; the score stage reports them
+unscored when there is no ground truth.
 """
 
 from __future__ import annotations
@@ -102,6 +107,15 @@ def test_sessions(sessions: pl.DataFrame, phase: int) -> pl.DataFrame:
     return sessions.filter(pl.col("dataset") == f"task3_phase{phase}").sort("row").select("session", "locale", "row")
 
 
+def no_titles(titles: pl.DataFrame, refs: pl.DataFrame, method: str) -> dict | None:
+    """None when ``method`` can learn; else the metrics that say why not (logged)."""
+    if refs.height:
+        return None
+    log.warning("%s: %d catalogue items have a title, no held-out target has one: not trained; its submissions "
+                "hold the last title of each session ('' where no session item has a title)", method, titles.height)
+    return {"skipped": "no titles", "titled_items": titles.height, "n_sessions": 0}
+
+
 @exit_on_data_error
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -123,9 +137,11 @@ def main() -> None:
         queries = pl.read_parquet(args.splitdir / "valid" / "queries.parquet")
         refs = valid_references(queries, pl.read_parquet(args.splitdir / "valid" / "targets.parquet"), titles)
         valid = Fold(refs.select("session", "locale"), pl.read_parquet(args.splitdir / "valid" / "history.parquet"))
-        labelled, edits, metrics = run_valid(valid, refs, events, items, titles, cfg, seed)
-        model = tc.fit(labelled, cfg, seed)
-        log.info("valid BLEU: %s", {k: v for k, v in metrics.items() if isinstance(v, float)})
+        metrics = no_titles(titles, refs, "task3_chooser")
+        if metrics is None:
+            labelled, edits, metrics = run_valid(valid, refs, events, items, titles, cfg, seed)
+            model = tc.fit(labelled, cfg, seed)
+            log.info("valid BLEU: %s", {k: v for k, v in metrics.items() if isinstance(v, float)})
     with timed("test predictions"):
         history = pl.read_parquet(args.splitdir / "test" / "history.parquet")
         for phase in PHASES:
@@ -134,7 +150,8 @@ def main() -> None:
                 log.warning("no task3_phase%d sessions in the prepared data", phase)
                 continue
             locales = submission.load_test_locales(args.raw, 3, phase)
-            frame = predict_test(fold, model, edits, events, items, titles, cfg)
+            frame = (last_titles(fold.sessions, events, items) if "skipped" in metrics
+                     else predict_test(fold, model, edits, events, items, titles, cfg))
             sub = fold.sessions.select("session", "locale").join(frame, on="session", maintain_order="left")
             submission.write(sub.select("locale", "next_item_title"),
                              submission.submission_path(args.out / "task3_chooser", 3, phase), 3, locales, None)

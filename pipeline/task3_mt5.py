@@ -31,7 +31,7 @@ from pipeline import config, submission
 from pipeline.io import setup_logging, timed, write_json
 from pipeline.metrics import bleu
 from pipeline.raw import PHASES, exit_on_data_error
-from pipeline.task3 import test_sessions, valid_references
+from pipeline.task3 import no_titles, test_sessions, valid_references
 from rankers import mt5
 from rankers.last_title import last_titles
 from rankers.titles import item_titles, tokens
@@ -106,6 +106,21 @@ def evaluate(pred: pl.DataFrame, refs: pl.DataFrame, cfg: mt5.Mt5Config) -> tupl
     return metrics, sorted(fallback)
 
 
+def write_untrained(args: argparse.Namespace, sessions: pl.DataFrame, events: pl.DataFrame, items: pl.DataFrame,
+                    metrics: dict) -> None:
+    """No titles to learn from: the stage's outputs say so; both submissions hold the last-title fallback."""
+    write_json(metrics, args.model / "not_trained.json")
+    for phase in PHASES:
+        fold = test_sessions(sessions, phase)
+        if fold.height == 0:
+            continue
+        out = fold.join(last_titles(fold, events, items), on="session", maintain_order="left")
+        for method in ("task3_mt5", "task3_mt5_fallback"):
+            submission.write(out.select("locale", "next_item_title"), submission.submission_path(args.out / method, 3, phase),
+                             3, submission.load_test_locales(args.raw, 3, phase), None)
+    write_json(metrics, args.metrics)
+
+
 @exit_on_data_error
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -126,6 +141,12 @@ def main() -> None:
     events = pl.read_parquet(args.prepared / "events.parquet")
     # locale travels with the titles so the generation lengths can be set per locale.
     titles = item_titles(items).join(items.select("item", "locale"), on="item")
+    refs = valid_references(pl.read_parquet(args.splitdir / "valid" / "queries.parquet"),
+                            pl.read_parquet(args.splitdir / "valid" / "targets.parquet"), titles)
+    skipped = no_titles(titles, refs, "task3_mt5")
+    if skipped is not None:
+        write_untrained(args, sessions, events, items, skipped)
+        return
     with timed("mt5 train"):
         pairs = mt5.training_pairs(pl.read_parquet(args.splitdir / "valid" / "history.parquet"), titles, cfg, seed)
         log.info("mt5: %d training pairs on %s", pairs.height, mt5.device())
@@ -135,8 +156,6 @@ def main() -> None:
         limits = mt5.length_limits(pairs, tok, cfg)
         mt5.save(model, tok, args.model)
     with timed("mt5 valid"):
-        refs = valid_references(pl.read_parquet(args.splitdir / "valid" / "queries.parquet"),
-                                pl.read_parquet(args.splitdir / "valid" / "targets.parquet"), titles)
         if refs.height > cfg.max_valid_sessions:
             refs = refs.sample(cfg.max_valid_sessions, seed=seed).sort("session")
         pred = predict(model, tok, refs, events, items, titles, cfg, limits)
