@@ -1,14 +1,16 @@
 # Two commands do everything on a fresh machine:
 #   make run   - create .venv, install, run the whole DVC pipeline on the embedded synthetic data
 #   make test  - create .venv, install with the dev extra, run the test suite
+#   make real  - the same graph on the real Amazon-M2 files in REAL_DIR (../shared/amazon_m2_real)
 PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
+REAL_DIR ?= ../shared/amazon_m2_real
 
 export OPENBLAS_NUM_THREADS ?= 1
 
-.PHONY: run test install lint clean
+.PHONY: run real test install lint clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -20,6 +22,10 @@ install: $(STAMP)
 
 run: $(STAMP)
 	. $(BIN)/activate && dvc repro
+	@cat metrics/leaderboard.md
+
+real: $(STAMP)
+	. $(BIN)/activate && dvc exp run -S data.source=files -S data.raw_dir=$(REAL_DIR)
 	@cat metrics/leaderboard.md
 
 test: $(STAMP)
