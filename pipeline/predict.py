@@ -20,7 +20,7 @@ from pathlib import Path
 import polars as pl
 from tqdm import tqdm
 
-from pipeline import submission
+from pipeline import engine, submission
 from pipeline.features_stage import part_paths
 from pipeline.io import setup_logging, timed
 from pipeline.metrics import ranking_metrics_from_ranks
@@ -125,8 +125,13 @@ def main() -> None:
             raise SystemExit(f"{args.features}: no column cand_{args.source}_score; is {args.source!r} a source "
                              "of the union these features were built from?")
         columns = None if args.model else ["session", "item", f"cand_{args.source}_score"]
-        frames = (pl.read_parquet(p, columns=columns) for p in tqdm(parts, desc=f"predict {what}", unit="part"))
-        top = complete(ranked_top(frames, rank), queries, history, items)
+        if args.model and engine.engine() == "dask":  # the ranker scores the parts on a Dask cluster
+            from pipeline.engine import ranker as dask_ranker
+            top = complete(dask_ranker.ranked_top(engine.dask_config(), parts, rank, columns, K), queries, history,
+                           items)
+        else:
+            frames = (pl.read_parquet(p, columns=columns) for p in tqdm(parts, desc=f"predict {what}", unit="part"))
+            top = complete(ranked_top(frames, rank), queries, history, items)
         write_submissions(top, queries, items, args.raw, args.out)
 
 

@@ -26,7 +26,7 @@ from tqdm import tqdm
 from features.base import LOCALE_CODE
 from features.candidate import source_names
 from features.registry import feature_columns
-from pipeline import config, guards
+from pipeline import config, engine, guards
 from pipeline.features_stage import part_paths
 from pipeline.io import atomic_path, peak_rss_mib, setup_logging, timed, write_json
 from pipeline.predict import complete, mrr_report, ranked_top, source_ranker
@@ -132,7 +132,11 @@ def main() -> None:
         train_rows, stop_rows = load_training(parts, targets, folds, cfg, seed)
         log.info("training rows %d (%d sessions), early-stopping rows %d (%d sessions)", train_rows.height,
                  train_rows["session"].n_unique(), stop_rows.height, stop_rows["session"].n_unique())
-        models = fit(train_rows, stop_rows, cfg, seed)
+        if engine.engine() == "dask":  # DaskLGBMRanker on a Dask cluster, same model files
+            from pipeline.engine import ranker as dask_ranker
+            models = dask_ranker.fit(engine.dask_config(), train_rows, stop_rows, cfg, seed)
+        else:
+            models = fit(train_rows, stop_rows, cfg, seed)
     lgbm.save(models, args.model, cfg, seed)
     with timed("evaluate on the eval fold"):
         eval_queries = queries.join(folds.filter(pl.col("is_eval")), on="session", how="semi")

@@ -84,32 +84,68 @@ def test_union_equal(unions):
     assert_frame_equal(got, expected)
 
 
-def test_features_equal(tiny_world, client, unions, tmp_path):
+@pytest.fixture(scope="module")
+def valid_features(tiny_world, client, unions, tmp_path_factory):
+    """valid split features: (polars state, polars chunk frames, dask state, dask parts dir, dask rows, columns)."""
     from features.assemble import assemble_chunks, fit_families
     from features.base import FeaturesConfig, Inputs
     from pipeline.engine import features as dask_features
 
+    tmp = tmp_path_factory.mktemp("features")
     history, queries, items, _ = _split_inputs(tiny_world, "valid")
     cfg = FeaturesConfig(chunk_sessions=CHUNK, deep_models={})
     inputs = Inputs(history=history, items=items,
                     sessions=tiny_world.read("sessions").select("session", "dataset", "locale", "length"))
-    union_path = tmp_path / "union.parquet"
+    union_path = tmp / "union.parquet"
     unions[0].write_parquet(union_path)
     events = history.join(queries.select("session"), on="session", how="semi")
     state = fit_families(inputs, cfg)
     expected = list(assemble_chunks(pl.scan_parquet(union_path), queries, events, state, cfg))
+    got_state = dask_features.fit_state(inputs, cfg, 4, tmp)
+    rows, columns = dask_features.assemble_on(client, got_state, union_path,
+                                              tiny_world.split / "valid" / "history.parquet", queries, cfg,
+                                              tmp / "parts")
+    return state, expected, got_state, tmp / "parts", rows, columns
 
-    got_state = dask_features.fit_state(inputs, cfg, 4, tmp_path)
+
+def test_features_equal(valid_features):
+    state, expected, got_state, parts_dir, rows, columns = valid_features
     for family, table in (("session_item", "covisit"), ("session_item", "transitions"),
                           ("cross_locale", "per_locale"), ("cross_locale", "total"), ("cross_locale", "transitions"),
                           ("cross_locale", "item")):
         a, b = getattr(state[family], table), getattr(got_state[family], table)
         keys = [c for c in a.columns if a.schema[c] != pl.Float32]
-        assert_frame_equal(b.select(a.columns).sort(keys), a.sort(keys), check_row_order=True)
-    rows, columns = dask_features.assemble_on(client, got_state, union_path, tiny_world.split / "valid" / "history.parquet",
-                                              queries, cfg, tmp_path / "features")
-    parts = sorted((tmp_path / "features").glob("part-*.parquet"))
+        assert_frame_equal(b.select(a.columns).sort(keys), a.sort(keys))
+    parts = sorted(parts_dir.glob("part-*.parquet"))
     assert len(parts) == len(expected) > 3
     for part, frame in zip(parts, expected, strict=True):
         assert_frame_equal(pl.read_parquet(part), frame)
     assert rows == sum(f.height for f in expected) and columns == expected[0].columns
+
+
+def test_ranker_mrr_close(tiny_world, client, valid_features, tmp_path):
+    """DaskLGBMRanker (2 workers, data-parallel, early stopping by blocks) against lgb.train: eval-fold MRR@100."""
+    from pipeline import train_ranker
+    from pipeline.engine import ranker as dask_ranker
+    from rankers import lgbm
+
+    parts = sorted(valid_features[3].glob("part-*.parquet"))
+    split = tiny_world.split / "valid"
+    queries, targets = pl.read_parquet(split / "queries.parquet"), pl.read_parquet(split / "targets.parquet")
+    cfg = lgbm.RankerConfig(num_threads=1, locale_weights={"ES": 3.0, "FR": 3.0, "IT": 3.0})
+    folds = lgbm.assign_folds(queries["session"], cfg.eval_fraction, 7)
+    train_rows, stop_rows = train_ranker.load_training(parts, targets, folds, cfg, 7)
+    eval_queries = queries.join(folds.filter(pl.col("is_eval")), on="session", how="semi")
+    history, items = pl.read_parquet(split / "history.parquet"), tiny_world.read("items")
+    features = [c for c in train_rows.columns if c.startswith(("cand_", "s_", "i_", "si_"))]
+
+    mrr = {}
+    for name, booster in (("polars", train_ranker.fit(train_rows, stop_rows, cfg, 7)["model"]),
+                          ("dask", dask_ranker.train_on(client, train_rows, stop_rows, features, cfg, 7,
+                                                        DCFG))):
+        lgbm.save({"model": booster}, tmp_path / name, cfg, 7)
+        report = train_ranker.evaluate(parts, lgbm.load(tmp_path / name), eval_queries, targets, history, items)
+        mrr[name] = report["ranker"]["all"]["mrr@100"]
+        assert booster.best_iteration > 0
+    print(f"eval-fold MRR@100 over {eval_queries.height} sessions: {mrr}")
+    assert abs(mrr["dask"] - mrr["polars"]) <= 0.005, mrr

@@ -76,8 +76,13 @@ def dask_client(cfg: DaskConfig) -> Iterator[Any]:
             log.info("dask: connected to %s (%d workers)", cfg.scheduler_address, n_workers(client))
             yield client
         return
-    with LocalCluster(n_workers=cfg.workers, threads_per_worker=cfg.threads_per_worker,
-                      memory_limit=cfg.memory_limit, processes=True, dashboard_address=None) as cluster, \
+    import dask
+
+    # No work stealing: a task runs where its data is, so each LightGBM worker trains on the partitions
+    # placed on it (pipeline.engine.ranker) and the model is the same run to run.
+    with dask.config.set({"distributed.scheduler.work-stealing": False}), \
+            LocalCluster(n_workers=cfg.workers, threads_per_worker=cfg.threads_per_worker,
+                         memory_limit=cfg.memory_limit, processes=True, dashboard_address=None) as cluster, \
             Client(cluster) as client:
         log.info("dask: LocalCluster of %d workers x %d threads, %s each", cfg.workers, cfg.threads_per_worker,
                  cfg.memory_limit)
