@@ -124,10 +124,15 @@ def set_param(params: dict, dotted: str, value: str) -> None:
     node[leaf] = yaml.safe_load(value)
 
 
-def stage_name(name: str, stage: dict) -> str:
+def stage_name(name: str, stage: dict, params: dict) -> str:
     """The probe's name for a stage: ``name@item`` under foreach/matrix, as dvc names them."""
     if "foreach" in stage:
-        return name + ("@${item}" if isinstance(stage["foreach"], list) else "@${key}")
+        over = stage["foreach"]
+        if isinstance(over, str):  # ${section.key}: a list or a mapping of params.yaml
+            over = params
+            for part in stage["foreach"].strip("${}").split("."):
+                over = over[part]
+        return name + ("@${item}" if isinstance(over, list) else "@${key}")
     if "matrix" in stage:
         return name + "@" + "-".join("${item." + key + "}" for key in stage["matrix"])
     return name
@@ -136,10 +141,11 @@ def stage_name(name: str, stage: dict) -> str:
 def wrap_stages(dvc_yaml: Path, log: Path) -> None:
     """Prefix every stage command with the probe."""
     spec = yaml.safe_load(dvc_yaml.read_text())
+    params = yaml.safe_load((dvc_yaml.parent / "params.yaml").read_text())
     me = Path(__file__).resolve()
     for name, stage in spec["stages"].items():
         body = stage.get("do", stage)
-        body["cmd"] = f"python {me} probe --stage {stage_name(name, stage)} --log {log} -- {body['cmd']}"
+        body["cmd"] = f"python {me} probe --stage {stage_name(name, stage, params)} --log {log} -- {body['cmd']}"
     dvc_yaml.write_text(yaml.safe_dump(spec, sort_keys=False))
 
 
