@@ -149,3 +149,88 @@ def test_ranker_mrr_close(tiny_world, client, valid_features, tmp_path):
         assert booster.best_iteration > 0
     print(f"eval-fold MRR@100 over {eval_queries.height} sessions: {mrr}")
     assert abs(mrr["dask"] - mrr["polars"]) <= 0.005, mrr
+
+
+STAGE_SOURCE_TYPES = ("covisit", "attribute", "popularity", "als")
+
+
+@pytest.fixture(scope="module")
+def stage_runs(tiny_world, client, tmp_path_factory):
+    """The stage mains candidates -> features -> train_ranker -> predict as DVC runs them (in process), once
+    with engine: polars and once with engine: dask on the module's cluster (scheduler_address: the
+    existing-cluster path). params.yaml's sources of STAGE_SOURCE_TYPES (no deep checkpoints here; the slow
+    text and sknn sources left out to keep the suite under a minute)."""
+    import importlib
+    import sys
+
+    import yaml
+
+    from tests.conftest import REPO
+
+    def run(module: str, *argv) -> None:
+        with pytest.MonkeyPatch.context() as mp:
+            mp.chdir(project)
+            mp.setattr(sys, "argv", [module, *map(str, argv)])
+            importlib.import_module(module).main()
+
+    w = tiny_world
+    projects = {}
+    for engine in ("polars", "dask"):
+        project = tmp_path_factory.mktemp(f"stages-{engine}")
+        params = yaml.safe_load((REPO / "params.yaml").read_text())
+        params["engine"] = engine
+        params["dask"]["scheduler_address"] = client.scheduler.address
+        sources = params["candidates"]["sources"]  # the covisit family, and one fitted model that must pickle
+        params["candidates"]["sources"] = {k: v for k, v in sources.items() if v["type"] in STAGE_SOURCE_TYPES}
+        params["candidates"]["sources"]["als"]["iterations"] = 3
+        params["candidates"]["chunk_size"] = 500
+        params["features"].update(chunk_sessions=500, deep_models={})
+        params["ranker"].update(num_threads=1)
+        (project / "params.yaml").write_text(yaml.safe_dump(params))
+        for split in ("valid", "test"):
+            run("pipeline.candidate_gen", "--split", split, "--prepared", w.prepared, "--splitdir", w.split,
+                "--out", project / f"union-{split}.parquet")
+            run("pipeline.features_stage", "--split", split, "--prepared", w.prepared, "--splitdir", w.split,
+                "--union", project / f"union-{split}.parquet", "--out", project / f"features-{split}")
+        run("pipeline.train_ranker", "--features", project / "features-valid", "--splitdir", w.split,
+            "--prepared", w.prepared, "--model", project / "model", "--metrics", project / "ranker.json",
+            "--importance", project / "importance.csv")
+        run("pipeline.predict", "--model", project / "model", "--features", project / "features-test",
+            "--splitdir", w.split, "--prepared", w.prepared, "--raw", w.raw, "--out", project / "submissions")
+        projects[engine] = project
+    # the polars model's submissions scored by predict on the cluster: the dask predict path alone
+    params["engine"] = "dask"
+    project = projects["polars"]
+    (project / "params.yaml").write_text(yaml.safe_dump(params))
+    run("pipeline.predict", "--model", project / "model", "--features", project / "features-test",
+        "--splitdir", w.split, "--prepared", w.prepared, "--raw", w.raw, "--out", project / "submissions-dask")
+    return projects
+
+
+def test_stages_same_outputs(stage_runs):
+    """Same union and feature parts from the stage mains, byte for byte; the same submissions from one model."""
+    polars_dir, dask_dir = stage_runs["polars"], stage_runs["dask"]
+    for split in ("valid", "test"):
+        name = f"union-{split}.parquet"
+        assert pl.read_parquet(polars_dir / name).height > 1000
+        assert (dask_dir / name).read_bytes() == (polars_dir / name).read_bytes(), name
+        parts = sorted(p.name for p in (polars_dir / f"features-{split}").glob("part-*.parquet"))
+        assert len(parts) > 1
+        assert parts == sorted(p.name for p in (dask_dir / f"features-{split}").glob("part-*.parquet"))
+        for part in parts:
+            assert_frame_equal(pl.read_parquet(dask_dir / f"features-{split}" / part),
+                               pl.read_parquet(polars_dir / f"features-{split}" / part))
+    written = sorted(p.name for p in (polars_dir / "submissions").glob("*.parquet"))
+    assert written
+    for name in written:
+        assert (polars_dir / "submissions-dask" / name).read_bytes() == (polars_dir / "submissions" / name).read_bytes()
+
+
+def test_stages_ranker_mrr_close(stage_runs):
+    import json
+
+    mrr = {e: json.loads((d / "ranker.json").read_text())["mrr@100"] for e, d in stage_runs.items()}
+    print(f"train_ranker eval-fold MRR@100: {mrr}")
+    assert abs(mrr["dask"] - mrr["polars"]) <= 0.005, mrr
+    assert sorted(p.name for p in (stage_runs["dask"] / "submissions").glob("*.parquet")) == sorted(
+        p.name for p in (stage_runs["polars"] / "submissions").glob("*.parquet"))
