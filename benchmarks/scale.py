@@ -54,7 +54,7 @@ def tree_rss(proc: psutil.Process) -> int:
 def probe(stage: str, log: Path, cmd: list[str]) -> int:
     start, before = time.perf_counter(), os.times()
     child = subprocess.Popen(cmd)
-    peak = [0]
+    peak, load = [0], []
     done = threading.Event()
 
     def sample() -> None:
@@ -64,6 +64,7 @@ def probe(stage: str, log: Path, cmd: list[str]) -> int:
                 peak[0] = max(peak[0], tree_rss(proc))
             except psutil.Error:
                 return
+            load.append(os.getloadavg()[0])
             done.wait(SAMPLE_S)
 
     sampler = threading.Thread(target=sample, daemon=True)
@@ -74,7 +75,10 @@ def probe(stage: str, log: Path, cmd: list[str]) -> int:
     after = os.times()
     cpu = (after.children_user - before.children_user) + (after.children_system - before.children_system)
     record = {"stage": stage, "rc": rc, "wall_s": round(time.perf_counter() - start, 2), "cpu_s": round(cpu, 2),
-              "peak_rss_gib": round(peak[0] / GIB, 3)}
+              "peak_rss_gib": round(peak[0] / GIB, 3),
+              # The machine's 1-minute load average over the stage: above the cores the stage uses, other
+              # work shared the CPU and wall_s is longer than on an idle machine (cpu_s much less so).
+              "mean_load": round(sum(load) / len(load), 2) if load else None}
     with log.open("a", encoding="utf-8") as fh:
         fh.write(json.dumps(record) + "\n")
     return rc
