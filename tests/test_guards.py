@@ -41,3 +41,24 @@ def test_candidates_stage_refuses_an_oversized_chunk(tiny_world, project_dir):
     assert "resources.memory_budget_gib" in result.stderr and "candidates.chunk_size" in result.stderr
     assert "Traceback" not in result.stderr
     assert not (project_dir / "union.parquet").exists()
+
+
+def test_train_ranker_refuses_more_rows_than_the_budget_and_names_its_knobs(project_dir, monkeypatch):
+    import polars as pl
+
+    from pipeline.train_ranker import require_memory
+    from rankers.lgbm import RankerConfig, assign_folds
+
+    part = project_dir / "part-00000.parquet"
+    pl.DataFrame({"session": [s for s in range(200) for _ in range(50)],
+                  "item": list(range(50)) * 200, "si_x": [0.5] * 10_000}).write_parquet(part)
+    folds = assign_folds(pl.Series("session", range(200)), 0.2, seed=1)
+    params = yaml.safe_load((project_dir / "params.yaml").read_text())
+    params["resources"]["memory_budget_gib"] = 1e-5  # ~1,400 rows x 3 columns
+    (project_dir / "params.yaml").write_text(yaml.safe_dump(params))
+    monkeypatch.chdir(project_dir)
+    with pytest.raises(SystemExit, match=r"train_ranker: .*lower ranker\.max_train_sessions"):
+        require_memory([part], folds, 200, RankerConfig(neg_sample_rate=1.0))
+    # a capped sample of training sessions and few negatives fit
+    no_eval = assign_folds(pl.Series("session", range(200)), 0.0, seed=1)
+    require_memory([part], no_eval, 200, RankerConfig(neg_sample_rate=0.01, max_train_sessions=5))
