@@ -96,10 +96,11 @@ def neighbours(client: Any, paths: list[Path], cfg: CovisitConfig, item_bits: in
 
 
 def fit(sources: list[Covisit], history: pl.DataFrame, items: pl.DataFrame, client: Any, n_parts: int,
-        scratch: Path) -> None:
+        scratch: Path, stats: list[dict[str, Any]] | None = None) -> None:
     """Fit every Covisit of ``sources`` on Dask: what ``Covisit.fit`` does, the counting on the cluster.
 
     The history is cut into ``n_parts`` session partitions once per counted key (item, product).
+    ``stats``, when given, receives one dict of shuffle figures per source (see :func:`neighbours`).
     """
     from pipeline.engine import session_ranges, write_session_partitions
 
@@ -112,4 +113,6 @@ def fit(sources: list[Covisit], history: pl.DataFrame, items: pl.DataFrame, clie
         if key not in written:
             written[key] = write_session_partitions(keyed, ranges, scratch / f"history-{key}")
         bits = item_bits_of(keyed["item"].max() or 0, source.cfg.window)
-        source.nbrs = neighbours(client, written[key], source.cfg, bits)
+        if stats is not None:
+            stats.append({})
+        source.nbrs = neighbours(client, written[key], source.cfg, bits, stats[-1] if stats is not None else None)
