@@ -20,20 +20,13 @@ from tqdm import tqdm
 
 from features.assemble import add_features, chunk_of, fit_families, session_chunks
 from features.base import FeaturesConfig, Inputs
+from features.parts import part_path, part_paths
 from features.registry import FAMILY_COLUMNS, feature_columns
 from pipeline import engine, guards
 from pipeline.config import load_section
 from pipeline.io import peak_rss_mib, setup_logging, timed, write_json, write_parquet
 
 log = logging.getLogger(__name__)
-
-PART = "part-{:05d}.parquet"
-
-
-def part_paths(features_dir: str | Path) -> list[Path]:
-    """The feature parts of a split, in session order."""
-    return sorted(Path(features_dir).glob("part-*.parquet"))
-
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -76,7 +69,7 @@ def main() -> None:
             for n, ids in enumerate(tqdm(chunks, desc=f"features {args.split}", unit="chunk")):
                 cands, chunk = chunk_of(union, queries, events, ids)
                 frame = add_features(cands, chunk, state, cfg)
-                write_parquet(frame, args.out / PART.format(n))
+                write_parquet(frame, part_path(args.out, n))
                 rows += frame.height
                 columns = frame.columns
     features = feature_columns(columns)

@@ -20,8 +20,8 @@ from pathlib import Path
 import polars as pl
 from tqdm import tqdm
 
+from features.parts import part_paths
 from pipeline import engine, submission
-from pipeline.features_stage import part_paths
 from pipeline.io import setup_logging, timed
 from pipeline.metrics import ranking_metrics_from_ranks
 from pipeline.predictions import fill_with_popular, locale_popularity, submission_frames

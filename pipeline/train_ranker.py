@@ -25,9 +25,9 @@ from tqdm import tqdm
 
 from features.base import LOCALE_CODE
 from features.candidate import source_names
+from features.parts import part_paths
 from features.registry import feature_columns
 from pipeline import config, engine, guards
-from pipeline.features_stage import part_paths
 from pipeline.io import atomic_path, peak_rss_mib, setup_logging, timed, write_json
 from pipeline.predict import complete, mrr_report, ranked_top, source_ranker
 from rankers import lgbm

@@ -41,9 +41,7 @@ KNOWN: dict[str, set[tuple[str, int, str]]] = {  # rule -> {(importer, line, imp
     },
     STAGES: {
         ("pipeline/generate.py", 22, "pipeline/prepare.py"),
-        ("pipeline/predict.py", 24, "pipeline/features_stage.py"),
         ("pipeline/task3_mt5.py", 34, "pipeline/task3.py"),
-        ("pipeline/train_ranker.py", 30, "pipeline/features_stage.py"),
         ("pipeline/train_ranker.py", 32, "pipeline/predict.py"),
     },
 }

@@ -30,6 +30,7 @@ import polars as pl
 from features import cross_locale, registry, session_item
 from features.assemble import add_features, chunk_of, session_chunks
 from features.base import FeaturesConfig, Inputs
+from features.parts import part_path
 from pipeline.engine import (
     DaskConfig,
     dask_client,
@@ -41,8 +42,6 @@ from pipeline.engine import (
 from pipeline.io import write_parquet
 
 log = logging.getLogger(__name__)
-
-PART = "part-{:05d}.parquet"
 
 
 def _meta(schema: dict[str, pl.DataType]) -> pd.DataFrame:
@@ -159,7 +158,7 @@ def _chunk_task(n: int, ids: pl.Series, state: dict[str, Any], union_path: str, 
               .join(queries.select("session"), on="session", how="semi"))
     cands, chunk = chunk_of(pl.scan_parquet(union_path), queries, events, ids)
     frame = add_features(cands, chunk, state, cfg)
-    write_parquet(frame, Path(out) / PART.format(n))
+    write_parquet(frame, part_path(out, n))
     return frame.height, frame.columns
 
 
