@@ -4,8 +4,12 @@ Both models are fitted on a session x item csr matrix of view counts (history se
 item indices are columns). A query session is the recency-weighted sum of the L2-normalised factors
 of its last ``max_session_items`` distinct items (last item weight 1, then ``recency_decay ** r``);
 its candidates are the catalogue items of its locale with the highest inner product, i.e. the
-weighted sum of cosine similarities to its last items. Retrieval is exact (faiss IndexFlatIP per
-locale, restricted to items seen in the history: unseen items have no trained factors).
+weighted sum of cosine similarities to its last items. Retrieval is by faiss over each locale's items
+seen in the history (unseen items have no trained factors), through candidates.retrieval: exact for a
+locale below ``ivf_min_items`` items, an IVF index above.
+
+``max_fit_sessions`` caps the history sessions fitted on (a seeded sample by session id): ALS and
+BPR time grows with the history, and at full scale (3.6M sessions) they cost minutes per split.
 
 Determinism: fixed ``random_state`` and ``num_threads: 1`` (BPR's hogwild updates race with more);
 BLAS is held to one thread while fitting, as implicit recommends.
@@ -13,6 +17,7 @@ BLAS is held to one thread while fitting, as implicit recommends.
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from typing import Self
 
@@ -22,26 +27,32 @@ import scipy.sparse as sp
 from threadpoolctl import threadpool_limits
 
 from candidates.base import CandidateSource, finalize
+from candidates.retrieval import IndexConfig, LocaleIndex
 from candidates.session_items import catalogue_locale, recent_items
+from pipeline.sampling import sample_sessions
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
-class AlsConfig:
+class AlsConfig(IndexConfig):
     factors: int = 64
     regularization: float = 0.05
     alpha: float = 2.0            # confidence = 1 + alpha * views
     iterations: int = 15
+    max_fit_sessions: int = 0     # history sessions fitted on, a seeded sample (0: all)
     num_threads: int = 1
     max_session_items: int = 3
     recency_decay: float = 0.5
 
 
 @dataclass(frozen=True)
-class BprConfig:
+class BprConfig(IndexConfig):
     factors: int = 64
     learning_rate: float = 0.05
     regularization: float = 0.01
     iterations: int = 100
+    max_fit_sessions: int = 0
     num_threads: int = 1
     max_session_items: int = 3
     recency_decay: float = 0.5
@@ -72,6 +83,11 @@ class _Factors(CandidateSource):
     def fit(self, history: pl.DataFrame, items: pl.DataFrame) -> Self:
         self._items = items
         n_items = int(items.get_column("item").max()) + 1
+        if self.cfg.max_fit_sessions:  # time grows with the sessions; the sample is the same in any order
+            kept = sample_sessions(history.get_column("session"), self.cfg.max_fit_sessions, self.seed)
+            if len(kept) < history.get_column("session").n_unique():
+                log.info("%s: fitting on %d sampled history sessions (max_fit_sessions)", self.name, len(kept))
+                history = history.filter(pl.col("session").is_in(kept.implode()))
         matrix = session_item_matrix(history, n_items)
         model = self._model()
         with threadpool_limits(limits=1, user_api="blas"):
@@ -80,37 +96,25 @@ class _Factors(CandidateSource):
         norms = np.linalg.norm(vectors, axis=1, keepdims=True)
         self.vectors = np.divide(vectors, norms, out=np.zeros_like(vectors), where=norms > 0)
         seen = pl.DataFrame({"item": np.flatnonzero(np.diff(matrix.tocsc().indptr) > 0).astype(np.int32)})
-        self.retrievable = catalogue_locale(items).join(seen, on="item").sort("item")
+        retrievable = catalogue_locale(items).join(seen, on="item").sort("item")
+        self.index = LocaleIndex(self.vectors, {loc: group.get_column("item").to_numpy() for (loc,), group
+                                                in retrievable.group_by("locale", maintain_order=True)},
+                                 self.cfg, self.seed)
         return self
 
     def generate(self, sessions: pl.DataFrame, k: int) -> pl.DataFrame:
-        import faiss
-
         assert self.vectors is not None, "fit first"
         recent = recent_items(sessions, self.cfg.max_session_items, self.cfg.recency_decay)
         spare = int(sessions.drop_nulls("item").group_by("session").len().get_column("len").max() or 0)
-        locale_of = sessions.select("session", "locale").unique().sort("session")
-        parts = []
-        for (locale,), group in locale_of.group_by("locale", maintain_order=True):
-            cand_items = self.retrievable.filter(pl.col("locale") == locale).get_column("item").to_numpy()
-            q = recent.join(group.select("session"), on="session")
-            if len(cand_items) == 0 or q.height == 0:
-                continue
-            ids, rows = np.unique(q.get_column("session").to_numpy(), return_inverse=True)
-            queries = np.zeros((len(ids), self.vectors.shape[1]), dtype=np.float32)
-            np.add.at(queries, rows, self.vectors[q.get_column("item").to_numpy()]
-                      * q.get_column("weight").to_numpy()[:, None].astype(np.float32))
-            index = faiss.IndexFlatIP(self.vectors.shape[1])
-            index.add(np.ascontiguousarray(self.vectors[cand_items]))
-            dist, idx = index.search(queries, min(k + spare, len(cand_items)))
-            found = idx >= 0
-            parts.append(pl.DataFrame({
-                "session": np.repeat(ids, idx.shape[1])[found.ravel()].astype(np.int32),
-                "item": cand_items[idx[found]].astype(np.int32),
-                "score": dist[found].astype(np.float32),
-            }))
-        scores = pl.concat(parts) if parts else pl.DataFrame(
-            schema={"session": pl.Int32, "item": pl.Int32, "score": pl.Float32})
+        q = recent.join(sessions.select("session", "locale").unique("session"), on="session",
+                        maintain_order="left")  # (session, recency) order: the sums below are reproducible
+        ids, rows = np.unique(q.get_column("session").to_numpy(), return_inverse=True)
+        queries = np.zeros((len(ids), self.vectors.shape[1]), dtype=np.float32)
+        np.add.at(queries, rows, self.vectors[q.get_column("item").to_numpy()]
+                  * q.get_column("weight").to_numpy()[:, None].astype(np.float32))
+        locale = np.empty(len(ids), dtype=object)
+        locale[rows] = q.get_column("locale").to_numpy()
+        scores = self.index.search(ids, locale, queries, k + spare)
         return finalize(scores, sessions, self._items, k)
 
 

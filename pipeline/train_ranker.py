@@ -27,7 +27,7 @@ from features.base import LOCALE_CODE
 from features.candidate import source_names
 from features.parts import part_paths
 from features.registry import feature_columns
-from pipeline import config, engine, guards
+from pipeline import config, engine, guards, sampling
 from pipeline.io import atomic_path, peak_rss_mib, setup_logging, timed, write_json
 from pipeline.predict import complete, mrr_report, ranked_top, source_ranker
 from rankers import lgbm
@@ -43,7 +43,7 @@ def load_training(parts: list[Path], targets: pl.DataFrame, folds: pl.DataFrame,
     them, a seeded sample), negatives down-sampled. Early-stopping rows: eval-fold sessions holding
     their target, every candidate. Both samples are drawn per session, not per part.
     """
-    train_ids = lgbm.sample_sessions(
+    train_ids = sampling.sample_sessions(
         folds.filter(~pl.col("is_eval")).join(targets, on="session", how="semi")["session"],
         cfg.max_train_sessions, seed)
     keep = pl.concat([train_ids, folds.filter(pl.col("is_eval"))["session"]]).implode()

@@ -26,6 +26,7 @@ from features.base import LOCALE_CODE
 from features.registry import CATEGORICAL
 from pipeline.io import atomic_path, write_json
 from pipeline.raw import TASK_LOCALES
+from pipeline.sampling import seeded_uniform
 
 log = logging.getLogger(__name__)
 
@@ -76,24 +77,6 @@ def assign_folds(sessions: pl.Series, eval_fraction: float, seed: int) -> pl.Dat
     return pl.DataFrame({"session": ids, "is_eval": picked})
 
 
-def seeded_uniform(session: pl.Series, item: pl.Series | None, seed: int) -> np.ndarray:
-    """A uniform [0, 1) draw per (session, item) row that depends on nothing but the key and ``seed``.
-
-    A splitmix64 hash, not a random stream: the draw of a row is the same whichever chunk, part or
-    order it is read in, so a memory knob (features.chunk_sessions) never changes which rows are kept.
-    """
-    key = session.cast(pl.UInt64).to_numpy().astype(np.uint64) << np.uint64(32)
-    if item is not None:
-        key = key | item.cast(pl.UInt32).to_numpy().astype(np.uint64)
-    with np.errstate(over="ignore"):
-        z = key ^ np.uint64((seed * 0x9E3779B97F4A7C15) & 0xFFFFFFFFFFFFFFFF)
-        z = (z + np.uint64(0x9E3779B97F4A7C15))
-        z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
-        z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
-        z = z ^ (z >> np.uint64(31))
-    return (z >> np.uint64(11)).astype(np.float64) / float(1 << 53)
-
-
 def training_rows(labelled: pl.DataFrame, neg_sample_rate: float, seed: int) -> pl.DataFrame:
     """Sessions whose target is among the candidates, with a seeded share of their negatives.
 
@@ -107,15 +90,6 @@ def training_rows(labelled: pl.DataFrame, neg_sample_rate: float, seed: int) -> 
         return rows
     keep = seeded_uniform(rows["session"], rows["item"], seed) < neg_sample_rate
     return rows.filter((pl.col("label") == 1) | pl.Series(keep))
-
-
-def sample_sessions(sessions: pl.Series, cap: int, seed: int) -> pl.Series:
-    """At most ``cap`` of ``sessions`` (0: all): those with the smallest :func:`seeded_uniform` draw."""
-    ids = sessions.unique().sort()
-    if not cap or len(ids) <= cap:
-        return ids
-    order = np.argsort(seeded_uniform(ids, None, seed), kind="stable")[:cap]
-    return ids.gather(np.sort(order))
 
 
 def _dataset(frame: pl.DataFrame, features: list[str], cfg: RankerConfig,

@@ -145,6 +145,28 @@ class TestBpr(SourceContract):
     type_, cfg = "bpr", {"factors": 8, "iterations": 20}
 
 
+class TestAlsSampledIvf(SourceContract):  # the full-scale knobs: a fitting sample, IVF retrieval
+    type_, cfg = "als", {"factors": 8, "iterations": 3, "max_fit_sessions": 150, "ivf_min_items": 10,
+                         "ivf_nlist": 4, "ivf_nprobe": 2, "ivf_train_points": 30}
+
+
+class TestBprSampledIvf(SourceContract):
+    type_, cfg = "bpr", {"factors": 8, "iterations": 20, "max_fit_sessions": 150, "ivf_min_items": 10,
+                         "ivf_nlist": 4, "ivf_nprobe": 2, "ivf_train_points": 30}
+
+
+def test_factor_fit_sample_ignores_row_order():
+    """max_fit_sessions keeps the same sessions however the history is ordered (ids are hashed)."""
+    cls = source_class("als")
+    history, items = tiny_history(), tiny_items()
+    make = lambda: cls(from_dict(cls.Config, {"factors": 8, "iterations": 3, "max_fit_sessions": 100}, "als"), 0)  # noqa: E731
+    full = cls(from_dict(cls.Config, {"factors": 8, "iterations": 3}, "als"), 0).fit(history, items)
+    a = make().fit(history, items)
+    b = make().fit(history.sample(fraction=1.0, shuffle=True, seed=5), items)
+    np.testing.assert_array_equal(a.vectors, b.vectors)
+    assert not np.array_equal(a.vectors, full.vectors)
+
+
 class TestText(SourceContract):
     type_, cfg = "text", {"max_df": 0.5}
 

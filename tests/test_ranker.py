@@ -9,6 +9,7 @@ import polars as pl
 import pytest
 
 from pipeline.predict import complete, mrr_report, ranked_top, source_ranker
+from pipeline import sampling
 from rankers import lgbm
 
 CFG = lgbm.RankerConfig(num_boost_round=60, early_stopping_rounds=20, num_leaves=7, min_data_in_leaf=5,
@@ -146,8 +147,8 @@ def test_negative_sampling_does_not_depend_on_chunking():
 
 def test_sample_sessions_is_a_seeded_capped_subset():
     sessions = pl.Series("session", np.arange(1000, dtype=np.int32))
-    picked = lgbm.sample_sessions(sessions, 100, seed=1)
+    picked = sampling.sample_sessions(sessions, 100, seed=1)
     assert len(picked) == 100 and picked.is_sorted() and set(picked) <= set(sessions)
-    assert picked.equals(lgbm.sample_sessions(sessions.reverse(), 100, seed=1))
-    assert not picked.equals(lgbm.sample_sessions(sessions, 100, seed=2))
-    assert lgbm.sample_sessions(sessions, 0, seed=1).equals(sessions)
+    assert picked.equals(sampling.sample_sessions(sessions.reverse(), 100, seed=1))
+    assert not picked.equals(sampling.sample_sessions(sessions, 100, seed=2))
+    assert sampling.sample_sessions(sessions, 0, seed=1).equals(sessions)

@@ -22,9 +22,10 @@ import polars as pl
 import torch
 
 from candidates.base import CandidateSource, finalize
+from candidates.session_items import catalogue_locale
 from candidates.deep.config import ModelConfig
 from candidates.deep.data import encode_queries, history_fingerprint
-from candidates.deep.retrieval import search_by_locale
+from candidates.retrieval import IndexConfig, LocaleIndex
 from candidates.deep.train import (
     Trained,
     item_vectors,
@@ -40,7 +41,7 @@ log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
-class DeepSourceConfig:
+class DeepSourceConfig(IndexConfig):
     checkpoint: str = ""      # glob of train_deep checkpoints; empty: train in fit with ``model``
     threads: int = 0          # torch CPU threads (0: every core)
     device: str = ""          # "" = CUDA when present, else CPU
@@ -68,7 +69,8 @@ def load_matching(pattern: str, history: pl.DataFrame, items: pl.DataFrame, arch
 
 
 class DeepSource(CandidateSource):
-    """A trained session encoder as a candidate source: faiss top-k in the session's locale."""
+    """A trained session encoder as a candidate source: faiss top-k in the session's locale
+    (candidates.retrieval: one index per locale, built in ``fit``)."""
 
     arch = "base"
     Config = DeepSourceConfig
@@ -86,7 +88,16 @@ class DeepSource(CandidateSource):
         else:
             cfg = ModelConfig(arch=self.arch, **self.cfg.model)
             self.trained = train(history, items, cfg, self.seed, device=device, progress=False)
+        self._index: LocaleIndex | None = None  # built on the first generate (score_pairs needs none)
         return self
+
+    def index(self) -> LocaleIndex:
+        if self._index is None:
+            catalogue = catalogue_locale(self._items).sort("item")
+            self._index = LocaleIndex(item_vectors(self.trained), {
+                loc: catalogue.filter(pl.col("locale") == loc).get_column("item").to_numpy()
+                for loc in self.trained.locales}, self.cfg, self.seed)
+        return self._index
 
     def _vectors(self, sessions: pl.DataFrame):
         assert self.trained is not None, "fit first"
@@ -100,8 +111,7 @@ class DeepSource(CandidateSource):
         spare = int(sessions.drop_nulls("item").group_by("session").agg(pl.col("item").n_unique())
                     ["item"].max() or 0)
         locale = np.asarray(self.trained.locales)[enc.locale]
-        scores = search_by_locale(enc.session, locale, queries, item_vectors(self.trained), self._items,
-                                  k + spare)
+        scores = self.index().search(enc.session, locale, queries, k + spare)
         return finalize(scores, sessions, self._items, k)
 
     def score_pairs(self, sessions: pl.DataFrame, pairs: pl.DataFrame) -> pl.DataFrame:
