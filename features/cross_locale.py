@@ -72,12 +72,16 @@ def add(frame: pl.DataFrame, chunk: Chunk, state: State, cfg: FeaturesConfig) ->
             .join(chunk.queries.select("session", "locale"), on="session"))
     pairs = (frame.select("session", "item").join(product, on="item", how="left", maintain_order="left")
              .join(chunk.queries.select("session", "locale"), on="session", how="left", maintain_order="left"))
+    # Only pairs from this chunk's last products can match: cut the history-wide tables once.
+    srcs = last.get_column("product").drop_nulls().unique().implode()
+    total, per_locale, transitions = (table.filter(pl.col("src").is_in(srcs))
+                                      for table in (state.total, state.per_locale, state.transitions))
     for lag in range(1, cfg.last_k + 1):
         src = last.filter(pl.col("lag") == lag).select("session", src=pl.col("product"))
         pairs = (pairs.join(src, on="session", how="left", maintain_order="left")
-                 .join(state.total, left_on=["src", "product"], right_on=["src", "dst"], how="left",
+                 .join(total, left_on=["src", "product"], right_on=["src", "dst"], how="left",
                        maintain_order="left")
-                 .join(state.per_locale, left_on=["src", "product", "locale"], right_on=["src", "dst", "locale"],
+                 .join(per_locale, left_on=["src", "product", "locale"], right_on=["src", "dst", "locale"],
                        how="left", maintain_order="left")
                  # co-visits outside the session's locale = all locales - its own
                  .with_columns((pl.col("n_all").fill_null(0) - pl.col("n").fill_null(0)).cast(pl.Int32)
@@ -86,7 +90,7 @@ def add(frame: pl.DataFrame, chunk: Chunk, state: State, cfg: FeaturesConfig) ->
     last1 = last.filter(pl.col("lag") == 1).select("session", src=pl.col("product"))
     pairs = (pairs.with_columns(si_xl_cv_sum=pl.sum_horizontal(pl.col("^si_xl_cv_last\\d$")).cast(pl.Int32))
              .join(last1, on="session", how="left", maintain_order="left")
-             .join(state.transitions, left_on=["src", "product"], right_on=["src", "dst"], how="left",
+             .join(transitions, left_on=["src", "product"], right_on=["src", "dst"], how="left",
                    maintain_order="left")
              .with_columns(pl.col("si_xl_tr_last1").fill_null(0), pl.col("si_xl_tr_last1_share").fill_null(0.0)))
     return (frame.hstack(pairs.select(pl.col("^si_xl_.*$")))

@@ -48,12 +48,16 @@ def add(frame: pl.DataFrame, chunk: Chunk, state: State, cfg: FeaturesConfig) ->
             last = last.with_columns(pl.lit(None, dtype=pl.Int32).alias(f"_last{lag}"))
     pairs = frame.select("session", "item").join(last, on="session", how="left", maintain_order="left")
 
-    cv = state.covisit.rename({"n": "_n", "share": "_share"})
+    # The fitted tables hold every co-visited pair of the history (tens of millions of rows at full
+    # scale); cut them to this chunk's last items once, so each join below hashes a small table.
+    srcs = pl.concat([last.get_column(f"_last{lag}") for lag in range(1, cfg.last_k + 1)]).drop_nulls().unique()
+    cv = state.covisit.filter(pl.col("src").is_in(srcs.implode())).rename({"n": "_n", "share": "_share"})
+    transitions = state.transitions.filter(pl.col("src").is_in(srcs.implode()))
     for lag in range(1, cfg.last_k + 1):
         pairs = (pairs.join(cv, left_on=[f"_last{lag}", "item"], right_on=["src", "dst"], how="left",
                             maintain_order="left")
                  .rename({"_n": f"si_cv_last{lag}", "_share": f"si_cv_last{lag}_share"}))
-    pairs = (pairs.join(state.transitions.rename({"n": "si_tr_last1", "share": "si_tr_last1_share"}),
+    pairs = (pairs.join(transitions.rename({"n": "si_tr_last1", "share": "si_tr_last1_share"}),
                         left_on=["_last1", "item"], right_on=["src", "dst"], how="left", maintain_order="left")
              .with_columns(pl.col("^si_cv_last\\d$", "si_tr_last1").fill_null(0),
                            pl.col("^si_cv_last\\d_share$", "si_tr_last1_share").fill_null(0.0))
