@@ -18,7 +18,7 @@ from pipeline import submission
 from pipeline.io import setup_logging, timed
 from pipeline.predictions import fill_with_popular, locale_popularity, submission_frames
 from pipeline.raw import exit_on_data_error
-from rankers.last_title import last_titles
+from titles.last_title import last_titles
 
 log = logging.getLogger(__name__)
 

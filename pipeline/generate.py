@@ -18,8 +18,8 @@ import tempfile
 from pathlib import Path
 
 from pipeline import config
+from pipeline.dataconfig import DataConfig
 from pipeline.io import setup_logging, timed, write_json
-from pipeline.prepare import DataConfig
 from pipeline.raw import PHASES, TASKS, RawDataError, exit_on_data_error, gt_file, test_file
 from pipeline.synthetic import SyntheticConfig, generate
 

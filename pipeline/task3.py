@@ -33,9 +33,10 @@ from pipeline import config, submission
 from pipeline.io import setup_logging, timed, write_json
 from pipeline.metrics import bleu
 from pipeline.raw import PHASES, exit_on_data_error
-from rankers import title_chooser as tc
-from rankers.last_title import last_titles
-from rankers.titles import item_titles, tokens
+from titles import chooser as tc
+from titles.folds import no_titles, test_sessions, valid_references
+from titles.last_title import last_titles
+from titles.text import item_titles, tokens
 
 log = logging.getLogger(__name__)
 
@@ -46,14 +47,6 @@ class Fold:
 
     sessions: pl.DataFrame   # session, locale (and row for test), in output order
     history: pl.DataFrame    # session, position, item: what co-visitation is fitted on
-
-
-def valid_references(queries: pl.DataFrame, targets: pl.DataFrame, titles: pl.DataFrame) -> pl.DataFrame:
-    """session, locale, target, ref_title, ref (tokens): held-out sessions whose target has a title."""
-    return (queries.select("session", "locale")
-            .join(targets.select("session", target="item"), on="session")
-            .join(titles.select(target="item", ref_title="title", ref="tokens"), on="target")
-            .sort("session"))
 
 
 def run_valid(fold: Fold, refs: pl.DataFrame, events: pl.DataFrame, items: pl.DataFrame, titles: pl.DataFrame,
@@ -101,19 +94,6 @@ def predict_test(fold: Fold, model, edits: tc.Edits, events: pl.DataFrame, items
     choice = tc.apply_edits(tc.tail_support(tc.choose(tc.predict(model, cands)), cands), edits)
     chosen = choice.select("session", next_item_title=tc.edited_titles(choice))
     return tc.fill_missing(fold.sessions, chosen, last_titles(fold.sessions, events, items))
-
-
-def test_sessions(sessions: pl.DataFrame, phase: int) -> pl.DataFrame:
-    return sessions.filter(pl.col("dataset") == f"task3_phase{phase}").sort("row").select("session", "locale", "row")
-
-
-def no_titles(titles: pl.DataFrame, refs: pl.DataFrame, method: str) -> dict | None:
-    """None when ``method`` can learn; else the metrics that say why not (logged)."""
-    if refs.height:
-        return None
-    log.warning("%s: %d catalogue items have a title, no held-out target has one: not trained; its submissions "
-                "hold the last title of each session ('' where no session item has a title)", method, titles.height)
-    return {"skipped": "no titles", "titled_items": titles.height, "n_sessions": 0}
 
 
 @exit_on_data_error

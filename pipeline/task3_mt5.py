@@ -1,4 +1,4 @@
-"""Stage ``task3_mt5``: next product title with an mT5 seq2seq generator (rankers/mt5.py).
+"""Stage ``task3_mt5``: next product title with an mT5 seq2seq generator (titles/mt5.py).
 
     python -m pipeline.task3_mt5 --prepared data/prepared --splitdir data/split --raw data/raw \
         --model models/task3_mt5 --out submissions --metrics metrics/task3_mt5.json
@@ -31,10 +31,10 @@ from pipeline import config, submission
 from pipeline.io import setup_logging, timed, write_json
 from pipeline.metrics import bleu
 from pipeline.raw import PHASES, exit_on_data_error
-from pipeline.task3 import no_titles, test_sessions, valid_references
-from rankers import mt5
-from rankers.last_title import last_titles
-from rankers.titles import item_titles, tokens
+from titles import mt5
+from titles.folds import no_titles, test_sessions, valid_references
+from titles.last_title import last_titles
+from titles.text import item_titles, tokens
 
 log = logging.getLogger(__name__)
 

@@ -29,7 +29,7 @@ from features.parts import part_paths
 from features.registry import feature_columns
 from pipeline import config, engine, guards
 from pipeline.io import atomic_path, peak_rss_mib, setup_logging, timed, write_json
-from pipeline.predict import complete, mrr_report, ranked_top, source_ranker
+from pipeline.ranking import complete, mrr_report, ranked_top, source_ranker
 from rankers import lgbm
 
 log = logging.getLogger(__name__)

@@ -39,7 +39,7 @@ from pathlib import Path
 
 import yaml
 
-PACKAGES = ("pipeline", "candidates", "features", "rankers")
+PACKAGES = ("pipeline", "candidates", "features", "rankers", "titles")
 
 _REF = re.compile(r"\$\{\s*([^}]+?)\s*\}")
 _DOTTED = re.compile(r"^[A-Za-z_]\w*(?:\.[A-Za-z_]\w*)+(?::\w+)?$")

@@ -8,7 +8,7 @@ import numpy as np
 import polars as pl
 import pytest
 
-from pipeline.predict import complete, mrr_report, ranked_top, source_ranker
+from pipeline.ranking import complete, mrr_report, ranked_top, source_ranker
 from rankers import lgbm
 
 CFG = lgbm.RankerConfig(num_boost_round=60, early_stopping_rounds=20, num_leaves=7, min_data_in_leaf=5,

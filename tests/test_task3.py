@@ -9,9 +9,9 @@ import pytest
 from candidates.covisit import CovisitConfig
 from pipeline import task3
 from pipeline.metrics import bleu
-from rankers import title_chooser as tc
-from rankers.last_title import last_titles
-from rankers.titles import bleu_stats, corpus_bleu, item_titles, tokens
+from titles import chooser as tc
+from titles.last_title import last_titles
+from titles.text import bleu_stats, corpus_bleu, item_titles, tokens
 
 COLORS = ["red", "blue", "green", "black", "white", "grey"]
 SIZES = ["S", "M", "L", "XL", "10cm", "20cm", "2m"]
@@ -130,7 +130,7 @@ def test_edits_trim_and_drop_tail():
 def test_mt5_tiny_trains_and_generates(tmp_path, world):
     torch = pytest.importorskip("torch")
     torch.set_num_threads(1)
-    from rankers import mt5
+    from titles import mt5
 
     titles = item_titles(world["items"])
     cfg = mt5.Mt5Config(vocab_size=200, d_model=32, d_kv=8, d_ff=64, num_layers=1, num_decoder_layers=1,
@@ -163,7 +163,7 @@ def test_mt5_tiny_trains_and_generates(tmp_path, world):
 
 
 def test_mt5_contexts_put_last_title_first_and_pairs_skip_repeats():
-    from rankers import mt5
+    from titles import mt5
 
     titles = pl.DataFrame({"item": [0, 1, 2], "title": ["a a", "b b", "c c"], "locale": ["DE", "DE", "UK"]},
                           schema_overrides={"item": pl.Int32})
@@ -192,7 +192,7 @@ def test_mt5_fallback_combination():
     assert out["mt5"].to_list() == ["x y z w v", "l2 a b", "q", "p q r s"]
     assert out["mt5_fallback"].to_list() == ["x y z w v", "l2 a b", "l3 a b", "p q r s"]
     refs = pred.select("session", "locale", ref_title=pl.Series(["x y z w v", "l2 a b", "l3 a b", "p q r t"]))
-    from rankers import mt5
+    from titles import mt5
 
     metrics, fallback = evaluate(pred, refs, mt5.Mt5Config(fallback_min_tokens=2))
     # DE: the generation is exact, so DE keeps it; UK: the short 'q' falls back and then ties.

@@ -150,14 +150,14 @@ def fit(dcfg: DaskConfig, train_rows: pl.DataFrame, stop_rows: pl.DataFrame, cfg
 
 def _top_task(path: str, rank: Callable[[pl.DataFrame], pl.DataFrame], columns: list[str] | None,
               k: int) -> pl.DataFrame:
-    from pipeline.predict import ranked_top
+    from pipeline.ranking import ranked_top
 
     return ranked_top([pl.read_parquet(path, columns=columns)], rank, k)
 
 
 def ranked_top(dcfg: DaskConfig, parts: list[Path], rank: Callable[[pl.DataFrame], pl.DataFrame],
                columns: list[str] | None, k: int) -> pl.DataFrame:
-    """pipeline.predict.ranked_top over the feature parts, one task per part (``rank`` is shipped once)."""
+    """pipeline.ranking.ranked_top over the feature parts, one task per part (``rank`` is shipped once)."""
     with dask_client(dcfg) as client:
         [rank_f] = client.scatter([rank], broadcast=True)
         futures = [client.submit(_top_task, str(Path(p).resolve()), rank_f, columns, k, pure=False) for p in parts]

@@ -31,7 +31,7 @@ import polars as pl
 
 from candidates.covisit import Covisit, CovisitConfig
 from pipeline.raw import LOCALES
-from rankers.titles import MAX_ORDER, STAT_COLUMNS, bleu_stats, corpus_bleu, sentence_bleu, session_events
+from titles.text import MAX_ORDER, STAT_COLUMNS, bleu_stats, corpus_bleu, sentence_bleu, session_events
 
 log = logging.getLogger(__name__)
 
@@ -88,7 +88,7 @@ def candidate_titles(sessions: pl.DataFrame, events: pl.DataFrame, history: pl.D
     Args:
         sessions: session, locale. events: session, position, item (their prev_items).
         history: session, position, item: what co-visitation is fitted on (no evaluated target).
-        items: the prepared items. titles: rankers.titles.item_titles(items).
+        items: the prepared items. titles: titles.text.item_titles(items).
         covisit: an already fitted source (else one is fitted on ``history``).
 
     Returns:
