@@ -8,8 +8,8 @@ catalogue title). It is an imperfect twin of Task 3, whose targets are products 
 catalogue: the chooser masks the target item out of its valid candidates (``mask_target``) so it
 does not learn to copy a catalogue neighbour that a real test session can never reach.
 
-The chooser is learned on the valid split (co-visitation fitted on the valid history); test
-sessions (datasets task3_phase1/2, in file row order) get candidates from co-visitation fitted on
+The chooser is learned on the valid split (title sources fitted on the valid history); test
+sessions (datasets task3_phase1/2, in file row order) get candidates from the sources fitted on
 the test history, the model refitted on all valid sessions, and the editor tuned out of fold.
 Writes submissions/task3_chooser/task3_phase{P}.parquet and the validation BLEU of each method and
 chooser step to --metrics (the last-title submission itself comes from the ``baseline`` stage).
@@ -26,6 +26,7 @@ import argparse
 import logging
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import polars as pl
 
@@ -34,9 +35,14 @@ from pipeline.io import setup_logging, timed, write_json
 from pipeline.metrics import bleu
 from pipeline.raw import PHASES, exit_on_data_error
 from titles import chooser as tc
+from titles.candidates import sources as title_sources
+from titles.features import candidate_titles
 from titles.folds import no_titles, test_sessions, valid_references
 from titles.last_title import last_titles
 from titles.text import item_titles, tokens
+
+if TYPE_CHECKING:
+    from candidates.union import SourceSpec
 
 log = logging.getLogger(__name__)
 
@@ -46,7 +52,15 @@ class Fold:
     """What one side (valid or test) of the chooser needs."""
 
     sessions: pl.DataFrame   # session, locale (and row for test), in output order
-    history: pl.DataFrame    # session, position, item: what co-visitation is fitted on
+    history: pl.DataFrame    # session, position, item: what the title sources are fitted on
+
+
+def fit_sources(fold: Fold, items: pl.DataFrame, cfg: tc.ChooserConfig, seed: int) -> list[SourceSpec]:
+    """The title sources of ``task3.chooser.sources``, fitted on the fold's history."""
+    fitted = title_sources(cfg.sources, seed)
+    for spec in fitted:
+        spec.source.fit(fold.history, items)
+    return fitted
 
 
 def run_valid(fold: Fold, refs: pl.DataFrame, events: pl.DataFrame, items: pl.DataFrame, titles: pl.DataFrame,
@@ -55,7 +69,8 @@ def run_valid(fold: Fold, refs: pl.DataFrame, events: pl.DataFrame, items: pl.Da
     base = last_titles(refs, events, items)
     metrics: dict = {"n_sessions": refs.height,
                      "last_title": bleu(base["next_item_title"].to_list(), refs["ref_title"].to_list())}
-    cands = tc.candidate_titles(refs.select("session", "locale"), events, fold.history, items, titles, cfg)
+    cands = candidate_titles(refs.select("session", "locale"), events, fit_sources(fold, items, cfg, seed), items,
+                             titles, cfg.max_session_items)
     if cfg.mask_target:
         cands = cands.join(refs.select("session", item="target"), on=["session", "item"], how="anti")
     labelled = tc.label(cands, refs.select("session", "ref"), cfg.label)
@@ -81,16 +96,17 @@ def run_valid(fold: Fold, refs: pl.DataFrame, events: pl.DataFrame, items: pl.Da
     metrics["edit_steps_on_chosen_sessions"] = steps
     metrics["edits"] = {"trim": edits.trim, "drop_tail_min": edits.drop_tail_min}
     # How much each step adds when the others stay: the editor alone on the last title.
-    last_choice = tc.tail_support(tc.choose(labelled.filter(pl.col("c_recency") == 0), "c_from_session"),
+    last_choice = tc.tail_support(tc.choose(labelled.filter(pl.col("si_recency") == 0), "si_in_session"),
                                   labelled).join(ref_of, on="session", maintain_order="left")
     metrics["last_title_edited"] = step_bleu(tc.apply_edits(last_choice, edits), "edited")
     return labelled, edits, metrics
 
 
 def predict_test(fold: Fold, model, edits: tc.Edits, events: pl.DataFrame, items: pl.DataFrame,
-                 titles: pl.DataFrame, cfg: tc.ChooserConfig) -> pl.DataFrame:
+                 titles: pl.DataFrame, cfg: tc.ChooserConfig, seed: int) -> pl.DataFrame:
     """session, next_item_title for ``fold.sessions`` (same order), chooser + editor, last title fallback."""
-    cands = tc.candidate_titles(fold.sessions.select("session", "locale"), events, fold.history, items, titles, cfg)
+    cands = candidate_titles(fold.sessions.select("session", "locale"), events, fit_sources(fold, items, cfg, seed),
+                             items, titles, cfg.max_session_items)
     choice = tc.apply_edits(tc.tail_support(tc.choose(tc.predict(model, cands)), cands), edits)
     chosen = choice.select("session", next_item_title=tc.edited_titles(choice))
     return tc.fill_missing(fold.sessions, chosen, last_titles(fold.sessions, events, items))
@@ -131,7 +147,7 @@ def main() -> None:
                 continue
             locales = submission.load_test_locales(args.raw, 3, phase)
             frame = (last_titles(fold.sessions, events, items) if "skipped" in metrics
-                     else predict_test(fold, model, edits, events, items, titles, cfg))
+                     else predict_test(fold, model, edits, events, items, titles, cfg, seed))
             sub = fold.sessions.select("session", "locale").join(frame, on="session", maintain_order="left")
             submission.write(sub.select("locale", "next_item_title"),
                              submission.submission_path(args.out / "task3_chooser", 3, phase), 3, locales, None)

@@ -2,16 +2,21 @@
 
 from __future__ import annotations
 
+import dataclasses
+from pathlib import Path
+
 import numpy as np
 import polars as pl
 import pytest
 
-from candidates.covisit import CovisitConfig
-from pipeline import task3
+from pipeline import config, task3
 from pipeline.metrics import bleu
 from titles import chooser as tc
+from titles import features as title_features
 from titles.last_title import last_titles
 from titles.text import bleu_stats, corpus_bleu, item_titles, tokens
+
+REPO = Path(__file__).resolve().parents[1]
 
 COLORS = ["red", "blue", "green", "black", "white", "grey"]
 SIZES = ["S", "M", "L", "XL", "10cm", "20cm", "2m"]
@@ -95,13 +100,19 @@ def test_last_title_takes_last_titled_item():
     assert out.to_dict(as_series=False) == {"session": [7, 5, 6, 8], "next_item_title": ["beta", "alpha", "", ""]}
 
 
+def chooser_config(**overrides) -> tc.ChooserConfig:
+    """params.yaml's task3.chooser with ``overrides`` (smaller models for the hand-made world)."""
+    return dataclasses.replace(config.load_section(tc.ChooserConfig, "task3.chooser", REPO / "params.yaml"),
+                               **overrides)
+
+
 def test_chooser_beats_last_title(world):
-    cfg = tc.ChooserConfig(n_estimators=60, num_leaves=15, covisit=CovisitConfig(window=2))
+    cfg = chooser_config(n_estimators=60, num_leaves=15)
     titles = item_titles(world["items"])
     refs = task3.valid_references(world["queries"], world["valid_targets"], titles)
     fold = task3.Fold(refs.select("session", "locale"), world["history"])
     labelled, edits, metrics = task3.run_valid(fold, refs, world["events"], world["items"], titles, cfg, seed=3)
-    assert set(tc.FEATURES) <= set(labelled.columns)
+    assert set(title_features.columns(list(cfg.sources))) <= set(labelled.columns)
     # The target item itself is never a valid candidate (Task 3 targets are new products).
     assert labelled.join(refs.select("session", item="target"), on=["session", "item"]).height == 0
     assert metrics["chooser"] > metrics["last_title"] + 0.02, metrics
@@ -110,10 +121,32 @@ def test_chooser_beats_last_title(world):
     # Test-side prediction: every session gets a title, in input order, deterministically.
     model = tc.fit(labelled, cfg, seed=3)
     sessions = refs.select("session", "locale").reverse()
-    one = task3.predict_test(fold, model, edits, world["events"], world["items"], titles, cfg)
-    two = task3.predict_test(fold, model, edits, world["events"], world["items"], titles, cfg)
+    one = task3.predict_test(fold, model, edits, world["events"], world["items"], titles, cfg, seed=3)
+    two = task3.predict_test(fold, model, edits, world["events"], world["items"], titles, cfg, seed=3)
     assert one["session"].to_list() == sessions["session"].to_list()[::-1]
     assert one.equals(two) and one["next_item_title"].null_count() == 0
+
+
+def test_title_features_follow_the_feature_rules(world):
+    """Entity prefixes and dtypes as in features/: s_locale is features.base.locale_code's Int32 code."""
+    from features.base import locale_code
+
+    cfg = chooser_config()
+    names = title_features.columns(list(cfg.sources))
+    assert all(n.startswith(("s_", "i_", "si_", "cand_")) for n in names), names
+    assert [n for n in names if n.startswith("cand_")] == [
+        f"cand_{s}_{c}" for s in cfg.sources for c in ("rank", "score", "score_rel")]
+    frame = pl.DataFrame({"locale": ["DE", "JP", "UK", "ES", "FR", "IT", "XX"]})
+    ours = frame.select(title_features.locale_code())["locale"]
+    theirs = frame.select(locale_code())["locale"]
+    assert ours.dtype == theirs.dtype == pl.Int32 and ours.to_list() == theirs.to_list()
+    titles = item_titles(world["items"])
+    fold = task3.Fold(world["queries"].select("session", "locale"), world["history"])
+    cands = title_features.candidate_titles(fold.sessions.head(50), world["events"],
+                                            task3.fit_sources(fold, world["items"], cfg, seed=0), world["items"],
+                                            titles, cfg.max_session_items)
+    assert cands.columns == ["session", "item", "locale", "title", "tokens", *names]
+    assert cands.schema["s_locale"] == pl.Int32
 
 
 def test_edits_trim_and_drop_tail():

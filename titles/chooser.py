@@ -1,63 +1,59 @@
-"""Task 3 BLEU-aware title chooser and editor.
+"""Task 3 stage two: the BLEU-aware title chooser and editor.
 
-1. Candidates: per session, the titles of its most recent distinct items and of the top
-   co-visitation neighbours of its recent items (``candidates.covisit``), deduplicated by title.
-2. Chooser: a LightGBM regressor of a BLEU label of the candidate title against the target title
-   (``gain``: its first-order contribution to corpus BLEU, see label(); or smoothed sentence BLEU),
-   with features of the title and of the session (recency, co-visitation score, token support by
-   the other session titles and by the co-visitation mass, shared two-token prefix, length, token
-   catalogue frequency); per session the highest prediction wins. Learned on the valid split,
-   evaluated out of fold (session folds).
-3. Editor: edits that corpus BLEU rewards, tuned on the out-of-fold choices against the exact
+Stage one (titles.candidates, titles.features) proposes candidate titles per session with their
+features; here:
+
+1. Chooser: a LightGBM regressor of a BLEU label of the candidate title against the target title
+   (``gain``: its first-order contribution to corpus BLEU, see label(); or smoothed sentence BLEU)
+   on the columns of titles.features.columns; per session the highest prediction wins. Learned on
+   the valid split, evaluated out of fold (session folds). Its settings are params.yaml
+   ``task3.chooser``.
+2. Editor: edits that corpus BLEU rewards, tuned on the out-of-fold choices against the exact
    corpus BLEU: (a) ``trim``: a per-locale cap on the title length in tokens (drops trailing
    tokens, whose n-grams match least often; the cap trades precision against the brevity
    penalty); (b) ``drop_tail``: strip trailing tokens that no other title of the session holds.
 
 Real Task 3 targets are products absent from the catalogue, while a held-out train session's
-target is a catalogue item that co-visitation may propose verbatim; with ``mask_target`` the
-target item is removed from the valid candidates so the chooser learns for new targets.
+target is a catalogue item that a source may propose verbatim; with ``mask_target`` the target
+item is removed from the valid candidates so the chooser learns for new targets.
 
-Frames: ``cands`` has session, item, title, tokens, and the ``c_``/``t_``/``si_``/``s_`` features
-below; a ``choice`` frame has session, tokens (the chosen title's 13a tokens), title, locale.
+Frames: ``cands`` has session, item, locale, title, tokens and the feature columns; a ``choice``
+frame has session, tokens (the chosen title's 13a tokens), title, locale.
 """
 
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+from typing import Any
 
 import lightgbm as lgb
 import polars as pl
 
-from candidates.covisit import Covisit, CovisitConfig
-from pipeline.raw import LOCALES
-from titles.text import MAX_ORDER, STAT_COLUMNS, bleu_stats, corpus_bleu, sentence_bleu, session_events
+from titles.features import columns
+from titles.text import MAX_ORDER, STAT_COLUMNS, bleu_stats, corpus_bleu, sentence_bleu
 
 log = logging.getLogger(__name__)
 
-FEATURES = [
-    "c_from_session", "c_recency", "c_count", "c_cov_rank", "c_cov_score", "c_cov_score_rel",
-    "t_n_tok", "t_len_ratio", "t_df_mean", "t_df_min",
-    "si_support_mean", "si_overlap", "si_overlap_last", "si_shared_last", "si_cov_support",
-    "c_prefix_n", "c_prefix_session", "c_prefix_mass",
-    "s_len", "s_distinct", "s_n_titles", "s_locale",
-]
-
-
 @dataclass(frozen=True)
 class ChooserConfig:
-    max_session_items: int = 10   # most recent distinct items of the session kept as candidates
-    n_covisit: int = 10           # co-visitation neighbours added as candidates
-    mask_target: bool = True      # valid: drop the target item itself (real targets are new products)
-    label: str = "gain"           # regression label: gain (first-order corpus BLEU gain) | sentence
-    folds: int = 3                # session folds for the out-of-fold validation choices
-    num_leaves: int = 31
-    learning_rate: float = 0.05
-    n_estimators: int = 300
-    min_child_samples: int = 20
-    trim_grid: tuple[int, ...] = (0, 8, 10, 12, 14, 16, 18, 20, 24, 28, 32)  # token caps tried (0 = none)
-    drop_tail_min: tuple[int, ...] = (0, 4, 6, 8)  # drop_tail keeps at least this many tokens (0 = off)
-    covisit: CovisitConfig = field(default_factory=CovisitConfig)
+    """params.yaml ``task3.chooser``: stage one (candidates) and stage two (chooser, editor)."""
+
+    max_session_items: int         # most recent distinct items of the session kept as candidates
+    sources: dict[str, dict[str, Any]]  # title sources: name -> {type, k, knobs} (titles.candidates)
+    mask_target: bool              # valid: drop the target item itself (real targets are new products)
+    label: str                     # regression label: gain (first-order corpus BLEU gain) | sentence
+    folds: int                     # session folds for the out-of-fold validation choices
+    num_leaves: int                # LightGBM regressor (see _lgb_params)
+    learning_rate: float
+    n_estimators: int
+    min_child_samples: int
+    bagging_fraction: float
+    bagging_freq: int
+    feature_fraction: float
+    num_threads: int
+    trim_grid: tuple[int, ...]     # token caps tried (0 = none)
+    drop_tail_min: tuple[int, ...]  # drop_tail keeps at least this many tokens (0 = off)
 
     def __post_init__(self) -> None:
         if self.label not in ("gain", "sentence"):
@@ -70,111 +66,6 @@ class Edits:
 
     trim: dict[str, int]
     drop_tail_min: int
-
-
-# ----------------------------------------------------------------------------------------- candidates
-
-def token_df(titles: pl.DataFrame, items: pl.DataFrame) -> pl.DataFrame:
-    """locale, token, log_df: log(1 + number of catalogue titles of the locale holding the token)."""
-    return (titles.join(items.select("item", "locale"), on="item")
-            .select("locale", token=pl.col("tokens").list.unique()).explode("token", empty_as_null=False).drop_nulls()
-            .group_by("locale", "token").agg(log_df=pl.len().cast(pl.Float64).log1p()))
-
-
-def candidate_titles(sessions: pl.DataFrame, events: pl.DataFrame, history: pl.DataFrame, items: pl.DataFrame,
-                     titles: pl.DataFrame, cfg: ChooserConfig, covisit: Covisit | None = None) -> pl.DataFrame:
-    """Candidate titles with features for each session.
-
-    Args:
-        sessions: session, locale. events: session, position, item (their prev_items).
-        history: session, position, item: what co-visitation is fitted on (no evaluated target).
-        items: the prepared items. titles: titles.text.item_titles(items).
-        covisit: an already fitted source (else one is fitted on ``history``).
-
-    Returns:
-        session, item, title, tokens and the FEATURES columns, one row per distinct
-        (session, title), sorted by session then candidate order (session items by recency first).
-    """
-    long = session_events(sessions, events)
-    own = (long.drop_nulls("item").group_by("session", "item")
-           .agg(pos=pl.col("position").max(), c_count=pl.len().cast(pl.Int32))
-           .sort(["session", "pos"], descending=[False, True])
-           .with_columns(c_recency=pl.int_range(pl.len(), dtype=pl.Int32).over("session"))
-           .filter(pl.col("c_recency") < cfg.max_session_items)
-           .select("session", "item", "c_recency", "c_count", c_from_session=pl.lit(1, pl.Int8)))
-    if covisit is None:
-        covisit = Covisit(cfg.covisit).fit(history, items)
-    cov = (covisit.generate(long, cfg.n_covisit)
-           .select("session", "item", c_cov_rank=pl.col("rank"), c_cov_score=pl.col("score").cast(pl.Float64))
-           .with_columns(c_cov_score_rel=pl.col("c_cov_score") / pl.col("c_cov_score").max().over("session"),
-                         c_from_session=pl.lit(0, pl.Int8)))
-    cands = (pl.concat([own, cov], how="diagonal_relaxed")
-             .join(titles.select("item", "title", "tokens", t_n_tok="n_tok"), on="item")
-             .filter(pl.col("t_n_tok") > 0)
-             .with_columns(_order=pl.coalesce(pl.col("c_recency"), pl.col("c_cov_rank") + 1000))
-             .sort("session", "_order")
-             .unique(["session", "title"], keep="first", maintain_order=True))
-    return _features(cands, own.join(titles.select("item", "tokens"), on="item"), long, items, titles)
-
-
-def _features(cands: pl.DataFrame, own: pl.DataFrame, long: pl.DataFrame, items: pl.DataFrame,
-              titles: pl.DataFrame) -> pl.DataFrame:
-    locale = long.select("session", "locale").unique("session")
-    # How many of the session's own titles hold each token; a candidate from the session is one of
-    # them, so its own vote is taken back out below.
-    own_tok = (own.select("session", "item", "c_recency", tok=pl.col("tokens").list.unique()).explode("tok", empty_as_null=False)
-               .drop_nulls("tok"))
-    support = own_tok.group_by("session", "tok").agg(n_hold=pl.len())
-    last_tok = own_tok.filter(pl.col("c_recency") == 0).select("session", "tok", in_last=pl.lit(1))
-    n_titles = own.group_by("session").agg(s_n_titles=pl.len().cast(pl.Int32),
-                                           _med_len=pl.col("tokens").list.len().median())
-    df = token_df(titles, items)
-    cand_tok = (cands.select("session", "item", "c_from_session", "c_recency", tok=pl.col("tokens").list.unique())
-                .explode("tok", empty_as_null=False).drop_nulls("tok")
-                .join(locale, on="session")
-                .join(support, on=["session", "tok"], how="left")
-                .join(last_tok, on=["session", "tok"], how="left")
-                .join(df.rename({"token": "tok"}), on=["locale", "tok"], how="left")
-                .with_columns(others=(pl.col("n_hold").fill_null(0) - pl.col("c_from_session").cast(pl.Int64)),
-                              in_last=pl.when(pl.col("c_recency") == 0).then(None).otherwise(pl.col("in_last"))))
-    # Co-visitation mass behind each token: the summed neighbour scores of the other candidates
-    # holding it, so a title whose words many likely neighbours share scores high.
-    cov_mass = (cand_tok.join(cands.select("session", "item", _w=pl.col("c_cov_score_rel").fill_null(0.0)),
-                              on=["session", "item"])
-                .with_columns(_tok_mass=pl.col("_w").sum().over("session", "tok") - pl.col("_w"),
-                              _total=pl.col("_w").sum().over("session") - pl.col("_w"))
-                .group_by("session", "item")
-                .agg(si_cov_support=(pl.col("_tok_mass") / pl.col("_total").clip(lower_bound=1e-9)).mean()))
-    # Titles that open with the same two tokens (brand and product line on Amazon) form a family.
-    prefix = (cands.select("session", "item", "c_from_session", _w=pl.col("c_cov_score_rel").fill_null(0.0),
-                           _p=pl.col("tokens").list.head(2).list.join(" "))
-              .with_columns(c_prefix_n=pl.len().over("session", "_p").cast(pl.Int32) - 1,
-                            c_prefix_session=pl.col("c_from_session").cast(pl.Int32).sum().over("session", "_p")
-                            - pl.col("c_from_session").cast(pl.Int32),
-                            c_prefix_mass=pl.col("_w").sum().over("session", "_p") - pl.col("_w"))
-              .select("session", "item", "c_prefix_n", "c_prefix_session", "c_prefix_mass"))
-    per_cand = (cand_tok.join(n_titles, on="session", how="left")
-                .group_by("session", "item")
-                .agg(si_support_mean=(pl.col("others") / (pl.col("s_n_titles") - pl.col("c_from_session"))
-                                      .clip(lower_bound=1)).mean(),
-                     si_overlap=(pl.col("others") > 0).mean(),
-                     si_overlap_last=pl.col("in_last").fill_null(0).mean(),
-                     si_shared_last=pl.col("in_last").fill_null(0).sum(),
-                     t_df_mean=pl.col("log_df").fill_null(0).mean(),
-                     t_df_min=pl.col("log_df").fill_null(0).min()))
-    sess = (long.group_by("session").agg(s_len=pl.col("item").count().cast(pl.Int32),
-                                         s_distinct=pl.col("item").n_unique().cast(pl.Int32))
-            .join(locale, on="session")
-            .with_columns(s_locale=pl.col("locale").replace_strict(list(LOCALES), list(range(len(LOCALES))),
-                                                                   default=-1, return_dtype=pl.Int8)))
-    return (cands.join(per_cand, on=["session", "item"], how="left", maintain_order="left")
-            .join(cov_mass, on=["session", "item"], how="left", maintain_order="left")
-            .join(prefix, on=["session", "item"], how="left", maintain_order="left")
-            .join(sess, on="session", how="left", maintain_order="left")
-            .join(n_titles, on="session", how="left", maintain_order="left")
-            .with_columns(pl.col("s_n_titles").fill_null(0),
-                          t_len_ratio=pl.col("t_n_tok") / pl.col("_med_len").fill_null(pl.col("t_n_tok")))
-            .select("session", "item", "locale", "title", "tokens", *FEATURES))
 
 
 # -------------------------------------------------------------------------------------------- chooser
@@ -194,7 +85,7 @@ def label(cands: pl.DataFrame, target_tokens: pl.DataFrame, kind: str = "gain") 
     stats = bleu_stats(joined["tokens"], joined["ref"].fill_null([]))
     if kind == "sentence":
         return joined.drop("ref").with_columns(bleu=pl.Series(sentence_bleu(stats)))
-    last = stats.filter(joined["c_recency"].fill_null(-1) == 0)
+    last = stats.filter(joined["si_recency"].fill_null(-1) == 0)
     n_ref = last.height if last.height else cands["session"].n_unique()
     tot = (last if last.height else stats).select(pl.col(STAT_COLUMNS).sum()).row(0, named=True)
     gain = sum((pl.col(f"m{n}") / max(tot[f"m{n}"], 1) - pl.col(f"t{n}") / max(tot[f"t{n}"], 1)) / MAX_ORDER
@@ -207,21 +98,25 @@ def label(cands: pl.DataFrame, target_tokens: pl.DataFrame, kind: str = "gain") 
 
 
 def _lgb_params(cfg: ChooserConfig, seed: int) -> dict:
+    # deterministic + force_row_wise: the same model for the same data and seed on any machine.
     return {"objective": "regression", "num_leaves": cfg.num_leaves, "learning_rate": cfg.learning_rate,
-            "min_data_in_leaf": cfg.min_child_samples, "bagging_fraction": 0.8, "bagging_freq": 1,
-            "feature_fraction": 0.8, "seed": seed, "deterministic": True, "force_row_wise": True,
-            "num_threads": 1, "verbosity": -1}
+            "min_data_in_leaf": cfg.min_child_samples, "bagging_fraction": cfg.bagging_fraction,
+            "bagging_freq": cfg.bagging_freq, "feature_fraction": cfg.feature_fraction, "seed": seed,
+            "deterministic": True, "force_row_wise": True, "num_threads": cfg.num_threads, "verbosity": -1}
 
 
 def fit(train: pl.DataFrame, cfg: ChooserConfig, seed: int) -> lgb.Booster:
-    """LightGBM regressor of ``bleu`` on FEATURES (``train`` = label() output)."""
-    data = lgb.Dataset(train.select(FEATURES).to_numpy(), train["bleu"].to_numpy(), feature_name=FEATURES,
+    """LightGBM regressor of ``bleu`` on titles.features.columns (``train`` = label() output)."""
+    names = columns(list(cfg.sources))
+    data = lgb.Dataset(train.select(names).to_numpy(), train["bleu"].to_numpy(), feature_name=names,
                        free_raw_data=True)
     return lgb.train(_lgb_params(cfg, seed), data, num_boost_round=cfg.n_estimators)
 
 
 def predict(model: lgb.Booster, cands: pl.DataFrame) -> pl.DataFrame:
-    return cands.with_columns(pred=pl.Series(model.predict(cands.select(FEATURES).to_numpy()), dtype=pl.Float64))
+    """``cands`` with ``pred``, on the columns the model was trained on."""
+    x = cands.select(model.feature_name()).to_numpy()
+    return cands.with_columns(pred=pl.Series(model.predict(x), dtype=pl.Float64))
 
 
 def out_of_fold(train: pl.DataFrame, cfg: ChooserConfig, seed: int) -> pl.DataFrame:
@@ -252,9 +147,9 @@ def tail_support(choice: pl.DataFrame, cands: pl.DataFrame) -> pl.DataFrame:
 
     Args:
         choice: choose() output. cands: the candidates (the session's own titles are those with
-        c_from_session = 1).
+        si_in_session = 1).
     """
-    own = (cands.filter(pl.col("c_from_session") == 1).select("session", "item", tok=pl.col("tokens").list.unique())
+    own = (cands.filter(pl.col("si_in_session") == 1).select("session", "item", tok=pl.col("tokens").list.unique())
            .explode("tok", empty_as_null=False).drop_nulls("tok"))
     long = (choice.select("session", "item", "tokens").with_row_index("_r")
             .explode("tokens", empty_as_null=False).rename({"tokens": "tok"}).with_columns(_j=pl.int_range(pl.len()).over("_r")))
