@@ -15,11 +15,11 @@ TEST_DATASETS = tuple(f"task{t}_phase{p}" for t in raw.TASKS for p in raw.PHASES
 
 @dataclass(frozen=True)
 class DataConfig:
-    source: str = "synthetic"
-    raw_dir: str = "data/raw"
-    scale: float = 0.02
-    on_error: str = "raise"
-    test_files: tuple[str, ...] = TEST_DATASETS  # the test files that exist; a listed one absent is an error
+    source: str
+    raw_dir: str
+    scale: float
+    on_error: str
+    test_files: tuple[str, ...]                  # the test files that exist; a listed one absent is an error
 
     def __post_init__(self) -> None:
         if self.source not in ("synthetic", "files"):

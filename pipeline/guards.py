@@ -23,7 +23,7 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class ResourcesConfig:
-    memory_budget_gib: float = 12.0   # what one stage may hold in candidate/feature rows at once
+    memory_budget_gib: float          # what one stage may hold in candidate/feature rows at once
 
 
 class ResourceBudgetError(RuntimeError):

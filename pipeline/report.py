@@ -75,9 +75,9 @@ class Results:
 
 @dataclass(frozen=True)
 class ReportConfig:
-    top_features: int = 30   # bars in the feature-importance plot
-    tail_points: int = 60    # points per decade of rank kept for the popularity curve
-    dpi: int = 110
+    top_features: int        # bars in the feature-importance plot
+    tail_points: int         # points per decade of rank kept for the popularity curve
+    dpi: int
 
 
 # --------------------------------------------------------------------------------------------

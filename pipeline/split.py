@@ -31,9 +31,9 @@ SPLITS = ("valid", "test")
 
 @dataclass(frozen=True)
 class SplitConfig:
-    valid_fraction: float = 0.1
-    max_valid_sessions: int = 0     # cap on the held-out sessions (0: none); the rest stay in the history
-    test_datasets: tuple[str, ...] = ("task1_phase1", "task1_phase2", "task2_phase1", "task2_phase2")
+    valid_fraction: float
+    max_valid_sessions: int         # cap on the held-out sessions (0: none); the rest stay in the history
+    test_datasets: tuple[str, ...]
 
 
 @dataclass

@@ -15,7 +15,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import lightgbm as lgb
@@ -34,20 +34,20 @@ log = logging.getLogger(__name__)
 class RankerConfig:
     """params.yaml ``ranker``."""
 
-    per_task: bool = False            # false: one model on all locales (locale is a feature); true: one per task
-    neg_sample_rate: float = 0.3      # share of negatives kept in the training fold (positives all kept)
-    max_train_sessions: int = 0       # training-fold sessions the ranker reads, a seeded sample (0: all)
-    eval_fraction: float = 0.2        # share of valid sessions in the early-stopping / reporting fold
-    num_boost_round: int = 2000
-    early_stopping_rounds: int = 100
-    learning_rate: float = 0.05
-    num_leaves: int = 15
-    min_data_in_leaf: int = 100
-    feature_fraction: float = 0.5
-    lambda_l2: float = 10.0
-    truncation_level: int = 100       # lambdarank_truncation_level: pairs up to this rank matter (MRR@100)
-    num_threads: int = 2
-    locale_weights: dict[str, float] = field(default_factory=dict)  # query weight by locale (default 1)
+    per_task: bool                    # false: one model on all locales (locale is a feature); true: one per task
+    neg_sample_rate: float            # share of negatives kept in the training fold (positives all kept)
+    max_train_sessions: int           # training-fold sessions the ranker reads, a seeded sample (0: all)
+    eval_fraction: float              # share of valid sessions in the early-stopping / reporting fold
+    num_boost_round: int
+    early_stopping_rounds: int
+    learning_rate: float
+    num_leaves: int
+    min_data_in_leaf: int
+    feature_fraction: float
+    lambda_l2: float
+    truncation_level: int             # lambdarank_truncation_level: pairs up to this rank matter (MRR@100)
+    num_threads: int
+    locale_weights: dict[str, float]  # query weight by locale (absent: 1)
 
     def __post_init__(self) -> None:
         unknown = set(self.locale_weights) - set(LOCALE_CODE)

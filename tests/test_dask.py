@@ -12,10 +12,12 @@ pytest.importorskip("distributed")
 from candidates.covisit import CovisitConfig, neighbours  # noqa: E402
 from pipeline.engine import DaskConfig, dask_client, session_ranges, write_session_partitions  # noqa: E402
 from pipeline.engine import covisit as dask_covisit  # noqa: E402
+from tests._params import section  # noqa: E402
 
 pytestmark = pytest.mark.dask
 
-DCFG = DaskConfig(workers=2, threads_per_worker=1, memory_limit="1GiB")
+DCFG = DaskConfig(scheduler_address="", workers=2, threads_per_worker=1, memory_limit="1GiB", partitions_per_worker=2,
+                  scratch_dir="")
 
 
 @pytest.fixture(scope="module")
@@ -132,7 +134,8 @@ def test_ranker_mrr_close(tiny_world, client, valid_features, tmp_path):
     parts = sorted(valid_features[3].glob("part-*.parquet"))
     split = tiny_world.split / "valid"
     queries, targets = pl.read_parquet(split / "queries.parquet"), pl.read_parquet(split / "targets.parquet")
-    cfg = lgbm.RankerConfig(num_threads=1, locale_weights={"ES": 3.0, "FR": 3.0, "IT": 3.0})
+    cfg = section(lgbm.RankerConfig, "ranker", num_threads=1, locale_weights={"ES": 3.0, "FR": 3.0, "IT": 3.0},
+                  max_train_sessions=0)
     folds = lgbm.assign_folds(queries["session"], cfg.eval_fraction, 7)
     train_rows, stop_rows = train_ranker.load_training(parts, targets, folds, cfg, 7)
     eval_queries = queries.join(folds.filter(pl.col("is_eval")), on="session", how="semi")

@@ -10,9 +10,12 @@ import pytest
 
 from pipeline.ranking import complete, mrr_report, ranked_top, source_ranker
 from rankers import lgbm
+from tests._params import section
 
-CFG = lgbm.RankerConfig(num_boost_round=60, early_stopping_rounds=20, num_leaves=7, min_data_in_leaf=5,
-                        learning_rate=0.2, num_threads=1, neg_sample_rate=0.5, eval_fraction=0.3)
+CFG = section(lgbm.RankerConfig, "ranker", num_boost_round=60, early_stopping_rounds=20, num_leaves=7,
+              min_data_in_leaf=5, learning_rate=0.2, num_threads=1, neg_sample_rate=0.5, eval_fraction=0.3,
+              max_train_sessions=0, locale_weights={}, per_task=False, feature_fraction=0.5, lambda_l2=10.0,
+              truncation_level=100)
 
 
 def planted(n_sessions: int = 240, n_cands: int = 15, seed: int = 0) -> pl.DataFrame:
@@ -101,7 +104,7 @@ def test_per_task_models_save_load_and_score_their_locales(tmp_path):
 
 def test_locale_weights_reject_unknown_locale():
     with pytest.raises(ValueError, match="XX"):
-        lgbm.RankerConfig(locale_weights={"XX": 2.0})
+        dataclasses.replace(CFG, locale_weights={"XX": 2.0})
 
 
 def test_chunked_prediction_equals_unchunked():

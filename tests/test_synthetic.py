@@ -11,8 +11,9 @@ import polars as pl
 import pytest
 
 from pipeline import raw, synthetic
+from pipeline.dataconfig import DataConfig
 from pipeline.generate import MissingFilesError, build, link_files
-from pipeline.prepare import DataConfig
+from tests._params import section
 
 SCALE = 0.002
 
@@ -157,12 +158,12 @@ def test_generate_stage_files_source_links_and_names_missing(tmp_path):
     out = tmp_path / "data" / "raw"
     # data.test_files lists the test files that exist; one listed but absent is an error naming it
     with pytest.raises(MissingFilesError, match="sessions_test_task1_phase2.csv: file not found"):
-        build(out, DataConfig(source="files", raw_dir=str(sample)), synthetic.SyntheticConfig(), 1)
-    build(out, DataConfig(source="files", raw_dir=str(sample), test_files=("task1_phase1",)),
+        build(out, section(DataConfig, "data", source="files", raw_dir=str(sample)), synthetic.SyntheticConfig(), 1)
+    build(out, section(DataConfig, "data", source="files", raw_dir=str(sample), test_files=("task1_phase1",)),
           synthetic.SyntheticConfig(), 1)
     assert (out / "sessions_train.csv").read_bytes() == (sample / "sessions_train.csv").read_bytes()
     assert (out / "gt" / "gt_task1_phase1.csv").exists()
-    build(out, DataConfig(source="synthetic", scale=0.001), synthetic.SyntheticConfig(), 1)
+    build(out, section(DataConfig, "data", source="synthetic", scale=0.001), synthetic.SyntheticConfig(), 1)
     assert (out / "gt" / "ceiling.json").exists() and not any(p.name.startswith(".") for p in out.parent.iterdir())
 
 

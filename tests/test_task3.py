@@ -3,20 +3,18 @@
 from __future__ import annotations
 
 import dataclasses
-from pathlib import Path
 
 import numpy as np
 import polars as pl
 import pytest
 
-from pipeline import config, task3
+from pipeline import task3
 from pipeline.metrics import bleu
+from tests._params import section
 from titles import chooser as tc
 from titles import features as title_features
 from titles.last_title import last_titles
 from titles.text import bleu_stats, corpus_bleu, item_titles, tokens
-
-REPO = Path(__file__).resolve().parents[1]
 
 COLORS = ["red", "blue", "green", "black", "white", "grey"]
 SIZES = ["S", "M", "L", "XL", "10cm", "20cm", "2m"]
@@ -100,10 +98,22 @@ def test_last_title_takes_last_titled_item():
     assert out.to_dict(as_series=False) == {"session": [7, 5, 6, 8], "next_item_title": ["beta", "alpha", "", ""]}
 
 
+# The Mt5Config values these tests were written against (the dataclass defaults before params.yaml
+# became the only source): a small, quick model that copies no target.
+MT5_TEST = {"vocab_size": 2000, "d_model": 64, "d_kv": 16, "d_ff": 128, "dropout": 0.1, "n_context": 2,
+            "learning_rate": 2e-3, "max_steps": 400, "max_train_seconds": 300.0, "label_smoothing": 0.0,
+            "copy_share": 0.0, "fallback_min_tokens": 0}
+
+
+def mt5_config(**overrides):
+    from titles import mt5
+
+    return section(mt5.Mt5Config, "task3.mt5", **{**MT5_TEST, **overrides})
+
+
 def chooser_config(**overrides) -> tc.ChooserConfig:
     """params.yaml's task3.chooser with ``overrides`` (smaller models for the hand-made world)."""
-    return dataclasses.replace(config.load_section(tc.ChooserConfig, "task3.chooser", REPO / "params.yaml"),
-                               **overrides)
+    return section(tc.ChooserConfig, "task3.chooser", **overrides)
 
 
 def test_chooser_beats_last_title(world):
@@ -166,7 +176,7 @@ def test_mt5_tiny_trains_and_generates(tmp_path, world):
     from titles import mt5
 
     titles = item_titles(world["items"])
-    cfg = mt5.Mt5Config(vocab_size=200, d_model=32, d_kv=8, d_ff=64, num_layers=1, num_decoder_layers=1,
+    cfg = mt5_config(vocab_size=200, d_model=32, d_kv=8, d_ff=64, num_layers=1, num_decoder_layers=1,
                         num_heads=2, max_steps=15, batch_size=8, warmup_steps=2, num_beams=2, max_target_len=12,
                         max_train_pairs=300, gen_batch_size=16)
     pairs = mt5.training_pairs(world["history"], titles, cfg, seed=0)
@@ -182,7 +192,7 @@ def test_mt5_tiny_trains_and_generates(tmp_path, world):
     # Per-locale length windows: a floor forbids an early EOS, a cap of 2 pieces gives at most 2 words.
     located = titles.join(world["items"].select("item", "locale"), on="item")
     limits = mt5.length_limits(mt5.training_pairs(world["history"], located, cfg, seed=0), tok,
-                               mt5.Mt5Config(**{**cfg.__dict__, "min_len_quantile": 0.5}))
+                               dataclasses.replace(cfg, **{"min_len_quantile": 0.5}))
     assert set(limits) == {"DE", "UK"} and all(0 < lo < hi <= cfg.max_target_len for lo, hi in limits.values())
     locales = ["DE", "UK"] * (sources.height // 2) + ["DE"] * (sources.height % 2)
     floored = mt5.generate(model, tok, sources["source"].to_list(), cfg, locales, limits)
@@ -190,7 +200,7 @@ def test_mt5_tiny_trains_and_generates(tmp_path, world):
     capped = mt5.generate(model, tok, sources["source"].to_list(), cfg, locales, {"DE": (0, 2), "UK": (0, 2)})
     assert all(len(text.split()) <= 2 for text in capped), capped
     mt5.save(model, tok, tmp_path / "model")
-    reloaded, tok2 = mt5.build(mt5.Mt5Config(**{**cfg.__dict__, "pretrained_dir": str(tmp_path / "model")}),
+    reloaded, tok2 = mt5.build(dataclasses.replace(cfg, **{"pretrained_dir": str(tmp_path / "model")}),
                                [], tmp_path, seed=0)
     assert mt5.generate(reloaded, tok2, sources["source"].to_list(), cfg) == out
 
@@ -207,11 +217,11 @@ def test_mt5_contexts_put_last_title_first_and_pairs_skip_repeats():
     assert ctx.to_dict(as_series=False) == {"session": [1, 2], "source": ["c c | b b", "c c"]}
     history = long.vstack(pl.DataFrame({"session": [1], "position": [4], "item": [0]},
                                        schema={"session": pl.Int32, "position": pl.Int32, "item": pl.Int32}))
-    pairs = mt5.training_pairs(history, titles, mt5.Mt5Config(n_context=2), seed=0)
+    pairs = mt5.training_pairs(history, titles, mt5_config(n_context=2), seed=0)
     # Item 0 at position 4 repeats the session's first title: never a target (real targets are new).
     assert sorted(pairs.select("source", "target", "locale").rows()) == [
         ("a a", "b b", "DE"), ("b b | a a", "c c", "UK")]
-    copied = mt5.training_pairs(history, titles, mt5.Mt5Config(n_context=2, copy_share=1.0), seed=0)
+    copied = mt5.training_pairs(history, titles, mt5_config(n_context=2, copy_share=1.0), seed=0)
     assert sorted(copied["target"].to_list()) == ["a a", "b b"]
 
 
@@ -225,9 +235,8 @@ def test_mt5_fallback_combination():
     assert out["mt5"].to_list() == ["x y z w v", "l2 a b", "q", "p q r s"]
     assert out["mt5_fallback"].to_list() == ["x y z w v", "l2 a b", "l3 a b", "p q r s"]
     refs = pred.select("session", "locale", ref_title=pl.Series(["x y z w v", "l2 a b", "l3 a b", "p q r t"]))
-    from titles import mt5
 
-    metrics, fallback = evaluate(pred, refs, mt5.Mt5Config(fallback_min_tokens=2))
+    metrics, fallback = evaluate(pred, refs, mt5_config(fallback_min_tokens=2))
     # DE: the generation is exact, so DE keeps it; UK: the short 'q' falls back and then ties.
     assert fallback == [] and metrics["mt5_fallback"] >= metrics["mt5"]
     assert metrics["per_locale"]["DE"]["mt5"] > metrics["per_locale"]["DE"]["last_title"]

@@ -39,36 +39,36 @@ SEP = " | "
 
 @dataclass(frozen=True)
 class Mt5Config:
-    pretrained_dir: str = ""       # local MT5 checkpoint + tokenizer to fine-tune; "" = train from scratch
-    vocab_size: int = 2000         # scratch: SentencePiece vocabulary
-    tokenizer_titles: int = 100_000  # scratch: titles sampled to train the tokenizer
-    d_model: int = 64
-    d_kv: int = 16
-    d_ff: int = 128
-    num_layers: int = 1
-    num_decoder_layers: int = 1
-    num_heads: int = 4
-    dropout: float = 0.1
-    n_context: int = 2             # most recent distinct session titles in the input (last one first)
-    max_source_len: int = 64       # tokens
-    max_target_len: int = 32       # tokens, also the generation limit
-    max_train_pairs: int = 20_000  # (context, next title) pairs sampled from the history
-    batch_size: int = 32
-    learning_rate: float = 2e-3
-    warmup_steps: int = 100
-    max_steps: int = 400
-    max_train_seconds: float = 300.0
-    label_smoothing: float = 0.0
-    num_beams: int = 4             # 1 = greedy
-    length_penalty: float = 1.0
-    no_repeat_ngram_size: int = 3
-    min_len_quantile: float = 0.0  # per-locale generation floor: this quantile of the training targets' token length (0 = off)
-    max_len_quantile: float = 1.0  # per-locale generation cap: this quantile (1 = the longest), never above max_target_len
-    copy_share: float = 0.0        # share of training pairs whose target is replaced by the source's last title
-    fallback_min_tokens: int = 0   # mt5+fallback: a generation shorter than this many words is replaced by the last title
-    gen_batch_size: int = 64
-    max_valid_sessions: int = 500  # valid sessions generated for the metric (sampled)
-    threads: int = 1               # CPU threads (ignored on CUDA)
+    pretrained_dir: str            # local MT5 checkpoint + tokenizer to fine-tune; "" = train from scratch
+    vocab_size: int                # scratch: SentencePiece vocabulary
+    tokenizer_titles: int            # scratch: titles sampled to train the tokenizer
+    d_model: int
+    d_kv: int
+    d_ff: int
+    num_layers: int
+    num_decoder_layers: int
+    num_heads: int
+    dropout: float
+    n_context: int                 # most recent distinct session titles in the input (last one first)
+    max_source_len: int            # tokens
+    max_target_len: int            # tokens, also the generation limit
+    max_train_pairs: int           # (context, next title) pairs sampled from the history
+    batch_size: int
+    learning_rate: float
+    warmup_steps: int
+    max_steps: int
+    max_train_seconds: float
+    label_smoothing: float
+    num_beams: int                 # 1 = greedy
+    length_penalty: float
+    no_repeat_ngram_size: int
+    min_len_quantile: float        # per-locale generation floor: this quantile of the training targets' token length (0 = off)
+    max_len_quantile: float        # per-locale generation cap: this quantile (1 = the longest), never above max_target_len
+    copy_share: float              # share of training pairs whose target is replaced by the source's last title
+    fallback_min_tokens: int       # mt5+fallback: a generation shorter than this many words is replaced by the last title
+    gen_batch_size: int
+    max_valid_sessions: int        # valid sessions generated for the metric (sampled)
+    threads: int                   # CPU threads (ignored on CUDA)
 
 
 def device() -> torch.device:
