@@ -58,7 +58,8 @@ def from_dict(cls: type[T], values: dict[str, Any], where: str, *, complete: boo
     kwargs = {}
     for name, field in fields.items():
         if name not in values:
-            if complete or (field.default is dataclasses.MISSING and field.default_factory is dataclasses.MISSING):
+            no_default = field.default is dataclasses.MISSING and field.default_factory is dataclasses.MISSING
+            if complete or no_default:
                 raise ParamsError(f"{where}: missing key {name!r} ({where}.{name})")
             continue
         kwargs[name] = _convert(values[name], hints[name], f"{where}.{name}", complete)
@@ -91,13 +92,15 @@ def _convert(value: Any, hint: Any, where: str, complete: bool) -> Any:
         return from_dict(hint, value, where, complete=complete)
     if origin in (list, tuple):
         if not isinstance(value, list | tuple):
-            raise ParamsError(f"{where}: expected a list ({_type_name(hint)}), got {type(value).__name__} {value!r}")
+            raise ParamsError(f"{where}: expected a list ({_type_name(hint)}), "
+                              f"got {type(value).__name__} {value!r}")
         item = args[0] if args else Any
         items = [_convert(v, item, f"{where}[{i}]", complete) for i, v in enumerate(value)]
         return tuple(items) if origin is tuple else items
     if origin is dict or hint is dict:
         if not isinstance(value, dict):
-            raise ParamsError(f"{where}: expected a mapping ({_type_name(hint)}), got {type(value).__name__} {value!r}")
+            raise ParamsError(f"{where}: expected a mapping ({_type_name(hint)}), "
+                              f"got {type(value).__name__} {value!r}")
         ktype, vtype = args if args else (Any, Any)
         return {_convert(k, ktype, f"{where} key", complete): _convert(v, vtype, f"{where}.{k}", complete)
                 for k, v in value.items()}

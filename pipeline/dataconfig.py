@@ -28,4 +28,5 @@ class DataConfig:
             raise ValueError(f"data.on_error must be 'raise' or 'skip', got {self.on_error!r}")
         unknown = sorted(set(self.test_files) - set(TEST_DATASETS))
         if unknown or len(set(self.test_files)) != len(self.test_files):
-            raise ValueError(f"data.test_files: {list(self.test_files)} must list distinct names of {TEST_DATASETS}")
+            raise ValueError(f"data.test_files: {list(self.test_files)} must list distinct names of "
+                             f"{TEST_DATASETS}")

@@ -52,7 +52,8 @@ def check_rows(what: str, rows: int, columns: int, cfg: ResourcesConfig, knobs: 
 
 
 def require(what: str, rows: int, columns: int, cfg: ResourcesConfig, knobs: str) -> None:
-    """:func:`check_rows` for a stage's ``main``: log the estimate, or exit with the message (no traceback)."""
+    """:func:`check_rows` for a stage's ``main``: log the estimate, or exit with the message (no
+    traceback)."""
     try:
         need = check_rows(what, rows, columns, cfg, knobs)
     except ResourceBudgetError as exc:

@@ -44,7 +44,8 @@ def write_submissions(top: pl.DataFrame, queries: pl.DataFrame, items: pl.DataFr
 
 @exit_on_data_error
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     how = parser.add_mutually_exclusive_group(required=True)
     how.add_argument("--model", type=Path, help="ranker model directory")
     how.add_argument("--source", help="rank by this candidate source's own score")
@@ -64,15 +65,17 @@ def main() -> None:
     with timed(f"predict {what}"):
         parts = part_paths(args.features)
         if args.source and parts and f"cand_{args.source}_score" not in pl.read_parquet_schema(parts[0]):
-            raise SystemExit(f"{args.features}: no column cand_{args.source}_score; is {args.source!r} a source "
-                             "of the union these features were built from?")
+            raise SystemExit(f"{args.features}: no column cand_{args.source}_score; is {args.source!r} "
+                             "a source of the union these features were built from?")
         columns = None if args.model else ["session", "item", f"cand_{args.source}_score"]
         if args.model and engine.engine() == "dask":  # the ranker scores the parts on a Dask cluster
             from pipeline.engine import ranker as dask_ranker
-            top = complete(dask_ranker.ranked_top(engine.dask_config(), parts, rank, columns, K), queries, history,
+            top = complete(dask_ranker.ranked_top(engine.dask_config(), parts, rank, columns, K), queries,
+                           history,
                            items)
         else:
-            frames = (pl.read_parquet(p, columns=columns) for p in tqdm(parts, desc=f"predict {what}", unit="part"))
+            frames = (pl.read_parquet(p, columns=columns) for p in tqdm(parts, desc=f"predict {what}",
+                                                                        unit="part"))
             top = complete(ranked_top(frames, rank), queries, history, items)
         write_submissions(top, queries, items, args.raw, args.out)
 

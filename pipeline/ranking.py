@@ -39,7 +39,8 @@ def source_ranker(name: str) -> Callable[[pl.DataFrame], pl.DataFrame]:
 
     def rank(frame: pl.DataFrame) -> pl.DataFrame:
         if column not in frame.columns:
-            raise ValueError(f"no column {column!r} in the candidate frame: is {name!r} in candidates.sources?")
+            raise ValueError(f"no column {column!r} in the candidate frame: "
+                             f"is {name!r} in candidates.sources?")
         return lgbm.rank_by(frame, column)
 
     return rank

@@ -54,7 +54,8 @@ def _summary(hits: pl.DataFrame, names: list[str], per_session: pl.DataFrame, ks
     for n, r in ranks.items():
         exprs += [(r <= k).fill_null(False).mean().alias(f"{n}/recall@{k}") for k in ks]
         # Found by this source and by no other: what the union loses without it.
-        exprs.append((r.is_not_null() & (pl.col("n_sources") == 1)).fill_null(False).mean().alias(f"{n}/marginal"))
+        alone = (r.is_not_null() & (pl.col("n_sources") == 1)).fill_null(False)
+        exprs.append(alone.mean().alias(f"{n}/marginal"))
     row = hits.select(exprs).row(0, named=True)
     out: dict = {"n": row.pop("n"), "union": {}, "sources": {n: {} for n in names}}
     out["union"]["candidates_per_session"] = float(per_session.get_column("len").mean() or 0.0)

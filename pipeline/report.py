@@ -70,7 +70,8 @@ class Results:
 
     @classmethod
     def under(cls, metrics: Path, plots: Path) -> Results:
-        return cls(metrics / RECALL, metrics / RANKER, plots / IMPORTANCE, metrics / LEADERBOARD, metrics / DATA_STATS)
+        return cls(metrics / RECALL, metrics / RANKER, plots / IMPORTANCE, metrics / LEADERBOARD,
+                   metrics / DATA_STATS)
 
 
 @dataclass(frozen=True)
@@ -104,7 +105,8 @@ def session_lengths(sessions: pl.DataFrame, targets: pl.DataFrame) -> pl.DataFra
     Returns locale:String, length:Int32, sessions:UInt32, sorted by locale and length.
     """
     return (sessions.filter(pl.col("dataset") == "train")
-            .with_columns(length=pl.col("length") + pl.col("session").is_in(targets["session"].implode()).cast(pl.Int32))
+            .with_columns(length=pl.col("length")
+                          + pl.col("session").is_in(targets["session"].implode()).cast(pl.Int32))
             .group_by("locale", "length").agg(sessions=pl.len())
             .sort("locale", "length"))
 
@@ -209,8 +211,10 @@ def recall_curves(report: dict) -> pl.DataFrame:
     overall = report["overall"]
     rows = [("source", name, k, r) for name, m in sorted(overall["sources"].items()) for k, r in curve(m)]
     rows += [("source", "union", k, r) for k, r in curve(overall["union"])]
-    rows += [("locale", loc, k, r) for loc, part in report.get("by_locale", {}).items() for k, r in curve(part["union"])]
-    return pl.DataFrame(rows, schema={"scope": pl.String, "name": pl.String, "k": pl.Int32, "recall": pl.Float64},
+    rows += [("locale", loc, k, r) for loc, part in report.get("by_locale", {}).items()
+             for k, r in curve(part["union"])]
+    return pl.DataFrame(rows,
+                        schema={"scope": pl.String, "name": pl.String, "k": pl.Int32, "recall": pl.Float64},
                         orient="row")
 
 
@@ -234,10 +238,12 @@ def leaderboard_frame(board: dict) -> pl.DataFrame:
         for method, result in methods.items():
             overall = result["all"]
             metric = "bleu" if "bleu" in overall else "mrr@100"
-            rows.append((task, method, metric, overall[metric], overall.get("recall@100"), overall.get("ndcg@100"),
+            rows.append((task, method, metric, overall[metric], overall.get("recall@100"),
+                         overall.get("ndcg@100"),
                          overall.get("share_of_ceiling"), overall.get("ceiling_mrr@100")))
     schema = {"task": pl.String, "method": pl.String, "metric": pl.String, "score": pl.Float64,
-              "recall@100": pl.Float64, "ndcg@100": pl.Float64, "share_of_ceiling": pl.Float64, "ceiling": pl.Float64}
+              "recall@100": pl.Float64, "ndcg@100": pl.Float64, "share_of_ceiling": pl.Float64,
+              "ceiling": pl.Float64}
     return (pl.DataFrame(rows, schema=schema, orient="row")
             .sort(["task", "score", "method"], descending=[False, True, False]))
 
@@ -271,7 +277,8 @@ def plot_session_lengths(lengths: pl.DataFrame, path: Path, dpi: int) -> None:
     # Both axes log: real sessions run past 100 items, but most of the mass sits below 10.
     ax.set_xscale("log")
     ax.set_yscale("log")
-    ticks = [t for t in (1, 2, 3, 5, 10, 20, 50, 100, 200, 500, 1000) if t <= int(lengths["length"].max() or 1)]
+    longest = int(lengths["length"].max() or 1)
+    ticks = [t for t in (1, 2, 3, 5, 10, 20, 50, 100, 200, 500, 1000) if t <= longest]
     ax.set_xticks(ticks, [str(t) for t in ticks])
     ax.xaxis.set_minor_formatter(NullFormatter())
     ax.set_xlabel("session length (items, target included; log)")
@@ -299,11 +306,13 @@ def plot_popularity(curve: pl.DataFrame, path: Path, dpi: int) -> None:
 
 
 def plot_repeats(repeats: pl.DataFrame, path: Path, dpi: int) -> None:
-    repeats = repeats.join(pl.DataFrame({"locale": _locale_order(repeats)}).with_row_index("_o"), on="locale").sort("_o")
+    order = pl.DataFrame({"locale": _locale_order(repeats)}).with_row_index("_o")
+    repeats = repeats.join(order, on="locale").sort("_o")
     x = np.arange(repeats.height)
     fig = Figure(figsize=(7, 4.2))
     ax = fig.add_subplot()
-    for offset, column, label in ((-0.2, "repeated", "repeats an item"), (0.2, "consecutive", "consecutive duplicate")):
+    for offset, column, label in ((-0.2, "repeated", "repeats an item"),
+                                  (0.2, "consecutive", "consecutive duplicate")):
         bars = ax.bar(x + offset, repeats[column].to_numpy(), width=0.4, label=label)
         ax.bar_label(bars, fmt="%.2f", fontsize=8)
     ax.set_xticks(x, repeats["locale"].to_list())
@@ -470,8 +479,9 @@ class Page:
                  "table{border-collapse:collapse;margin:1em 0}th,td{border:1px solid #ccc;padding:3px 8px;"
                  "text-align:right}th{background:#eee}td:first-child,th:first-child{text-align:left}"
                  "img{max-width:100%}code{background:#f4f4f4}")
-        return (f'<!DOCTYPE html>\n<html lang="en">\n<head>\n<meta charset="utf-8">\n<title>{html.escape(self.title)}'
-                f"</title>\n<style>{style}</style>\n</head>\n<body>\n" + "\n".join(body) + "\n</body>\n</html>\n")
+        return (f'<!DOCTYPE html>\n<html lang="en">\n<head>\n<meta charset="utf-8">\n'
+                f"<title>{html.escape(self.title)}</title>\n<style>{style}</style>\n</head>\n<body>\n"
+                + "\n".join(body) + "\n</body>\n</html>\n")
 
 
 def fmt(value: Any) -> str:
@@ -505,11 +515,13 @@ def dataset_section(page: Page, prepared: dict[str, pl.DataFrame], out: Path, cf
     log.info("dataset: %d items, %d sessions, %d interactions", items.height, sessions.height, viewed.height)
 
     page.heading("Dataset")
-    page.para(f"From the prepared data: {sessions.height:,} sessions ({int((sessions['dataset'] == 'train').sum()):,} "
-              f"train), {int(items['in_catalog'].sum()):,} catalogue items (ASIN and locale), {viewed.height:,} "
-              "interactions (prev_items of every session plus the train targets). Lengths and repeats are over "
-              "train sessions; popularity over all interactions.")
-    page.table(["locale", "train sessions", "catalogue products", "interactions", "mean length", "repeats an item",
+    n_train = int((sessions['dataset'] == 'train').sum())
+    page.para(f"From the prepared data: {sessions.height:,} sessions ({n_train:,} "
+              f"train), {int(items['in_catalog'].sum()):,} catalogue items (ASIN and locale), "
+              f"{viewed.height:,} interactions (prev_items of every session plus the train targets). "
+              "Lengths and repeats are over train sessions; popularity over all interactions.")
+    page.table(["locale", "train sessions", "catalogue products", "interactions", "mean length",
+                "repeats an item",
                 "consecutive duplicate", "top 1% items' share of views"], frame_rows(summary))
     plot_session_lengths(lengths, out / PLOTS["session_length"], cfg.dpi)
     page.image(PLOTS["session_length"], "session length distribution per locale")
@@ -549,7 +561,8 @@ def nested_tables(top: str, value: dict) -> list[tuple[str, list[str], list[list
         columns = list(dict.fromkeys(c for row in rows.values() for c in row))
         if set(columns) <= set(raw.LOCALES):
             columns = [loc for loc in raw.LOCALES if loc in columns]
-        tables.append((top, [""] + columns, [[name] + [fmt(row.get(c)) for c in columns] for name, row in rows.items()]))
+        tables.append((top, [""] + columns,
+                       [[name] + [fmt(row.get(c)) for c in columns] for name, row in rows.items()]))
     return tables
 
 
@@ -563,8 +576,9 @@ def recall_section(page: Page, path: Path, out: Path, cfg: ReportConfig) -> None
     page.image(PLOTS["recall"], "candidate recall@K curves")
     overall = report["overall"]
     union = overall["union"]
-    page.para(f"Valid split, {overall['n']:,} sessions. The union holds the target for {union['recall']:.1%} of them "
-              f"with {union['candidates_per_session']:.0f} candidates per session: the ceiling of the ranker.")
+    page.para(f"Valid split, {overall['n']:,} sessions. The union holds the target for "
+              f"{union['recall']:.1%} of them with {union['candidates_per_session']:.0f} candidates per "
+              "session: the ceiling of the ranker.")
     ks = sorted({key for m in overall["sources"].values() for key in m if key.startswith("recall@")},
                 key=lambda key: int(key.split("@")[1]))
     rows = [[name] + [fmt(m.get(k)) for k in ks] + [fmt(m.get("marginal"))]
@@ -573,7 +587,8 @@ def recall_section(page: Page, path: Path, out: Path, cfg: ReportConfig) -> None
     page.table(["source"] + ks + ["marginal (union: recall at any rank)"], rows)
 
 
-def ranker_section(page: Page, ranker_path: Path, importance_path: Path, out: Path, cfg: ReportConfig) -> None:
+def ranker_section(page: Page, ranker_path: Path, importance_path: Path, out: Path,
+                   cfg: ReportConfig) -> None:
     page.heading("Ranker")
     ranker = _read_json(ranker_path)
     if ranker is None:
@@ -581,7 +596,8 @@ def ranker_section(page: Page, ranker_path: Path, importance_path: Path, out: Pa
     else:
         page.table(["validation MRR@100 (eval fold)", "best single source", "its MRR@100",
                     "target in candidates", "eval sessions"],
-                   [[fmt(ranker.get("mrr@100")), fmt(ranker.get("best_source")), fmt(ranker.get("best_source_mrr@100")),
+                   [[fmt(ranker.get("mrr@100")), fmt(ranker.get("best_source")),
+                     fmt(ranker.get("best_source_mrr@100")),
                      fmt(ranker.get("target_in_candidates")), fmt(ranker.get("eval_sessions"))]])
     if not importance_path.exists():
         page.para(f"`{importance_path}` (stage train_ranker): {MISSING}.")
@@ -598,7 +614,8 @@ def leaderboard_section(page: Page, path: Path, out: Path, cfg: ReportConfig) ->
         return
     frame = leaderboard_frame(board)
     if board.get("unscored"):
-        page.para("Not scored: " + "; ".join(f"{key} ({entry['reason']})" for key, entry in board["unscored"].items())
+        page.para("Not scored: "
+                  + "; ".join(f"{key} ({entry['reason']})" for key, entry in board["unscored"].items())
                   + ".")
     if frame.height == 0:
         page.para("The leaderboard is empty: no submission was scored.")
@@ -615,10 +632,12 @@ def leaderboard_section(page: Page, path: Path, out: Path, cfg: ReportConfig) ->
             share = row["share_of_ceiling"]
             cells = [row["method"], fmt(row["score"])]
             if metric != "bleu":
-                cells += [fmt(row["recall@100"]), fmt(row["ndcg@100"]), f"{share:.1%}" if share is not None else "n/a"]
+                cells += [fmt(row["recall@100"]), fmt(row["ndcg@100"]),
+                          f"{share:.1%}" if share is not None else "n/a"]
             cells += [fmt(board[task][row["method"]].get(loc, {}).get(metric)) for loc in locales]
             rows.append(cells)
-        head = ["method", metric] + ([] if metric == "bleu" else ["recall@100", "ndcg@100", "share of ceiling"])
+        head = ["method", metric] + ([] if metric == "bleu"
+                                     else ["recall@100", "ndcg@100", "share of ceiling"])
         page.para(f"`{task}`" + (f", oracle ceiling MRR@100 {part['ceiling'].max():.4f}"
                                  if part["ceiling"].max() is not None else ""))
         page.table(head + [f"{metric} {loc}" for loc in locales], rows)
@@ -638,8 +657,8 @@ def build_report(prepared: dict[str, pl.DataFrame], results: Results, out: Path,
     """
     out.mkdir(parents=True, exist_ok=True)
     page = Page("Amazon-M2 pipeline report")
-    page.para("Inputs from other stages: " + ", ".join(
-        f"`{path}` {'present' if path.exists() else 'absent'}" for path in dataclasses.astuple(results)) + ".")
+    inputs = [f"`{path}` {'present' if path.exists() else 'absent'}" for path in dataclasses.astuple(results)]
+    page.para("Inputs from other stages: " + ", ".join(inputs) + ".")
     dataset_section(page, prepared, out, cfg)
     stats_section(page, results.data_stats)
     recall_section(page, results.recall, out, cfg)
@@ -657,7 +676,8 @@ def write_page(page: Page, out: Path) -> None:
 def read_prepared(prepared: Path) -> dict[str, pl.DataFrame]:
     frames = {
         "items": pl.read_parquet(prepared / "items.parquet", columns=["item", "id", "locale", "in_catalog"]),
-        "sessions": schemas.check(pl.read_parquet(prepared / "sessions.parquet"), schemas.SESSIONS, "sessions"),
+        "sessions": schemas.check(pl.read_parquet(prepared / "sessions.parquet"), schemas.SESSIONS,
+                                  "sessions"),
         "events": schemas.check(pl.read_parquet(prepared / "events.parquet"), schemas.EVENTS, "events"),
         "targets": schemas.check(pl.read_parquet(prepared / "targets.parquet"), schemas.TARGETS, "targets"),
     }
@@ -666,16 +686,19 @@ def read_prepared(prepared: Path) -> dict[str, pl.DataFrame]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--prepared", type=Path, required=True, help="data/prepared")
-    parser.add_argument("--metrics", type=Path, required=True, help="metrics/: recall, ranker, leaderboard, data stats")
+    parser.add_argument("--metrics", type=Path, required=True,
+                        help="metrics/: recall, ranker, leaderboard, data stats")
     parser.add_argument("--plots", type=Path, required=True, help="plots/: the ranker's feature importance")
     parser.add_argument("--out", type=Path, required=True, help="reports/")
     args = parser.parse_args()
     setup_logging()
     cfg = config.load_section(ReportConfig, "report")
     with timed("report"):
-        page = build_report(read_prepared(args.prepared), Results.under(args.metrics, args.plots), args.out, cfg)
+        page = build_report(read_prepared(args.prepared), Results.under(args.metrics, args.plots), args.out,
+                            cfg)
         write_page(page, args.out)
 
 

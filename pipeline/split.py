@@ -78,7 +78,8 @@ def make_folds(sessions: pl.DataFrame, events: pl.DataFrame, targets: pl.DataFra
     )
     unknown = set(cfg.test_datasets) - set(sessions["dataset"].unique())
     if unknown:
-        raise ValueError(f"split.test_datasets names datasets absent from the prepared data: {sorted(unknown)}")
+        raise ValueError(f"split.test_datasets names datasets absent from the prepared data: "
+                         f"{sorted(unknown)}")
     test = Fold(
         history=with_targets(events, sessions, targets),
         queries=sessions.filter(pl.col("dataset").is_in(list(cfg.test_datasets))).select(query_cols),
@@ -88,7 +89,8 @@ def make_folds(sessions: pl.DataFrame, events: pl.DataFrame, targets: pl.DataFra
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--prepared", type=Path, required=True)
     parser.add_argument("--out", type=Path, required=True)
     args = parser.parse_args()

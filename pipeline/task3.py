@@ -69,7 +69,8 @@ def run_valid(fold: Fold, refs: pl.DataFrame, events: pl.DataFrame, items: pl.Da
     base = last_titles(refs, events, items)
     metrics: dict = {"n_sessions": refs.height,
                      "last_title": bleu(base["next_item_title"].to_list(), refs["ref_title"].to_list())}
-    cands = candidate_titles(refs.select("session", "locale"), events, fit_sources(fold, items, cfg, seed), items,
+    cands = candidate_titles(refs.select("session", "locale"), events, fit_sources(fold, items, cfg, seed),
+                             items,
                              titles, cfg.max_session_items)
     if cfg.mask_target:
         cands = cands.join(refs.select("session", item="target"), on=["session", "item"], how="anti")
@@ -91,7 +92,8 @@ def run_valid(fold: Fold, refs: pl.DataFrame, events: pl.DataFrame, items: pl.Da
     edits, steps = tc.tune_edits(choice, choice["ref"], cfg)
     edited = tc.apply_edits(choice, edits)
     metrics["chooser"] = step_bleu(choice)
-    metrics["chooser_drop_tail"] = step_bleu(tc.apply_edits(choice, tc.Edits({}, edits.drop_tail_min)), "edited")
+    metrics["chooser_drop_tail"] = step_bleu(tc.apply_edits(choice, tc.Edits({}, edits.drop_tail_min)),
+                                             "edited")
     metrics["chooser_edited"] = step_bleu(edited, "edited")
     metrics["edit_steps_on_chosen_sessions"] = steps
     metrics["edits"] = {"trim": edits.trim, "drop_tail_min": edits.drop_tail_min}
@@ -105,7 +107,8 @@ def run_valid(fold: Fold, refs: pl.DataFrame, events: pl.DataFrame, items: pl.Da
 def predict_test(fold: Fold, model, edits: tc.Edits, events: pl.DataFrame, items: pl.DataFrame,
                  titles: pl.DataFrame, cfg: tc.ChooserConfig, seed: int) -> pl.DataFrame:
     """session, next_item_title for ``fold.sessions`` (same order), chooser + editor, last title fallback."""
-    cands = candidate_titles(fold.sessions.select("session", "locale"), events, fit_sources(fold, items, cfg, seed),
+    cands = candidate_titles(fold.sessions.select("session", "locale"), events,
+                             fit_sources(fold, items, cfg, seed),
                              items, titles, cfg.max_session_items)
     choice = tc.apply_edits(tc.tail_support(tc.choose(tc.predict(model, cands)), cands), edits)
     chosen = choice.select("session", next_item_title=tc.edited_titles(choice))
@@ -114,7 +117,8 @@ def predict_test(fold: Fold, model, edits: tc.Edits, events: pl.DataFrame, items
 
 @exit_on_data_error
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--prepared", type=Path, required=True)
     parser.add_argument("--splitdir", type=Path, required=True)
     parser.add_argument("--raw", type=Path, required=True)
@@ -132,7 +136,8 @@ def main() -> None:
     with timed("chooser on valid"):
         queries = pl.read_parquet(args.splitdir / "valid" / "queries.parquet")
         refs = valid_references(queries, pl.read_parquet(args.splitdir / "valid" / "targets.parquet"), titles)
-        valid = Fold(refs.select("session", "locale"), pl.read_parquet(args.splitdir / "valid" / "history.parquet"))
+        valid = Fold(refs.select("session", "locale"),
+                     pl.read_parquet(args.splitdir / "valid" / "history.parquet"))
         metrics = no_titles(titles, refs, "task3_chooser")
         if metrics is None:
             labelled, edits, metrics = run_valid(valid, refs, events, items, titles, cfg, seed)
@@ -150,7 +155,8 @@ def main() -> None:
                      else predict_test(fold, model, edits, events, items, titles, cfg, seed))
             sub = fold.sessions.select("session", "locale").join(frame, on="session", maintain_order="left")
             submission.write(sub.select("locale", "next_item_title"),
-                             submission.submission_path(args.out / "task3_chooser", 3, phase), 3, locales, None)
+                             submission.submission_path(args.out / "task3_chooser", 3, phase), 3, locales,
+                             None)
             log.info("task3_chooser phase %d: %d rows", phase, sub.height)
     write_json(metrics, args.metrics)
 

@@ -128,7 +128,8 @@ def test_a_dataclass_check_is_a_params_error(tmp_path):
 
 
 def test_source_knobs_name_only_what_they_set():
-    """candidates.sources entries are partial on purpose (a variant names the knobs it changes), typed all the same."""
+    """candidates.sources entries are partial on purpose (a variant names the knobs it changes), typed
+    all the same."""
     from candidates.covisit import CovisitConfig
 
     cfg = config.from_dict(CovisitConfig, {"window": 2}, "candidates.sources.x")

@@ -37,7 +37,8 @@ LAYERS = {  # rule -> (importing files, imported files): a folder "pkg/" or a fi
     "features does not import rankers": (("features/",), ("rankers/",)),
     "rankers does not import candidates": (("rankers/",), ("candidates/",)),
     "titles' features, chooser and generator do not import candidates": (TITLES_STAGE_TWO, ("candidates/",)),
-    "candidates, features and rankers do not import titles": (("candidates/", "features/", "rankers/"), ("titles/",)),
+    "candidates, features and rankers do not import titles": (("candidates/", "features/", "rankers/"),
+                                                              ("titles/",)),
 }
 STAGES = "no stage module imports another stage module"
 RULES = [*LAYERS, STAGES]
@@ -113,6 +114,7 @@ def test_a_planted_violation_is_reported(tmp_path):
         (tmp_path / rel).write_text(text)
     project = depcheck.Project(tmp_path)
     graph = (project, {"pipeline/a.py", "pipeline/b.py"})
-    assert _listed(violations(graph, "features does not import rankers")) == "features/f.py:3 imports rankers/r.py"
+    found = _listed(violations(graph, "features does not import rankers"))
+    assert found == "features/f.py:3 imports rankers/r.py"
     assert _listed(violations(graph, STAGES)) == "pipeline/a.py:1 imports pipeline/b.py"
     assert not violations(graph, "rankers does not import candidates")

@@ -124,7 +124,8 @@ def test_complete_fills_from_popularity_and_reports_mrr():
                          schema_overrides={"item": pl.Int32})
     history = pl.DataFrame({"session": [9, 9, 9, 9, 1], "position": [0, 1, 2, 3, 0], "item": [3, 3, 2, 4, 3]},
                            schema={"session": pl.Int32, "position": pl.Int32, "item": pl.Int32})
-    queries = pl.DataFrame({"session": [1, 2], "locale": ["DE", "ES"]}, schema_overrides={"session": pl.Int32})
+    queries = pl.DataFrame({"session": [1, 2], "locale": ["DE", "ES"]},
+                           schema_overrides={"session": pl.Int32})
     cands = pl.DataFrame({"session": [1], "item": [0], "cand_a_score": [1.0]},
                          schema_overrides={"session": pl.Int32, "item": pl.Int32})
     top = complete(ranked_top([cands], source_ranker("a")), queries, history, items, k=3)
@@ -142,7 +143,8 @@ def test_negative_sampling_does_not_depend_on_chunking():
     frame = planted()
     whole = lgbm.training_rows(frame, 0.3, seed=4)
     halves = pl.concat([lgbm.training_rows(part, 0.3, seed=4)
-                        for part in (frame.filter(pl.col("session") < 100), frame.filter(pl.col("session") >= 100))])
+                        for part in (frame.filter(pl.col("session") < 100),
+                                     frame.filter(pl.col("session") >= 100))])
     assert whole.equals(halves)
     assert not whole.equals(lgbm.training_rows(frame, 0.3, seed=5))
 

@@ -36,13 +36,16 @@ def fake_metrics(world, metrics_dir: Path) -> report.Results:
     found = targets.filter(pl.col("session") % 3 != 0)
     union = found.with_columns(
         cand_covisit_rank=(pl.col("session") % 150 + 1).cast(pl.Int32),
-        cand_popularity_rank=pl.when(pl.col("session") % 2 == 0).then(pl.col("session") % 40 + 1).cast(pl.Int32))
-    union = union.with_columns(n_sources=pl.sum_horizontal(pl.col("^cand_.*_rank$").is_not_null().cast(pl.Int32)))
+        cand_popularity_rank=pl.when(pl.col("session") % 2 == 0).then(pl.col("session") % 40 + 1)
+        .cast(pl.Int32))
+    proposed = pl.col("^cand_.*_rank$").is_not_null().cast(pl.Int32)
+    union = union.with_columns(n_sources=pl.sum_horizontal(proposed))
     recall_json, _ = recall.recall_report(union, targets, queries)
     results = report.Results.under(metrics_dir, metrics_dir / "plots")
     results.importance.parent.mkdir()
     write_json(recall_json, results.recall)
-    pl.DataFrame({"feature": ["si_cv_last1", "cand_covisit_score", "s_length", "i_pop_locale", "si_same_brand",
+    pl.DataFrame({"feature": ["si_cv_last1", "cand_covisit_score", "s_length", "i_pop_locale",
+                              "si_same_brand",
                               "cand_popularity_rank", "s_locale"],
                   "gain_share": [0.4, 0.25, 0.1, 0.1, 0.07, 0.05, 0.03],
                   "gain": [40.0, 25.0, 10.0, 10.0, 7.0, 5.0, 3.0], "split": [9, 8, 7, 6, 5, 4, 3]}
@@ -59,7 +62,8 @@ def fake_metrics(world, metrics_dir: Path) -> report.Results:
         "task3_phase1": {"last_title": {"all": {"bleu": 0.25, "n": 10}, "ES": {"bleu": 0.2, "n": 3}}},
     }
     write_json(board, results.leaderboard)
-    write_json({"locales": {"DE": {"sessions": 10, "repeat_share": 0.3}, "ES": {"sessions": 4, "repeat_share": 0.2}},
+    write_json({"locales": {"DE": {"sessions": 10, "repeat_share": 0.3},
+                            "ES": {"sessions": 4, "repeat_share": 0.2}},
                 "probes": {"task1_phase1": {"covisit": {"mrr@100": 0.3}, "popularity": {"mrr@100": 0.01}}}},
                results.data_stats)
     return results
@@ -118,7 +122,8 @@ def test_main_runs_as_the_dvc_stage_and_is_deterministic(built, tiny_world, proj
     out, metrics_dir = built
     monkeypatch.chdir(project_dir)
     monkeypatch.setattr("sys.argv", ["report", "--prepared", str(tiny_world.prepared), "--metrics",
-                                     str(metrics_dir), "--plots", str(metrics_dir / "plots"), "--out", "reports"])
+                                     str(metrics_dir), "--plots", str(metrics_dir / "plots"), "--out",
+                                     "reports"])
     params = yaml.safe_load((project_dir / "params.yaml").read_text())
     assert set(params["report"]) == {f.name for f in dataclasses.fields(report.ReportConfig)}
     params["report"] = dataclasses.asdict(CFG)  # the fixture's small settings, so the bytes must match
@@ -179,12 +184,15 @@ def test_recall_curves_read_the_recall_stage_shape():
                        "sources": {"a": {"recall@20": 0.4, "recall@100": 0.6, "marginal": 0.1}}},
            "by_locale": {"DE": {"union": {"recall@20": 0.3, "recall@100": 0.7}}}}
     curves = report.recall_curves(rep)
-    assert curves.rows() == [("source", "a", 20, 0.4), ("source", "a", 100, 0.6), ("source", "union", 20, 0.5),
-                             ("source", "union", 100, 0.8), ("locale", "DE", 20, 0.3), ("locale", "DE", 100, 0.7)]
+    assert curves.rows() == [("source", "a", 20, 0.4), ("source", "a", 100, 0.6), ("source", "union", 20,
+                                                                                   0.5),
+                             ("source", "union", 100, 0.8), ("locale", "DE", 20, 0.3), ("locale", "DE", 100,
+                                                                                        0.7)]
 
 
 def test_nested_stats_split_by_depth_and_order_locales():
-    tables = report.nested_tables("t", {"task1": {"n": 5, "covis": {"UK": 0.3, "DE": 0.2}}, "task2": {"n": 7}})
+    tables = report.nested_tables("t",
+                                  {"task1": {"n": 5, "covis": {"UK": 0.3, "DE": 0.2}}, "task2": {"n": 7}})
     assert [(head, rows) for _, head, rows in tables] == [
         (["", "n"], [["task1", "5"], ["task2", "7"]]),
         (["", "DE", "UK"], [["task1 / covis", "0.2", "0.3"]])]

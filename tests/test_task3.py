@@ -56,15 +56,18 @@ def make_world(n_families: int = 30, per_family: int = 10, n_sessions: int = 120
             seq[-1] = int(rng.choice(other))
         ev += [{"session": s, "position": p, "item": int(i)} for p, i in enumerate(seq)]
         tg.append({"session": s, "item": target})
-        sess.append({"session": s, "dataset": "train", "row": s, "locale": "DE" if f % 2 else "UK", "length": length})
+        sess.append({"session": s, "dataset": "train", "row": s, "locale": "DE" if f % 2 else "UK",
+                     "length": length})
     i32 = {"session": pl.Int32, "position": pl.Int32, "item": pl.Int32}
     events = pl.DataFrame(ev).cast({k: v for k, v in i32.items()})
     targets = pl.DataFrame(tg).cast({"session": pl.Int32, "item": pl.Int32})
     sessions = pl.DataFrame(sess).cast({"session": pl.Int32, "row": pl.Int32, "length": pl.Int32})
     valid_ids = sessions.filter(pl.col("session") % 3 == 0)["session"]
-    queries = sessions.filter(pl.col("session").is_in(valid_ids.implode())).select("session", "locale", "dataset", "row")
+    queries = sessions.filter(pl.col("session").is_in(valid_ids.implode())).select("session", "locale",
+                                                                                   "dataset", "row")
     fit_targets = targets.filter(~pl.col("session").is_in(valid_ids.implode()))
-    tail = fit_targets.join(sessions.select("session", position="length"), on="session").select("session", "position",
+    tail = fit_targets.join(sessions.select("session", position="length"), on="session").select("session",
+                                                                                                "position",
                                                                                                  "item")
     history = pl.concat([events, tail]).sort("session", "position")
     return {"items": items, "events": events, "sessions": sessions, "targets": targets, "queries": queries,
@@ -89,13 +92,15 @@ def test_bleu_stats_match_sacrebleu():
 
 
 def test_last_title_takes_last_titled_item():
-    items = pl.DataFrame({"item": [0, 1, 2], "title": ["alpha", "beta", None]}, schema_overrides={"item": pl.Int32})
+    items = pl.DataFrame({"item": [0, 1, 2], "title": ["alpha", "beta", None]},
+                         schema_overrides={"item": pl.Int32})
     events = pl.DataFrame({"session": [5, 5, 5, 6, 7], "position": [0, 1, 2, 0, 0], "item": [1, 0, 2, 2, 1]},
                           schema={"session": pl.Int32, "position": pl.Int32, "item": pl.Int32})
     sessions = pl.DataFrame({"session": [7, 5, 6, 8]}, schema={"session": pl.Int32})
     out = last_titles(sessions, events, items)
     # Session 5 ends on an untitled item, so the title before it; 6 has none; 8 has no events.
-    assert out.to_dict(as_series=False) == {"session": [7, 5, 6, 8], "next_item_title": ["beta", "alpha", "", ""]}
+    assert out.to_dict(as_series=False) == {"session": [7, 5, 6, 8],
+                                            "next_item_title": ["beta", "alpha", "", ""]}
 
 
 # The Mt5Config values these tests were written against (the dataclass defaults before params.yaml
@@ -121,7 +126,8 @@ def test_chooser_beats_last_title(world):
     titles = item_titles(world["items"])
     refs = task3.valid_references(world["queries"], world["valid_targets"], titles)
     fold = task3.Fold(refs.select("session", "locale"), world["history"])
-    labelled, edits, metrics = task3.run_valid(fold, refs, world["events"], world["items"], titles, cfg, seed=3)
+    labelled, edits, metrics = task3.run_valid(fold, refs, world["events"], world["items"], titles, cfg,
+                                               seed=3)
     assert set(title_features.columns(list(cfg.sources))) <= set(labelled.columns)
     # The target item itself is never a valid candidate (Task 3 targets are new products).
     assert labelled.join(refs.select("session", item="target"), on=["session", "item"]).height == 0
@@ -153,7 +159,8 @@ def test_title_features_follow_the_feature_rules(world):
     titles = item_titles(world["items"])
     fold = task3.Fold(world["queries"].select("session", "locale"), world["history"])
     cands = title_features.candidate_titles(fold.sessions.head(50), world["events"],
-                                            task3.fit_sources(fold, world["items"], cfg, seed=0), world["items"],
+                                            task3.fit_sources(fold, world["items"], cfg, seed=0),
+                                            world["items"],
                                             titles, cfg.max_session_items)
     assert cands.columns == ["session", "item", "locale", "title", "tokens", *names]
     assert cands.schema["s_locale"] == pl.Int32
@@ -177,7 +184,8 @@ def test_mt5_tiny_trains_and_generates(tmp_path, world):
 
     titles = item_titles(world["items"])
     cfg = mt5_config(vocab_size=200, d_model=32, d_kv=8, d_ff=64, num_layers=1, num_decoder_layers=1,
-                        num_heads=2, max_steps=15, batch_size=8, warmup_steps=2, num_beams=2, max_target_len=12,
+                        num_heads=2, max_steps=15, batch_size=8, warmup_steps=2, num_beams=2,
+                        max_target_len=12,
                         max_train_pairs=300, gen_batch_size=16)
     pairs = mt5.training_pairs(world["history"], titles, cfg, seed=0)
     assert pairs.height == 300 and pairs["source"].str.len_chars().min() > 0
@@ -193,7 +201,8 @@ def test_mt5_tiny_trains_and_generates(tmp_path, world):
     located = titles.join(world["items"].select("item", "locale"), on="item")
     limits = mt5.length_limits(mt5.training_pairs(world["history"], located, cfg, seed=0), tok,
                                dataclasses.replace(cfg, **{"min_len_quantile": 0.5}))
-    assert set(limits) == {"DE", "UK"} and all(0 < lo < hi <= cfg.max_target_len for lo, hi in limits.values())
+    assert set(limits) == {"DE", "UK"} and all(0 < lo < hi <= cfg.max_target_len for lo,
+                                               hi in limits.values())
     locales = ["DE", "UK"] * (sources.height // 2) + ["DE"] * (sources.height % 2)
     floored = mt5.generate(model, tok, sources["source"].to_list(), cfg, locales, limits)
     assert all(len(text.split()) >= 2 for text in floored), floored

@@ -56,11 +56,11 @@ def neighbours(long: pl.DataFrame, fitted: list[SourceSpec]) -> pl.DataFrame:
     out: pl.DataFrame | None = None
     for spec in fitted:
         name = spec.name
+        score = pl.col(f"cand_{name}_score")
         frame = (spec.source.generate(long, spec.k)
                  .select("session", "item", pl.col("rank").alias(f"cand_{name}_rank"),
                          pl.col("score").cast(pl.Float64).alias(f"cand_{name}_score"))
-                 .with_columns((pl.col(f"cand_{name}_score") / pl.col(f"cand_{name}_score").max().over("session"))
-                               .alias(score_rel_col(name))))
+                 .with_columns((score / score.max().over("session")).alias(score_rel_col(name))))
         out = frame if out is None else out.join(frame, on=["session", "item"], how="full", coalesce=True)
     if out is None:
         out = pl.DataFrame(schema={"session": pl.Int32, "item": pl.Int32})
@@ -73,7 +73,8 @@ def candidates(own: pl.DataFrame, near: pl.DataFrame, titles: pl.DataFrame, name
     The order (own items by recency, then source items by their best rank over ``names``) decides
     which row stays when two items share a title.
     """
-    best_rank = pl.min_horizontal([pl.col(f"cand_{n}_rank") for n in names]) if names else pl.lit(None, pl.Int32)
+    best_rank = pl.min_horizontal([pl.col(f"cand_{n}_rank") for n in names]) if names else pl.lit(None,
+                                                                                                  pl.Int32)
     return (pl.concat([own, near], how="diagonal_relaxed")
             .join(titles.select("item", "title", "tokens", i_n_tok="n_tok"), on="item")
             .filter(pl.col("i_n_tok") > 0)

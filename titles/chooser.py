@@ -149,12 +149,15 @@ def tail_support(choice: pl.DataFrame, cands: pl.DataFrame) -> pl.DataFrame:
         choice: choose() output. cands: the candidates (the session's own titles are those with
         si_in_session = 1).
     """
-    own = (cands.filter(pl.col("si_in_session") == 1).select("session", "item", tok=pl.col("tokens").list.unique())
+    own = (cands.filter(pl.col("si_in_session") == 1).select("session", "item",
+                                                             tok=pl.col("tokens").list.unique())
            .explode("tok", empty_as_null=False).drop_nulls("tok"))
     long = (choice.select("session", "item", "tokens").with_row_index("_r")
-            .explode("tokens", empty_as_null=False).rename({"tokens": "tok"}).with_columns(_j=pl.int_range(pl.len()).over("_r")))
+            .explode("tokens", empty_as_null=False).rename({"tokens": "tok"})
+            .with_columns(_j=pl.int_range(pl.len()).over("_r")))
     held = (long.join(own.rename({"item": "_other"}), on=["session", "tok"])
-            .filter(pl.col("_other") != pl.col("item")).select("_r", "_j").unique().with_columns(_s=pl.lit(True)))
+            .filter(pl.col("_other") != pl.col("item")).select("_r", "_j").unique()
+            .with_columns(_s=pl.lit(True)))
     flags = (long.join(held, on=["_r", "_j"], how="left").sort("_r", "_j")
              .group_by("_r", maintain_order=True).agg(supported=pl.col("_s").fill_null(False)))
     return choice.with_row_index("_r").join(flags, on="_r", how="left", maintain_order="left").drop("_r")
@@ -198,7 +201,8 @@ def tune_edits(choice: pl.DataFrame, ref: pl.Series, cfg: ChooserConfig) -> tupl
     steps["drop_tail"] = corpus_bleu(current)
     locales = sorted(choice["locale"].unique().to_list())
     # Row statistics under each cap are computed once; a locale's cap then only swaps its rows.
-    by_cap = {c: row_stats(Edits(trim=dict.fromkeys(locales, c), drop_tail_min=best_min)) for c in cfg.trim_grid}
+    by_cap = {c: row_stats(Edits(trim=dict.fromkeys(locales, c), drop_tail_min=best_min))
+              for c in cfg.trim_grid}
     trim: dict[str, int] = {}
     for locale in locales:
         rows = pl.Series((choice["locale"] == locale).to_list())
@@ -220,6 +224,7 @@ def corpus_bleu_of(hyp_tokens: pl.Series, ref_tokens: pl.Series) -> float:
 def fill_missing(sessions: pl.DataFrame, titles: pl.DataFrame, fallback: pl.DataFrame) -> pl.DataFrame:
     """session, next_item_title for every session: ``titles`` where present, else ``fallback``'s."""
     return (sessions.select("session").join(titles, on="session", how="left", maintain_order="left")
-            .join(fallback.rename({"next_item_title": "_fb"}), on="session", how="left", maintain_order="left")
+            .join(fallback.rename({"next_item_title": "_fb"}), on="session", how="left",
+                  maintain_order="left")
             .select("session", next_item_title=pl.coalesce("next_item_title", "_fb", pl.lit(""))))
 

@@ -63,7 +63,8 @@ def candidate_titles(sessions: pl.DataFrame, events: pl.DataFrame, fitted: list[
 def token_df(titles: pl.DataFrame, items: pl.DataFrame) -> pl.DataFrame:
     """locale, token, log_df: log(1 + number of catalogue titles of the locale holding the token)."""
     return (titles.join(items.select("item", "locale"), on="item")
-            .select("locale", token=pl.col("tokens").list.unique()).explode("token", empty_as_null=False).drop_nulls()
+            .select("locale", token=pl.col("tokens").list.unique())
+            .explode("token", empty_as_null=False).drop_nulls()
             .group_by("locale", "token").agg(log_df=pl.len().cast(pl.Float64).log1p()))
 
 
@@ -79,26 +80,30 @@ def features(cands: pl.DataFrame, own: pl.DataFrame, long: pl.DataFrame, items: 
         session, item, locale, title, tokens, then ``columns(names)``, in ``cands`` row order.
     """
     # A candidate's source weight: its best score relative to the session's best, over the sources.
-    weight = (pl.max_horizontal([pl.col(score_rel_col(n)) for n in names]) if names else pl.lit(None, pl.Float64)
+    weight = (pl.max_horizontal([pl.col(score_rel_col(n)) for n in names]) if names else pl.lit(None,
+                                                                                                pl.Float64)
               ).fill_null(0.0)
     locale = long.select("session", "locale").unique("session")
     # How many of the session's own titles hold each token; a candidate from the session is one of
     # them, so its own vote is taken back out below.
-    own_tok = (own.select("session", "item", "si_recency", tok=pl.col("tokens").list.unique()).explode("tok", empty_as_null=False)
+    own_tok = (own.select("session", "item", "si_recency", tok=pl.col("tokens").list.unique()).explode("tok",
+                                                                                                       empty_as_null=False)
                .drop_nulls("tok"))
     support = own_tok.group_by("session", "tok").agg(n_hold=pl.len())
     last_tok = own_tok.filter(pl.col("si_recency") == 0).select("session", "tok", in_last=pl.lit(1))
     n_titles = own.group_by("session").agg(s_n_titles=pl.len().cast(pl.Int32),
                                            _med_len=pl.col("tokens").list.len().median())
     df = token_df(titles, items)
-    cand_tok = (cands.select("session", "item", "si_in_session", "si_recency", tok=pl.col("tokens").list.unique())
+    cand_tok = (cands.select("session", "item", "si_in_session", "si_recency",
+                             tok=pl.col("tokens").list.unique())
                 .explode("tok", empty_as_null=False).drop_nulls("tok")
                 .join(locale, on="session")
                 .join(support, on=["session", "tok"], how="left")
                 .join(last_tok, on=["session", "tok"], how="left")
                 .join(df.rename({"token": "tok"}), on=["locale", "tok"], how="left")
                 .with_columns(others=(pl.col("n_hold").fill_null(0) - pl.col("si_in_session").cast(pl.Int64)),
-                              in_last=pl.when(pl.col("si_recency") == 0).then(None).otherwise(pl.col("in_last"))))
+                              in_last=pl.when(pl.col("si_recency") == 0).then(None)
+                              .otherwise(pl.col("in_last"))))
     # Co-visitation mass behind each token: the summed neighbour scores of the other candidates
     # holding it, so a title whose words many likely neighbours share scores high.
     cov_mass = (cand_tok.join(cands.select("session", "item", _w=weight),
@@ -111,7 +116,8 @@ def features(cands: pl.DataFrame, own: pl.DataFrame, long: pl.DataFrame, items: 
     prefix = (cands.select("session", "item", "si_in_session", _w=weight,
                            _p=pl.col("tokens").list.head(2).list.join(" "))
               .with_columns(si_prefix_n=pl.len().over("session", "_p").cast(pl.Int32) - 1,
-                            si_prefix_session=pl.col("si_in_session").cast(pl.Int32).sum().over("session", "_p")
+                            si_prefix_session=pl.col("si_in_session").cast(pl.Int32).sum().over("session",
+                                                                                                "_p")
                             - pl.col("si_in_session").cast(pl.Int32),
                             si_prefix_mass=pl.col("_w").sum().over("session", "_p") - pl.col("_w"))
               .select("session", "item", "si_prefix_n", "si_prefix_session", "si_prefix_mass"))

@@ -22,13 +22,15 @@ def valid_references(queries: pl.DataFrame, targets: pl.DataFrame, titles: pl.Da
 
 
 def test_sessions(sessions: pl.DataFrame, phase: int) -> pl.DataFrame:
-    return sessions.filter(pl.col("dataset") == f"task3_phase{phase}").sort("row").select("session", "locale", "row")
+    return sessions.filter(pl.col("dataset") == f"task3_phase{phase}").sort("row").select("session",
+                                                                                          "locale", "row")
 
 
 def no_titles(titles: pl.DataFrame, refs: pl.DataFrame, method: str) -> dict | None:
     """None when ``method`` can learn; else the metrics that say why not (logged)."""
     if refs.height:
         return None
-    log.warning("%s: %d catalogue items have a title, no held-out target has one: not trained; its submissions "
-                "hold the last title of each session ('' where no session item has a title)", method, titles.height)
+    log.warning("%s: %d catalogue items have a title, no held-out target has one: not trained; its "
+                "submissions hold the last title of each session ('' where no session item has a title)",
+                method, titles.height)
     return {"skipped": "no titles", "titled_items": titles.height, "n_sessions": 0}

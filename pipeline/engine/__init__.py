@@ -87,7 +87,8 @@ def dask_client(cfg: DaskConfig) -> Iterator[Any]:
             LocalCluster(n_workers=cfg.workers, threads_per_worker=cfg.threads_per_worker,
                          memory_limit=cfg.memory_limit, processes=True, dashboard_address=None) as cluster, \
             Client(cluster) as client:
-        log.info("dask: LocalCluster of %d workers x %d threads, %s each", cfg.workers, cfg.threads_per_worker,
+        log.info("dask: LocalCluster of %d workers x %d threads, %s each", cfg.workers,
+                 cfg.threads_per_worker,
                  cfg.memory_limit)
         yield client
 
@@ -117,7 +118,8 @@ def session_ranges(sessions: pl.Series, n_parts: int, multiple: int = 1) -> list
         return []
     blocks = -(-len(ids) // multiple)
     per_part = -(-blocks // max(n_parts, 1)) * multiple
-    return [(int(ids[start]), int(ids[min(start + per_part, len(ids)) - 1])) for start in range(0, len(ids), per_part)]
+    return [(int(ids[start]), int(ids[min(start + per_part, len(ids)) - 1])) for start in range(0, len(ids),
+                                                                                                per_part)]
 
 
 def write_session_partitions(frame: pl.DataFrame, ranges: list[tuple[int, int]], out: Path) -> list[Path]:
