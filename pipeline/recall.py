@@ -74,6 +74,9 @@ def recall_report(union: pl.DataFrame, targets: pl.DataFrame, queries: pl.DataFr
     sizes = (queries.select("session", "locale").join(targets.select("session"), on="session")
              .join(union.group_by("session").len(), on="session", how="left").fill_null(0))
     report = {"overall": _summary(hits, names, sizes, ks), "by_locale": {}}
+    # The deepest rank each source proposed: its recall@K stops changing there (the report's curves end).
+    for n in names:
+        report["overall"]["sources"][n]["max_rank"] = int(union.get_column(f"cand_{n}_rank").max() or 0)
     for (locale,), group in hits.sort("locale").group_by("locale", maintain_order=True):
         report["by_locale"][locale] = _summary(group, names, sizes.filter(pl.col("locale") == locale), ks)
     overall = report["overall"]

@@ -305,6 +305,7 @@ def test_recall_report_counts_hits_and_marginals():
     assert o["sources"]["a"]["recall@1"] == 0.25 and o["sources"]["a"]["recall@2"] == 0.5
     assert o["sources"]["b"]["recall@1"] == 0.5
     assert o["sources"]["a"]["marginal"] == 0.25 and o["sources"]["b"]["marginal"] == 0.25
+    assert o["sources"]["a"]["max_rank"] == 2 and o["sources"]["b"]["max_rank"] == 1
     assert o["union"]["recall@1"] == 0.75
     assert report["by_locale"]["ES"]["union"]["recall"] == 0.5
     assert set(plot["source"]) == {"a", "b", "union"}

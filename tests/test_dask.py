@@ -191,8 +191,8 @@ def stage_runs(tiny_world, client, tmp_path_factory):
         params["engine"] = engine
         params["dask"]["scheduler_address"] = client.scheduler.address
         sources = params["candidates"]["sources"]  # the covisit family, and one fitted model that must pickle
-        params["candidates"]["sources"] = {k: v for k,
-                                           v in sources.items() if v["type"] in STAGE_SOURCE_TYPES}
+        params["candidates"]["sources"] = {k: v for k, v in sources.items()
+                                           if v["type"] in STAGE_SOURCE_TYPES}
         params["candidates"]["sources"]["als"]["iterations"] = 3
         params["candidates"]["chunk_size"] = 500
         params["features"].update(chunk_sessions=500, deep_models={})

@@ -44,8 +44,8 @@ def test_deps_cover_each_stage_imports(project):
 def test_no_code_dep_the_stage_does_not_run(project):
     """A listed .py file or package folder the stage never imports reruns it for nothing."""
     stale = depcheck.unused(REPO, project=project)
-    assert not stale, "deps that cover no file the stage runs:\n" + "\n".join(f"stage {s}: {d}" for s,
-                                                                              d in stale)
+    listed = "\n".join(f"stage {s}: {d}" for s, d in stale)
+    assert not stale, "deps that cover no file the stage runs:\n" + listed
 
 
 # ---------------------------------------------------------------------------------------------

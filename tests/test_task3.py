@@ -201,8 +201,8 @@ def test_mt5_tiny_trains_and_generates(tmp_path, world):
     located = titles.join(world["items"].select("item", "locale"), on="item")
     limits = mt5.length_limits(mt5.training_pairs(world["history"], located, cfg, seed=0), tok,
                                dataclasses.replace(cfg, **{"min_len_quantile": 0.5}))
-    assert set(limits) == {"DE", "UK"} and all(0 < lo < hi <= cfg.max_target_len for lo,
-                                               hi in limits.values())
+    assert set(limits) == {"DE", "UK"}
+    assert all(0 < lo < hi <= cfg.max_target_len for lo, hi in limits.values())
     locales = ["DE", "UK"] * (sources.height // 2) + ["DE"] * (sources.height % 2)
     floored = mt5.generate(model, tok, sources["source"].to_list(), cfg, locales, limits)
     assert all(len(text.split()) >= 2 for text in floored), floored
