@@ -92,8 +92,8 @@ def union(root: Path) -> Path:
     specs, cfg = _sources(CHEAP_SOURCES)
     history = pl.read_parquet(root / "split" / "valid" / "history.parquet")
     queries = pl.read_parquet(root / "split" / "valid" / "queries.parquet")
-    events = pl.read_parquet(root / "prepared" / "events.parquet").join(queries.select("session"),
-                                                                        on="session")
+    events = (pl.read_parquet(root / "prepared" / "events.parquet")
+              .join(queries.select("session"), on="session"))
     fit_sources(specs, history, pl.read_parquet(root / "prepared" / "items.parquet"))
     pl.concat(generate_union(specs, query_sessions(queries, events), cfg.chunk_size, cfg.max_per_session)
               ).write_parquet(path)
@@ -157,8 +157,8 @@ def measure(what: str, engine: str, root: Path, args: argparse.Namespace) -> dic
             events = history.join(queries.select("session"), on="session", how="semi")
             state = fit_families(inputs, cfg)
             out["fit_s"] = round(time.perf_counter() - t0, 1)
-            rows = sum(f.height for f in assemble_chunks(pl.scan_parquet(union_path), queries, events, state,
-                                                         cfg))
+            rows = sum(f.height
+                       for f in assemble_chunks(pl.scan_parquet(union_path), queries, events, state, cfg))
         else:
             from pipeline.engine import features as dask_features
 
@@ -167,8 +167,7 @@ def measure(what: str, engine: str, root: Path, args: argparse.Namespace) -> dic
                 out["fit_s"] = round(time.perf_counter() - t0, 1)
                 rows, _ = dask_features.assemble_on(client, state, union_path,
                                                     root / "split" / "valid" / "history.parquet", queries,
-                                                    cfg,
-                                                    features_dir)
+                                                    cfg, features_dir)
                 out["worker_peak_rss_mib"] = _worker_peaks(client)
         out["wall_s"] = round(time.perf_counter() - t0, 1)
         out["feature_rows"] = rows
@@ -214,8 +213,8 @@ def main() -> None:
                        "memory_limit": args.memory_limit, "cores": len(os.sched_getaffinity(0)),
                        **json.loads(lines[-1][len("RESULT "):])}
                 print(json.dumps(run), flush=True)
-                record["runs"] = [r for r in record["runs"] if (r["scale"], r["what"], r["engine"],
-                                                                r["workers"])
+                record["runs"] = [r for r in record["runs"]
+                                  if (r["scale"], r["what"], r["engine"], r["workers"])
                                   != (scale, what, engine, args.workers)] + [run]
                 args.out.parent.mkdir(parents=True, exist_ok=True)
                 args.out.write_text(json.dumps(record, indent=2) + "\n")

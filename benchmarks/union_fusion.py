@@ -52,8 +52,8 @@ def generate_all(split: Path, prepared: Path, k: int) -> tuple[pl.DataFrame, dic
         spec.source.fit(history, items)
         for start in range(0, len(ids), CHUNK):
             chunk = sessions.filter(pl.col("session").is_in(ids.slice(start, CHUNK).implode()))
-            parts.append(spec.source.generate(chunk, k).select("session", "item", "rank",
-                                                               source=pl.lit(spec.name)))
+            parts.append(spec.source.generate(chunk, k)
+                         .select("session", "item", "rank", source=pl.lit(spec.name)))
         print(f"  {spec.name}: fit + generate top {k} in {time.perf_counter() - t0:.1f}s", flush=True)
     return pl.concat(parts), {spec.name: spec.k for spec in specs}
 
@@ -107,8 +107,8 @@ def main() -> None:
     args = parser.parse_args()
     t0 = time.perf_counter()
     queries = pl.read_parquet(args.splitdir / "queries.parquet")
-    targets = pl.read_parquet(args.splitdir / "targets.parquet").join(queries.select("session", "locale"),
-                                                                      on="session")
+    targets = (pl.read_parquet(args.splitdir / "targets.parquet")
+               .join(queries.select("session", "locale"), on="session"))
     long, k_of = generate_all(args.splitdir, args.prepared, args.k)
     names = list(k_of)
 

@@ -74,8 +74,8 @@ def main() -> None:
                            history,
                            items)
         else:
-            frames = (pl.read_parquet(p, columns=columns) for p in tqdm(parts, desc=f"predict {what}",
-                                                                        unit="part"))
+            frames = (pl.read_parquet(p, columns=columns)
+                      for p in tqdm(parts, desc=f"predict {what}", unit="part"))
             top = complete(ranked_top(frames, rank), queries, history, items)
         write_submissions(top, queries, items, args.raw, args.out)
 

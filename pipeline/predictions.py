@@ -55,8 +55,8 @@ def fill_with_popular(ranked: pl.DataFrame, queries: pl.DataFrame, own: pl.DataF
     return pl.concat(out)
 
 
-def submission_frames(top: pl.DataFrame, queries: pl.DataFrame, items: pl.DataFrame) -> dict[str,
-                                                                                             pl.DataFrame]:
+def submission_frames(top: pl.DataFrame, queries: pl.DataFrame,
+                      items: pl.DataFrame) -> dict[str, pl.DataFrame]:
     """dataset -> (locale, next_item_prediction) in test-file row order.
 
     ``top``: session, item, rank; ``queries``: session, locale, dataset, row.

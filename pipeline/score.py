@@ -45,8 +45,8 @@ def load_ceiling(gt_dir: Path) -> dict:
     return json.loads(path.read_text()) if path.exists() else {}
 
 
-def score_frame(frame: pl.DataFrame, gt: pl.DataFrame, task: int, name: str = "submission") -> dict[str,
-                                                                                                    dict]:
+def score_frame(frame: pl.DataFrame, gt: pl.DataFrame, task: int,
+                name: str = "submission") -> dict[str, dict]:
     """{"all": {...}, "<locale>": {...}} for one submission against its ground truth (same row order)."""
     if frame.height != gt.height:
         raise submission.SubmissionError(f"{name}: {frame.height} rows, ground truth has {gt.height}")
@@ -67,8 +67,8 @@ def score_frame(frame: pl.DataFrame, gt: pl.DataFrame, task: int, name: str = "s
     return result
 
 
-def score_file(path: Path, task: int, phase: int, gt_dir: Path, ceiling: dict | None = None) -> dict[str,
-                                                                                                     dict]:
+def score_file(path: Path, task: int, phase: int, gt_dir: Path,
+               ceiling: dict | None = None) -> dict[str, dict]:
     """Score any submission file (ours or another pipeline's) against gt_dir/gt_task{T}_phase{P}.csv."""
     gt = raw.read_ground_truth(gt_dir / raw.gt_file(task, phase), task)
     return score_read(submission.read(path), gt, task, phase, path, ceiling)

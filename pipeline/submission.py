@@ -82,8 +82,8 @@ def validate(frame: pl.DataFrame, task: int, test_locales: pl.Series, catalogue:
     dup = sizes.filter(pl.col("distinct") != pl.col("n"))
     if dup.height:
         _fail(name, dup["_row"][0], f"duplicate ids in the prediction list ({dup.height} rows)")
-    long = rows.select("_row", "locale", "next_item_prediction").explode("next_item_prediction",
-                                                                         empty_as_null=True)
+    long = (rows.select("_row", "locale", "next_item_prediction")
+            .explode("next_item_prediction", empty_as_null=True))
     nulls = long.filter(pl.col("next_item_prediction").is_null())
     if nulls.height:
         _fail(name, nulls["_row"][0], "null id in the prediction list")

@@ -455,8 +455,8 @@ def _build_world(rng: np.random.Generator, scale: float, cfg: SyntheticConfig) -
     # Drift table per (locale, category): related categories present in the locale, renormalised.
     li_exists = (g_li.lookup(np.arange(n_loc * n_cat)) >= 0).reshape(n_loc, n_cat)
     drift_cat = np.broadcast_to(rc, (n_loc, n_cat, n_rc)).copy()
-    drift_q = np.broadcast_to(rc_q, (n_loc, n_cat, n_rc)) * li_exists[np.arange(n_loc)[:, None, None],
-                                                                      drift_cat]
+    drift_q = (np.broadcast_to(rc_q, (n_loc, n_cat, n_rc))
+               * li_exists[np.arange(n_loc)[:, None, None], drift_cat])
     tot = drift_q.sum(axis=2, keepdims=True)
     drift_q = np.divide(drift_q, tot, out=np.zeros_like(drift_q), where=tot > 0)
 

@@ -70,8 +70,7 @@ def run_valid(fold: Fold, refs: pl.DataFrame, events: pl.DataFrame, items: pl.Da
     metrics: dict = {"n_sessions": refs.height,
                      "last_title": bleu(base["next_item_title"].to_list(), refs["ref_title"].to_list())}
     cands = candidate_titles(refs.select("session", "locale"), events, fit_sources(fold, items, cfg, seed),
-                             items,
-                             titles, cfg.max_session_items)
+                             items, titles, cfg.max_session_items)
     if cfg.mask_target:
         cands = cands.join(refs.select("session", item="target"), on=["session", "item"], how="anti")
     labelled = tc.label(cands, refs.select("session", "ref"), cfg.label)
@@ -92,8 +91,8 @@ def run_valid(fold: Fold, refs: pl.DataFrame, events: pl.DataFrame, items: pl.Da
     edits, steps = tc.tune_edits(choice, choice["ref"], cfg)
     edited = tc.apply_edits(choice, edits)
     metrics["chooser"] = step_bleu(choice)
-    metrics["chooser_drop_tail"] = step_bleu(tc.apply_edits(choice, tc.Edits({}, edits.drop_tail_min)),
-                                             "edited")
+    metrics["chooser_drop_tail"] = step_bleu(
+        tc.apply_edits(choice, tc.Edits({}, edits.drop_tail_min)), "edited")
     metrics["chooser_edited"] = step_bleu(edited, "edited")
     metrics["edit_steps_on_chosen_sessions"] = steps
     metrics["edits"] = {"trim": edits.trim, "drop_tail_min": edits.drop_tail_min}

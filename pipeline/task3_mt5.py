@@ -80,8 +80,8 @@ def evaluate(pred: pl.DataFrame, refs: pl.DataFrame, cfg: mt5.Mt5Config) -> tupl
     the last title on its validation sessions.
     """
     ref = refs.select("session", "ref_title")
-    first = combine(pred, cfg.fallback_min_tokens, []).join(pred.select("session", "last_title"),
-                                                            on="session")
+    first = (combine(pred, cfg.fallback_min_tokens, [])
+             .join(pred.select("session", "last_title"), on="session"))
     first = first.join(ref, on="session", maintain_order="left")
     per_locale, fallback = {}, []
     for (locale,), part in first.group_by("locale", maintain_order=True):

@@ -206,8 +206,8 @@ class Project:
         if rel not in self._trivial:
             body = self._tree(rel).body
             self._trivial[rel] = all(
-                (isinstance(n, ast.Expr) and isinstance(n.value, ast.Constant) and isinstance(n.value.value,
-                                                                                              str))
+                (isinstance(n, ast.Expr) and isinstance(n.value, ast.Constant)
+                 and isinstance(n.value.value, str))
                 or (isinstance(n, ast.ImportFrom) and n.module == "__future__")
                 for n in body
             )
@@ -500,8 +500,8 @@ def undeclared(root: Path | str, dvc_yaml: str = "dvc.yaml", project: Project | 
     return findings
 
 
-def unused(root: Path | str, dvc_yaml: str = "dvc.yaml", project: Project | None = None) -> list[tuple[str,
-                                                                                                       str]]:
+def unused(root: Path | str, dvc_yaml: str = "dvc.yaml",
+           project: Project | None = None) -> list[tuple[str, str]]:
     """(stage, dep) for each dep inside the project packages that covers none of the files the stage runs.
 
     Such a dep reruns the stage for edits that cannot change its output. Data files, templates

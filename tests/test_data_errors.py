@@ -72,9 +72,8 @@ DAMAGE = {
                   "products_train.csv", 3, "price", "non-numeric price"),
     "truncated last line (products)": (_cut("products_train.csv", 13, 40),
                                        "products_train.csv", 14, "price", "truncated last line"),
-    "truncated last line inside a wrapped array": (_cut("sessions_train.csv", 5, 30),
-                                                   "sessions_train.csv", 6, "prev_items",
-                                                   "truncated last line"),
+    "truncated last line inside a wrapped array": (
+        _cut("sessions_train.csv", 5, 30), "sessions_train.csv", 6, "prev_items", "truncated last line"),
     "empty file": (_empty("sessions_train.csv"), "sessions_train.csv", 1, None, "empty file"),
     "not UTF-8": (_latin1("products_train.csv"), "products_train.csv", 2, "title", "not UTF-8"),
     "empty next_item": (_edit("sessions_train.csv", 5, ",B08N5WRWNW,", ",,"),

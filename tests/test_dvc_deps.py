@@ -37,8 +37,8 @@ def test_every_stage_runs_a_project_module(project):
 
 def test_deps_cover_each_stage_imports(project):
     findings = depcheck.undeclared(REPO, project=project)
-    assert not findings, "project files a stage runs but its deps do not cover:\n" + "\n".join(map(str,
-                                                                                                   findings))
+    assert not findings, ("project files a stage runs but its deps do not cover:\n"
+                          + "\n".join(map(str, findings)))
 
 
 def test_no_code_dep_the_stage_does_not_run(project):

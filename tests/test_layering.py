@@ -37,8 +37,8 @@ LAYERS = {  # rule -> (importing files, imported files): a folder "pkg/" or a fi
     "features does not import rankers": (("features/",), ("rankers/",)),
     "rankers does not import candidates": (("rankers/",), ("candidates/",)),
     "titles' features, chooser and generator do not import candidates": (TITLES_STAGE_TWO, ("candidates/",)),
-    "candidates, features and rankers do not import titles": (("candidates/", "features/", "rankers/"),
-                                                              ("titles/",)),
+    "candidates, features and rankers do not import titles": (
+        ("candidates/", "features/", "rankers/"), ("titles/",)),
 }
 STAGES = "no stage module imports another stage module"
 RULES = [*LAYERS, STAGES]

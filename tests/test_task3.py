@@ -63,12 +63,11 @@ def make_world(n_families: int = 30, per_family: int = 10, n_sessions: int = 120
     targets = pl.DataFrame(tg).cast({"session": pl.Int32, "item": pl.Int32})
     sessions = pl.DataFrame(sess).cast({"session": pl.Int32, "row": pl.Int32, "length": pl.Int32})
     valid_ids = sessions.filter(pl.col("session") % 3 == 0)["session"]
-    queries = sessions.filter(pl.col("session").is_in(valid_ids.implode())).select("session", "locale",
-                                                                                   "dataset", "row")
+    queries = (sessions.filter(pl.col("session").is_in(valid_ids.implode()))
+               .select("session", "locale", "dataset", "row"))
     fit_targets = targets.filter(~pl.col("session").is_in(valid_ids.implode()))
-    tail = fit_targets.join(sessions.select("session", position="length"), on="session").select("session",
-                                                                                                "position",
-                                                                                                 "item")
+    tail = (fit_targets.join(sessions.select("session", position="length"), on="session")
+            .select("session", "position", "item"))
     history = pl.concat([events, tail]).sort("session", "position")
     return {"items": items, "events": events, "sessions": sessions, "targets": targets, "queries": queries,
             "valid_targets": targets.filter(pl.col("session").is_in(valid_ids.implode())), "history": history}
@@ -160,8 +159,7 @@ def test_title_features_follow_the_feature_rules(world):
     fold = task3.Fold(world["queries"].select("session", "locale"), world["history"])
     cands = title_features.candidate_titles(fold.sessions.head(50), world["events"],
                                             task3.fit_sources(fold, world["items"], cfg, seed=0),
-                                            world["items"],
-                                            titles, cfg.max_session_items)
+                                            world["items"], titles, cfg.max_session_items)
     assert cands.columns == ["session", "item", "locale", "title", "tokens", *names]
     assert cands.schema["s_locale"] == pl.Int32
 

@@ -73,8 +73,8 @@ def candidates(own: pl.DataFrame, near: pl.DataFrame, titles: pl.DataFrame, name
     The order (own items by recency, then source items by their best rank over ``names``) decides
     which row stays when two items share a title.
     """
-    best_rank = pl.min_horizontal([pl.col(f"cand_{n}_rank") for n in names]) if names else pl.lit(None,
-                                                                                                  pl.Int32)
+    best_rank = (pl.min_horizontal([pl.col(f"cand_{n}_rank") for n in names]) if names
+                 else pl.lit(None, pl.Int32))
     return (pl.concat([own, near], how="diagonal_relaxed")
             .join(titles.select("item", "title", "tokens", i_n_tok="n_tok"), on="item")
             .filter(pl.col("i_n_tok") > 0)

@@ -80,14 +80,13 @@ def features(cands: pl.DataFrame, own: pl.DataFrame, long: pl.DataFrame, items: 
         session, item, locale, title, tokens, then ``columns(names)``, in ``cands`` row order.
     """
     # A candidate's source weight: its best score relative to the session's best, over the sources.
-    weight = (pl.max_horizontal([pl.col(score_rel_col(n)) for n in names]) if names else pl.lit(None,
-                                                                                                pl.Float64)
-              ).fill_null(0.0)
+    weight = (pl.max_horizontal([pl.col(score_rel_col(n)) for n in names]) if names
+              else pl.lit(None, pl.Float64)).fill_null(0.0)
     locale = long.select("session", "locale").unique("session")
     # How many of the session's own titles hold each token; a candidate from the session is one of
     # them, so its own vote is taken back out below.
-    own_tok = (own.select("session", "item", "si_recency", tok=pl.col("tokens").list.unique()).explode("tok",
-                                                                                                       empty_as_null=False)
+    own_tok = (own.select("session", "item", "si_recency", tok=pl.col("tokens").list.unique())
+               .explode("tok", empty_as_null=False)
                .drop_nulls("tok"))
     support = own_tok.group_by("session", "tok").agg(n_hold=pl.len())
     last_tok = own_tok.filter(pl.col("si_recency") == 0).select("session", "tok", in_last=pl.lit(1))
@@ -116,8 +115,8 @@ def features(cands: pl.DataFrame, own: pl.DataFrame, long: pl.DataFrame, items: 
     prefix = (cands.select("session", "item", "si_in_session", _w=weight,
                            _p=pl.col("tokens").list.head(2).list.join(" "))
               .with_columns(si_prefix_n=pl.len().over("session", "_p").cast(pl.Int32) - 1,
-                            si_prefix_session=pl.col("si_in_session").cast(pl.Int32).sum().over("session",
-                                                                                                "_p")
+                            si_prefix_session=pl.col("si_in_session").cast(pl.Int32).sum()
+                            .over("session", "_p")
                             - pl.col("si_in_session").cast(pl.Int32),
                             si_prefix_mass=pl.col("_w").sum().over("session", "_p") - pl.col("_w"))
               .select("session", "item", "si_prefix_n", "si_prefix_session", "si_prefix_mass"))

@@ -22,8 +22,8 @@ def valid_references(queries: pl.DataFrame, targets: pl.DataFrame, titles: pl.Da
 
 
 def test_sessions(sessions: pl.DataFrame, phase: int) -> pl.DataFrame:
-    return sessions.filter(pl.col("dataset") == f"task3_phase{phase}").sort("row").select("session",
-                                                                                          "locale", "row")
+    return (sessions.filter(pl.col("dataset") == f"task3_phase{phase}").sort("row")
+            .select("session", "locale", "row"))
 
 
 def no_titles(titles: pl.DataFrame, refs: pl.DataFrame, method: str) -> dict | None:

@@ -178,8 +178,8 @@ def train_tokenizer(titles: list[str], vocab_size: int, out_dir: Path, seed: int
 
 # ------------------------------------------------------------------------------------------ model
 
-def build(cfg: Mt5Config, titles: list[str], work_dir: Path, seed: int) -> tuple[MT5ForConditionalGeneration,
-                                                                                 object]:
+def build(cfg: Mt5Config, titles: list[str], work_dir: Path,
+          seed: int) -> tuple[MT5ForConditionalGeneration, object]:
     """The model and tokenizer: loaded from ``pretrained_dir`` or built small from ``cfg``."""
     torch.manual_seed(seed)
     if cfg.pretrained_dir:

@@ -118,8 +118,8 @@ def session_ranges(sessions: pl.Series, n_parts: int, multiple: int = 1) -> list
         return []
     blocks = -(-len(ids) // multiple)
     per_part = -(-blocks // max(n_parts, 1)) * multiple
-    return [(int(ids[start]), int(ids[min(start + per_part, len(ids)) - 1])) for start in range(0, len(ids),
-                                                                                                per_part)]
+    return [(int(ids[start]), int(ids[min(start + per_part, len(ids)) - 1]))
+            for start in range(0, len(ids), per_part)]
 
 
 def write_session_partitions(frame: pl.DataFrame, ranges: list[tuple[int, int]], out: Path) -> list[Path]:

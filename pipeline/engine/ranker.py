@@ -68,9 +68,9 @@ def _dask_arrays(client: Any, frame: pl.DataFrame, features: list[str], cfg: lgb
     for i in range(len(blocks)):
         for name, values in columns.items():
             lo, hi = (group_ends[i], group_ends[i + 1]) if name == "group" else (row_ends[i], row_ends[i + 1])
-            arrays[name].append(client.persist(da.from_array(values[lo:hi], chunks=values[lo:hi].shape),
-                                               workers=[workers[i % len(workers)]],
-                                               allow_other_workers=False))
+            arrays[name].append(client.persist(
+                da.from_array(values[lo:hi], chunks=values[lo:hi].shape),
+                workers=[workers[i % len(workers)]], allow_other_workers=False))
     return {name: da.concatenate(parts) for name, parts in arrays.items()}
 
 
