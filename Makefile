@@ -1,6 +1,6 @@
 # Two commands do everything on a fresh machine:
 #   make run   - create .venv, install, run the whole DVC pipeline on the embedded synthetic data
-#   make test  - create .venv, install with the dev extra, run the test suite
+#   make test  - create .venv, install with the dev extra, run ruff, the deps check and the test suite
 #   make real  - the same graph on the real Amazon-M2 files in REAL_DIR (../shared/amazon_m2_real)
 PYTHON ?= python3
 VENV   ?= .venv
@@ -28,11 +28,13 @@ real: $(STAMP)
 	. $(BIN)/activate && dvc exp run -S data.source=files -S data.raw_dir=$(REAL_DIR)
 	@cat metrics/leaderboard.md
 
-test: $(STAMP)
+# lint, then the dvc.yaml deps against the stages' imports (fast, static), then the suite
+test: lint $(STAMP)
+	$(BIN)/python -m tests.depcheck
 	$(BIN)/python -m pytest -p no:cacheprovider tests
 
 lint: $(STAMP)
-	$(BIN)/ruff check pipeline candidates features rankers tests benchmarks
+	$(BIN)/ruff check pipeline candidates features rankers titles tests benchmarks
 
 clean:
 	rm -rf data/prepared data/split data/candidates data/features models metrics plots reports

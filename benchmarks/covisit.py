@@ -7,8 +7,8 @@ Without ``--events`` the synthetic world is generated at ``--scale`` into a temp
 fresh process, so that its wall time and peak RSS are its own; both compute the same counts (the
 symmetric, per-session-unique, distance-weighted window of the covisit source) and the benchmark
 checks that they agree. Prints pairs/second (pairs emitted before aggregation), wall time, peak
-RSS and the pandas/polars time ratio, in wall and in CPU seconds (with ``--repeat N``, the fastest of N runs of each, which
-matters on a shared machine).
+RSS and the pandas/polars time ratio, in wall and in CPU seconds (with ``--repeat N``, the fastest
+of N runs of each, which matters on a shared machine).
 """
 
 from __future__ import annotations
@@ -79,7 +79,8 @@ def raw_pairs(events_path: str, cfg_kwargs: dict) -> int:
     cfg = CovisitConfig(**cfg_kwargs)
     ev = pl.read_parquet(events_path, columns=["session", "position", "item"]).sort("session", "position")
     if cfg.collapse_repeats:
-        ev = ev.filter((pl.col("item") != pl.col("item").shift(1)) | (pl.col("session") != pl.col("session").shift(1))
+        ev = ev.filter((pl.col("item") != pl.col("item").shift(1))
+                       | (pl.col("session") != pl.col("session").shift(1))
                        | pl.col("item").shift(1).is_null())
     per_direction = 1 + (cfg.direction == "both")
     n = 0
@@ -146,13 +147,16 @@ def main() -> None:
         results = {name: min((in_fresh_process(fn, str(events), cfg) for _ in range(args.repeat)),
                              key=lambda r: r["wall_s"]) for name, fn in impls.items()}
     for name, r in results.items():
-        print(f"{name:7s} wall {r['wall_s']:8.1f}s  cpu {r['cpu_s']:8.1f}s  {n_pairs / r['wall_s'] / 1e6:7.2f}M pairs/s  "
+        print(f"{name:7s} wall {r['wall_s']:8.1f}s  cpu {r['cpu_s']:8.1f}s  "
+              f"{n_pairs / r['wall_s'] / 1e6:7.2f}M pairs/s  "
               f"peak RSS {r['peak_rss_mib']:8.0f} MiB  distinct pairs {r['pairs_out']:,}")
     if "pandas" in results:
         p, q = results["polars"], results["pandas"]
         assert p["pairs_out"] == q["pairs_out"], "implementations disagree on the pairs"
-        assert abs(p["total_weight"] - q["total_weight"]) <= 1e-6 * max(1.0, q["total_weight"]), "weights differ"
-        print(f"speed-up polars vs pandas: {q['wall_s'] / p['wall_s']:.1f}x wall, {q['cpu_s'] / p['cpu_s']:.1f}x cpu")
+        tolerance = 1e-6 * max(1.0, q["total_weight"])
+        assert abs(p["total_weight"] - q["total_weight"]) <= tolerance, "weights differ"
+        print(f"speed-up polars vs pandas: {q['wall_s'] / p['wall_s']:.1f}x wall, "
+              f"{q['cpu_s'] / p['cpu_s']:.1f}x cpu")
     print(json.dumps({"events": n_events, "pairs": n_pairs, **results}))
 
 

@@ -31,7 +31,8 @@ SOURCES = {"gru4rec": GRU4RecSource, "sasrec": SASRecSource}
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("model", choices=sorted(SOURCES))
-    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a model knob")
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                        help="override a model knob")
     parser.add_argument("--split", type=Path, default=Path("data/split/valid"))
     parser.add_argument("--prepared", type=Path, default=Path("data/prepared"))
     parser.add_argument("--threads", type=int, default=0)
@@ -47,7 +48,8 @@ def main() -> None:
     events = pl.read_parquet(args.prepared / "events.parquet").join(queries.select("session"), on="session")
 
     start = time.perf_counter()  # fit trains (no checkpoint given), with params' seed
-    source = SOURCES[args.model](DeepSourceConfig(threads=args.threads, model=knobs), config.seed()).fit(history, items)
+    source_cfg = DeepSourceConfig(threads=args.threads, model=knobs)
+    source = SOURCES[args.model](source_cfg, config.seed()).fit(history, items)
     seconds = time.perf_counter() - start
     top = source.generate(query_sessions(queries, events), 100)
     target_col = next(c for c in targets.columns if c != "session")

@@ -52,9 +52,11 @@ def random_world(n_sessions: int, n_items: int, seed: int) -> tuple[pl.DataFrame
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--device", default=None, help="cpu | cuda (default: CUDA when present)")
-    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: params deep.threads)")
+    parser.add_argument("--threads", type=int, default=None,
+                        help="torch CPU threads (default: params deep.threads)")
     parser.add_argument("--sessions", type=int, default=20_000, help="random sessions to time")
-    parser.add_argument("--items", type=int, default=FULL_SCALE_ITEMS, help="item vocabulary of the random world")
+    parser.add_argument("--items", type=int, default=FULL_SCALE_ITEMS,
+                        help="item vocabulary of the random world")
     parser.add_argument("--history", type=Path, help="time this history.parquet instead of random sessions")
     parser.add_argument("--items-parquet", type=Path, help="items.parquet matching --history")
     parser.add_argument("--models", nargs="*", default=None, help="keys of params deep.models (default: all)")
@@ -90,7 +92,8 @@ def main() -> None:
               f"full scale ({FULL_SCALE_SESSIONS:,} sessions x {epochs} epochs) ~ {full_h:.2f} h")
     if args.out:
         args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(json.dumps({"device": str(device), "name": name, "data": what, **results}, indent=2))
+        args.out.write_text(json.dumps({"device": str(device), "name": name, "data": what, **results},
+                                       indent=2))
 
 
 if __name__ == "__main__":

@@ -1,6 +1,7 @@
-"""Co-visitation and feature assembly on Dask (engine: dask) beside the polars path: wall time and peak memory.
+"""Co-visitation and feature assembly on Dask (engine: dask) beside the polars path: wall time and
+peak memory.
 
-    python benchmarks/distributed.py --scales 0.05 0.25 1.0      # appends to benchmarks/results/distributed.json
+    python benchmarks/distributed.py --scales 0.05 0.25 1.0   # appends to benchmarks/results/distributed.json
     python benchmarks/distributed.py --scales 0.25 --what covisit --workers 2 --memory-limit 4GiB
 
 For each scale it generates a synthetic world (cached in ``--workdir``), prepares and splits it with
@@ -91,7 +92,8 @@ def union(root: Path) -> Path:
     specs, cfg = _sources(CHEAP_SOURCES)
     history = pl.read_parquet(root / "split" / "valid" / "history.parquet")
     queries = pl.read_parquet(root / "split" / "valid" / "queries.parquet")
-    events = pl.read_parquet(root / "prepared" / "events.parquet").join(queries.select("session"), on="session")
+    events = (pl.read_parquet(root / "prepared" / "events.parquet")
+              .join(queries.select("session"), on="session"))
     fit_sources(specs, history, pl.read_parquet(root / "prepared" / "items.parquet"))
     pl.concat(generate_union(specs, query_sessions(queries, events), cfg.chunk_size, cfg.max_per_session)
               ).write_parquet(path)
@@ -110,7 +112,8 @@ def measure(what: str, engine: str, root: Path, args: argparse.Namespace) -> dic
     history = pl.read_parquet(root / "split" / "valid" / "history.parquet")
     items = pl.read_parquet(root / "prepared" / "items.parquet")
     dcfg = DaskConfig(workers=args.workers, threads_per_worker=1, memory_limit=args.memory_limit,
-                      partitions_per_worker=args.partitions_per_worker, scratch_dir=str(args.workdir / "scratch"))
+                      partitions_per_worker=args.partitions_per_worker,
+                      scratch_dir=str(args.workdir / "scratch"))
     out: dict = {"what": what, "engine": engine, "events": history.height,
                  "sessions": history["session"].n_unique()}
     if what == "covisit":
@@ -154,7 +157,8 @@ def measure(what: str, engine: str, root: Path, args: argparse.Namespace) -> dic
             events = history.join(queries.select("session"), on="session", how="semi")
             state = fit_families(inputs, cfg)
             out["fit_s"] = round(time.perf_counter() - t0, 1)
-            rows = sum(f.height for f in assemble_chunks(pl.scan_parquet(union_path), queries, events, state, cfg))
+            rows = sum(f.height
+                       for f in assemble_chunks(pl.scan_parquet(union_path), queries, events, state, cfg))
         else:
             from pipeline.engine import features as dask_features
 
@@ -162,8 +166,8 @@ def measure(what: str, engine: str, root: Path, args: argparse.Namespace) -> dic
                 state = dask_features.fit_state(inputs, cfg, args.workers * args.partitions_per_worker, tmp)
                 out["fit_s"] = round(time.perf_counter() - t0, 1)
                 rows, _ = dask_features.assemble_on(client, state, union_path,
-                                                    root / "split" / "valid" / "history.parquet", queries, cfg,
-                                                    features_dir)
+                                                    root / "split" / "valid" / "history.parquet", queries,
+                                                    cfg, features_dir)
                 out["worker_peak_rss_mib"] = _worker_peaks(client)
         out["wall_s"] = round(time.perf_counter() - t0, 1)
         out["feature_rows"] = rows
@@ -195,18 +199,22 @@ def main() -> None:
             union(root)
         for what in args.what:
             for engine in args.engines:
-                cmd = [sys.executable, __file__, "--child", what, engine, str(root), "--workers", str(args.workers),
-                       "--partitions-per-worker", str(args.partitions_per_worker), "--memory-limit", args.memory_limit,
+                cmd = [sys.executable, __file__, "--child", what, engine, str(root), "--workers",
+                       str(args.workers),
+                       "--partitions-per-worker", str(args.partitions_per_worker), "--memory-limit",
+                       args.memory_limit,
                        "--workdir", str(args.workdir)]
                 proc = subprocess.run(cmd, capture_output=True, text=True, cwd=REPO)
                 lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("RESULT ")]
                 if proc.returncode or not lines:
                     raise SystemExit(f"{what}/{engine} at {scale:g} failed:\n{proc.stderr[-3000:]}")
-                run = {"scale": scale, "workers": args.workers, "partitions_per_worker": args.partitions_per_worker,
+                run = {"scale": scale, "workers": args.workers,
+                       "partitions_per_worker": args.partitions_per_worker,
                        "memory_limit": args.memory_limit, "cores": len(os.sched_getaffinity(0)),
                        **json.loads(lines[-1][len("RESULT "):])}
                 print(json.dumps(run), flush=True)
-                record["runs"] = [r for r in record["runs"] if (r["scale"], r["what"], r["engine"], r["workers"])
+                record["runs"] = [r for r in record["runs"]
+                                  if (r["scale"], r["what"], r["engine"], r["workers"])
                                   != (scale, what, engine, args.workers)] + [run]
                 args.out.parent.mkdir(parents=True, exist_ok=True)
                 args.out.write_text(json.dumps(record, indent=2) + "\n")

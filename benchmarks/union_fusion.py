@@ -42,7 +42,8 @@ def generate_all(split: Path, prepared: Path, k: int) -> tuple[pl.DataFrame, dic
     history = pl.read_parquet(split / "history.parquet")
     queries = pl.read_parquet(split / "queries.parquet")
     items = pl.read_parquet(prepared / "items.parquet")
-    events = pl.scan_parquet(prepared / "events.parquet").join(queries.lazy().select("session"), on="session").collect()
+    events = (pl.scan_parquet(prepared / "events.parquet")
+              .join(queries.lazy().select("session"), on="session").collect())
     sessions = query_sessions(queries, events)
     ids = sessions.get_column("session").unique().sort()
     parts = []
@@ -51,7 +52,8 @@ def generate_all(split: Path, prepared: Path, k: int) -> tuple[pl.DataFrame, dic
         spec.source.fit(history, items)
         for start in range(0, len(ids), CHUNK):
             chunk = sessions.filter(pl.col("session").is_in(ids.slice(start, CHUNK).implode()))
-            parts.append(spec.source.generate(chunk, k).select("session", "item", "rank", source=pl.lit(spec.name)))
+            parts.append(spec.source.generate(chunk, k)
+                         .select("session", "item", "rank", source=pl.lit(spec.name)))
         print(f"  {spec.name}: fit + generate top {k} in {time.perf_counter() - t0:.1f}s", flush=True)
     return pl.concat(parts), {spec.name: spec.k for spec in specs}
 
@@ -86,7 +88,9 @@ def learned(wide: pl.DataFrame, names: list[str], targets: pl.DataFrame, seed: i
         train = frame.filter(pl.col("fold") != fold)
         keep = (pl.col("y") == 1) | (pl.int_range(pl.len()).hash(seed) % 10 == 0)  # 10% of negatives
         train = train.filter(keep)
-        model = lgb.train(params, lgb.Dataset(train.select(feats).to_numpy().astype(np.float32), train["y"].to_numpy()),
+        model = lgb.train(params,
+                          lgb.Dataset(train.select(feats).to_numpy().astype(np.float32),
+                                      train["y"].to_numpy()),
                           300)
         test = frame.filter(pl.col("fold") == fold)
         raw = model.predict(test.select(feats).to_numpy().astype(np.float32), raw_score=True)
@@ -103,22 +107,26 @@ def main() -> None:
     args = parser.parse_args()
     t0 = time.perf_counter()
     queries = pl.read_parquet(args.splitdir / "queries.parquet")
-    targets = pl.read_parquet(args.splitdir / "targets.parquet").join(queries.select("session", "locale"), on="session")
+    targets = (pl.read_parquet(args.splitdir / "targets.parquet")
+               .join(queries.select("session", "locale"), on="session"))
     long, k_of = generate_all(args.splitdir, args.prepared, args.k)
     names = list(k_of)
 
     # union() keeps the best ranks; the scores only become columns, so the rank stands in for them.
     capped = {n: long.filter((pl.col("source") == n) & (pl.col("rank") <= k_of[n]))
-              .select("session", "item", pl.col("rank").cast(pl.Float32).alias("score"), "rank") for n in names}
+              .select("session", "item", pl.col("rank").cast(pl.Float32).alias("score"), "rank")
+              for n in names}
     rows = {"best-rank (params k)": union(capped, args.cap), "uncapped": long}
-    rows["rrf"] = top_by(long.group_by("session", "item").agg(score=(1.0 / (60.0 + pl.col("rank"))).sum()), args.cap)
+    rows["rrf"] = top_by(long.group_by("session", "item").agg(score=(1.0 / (60.0 + pl.col("rank"))).sum()),
+                         args.cap)
     wide = (long.pivot(on="source", index=["session", "item"], values="rank")
             .with_columns([pl.col(n).cast(pl.Float32) for n in names])
             .with_columns(n_sources=pl.sum_horizontal(pl.col(n).is_not_null() for n in names))
             .join(queries.select("session", locale_code=pl.col("locale").cast(pl.Categorical).to_physical()),
                   on="session"))
     rows["learned (2-fold LightGBM)"] = top_by(learned(wide, names, targets, config.seed()), args.cap)
-    print(f"\nvalid split, {targets.height} sessions with a target; every source at top {args.k}, cap {args.cap}")
+    print(f"\nvalid split, {targets.height} sessions with a target; every source at top {args.k}, "
+          f"cap {args.cap}")
     print(f"{'union':28s} {'recall':>7s} {'task1':>7s} {'task2':>7s} {'per session':>12s}")
     for label, frame in rows.items():
         r = recall(frame, targets)

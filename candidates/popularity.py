@@ -50,5 +50,6 @@ class Popularity(CandidateSource):
         # Own items are removed after the cross join, so keep enough spare items per locale.
         spare = int(sessions.drop_nulls("item").group_by("session").len().get_column("len").max() or 0)
         top = self.counts.group_by("locale", maintain_order=True).head(k + spare)
-        scores = sessions.select("session", "locale").unique().join(top, on="locale").select("session", "item", "score")
+        scores = (sessions.select("session", "locale").unique().join(top, on="locale")
+                  .select("session", "item", "score"))
         return finalize(scores, sessions, self._items, k)

@@ -1,6 +1,7 @@
 """Stage ``baseline``: the per-locale popularity submission (tasks 1/2) and last-item title (task 3).
 
-    python -m pipeline.baseline --prepared data/prepared --splitdir data/split --raw data/raw --out submissions
+    python -m pipeline.baseline --prepared data/prepared --splitdir data/split --raw data/raw \
+        --out submissions
 
 Writes submissions/popularity/task{1,2}_phase{P}.parquet and
 submissions/last_title/task3_phase{P}.parquet for every test file present.
@@ -18,7 +19,7 @@ from pipeline import submission
 from pipeline.io import setup_logging, timed
 from pipeline.predictions import fill_with_popular, locale_popularity, submission_frames
 from pipeline.raw import exit_on_data_error
-from rankers.last_title import last_titles
+from titles.last_title import last_titles
 
 log = logging.getLogger(__name__)
 
@@ -33,7 +34,8 @@ def popularity_top(history: pl.DataFrame, items: pl.DataFrame, queries: pl.DataF
 
 @exit_on_data_error
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--prepared", type=Path, required=True)
     parser.add_argument("--splitdir", type=Path, required=True)
     parser.add_argument("--raw", type=Path, required=True)
@@ -55,7 +57,8 @@ def main() -> None:
             log.info("popularity %s: %d rows", dataset, frame.height)
     with timed("last-title baseline"):
         titles = last_titles(sessions, events, items)
-        for (dataset,), group in sessions.filter(pl.col("dataset").str.starts_with("task3_")).group_by("dataset"):
+        task3 = sessions.filter(pl.col("dataset").str.starts_with("task3_"))
+        for (dataset,), group in task3.group_by("dataset"):
             phase = int(dataset[-1])
             frame = group.sort("row").join(titles, on="session", how="left", maintain_order="left")
             submission.write(frame.select("locale", "next_item_title"),

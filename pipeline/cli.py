@@ -26,7 +26,8 @@ def validate(
     file: Path = typer.Argument(..., help="submission parquet file"),
     task: int = typer.Option(..., min=1, max=3),
     phase: int = typer.Option(..., min=1, max=2),
-    raw_dir: Path = typer.Option(Path("data/raw"), help="directory with the test files and products_train.csv"),
+    raw_dir: Path = typer.Option(Path("data/raw"),
+                                 help="directory with the test files and products_train.csv"),
 ) -> None:
     """Check a submission against its test file: rows, order, locales, 100 distinct catalogue ids."""
     from pipeline import submission
@@ -34,7 +35,8 @@ def validate(
     try:
         frame = submission.read(file)
         catalogue = submission.load_catalogue(raw_dir) if task != 3 else None
-        submission.validate(frame, task, submission.load_test_locales(raw_dir, task, phase), catalogue, str(file))
+        submission.validate(frame, task, submission.load_test_locales(raw_dir, task, phase), catalogue,
+                            str(file))
     except RawDataError:
         raise
     except (submission.SubmissionError, ValueError, OSError) as exc:
@@ -85,10 +87,14 @@ def generate(
     from pipeline.synthetic import generate as run
 
     setup_logging()
-    cfg = config.load_section(SyntheticConfig, "synthetic") if config.PARAMS_FILE.exists() else SyntheticConfig()
+    if config.PARAMS_FILE.exists():
+        cfg = config.load_section(SyntheticConfig, "synthetic")
+    else:
+        cfg = SyntheticConfig()
     result = run(out, scale, seed, cfg)
     typer.echo(f"wrote {out}: {sum(result['train_sessions'].values())} train sessions, "
-               f"{result['interactions']} interactions, {result['unique_products']} products in {result['seconds']}s")
+               f"{result['interactions']} interactions, {result['unique_products']} products "
+               f"in {result['seconds']}s")
     if stats:
         typer.echo(data_stats.format_stats(data_stats.compute_stats(out)))
 

@@ -18,8 +18,8 @@ import tempfile
 from pathlib import Path
 
 from pipeline import config
+from pipeline.dataconfig import DataConfig
 from pipeline.io import setup_logging, timed, write_json
-from pipeline.prepare import DataConfig
 from pipeline.raw import PHASES, TASKS, RawDataError, exit_on_data_error, gt_file, test_file
 from pipeline.synthetic import SyntheticConfig, generate
 
@@ -93,7 +93,8 @@ def build(out: Path, data: DataConfig, synthetic: SyntheticConfig, seed: int) ->
         else:
             result = link_files(Path(data.raw_dir), tmp, data.test_files)
         # Timings stay in the log: the directory must be identical for the same params and seed.
-        write_json({"source": data.source, **{k: v for k, v in result.items() if k not in ("seconds", "peak_rss_mib")}},
+        write_json({"source": data.source,
+                    **{k: v for k, v in result.items() if k not in ("seconds", "peak_rss_mib")}},
                    tmp / "generate.json")
         if out.exists():
             old = Path(tempfile.mkdtemp(prefix=f".{out.name}.old.", dir=out.parent))
@@ -110,7 +111,8 @@ def build(out: Path, data: DataConfig, synthetic: SyntheticConfig, seed: int) ->
 
 @exit_on_data_error
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", type=Path, required=True, help="directory to fill (data/raw)")
     args = parser.parse_args()
     setup_logging()

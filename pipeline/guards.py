@@ -23,7 +23,7 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class ResourcesConfig:
-    memory_budget_gib: float = 12.0   # what one stage may hold in candidate/feature rows at once
+    memory_budget_gib: float          # what one stage may hold in candidate/feature rows at once
 
 
 class ResourceBudgetError(RuntimeError):
@@ -52,7 +52,8 @@ def check_rows(what: str, rows: int, columns: int, cfg: ResourcesConfig, knobs: 
 
 
 def require(what: str, rows: int, columns: int, cfg: ResourcesConfig, knobs: str) -> None:
-    """:func:`check_rows` for a stage's ``main``: log the estimate, or exit with the message (no traceback)."""
+    """:func:`check_rows` for a stage's ``main``: log the estimate, or exit with the message (no
+    traceback)."""
     try:
         need = check_rows(what, rows, columns, cfg, knobs)
     except ResourceBudgetError as exc:

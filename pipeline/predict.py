@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import logging
-from collections.abc import Callable, Iterable
 from pathlib import Path
 
 import polars as pl
@@ -23,68 +22,11 @@ from tqdm import tqdm
 from features.parts import part_paths
 from pipeline import engine, submission
 from pipeline.io import setup_logging, timed
-from pipeline.metrics import ranking_metrics_from_ranks
-from pipeline.predictions import fill_with_popular, locale_popularity, submission_frames
-from pipeline.raw import TASK_LOCALES, exit_on_data_error
-from rankers import lgbm
+from pipeline.predictions import submission_frames
+from pipeline.ranking import K, complete, model_ranker, ranked_top, source_ranker
+from pipeline.raw import exit_on_data_error
 
 log = logging.getLogger(__name__)
-
-K = submission.N_PREDICTIONS
-
-
-def ranked_top(frames: Iterable[pl.DataFrame], rank: Callable[[pl.DataFrame], pl.DataFrame],
-               k: int = K) -> pl.DataFrame:
-    """session, item, rank: the best ``k`` of every chunk's ranking (``rank`` returns session, item,
-    score, rank); only k rows per session outlive their chunk."""
-    tops = [rank(frame).filter(pl.col("rank") <= k).select("session", "item", "rank") for frame in frames]
-    if not tops:
-        return pl.DataFrame(schema={"session": pl.Int32, "item": pl.Int32, "rank": pl.Int32})
-    return pl.concat(tops)
-
-
-def source_ranker(name: str) -> Callable[[pl.DataFrame], pl.DataFrame]:
-    """Rank a candidate frame by source ``name``'s own score (items it did not propose are left out)."""
-    column = f"cand_{name}_score"
-
-    def rank(frame: pl.DataFrame) -> pl.DataFrame:
-        if column not in frame.columns:
-            raise ValueError(f"no column {column!r} in the candidate frame: is {name!r} in candidates.sources?")
-        return lgbm.rank_by(frame, column)
-
-    return rank
-
-
-def model_ranker(model_dir: str | Path) -> Callable[[pl.DataFrame], pl.DataFrame]:
-    models = lgbm.load(model_dir)
-    return lambda frame: lgbm.score_models(models, frame)
-
-
-def complete(ranked: pl.DataFrame, queries: pl.DataFrame, history: pl.DataFrame, items: pl.DataFrame,
-             k: int = K) -> pl.DataFrame:
-    """session, item, rank (1..k) for every query: ``ranked`` first, then locale popularity.
-
-    ``history`` (the split's) gives both the sessions' own items (never predicted: the next item
-    never repeats one) and the popularity the gaps are filled from.
-    """
-    own = history.join(queries.select("session"), on="session", how="semi").select("session", "item")
-    return fill_with_popular(ranked, queries, own, locale_popularity(history, items), k=k)
-
-
-def mrr_report(top: pl.DataFrame, queries: pl.DataFrame, targets: pl.DataFrame) -> dict[str, dict]:
-    """MRR/Recall/NDCG@100 overall, per task and per locale. top: session, item, rank;
-    queries: session, locale; targets: session, item."""
-    ranks = (queries.select("session", "locale")
-             .join(targets, on="session", how="left")
-             .join(top, on=["session", "item"], how="left"))
-    groups = {"all": ranks}
-    for task, locales in TASK_LOCALES.items():
-        if task in (1, 2):
-            groups[f"task{task}"] = ranks.filter(pl.col("locale").is_in(locales))
-    for (locale,), part in ranks.sort("locale").group_by("locale", maintain_order=True):
-        groups[locale] = part
-    return {name: ranking_metrics_from_ranks(part["rank"]) for name, part in groups.items() if part.height}
-
 
 def write_submissions(top: pl.DataFrame, queries: pl.DataFrame, items: pl.DataFrame, raw_dir: Path,
                       out: Path) -> list[Path]:
@@ -102,7 +44,8 @@ def write_submissions(top: pl.DataFrame, queries: pl.DataFrame, items: pl.DataFr
 
 @exit_on_data_error
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     how = parser.add_mutually_exclusive_group(required=True)
     how.add_argument("--model", type=Path, help="ranker model directory")
     how.add_argument("--source", help="rank by this candidate source's own score")
@@ -122,15 +65,17 @@ def main() -> None:
     with timed(f"predict {what}"):
         parts = part_paths(args.features)
         if args.source and parts and f"cand_{args.source}_score" not in pl.read_parquet_schema(parts[0]):
-            raise SystemExit(f"{args.features}: no column cand_{args.source}_score; is {args.source!r} a source "
-                             "of the union these features were built from?")
+            raise SystemExit(f"{args.features}: no column cand_{args.source}_score; is {args.source!r} "
+                             "a source of the union these features were built from?")
         columns = None if args.model else ["session", "item", f"cand_{args.source}_score"]
         if args.model and engine.engine() == "dask":  # the ranker scores the parts on a Dask cluster
             from pipeline.engine import ranker as dask_ranker
-            top = complete(dask_ranker.ranked_top(engine.dask_config(), parts, rank, columns, K), queries, history,
+            top = complete(dask_ranker.ranked_top(engine.dask_config(), parts, rank, columns, K), queries,
+                           history,
                            items)
         else:
-            frames = (pl.read_parquet(p, columns=columns) for p in tqdm(parts, desc=f"predict {what}", unit="part"))
+            frames = (pl.read_parquet(p, columns=columns)
+                      for p in tqdm(parts, desc=f"predict {what}", unit="part"))
             top = complete(ranked_top(frames, rank), queries, history, items)
         write_submissions(top, queries, items, args.raw, args.out)
 

@@ -41,7 +41,8 @@ def fill_with_popular(ranked: pl.DataFrame, queries: pl.DataFrame, own: pl.DataF
         depth = k + (int(n_own["len"].max()) if n_own.height else 0)
         fill = (part.join(popular.filter(pl.col("pop_rank") <= depth), on="locale")
                 .select("session", "item", (pl.col("pop_rank") + 10**9).alias("rank")))
-        head = ranked.join(part.select("session"), on="session").select("session", "item", pl.col("rank").cast(pl.Int64))
+        head = (ranked.join(part.select("session"), on="session")
+                .select("session", "item", pl.col("rank").cast(pl.Int64)))
         merged = (pl.concat([head, fill.with_columns(pl.col("rank").cast(pl.Int64))])
                   .join(part_own, on=["session", "item"], how="anti")
                   .sort("session", "rank")
@@ -49,10 +50,13 @@ def fill_with_popular(ranked: pl.DataFrame, queries: pl.DataFrame, own: pl.DataF
                   .with_columns(rank=pl.int_range(1, pl.len() + 1, dtype=pl.Int32).over("session"))
                   .filter(pl.col("rank") <= k))
         out.append(merged)
-    return pl.concat(out) if out else pl.DataFrame(schema={"session": pl.Int32, "item": pl.Int32, "rank": pl.Int32})
+    if not out:
+        return pl.DataFrame(schema={"session": pl.Int32, "item": pl.Int32, "rank": pl.Int32})
+    return pl.concat(out)
 
 
-def submission_frames(top: pl.DataFrame, queries: pl.DataFrame, items: pl.DataFrame) -> dict[str, pl.DataFrame]:
+def submission_frames(top: pl.DataFrame, queries: pl.DataFrame,
+                      items: pl.DataFrame) -> dict[str, pl.DataFrame]:
     """dataset -> (locale, next_item_prediction) in test-file row order.
 
     ``top``: session, item, rank; ``queries``: session, locale, dataset, row.

@@ -54,7 +54,8 @@ def _summary(hits: pl.DataFrame, names: list[str], per_session: pl.DataFrame, ks
     for n, r in ranks.items():
         exprs += [(r <= k).fill_null(False).mean().alias(f"{n}/recall@{k}") for k in ks]
         # Found by this source and by no other: what the union loses without it.
-        exprs.append((r.is_not_null() & (pl.col("n_sources") == 1)).fill_null(False).mean().alias(f"{n}/marginal"))
+        alone = (r.is_not_null() & (pl.col("n_sources") == 1)).fill_null(False)
+        exprs.append(alone.mean().alias(f"{n}/marginal"))
     row = hits.select(exprs).row(0, named=True)
     out: dict = {"n": row.pop("n"), "union": {}, "sources": {n: {} for n in names}}
     out["union"]["candidates_per_session"] = float(per_session.get_column("len").mean() or 0.0)
@@ -73,6 +74,9 @@ def recall_report(union: pl.DataFrame, targets: pl.DataFrame, queries: pl.DataFr
     sizes = (queries.select("session", "locale").join(targets.select("session"), on="session")
              .join(union.group_by("session").len(), on="session", how="left").fill_null(0))
     report = {"overall": _summary(hits, names, sizes, ks), "by_locale": {}}
+    # The deepest rank each source proposed: its recall@K stops changing there (the report's curves end).
+    for n in names:
+        report["overall"]["sources"][n]["max_rank"] = int(union.get_column(f"cand_{n}_rank").max() or 0)
     for (locale,), group in hits.sort("locale").group_by("locale", maintain_order=True):
         report["by_locale"][locale] = _summary(group, names, sizes.filter(pl.col("locale") == locale), ks)
     overall = report["overall"]

@@ -25,9 +25,11 @@ from __future__ import annotations
 
 import polars as pl
 
-ITEMS = {"item": pl.Int32, "id": pl.String, "locale": pl.String, "product": pl.Int32, "in_catalog": pl.Boolean,
+ITEMS = {"item": pl.Int32, "id": pl.String, "locale": pl.String, "product": pl.Int32,
+         "in_catalog": pl.Boolean,
          "title": pl.String, "price": pl.Float64}
-SESSIONS = {"session": pl.Int32, "dataset": pl.String, "row": pl.Int32, "locale": pl.String, "length": pl.Int32}
+SESSIONS = {"session": pl.Int32, "dataset": pl.String, "row": pl.Int32, "locale": pl.String,
+            "length": pl.Int32}
 EVENTS = {"session": pl.Int32, "position": pl.Int32, "item": pl.Int32}
 TARGETS = {"session": pl.Int32, "item": pl.Int32}
 QUERIES = {"session": pl.Int32, "locale": pl.String, "dataset": pl.String, "row": pl.Int32}

@@ -36,7 +36,8 @@ log = logging.getLogger(__name__)
 
 FILE_PATTERN = re.compile(r"^task([123])_phase([12])\.parquet$")
 PUBLISHED = "submission"
-UNSCORED = "unscored"   # board key: {dataset: {"reason", "ground_truth", "methods"}}, present only when needed
+# board key: {dataset: {"reason", "ground_truth", "methods"}}, present only when needed
+UNSCORED = "unscored"
 
 
 def load_ceiling(gt_dir: Path) -> dict:
@@ -44,7 +45,8 @@ def load_ceiling(gt_dir: Path) -> dict:
     return json.loads(path.read_text()) if path.exists() else {}
 
 
-def score_frame(frame: pl.DataFrame, gt: pl.DataFrame, task: int, name: str = "submission") -> dict[str, dict]:
+def score_frame(frame: pl.DataFrame, gt: pl.DataFrame, task: int,
+                name: str = "submission") -> dict[str, dict]:
     """{"all": {...}, "<locale>": {...}} for one submission against its ground truth (same row order)."""
     if frame.height != gt.height:
         raise submission.SubmissionError(f"{name}: {frame.height} rows, ground truth has {gt.height}")
@@ -57,14 +59,16 @@ def score_frame(frame: pl.DataFrame, gt: pl.DataFrame, task: int, name: str = "s
     result = {}
     for key, part in groups:
         if task == 3:
-            result[key] = {"bleu": metrics.bleu(part["pred"].fill_null("").to_list(), part["truth"].to_list()),
+            result[key] = {"bleu": metrics.bleu(part["pred"].fill_null("").to_list(),
+                                                part["truth"].to_list()),
                            "n": part.height}
         else:
             result[key] = metrics.ranking_metrics(part["pred"], part["truth"])
     return result
 
 
-def score_file(path: Path, task: int, phase: int, gt_dir: Path, ceiling: dict | None = None) -> dict[str, dict]:
+def score_file(path: Path, task: int, phase: int, gt_dir: Path,
+               ceiling: dict | None = None) -> dict[str, dict]:
     """Score any submission file (ours or another pipeline's) against gt_dir/gt_task{T}_phase{P}.csv."""
     gt = raw.read_ground_truth(gt_dir / raw.gt_file(task, phase), task)
     return score_read(submission.read(path), gt, task, phase, path, ceiling)
@@ -76,7 +80,8 @@ def score_read(frame: pl.DataFrame, gt: pl.DataFrame, task: int, phase: int, pat
     result = score_frame(frame, gt, task, str(path))
     wrong_locale = int((frame["locale"] != gt["locale"]).sum()) if "locale" in frame.columns else frame.height
     if wrong_locale:
-        log.warning("%s: %d rows whose locale differs from the ground truth (misordered?)", path, wrong_locale)
+        log.warning("%s: %d rows whose locale differs from the ground truth (misordered?)", path,
+                    wrong_locale)
     ceiling = (ceiling or {}).get(f"task{task}_phase{phase}", {})
     for key, values in result.items():
         if key in ceiling and ceiling[key].get("mrr@100"):
@@ -110,8 +115,10 @@ def oracle_gap(frame: pl.DataFrame, gt: pl.DataFrame, oracle: pl.DataFrame, task
                          "oracle": oracle["oracle_rank"].cast(pl.Float64)})
     rr = (1.0 / pl.col("rank").cast(pl.Float64)).fill_null(0.0)
     orr = pl.when(pl.col("oracle") <= metrics.K).then(1.0 / pl.col("oracle")).otherwise(0.0)
-    aggs = [pl.len().alias("n"), rr.mean().alias("mrr@100"), pl.col("rank").is_not_null().mean().alias("recall@100"),
-            orr.mean().alias("oracle_mrr@100"), (pl.col("oracle") <= metrics.K).mean().alias("oracle_recall@100")]
+    aggs = [pl.len().alias("n"), rr.mean().alias("mrr@100"),
+            pl.col("rank").is_not_null().mean().alias("recall@100"),
+            orr.mean().alias("oracle_mrr@100"),
+            (pl.col("oracle") <= metrics.K).mean().alias("oracle_recall@100")]
     total = rows.height
     out = {}
     for part in [rows.select(aggs).with_columns(target_class=pl.lit("all")),
@@ -128,13 +135,15 @@ def format_gap(board: dict) -> str:
     lines = []
     for key in sorted(board):
         lines.append(f"\n### {key}: where MRR@100 is lost against the oracle\n")
-        lines.append("| method | class | share | mrr@100 | oracle mrr@100 | recall@100 | oracle recall@100 | gap points |")
+        lines.append("| method | class | share | mrr@100 | oracle mrr@100 | recall@100 | oracle recall@100 "
+                     "| gap points |")
         lines.append("|" + "---|" * 8)
         for method, classes in sorted(board[key].items(), key=lambda kv: -kv[1]["all"]["mrr@100"]):
             for cls in ["all"] + [c for c in TARGET_CLASSES if c in classes]:
                 c = classes[cls]
-                lines.append(f"| {method} | {cls} | {c['share']:.3f} | {c['mrr@100']:.4f} | {c['oracle_mrr@100']:.4f} | "
-                             f"{c['recall@100']:.4f} | {c['oracle_recall@100']:.4f} | {c['gap_points']:+.4f} |")
+                lines.append(f"| {method} | {cls} | {c['share']:.3f} | {c['mrr@100']:.4f} "
+                             f"| {c['oracle_mrr@100']:.4f} | {c['recall@100']:.4f} "
+                             f"| {c['oracle_recall@100']:.4f} | {c['gap_points']:+.4f} |")
     return "\n".join(lines).lstrip() + "\n"
 
 
@@ -199,7 +208,8 @@ def format_table(board: dict) -> str:
         metric = "bleu" if task3 else "mrr@100"
         locales = [loc for loc in raw.LOCALES if any(loc in m for m in methods.values())]
         lines.append(f"\n### {key}\n")
-        head = ["method", metric] + ([] if task3 else ["recall@100", "ndcg@100", "share of ceiling"]) + locales
+        extra = [] if task3 else ["recall@100", "ndcg@100", "share of ceiling"]
+        head = ["method", metric, *extra, *locales]
         lines.append("| " + " | ".join(head) + " |")
         lines.append("|" + "---|" * len(head))
         for method, result in sorted(methods.items(), key=lambda kv: -kv[1]["all"][metric]):
@@ -218,13 +228,15 @@ def format_table(board: dict) -> str:
     if board.get(UNSCORED):
         lines += ["\n### not scored\n", "| dataset | why | ground truth | submissions |", "|---|---|---|---|"]
         for key, entry in board[UNSCORED].items():
-            lines.append(f"| {key} | {entry['reason']} | {entry['ground_truth']} absent | {len(entry['methods'])} |")
+            lines.append(f"| {key} | {entry['reason']} | {entry['ground_truth']} absent "
+                         f"| {len(entry['methods'])} |")
     return "\n".join(lines).lstrip() + "\n"
 
 
 @raw.exit_on_data_error
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--submissions", type=Path, required=True)
     parser.add_argument("--gt", type=Path, required=True)
     parser.add_argument("--out", type=Path, required=True)
@@ -240,10 +252,12 @@ def main() -> None:
     print(table)
     if args.gap:
         if not gaps:
-            log.info("no %s in %s (real data has no oracle): the oracle gap is empty", raw.oracle_file(1, 1), args.gt)
+            log.info("no %s in %s (real data has no oracle): the oracle gap is empty", raw.oracle_file(1, 1),
+                     args.gt)
         write_json(gaps, args.gap)
         if args.gap_table:
-            write_text(format_gap(gaps) if gaps else "No oracle files (real data): no oracle gap.\n", args.gap_table)
+            write_text(format_gap(gaps) if gaps else "No oracle files (real data): no oracle gap.\n",
+                       args.gap_table)
 
 
 if __name__ == "__main__":

@@ -31,9 +31,9 @@ SPLITS = ("valid", "test")
 
 @dataclass(frozen=True)
 class SplitConfig:
-    valid_fraction: float = 0.1
-    max_valid_sessions: int = 0     # cap on the held-out sessions (0: none); the rest stay in the history
-    test_datasets: tuple[str, ...] = ("task1_phase1", "task1_phase2", "task2_phase1", "task2_phase2")
+    valid_fraction: float
+    max_valid_sessions: int         # cap on the held-out sessions (0: none); the rest stay in the history
+    test_datasets: tuple[str, ...]
 
 
 @dataclass
@@ -78,7 +78,8 @@ def make_folds(sessions: pl.DataFrame, events: pl.DataFrame, targets: pl.DataFra
     )
     unknown = set(cfg.test_datasets) - set(sessions["dataset"].unique())
     if unknown:
-        raise ValueError(f"split.test_datasets names datasets absent from the prepared data: {sorted(unknown)}")
+        raise ValueError(f"split.test_datasets names datasets absent from the prepared data: "
+                         f"{sorted(unknown)}")
     test = Fold(
         history=with_targets(events, sessions, targets),
         queries=sessions.filter(pl.col("dataset").is_in(list(cfg.test_datasets))).select(query_cols),
@@ -88,7 +89,8 @@ def make_folds(sessions: pl.DataFrame, events: pl.DataFrame, targets: pl.DataFra
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--prepared", type=Path, required=True)
     parser.add_argument("--out", type=Path, required=True)
     args = parser.parse_args()

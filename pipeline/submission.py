@@ -64,7 +64,8 @@ def validate(frame: pl.DataFrame, task: int, test_locales: pl.Series, catalogue:
               f"({wrong_locale.height} rows differ: wrong order or wrong rows)")
     if task == 3:
         if frame.schema["next_item_title"] != pl.String:
-            _fail(name, None, f"column 'next_item_title' is {frame.schema['next_item_title']}, expected String")
+            _fail(name, None,
+                  f"column 'next_item_title' is {frame.schema['next_item_title']}, expected String")
         nulls = rows.filter(pl.col("next_item_title").is_null())
         if nulls.height:
             _fail(name, nulls["_row"][0], f"null title ({nulls.height} rows)")
@@ -76,21 +77,25 @@ def validate(frame: pl.DataFrame, task: int, test_locales: pl.Series, catalogue:
                         distinct=pl.col("next_item_prediction").list.n_unique())
     bad = sizes.filter(pl.col("n").is_null() | (pl.col("n") != N_PREDICTIONS))
     if bad.height:
-        _fail(name, bad["_row"][0], f"{bad['n'][0]} predictions, expected exactly {N_PREDICTIONS} ({bad.height} rows)")
+        _fail(name, bad["_row"][0],
+              f"{bad['n'][0]} predictions, expected exactly {N_PREDICTIONS} ({bad.height} rows)")
     dup = sizes.filter(pl.col("distinct") != pl.col("n"))
     if dup.height:
         _fail(name, dup["_row"][0], f"duplicate ids in the prediction list ({dup.height} rows)")
-    long = rows.select("_row", "locale", "next_item_prediction").explode("next_item_prediction", empty_as_null=True)
+    long = (rows.select("_row", "locale", "next_item_prediction")
+            .explode("next_item_prediction", empty_as_null=True))
     nulls = long.filter(pl.col("next_item_prediction").is_null())
     if nulls.height:
         _fail(name, nulls["_row"][0], "null id in the prediction list")
     if catalogue is None:
         raise ValueError("a catalogue is needed to validate a task 1/2 submission")
-    outside = long.join(catalogue.rename({"id": "next_item_prediction"}), on=["next_item_prediction", "locale"],
+    outside = long.join(catalogue.rename({"id": "next_item_prediction"}),
+                        on=["next_item_prediction", "locale"],
                         how="anti")
     if outside.height:
         first = outside.row(0, named=True)
-        _fail(name, first["_row"], f"id {first['next_item_prediction']!r} is not in the {first['locale']} catalogue "
+        _fail(name, first["_row"],
+              f"id {first['next_item_prediction']!r} is not in the {first['locale']} catalogue "
               f"({outside.height} such ids)")
 
 

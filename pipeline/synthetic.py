@@ -80,7 +80,8 @@ class SyntheticConfig:
     family_sigma: float = 0.5
     variant_sigma: float = 0.4
     locale_sigma: float = 0.3
-    overlap_uk_de: float = 0.15         # |UK and DE| / |UK|; with the next two this gives ~1.41M ASINs at scale 1
+    # |UK and DE| / |UK|; with the next two this gives ~1.41M ASINs at scale 1
+    overlap_uk_de: float = 0.15
     overlap_jp: float = 0.02            # |JP and DE and UK| / |JP|
     overlap_small_de: float = 0.4       # |ES and DE| / |ES| (same for FR, IT)
     small_pick_bias: float = 0.0        # small locales pick DE families with weight popularity^bias
@@ -106,14 +107,16 @@ class SyntheticConfig:
     length_tail_min: float = 9.0
     length_tail_alpha: float = 1.4
     length_max: int = 400
-    task3_new_variant: float = 0.8      # task-3 target: new variant of the next item's family (else a new family)
+    # task-3 target: new variant of the next item's family (else a new family)
+    task3_new_variant: float = 0.8
     target_max_tries: int = 64          # rejection rounds before falling back to locale popularity
 
     def __post_init__(self) -> None:
         weights = self.mixture()
         if (weights < 0).any() or weights.sum() <= 0:
             raise ValueError("synthetic: mixture weights p_* must be >= 0 with a positive sum")
-        if not 0 <= self.overlap_small_de <= 1 or not 0 <= self.overlap_uk_de <= 1 or not 0 <= self.overlap_jp <= 1:
+        overlaps = (self.overlap_small_de, self.overlap_uk_de, self.overlap_jp)
+        if not all(0 <= x <= 1 for x in overlaps):
             raise ValueError("synthetic: overlaps must lie in [0, 1]")
         if self.family_size_max < 1 or self.n_related < 1 or self.related_categories < 1:
             raise ValueError("synthetic: family_size_max, n_related, related_categories must be >= 1")
@@ -277,7 +280,8 @@ _LATIN = {
     "IT": (["b", "c", "d", "f", "g", "l", "m", "n", "p", "r", "s", "t", "v", "z", "gl", "sc"],
            ["a", "e", "i", "o", "u", "ia", "io"], ["", "", "n", "r", "l"]),
 }
-_KANA = list("アイウエオカキクケコサシスセソタチツテトナニヌネノハヒフヘホマミムメモヤユヨラリルレロワン") + ["ー"]
+_KANA = list("アイウエオカキクケコサシスセソタチツテトナニヌネノ"
+             "ハヒフヘホマミムメモヤユヨラリルレロワン") + ["ー"]
 
 
 def _words(rng: np.random.Generator, locale: str, n: int) -> np.ndarray:
@@ -289,7 +293,8 @@ def _words(rng: np.random.Generator, locale: str, n: int) -> np.ndarray:
         w = np.char.add(np.char.add(parts[:, 0], parts[:, 1]), parts[:, 2])
         return np.where(three, np.char.add(w, parts[:, 3]), w).astype(object)
     cons, vow, coda = (np.array(x) for x in _LATIN[locale])
-    syl = [np.char.add(cons[rng.integers(0, len(cons), n)], vow[rng.integers(0, len(vow), n)]) for _ in range(3)]
+    syl = [np.char.add(cons[rng.integers(0, len(cons), n)], vow[rng.integers(0, len(vow), n)])
+           for _ in range(3)]
     w = np.char.add(np.char.add(syl[0], syl[1]), coda[rng.integers(0, len(coda), n)])
     three = rng.random(n) < 0.35
     w = np.where(three, np.char.add(syl[2], w), w)
@@ -315,7 +320,8 @@ def _product_ids(rng: np.random.Generator, prefix: np.ndarray, book: np.ndarray)
     while len(todo):
         suffix = rng.integers(0, 36 ** 5, len(todo))
         asin = np.char.add(np.char.add("B0", _base36(prefix[todo], 3)), _base36(suffix, 5))
-        isbn = np.char.add(np.char.zfill(prefix[todo].astype(str), 5), np.char.zfill((suffix % 10 ** 5).astype(str), 5))
+        isbn = np.char.add(np.char.zfill(prefix[todo].astype(str), 5),
+                           np.char.zfill((suffix % 10 ** 5).astype(str), 5))
         ids[todo] = np.where(book[todo], isbn, asin)
         _, first = np.unique(ids, return_index=True)
         dup = np.ones(n, dtype=bool)
@@ -357,7 +363,8 @@ def _build_world(rng: np.random.Generator, scale: float, cfg: SyntheticConfig) -
     cat_price = rng.lognormal(3.0, 0.8, n_cat)
     # Related categories (drift targets and cross-category related products): distinct, never itself.
     n_rc = min(cfg.related_categories, n_cat - 1)
-    rc = (np.arange(n_cat)[:, None] + 1 + np.argsort(rng.random((n_cat, n_cat - 1)), axis=1)[:, :n_rc]) % n_cat
+    rc = (np.arange(n_cat)[:, None] + 1
+          + np.argsort(rng.random((n_cat, n_cat - 1)), axis=1)[:, :n_rc]) % n_cat
     rc_q = 0.5 ** np.arange(n_rc)
     rc_q = rc_q / rc_q.sum()
 
@@ -448,7 +455,8 @@ def _build_world(rng: np.random.Generator, scale: float, cfg: SyntheticConfig) -
     # Drift table per (locale, category): related categories present in the locale, renormalised.
     li_exists = (g_li.lookup(np.arange(n_loc * n_cat)) >= 0).reshape(n_loc, n_cat)
     drift_cat = np.broadcast_to(rc, (n_loc, n_cat, n_rc)).copy()
-    drift_q = np.broadcast_to(rc_q, (n_loc, n_cat, n_rc)) * li_exists[np.arange(n_loc)[:, None, None], drift_cat]
+    drift_q = (np.broadcast_to(rc_q, (n_loc, n_cat, n_rc))
+               * li_exists[np.arange(n_loc)[:, None, None], drift_cat])
     tot = drift_q.sum(axis=2, keepdims=True)
     drift_q = np.divide(drift_q, tot, out=np.zeros_like(drift_q), where=tot > 0)
 
@@ -493,7 +501,9 @@ def _build_world(rng: np.random.Generator, scale: float, cfg: SyntheticConfig) -
     n_concepts = n_cat + n_cat * MODEL_POOL + N_COLOURS + N_SIZES + N_MATERIALS
     words = np.stack([_words(rng, loc, n_concepts) for loc in LOCALES])
     brand_names = np.char.capitalize(_words(rng, "UK", n_brand).astype(str)).astype(object)
-    fam_author = np.where(book, np.char.add(np.char.add(np.char.capitalize(_words(rng, "DE", n_fam).astype(str)), " "),
+    fam_author = np.where(book,
+                          np.char.add(np.char.add(np.char.capitalize(_words(rng, "DE", n_fam).astype(str)),
+                                                  " "),
                                             np.char.capitalize(_words(rng, "UK", n_fam).astype(str))), "")
     return _World(
         n_cat=n_cat, n_brand=n_brand, n_fam=n_fam, fam_cat=fam_cat, fam_brand=fam_brand, fam_tier=fam_tier,
@@ -532,8 +542,10 @@ def _titles(w: _World, fam: np.ndarray, loc: np.ndarray, colour: np.ndarray, siz
         "book": w.is_book_cat[cat],
     })
     m1 = pl.col("m1").str.to_titlecase()
-    general = pl.concat_str([pl.col("brand"), pl.lit(" "), m1, pl.lit(" "), pl.col("m2"), pl.lit(" "), pl.col("noun"),
-                             pl.when(pl.col("code") != "").then(pl.lit(" ") + pl.col("code")).otherwise(pl.lit("")),
+    general = pl.concat_str([pl.col("brand"), pl.lit(" "), m1, pl.lit(" "), pl.col("m2"), pl.lit(" "),
+                             pl.col("noun"),
+                             pl.when(pl.col("code") != "").then(pl.lit(" ") + pl.col("code"))
+                             .otherwise(pl.lit("")),
                              pl.lit(", "), pl.col("colour"), pl.lit(", "), pl.col("size")])
     book = pl.concat_str([m1, pl.lit(" "), pl.col("m2"), pl.lit(": "), pl.col("noun").str.to_titlecase(),
                           pl.lit(" ("), pl.col("size"), pl.lit(")")])
@@ -682,7 +694,8 @@ def _simulate(rng: np.random.Generator, w: _World, loc: np.ndarray, length: np.n
     flat = np.empty(int(n_prev.sum()), dtype=np.int64)
     first = w.g_loc.sample(w.g_loc.lookup(loc_s), rng.random(n))
     flat[offsets] = first
-    st = _State(loc=loc_s, cur=first, intent=w.ent_cat[first], brand=w.ent_brand[first], tier=w.ent_tier[first])
+    st = _State(loc=loc_s, cur=first, intent=w.ent_cat[first], brand=w.ent_brand[first],
+                tier=w.ent_tier[first])
     max_prev = int(n_prev.max()) if n else 0
     for t in range(1, max_prev):
         k = int(np.searchsorted(-n_prev, -t, side="left"))  # sessions with n_prev > t
@@ -701,7 +714,8 @@ def _simulate(rng: np.random.Generator, w: _World, loc: np.ndarray, length: np.n
     for _ in range(cfg.target_max_tries):
         if len(pending) == 0:
             break
-        sub = _State(st.loc[pending], st.cur[pending], st.intent[pending], st.brand[pending], st.tier[pending])
+        sub = _State(st.loc[pending], st.cur[pending], st.intent[pending], st.brand[pending],
+                     st.tier[pending])
         nxt, _ = _step(rng, w, sub, wt[pending], flat, offsets[pending], 0)
         ok = ~_member(seen, pending * len(w.pop) + nxt)
         target[pending[ok]] = nxt[ok]
@@ -792,7 +806,8 @@ def _oracle_ranks(w: _World, sim: dict, idx: np.ndarray) -> np.ndarray:
     for k in range(dcat.shape[1]):
         gk = np.where(dq[:, k] > 0, g_d[:, k], -1)
         above += cnt(w.g_li, gk, m_d[:, k]) - cnt(w.g_li, gk, base)
-    above += cnt(w.g_li, g_i, m_i) - cnt(w.g_lib, g_ib, m_i) - cnt(w.g_lit, g_it, m_i) + cnt(w.g_libt, g_ibt, m_i)
+    above += (cnt(w.g_li, g_i, m_i) - cnt(w.g_lib, g_ib, m_i) - cnt(w.g_lit, g_it, m_i)
+              + cnt(w.g_libt, g_ibt, m_i))
     above += cnt(w.g_lib, g_ib, m_ib) - cnt(w.g_libt, g_ibt, m_ib)
     above += cnt(w.g_lit, g_it, m_it) - cnt(w.g_libt, g_ibt, m_it)
     above += cnt(w.g_libt, g_ibt, m_ibt)
@@ -800,13 +815,15 @@ def _oracle_ranks(w: _World, sim: dict, idx: np.ndarray) -> np.ndarray:
     # Pairs: explicit supports (family siblings, related items) and the session's own items.
     fs = w.g_lf.size[fam_g]
     s_fam = np.repeat(all_s, fs)
-    j_fam = w.g_lf.order[np.repeat(w.g_lf.start[fam_g], fs) + (np.arange(fs.sum()) - np.repeat(np.cumsum(fs) - fs, fs))]
+    j_fam = w.g_lf.order[np.repeat(w.g_lf.start[fam_g], fs)
+                         + (np.arange(fs.sum()) - np.repeat(np.cumsum(fs) - fs, fs))]
     rel = w.rel[cur]
     s_rel = np.repeat(all_s, rel.shape[1])[rel.ravel() >= 0]
     j_rel = rel.ravel()[rel.ravel() >= 0]
     n_prev = sim["n_prev"][idx]
     s_own = np.repeat(all_s, n_prev)
-    j_own = sim["flat"][np.repeat(sim["offsets"][idx], n_prev) + (np.arange(n_prev.sum()) - np.repeat(np.cumsum(n_prev) - n_prev, n_prev))]
+    j_own = sim["flat"][np.repeat(sim["offsets"][idx], n_prev)
+                        + (np.arange(n_prev.sum()) - np.repeat(np.cumsum(n_prev) - n_prev, n_prev))]
     ne = len(w.pop)
     own_codes = np.unique(s_own * ne + j_own)
     codes = np.unique(np.concatenate([s_fam * ne + j_fam, s_rel * ne + j_rel, own_codes]))
@@ -920,15 +937,20 @@ def generate(out_dir: Path, scale: float, seed: int, cfg: SyntheticConfig = Synt
     for d, name in enumerate(datasets):
         sess = np.flatnonzero(ds_of == d)
         # Train rows in random order; test rows grouped by locale like the real files.
-        sess = rng.permutation(sess) if name == "train" else sess[np.lexsort((rng.random(len(sess)), loc_of[sess]))]
+        if name == "train":
+            sess = rng.permutation(sess)
+        else:
+            sess = sess[np.lexsort((rng.random(len(sess)), loc_of[sess]))]
         sim_idx = inv[sess]
         n_prev = sim["n_prev"][sim_idx]
-        flat_idx = np.repeat(sim["offsets"][sim_idx], n_prev) + (np.arange(n_prev.sum()) - np.repeat(np.cumsum(n_prev) - n_prev, n_prev))
+        flat_idx = (np.repeat(sim["offsets"][sim_idx], n_prev)
+                    + (np.arange(n_prev.sum()) - np.repeat(np.cumsum(n_prev) - n_prev, n_prev)))
         prev = _prev_items_repr(ids.gather(w.ent_prod[sim["flat"][flat_idx]]), n_prev)
         locale = pl.Series(np.array(LOCALES)[loc_of[sess]], dtype=pl.String)
         target = sim["target"][sim_idx]
         if name == "train":
-            frame = pl.DataFrame({"prev_items": prev, "next_item": ids.gather(w.ent_prod[target]), "locale": locale})
+            frame = pl.DataFrame({"prev_items": prev, "next_item": ids.gather(w.ent_prod[target]),
+                                  "locale": locale})
             _write_csv(frame, out_dir / "sessions_train.csv")
             result["interactions"] = int(n_prev.sum() + len(sess))
             continue

@@ -8,8 +8,8 @@ catalogue title). It is an imperfect twin of Task 3, whose targets are products 
 catalogue: the chooser masks the target item out of its valid candidates (``mask_target``) so it
 does not learn to copy a catalogue neighbour that a real test session can never reach.
 
-The chooser is learned on the valid split (co-visitation fitted on the valid history); test
-sessions (datasets task3_phase1/2, in file row order) get candidates from co-visitation fitted on
+The chooser is learned on the valid split (title sources fitted on the valid history); test
+sessions (datasets task3_phase1/2, in file row order) get candidates from the sources fitted on
 the test history, the model refitted on all valid sessions, and the editor tuned out of fold.
 Writes submissions/task3_chooser/task3_phase{P}.parquet and the validation BLEU of each method and
 chooser step to --metrics (the last-title submission itself comes from the ``baseline`` stage).
@@ -26,6 +26,7 @@ import argparse
 import logging
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import polars as pl
 
@@ -33,9 +34,15 @@ from pipeline import config, submission
 from pipeline.io import setup_logging, timed, write_json
 from pipeline.metrics import bleu
 from pipeline.raw import PHASES, exit_on_data_error
-from rankers import title_chooser as tc
-from rankers.last_title import last_titles
-from rankers.titles import item_titles, tokens
+from titles import chooser as tc
+from titles.candidates import sources as title_sources
+from titles.features import candidate_titles
+from titles.folds import no_titles, test_sessions, valid_references
+from titles.last_title import last_titles
+from titles.text import item_titles, tokens
+
+if TYPE_CHECKING:
+    from candidates.union import SourceSpec
 
 log = logging.getLogger(__name__)
 
@@ -45,15 +52,15 @@ class Fold:
     """What one side (valid or test) of the chooser needs."""
 
     sessions: pl.DataFrame   # session, locale (and row for test), in output order
-    history: pl.DataFrame    # session, position, item: what co-visitation is fitted on
+    history: pl.DataFrame    # session, position, item: what the title sources are fitted on
 
 
-def valid_references(queries: pl.DataFrame, targets: pl.DataFrame, titles: pl.DataFrame) -> pl.DataFrame:
-    """session, locale, target, ref_title, ref (tokens): held-out sessions whose target has a title."""
-    return (queries.select("session", "locale")
-            .join(targets.select("session", target="item"), on="session")
-            .join(titles.select(target="item", ref_title="title", ref="tokens"), on="target")
-            .sort("session"))
+def fit_sources(fold: Fold, items: pl.DataFrame, cfg: tc.ChooserConfig, seed: int) -> list[SourceSpec]:
+    """The title sources of ``task3.chooser.sources``, fitted on the fold's history."""
+    fitted = title_sources(cfg.sources, seed)
+    for spec in fitted:
+        spec.source.fit(fold.history, items)
+    return fitted
 
 
 def run_valid(fold: Fold, refs: pl.DataFrame, events: pl.DataFrame, items: pl.DataFrame, titles: pl.DataFrame,
@@ -62,7 +69,8 @@ def run_valid(fold: Fold, refs: pl.DataFrame, events: pl.DataFrame, items: pl.Da
     base = last_titles(refs, events, items)
     metrics: dict = {"n_sessions": refs.height,
                      "last_title": bleu(base["next_item_title"].to_list(), refs["ref_title"].to_list())}
-    cands = tc.candidate_titles(refs.select("session", "locale"), events, fold.history, items, titles, cfg)
+    cands = candidate_titles(refs.select("session", "locale"), events, fit_sources(fold, items, cfg, seed),
+                             items, titles, cfg.max_session_items)
     if cfg.mask_target:
         cands = cands.join(refs.select("session", item="target"), on=["session", "item"], how="anti")
     labelled = tc.label(cands, refs.select("session", "ref"), cfg.label)
@@ -83,42 +91,33 @@ def run_valid(fold: Fold, refs: pl.DataFrame, events: pl.DataFrame, items: pl.Da
     edits, steps = tc.tune_edits(choice, choice["ref"], cfg)
     edited = tc.apply_edits(choice, edits)
     metrics["chooser"] = step_bleu(choice)
-    metrics["chooser_drop_tail"] = step_bleu(tc.apply_edits(choice, tc.Edits({}, edits.drop_tail_min)), "edited")
+    metrics["chooser_drop_tail"] = step_bleu(
+        tc.apply_edits(choice, tc.Edits({}, edits.drop_tail_min)), "edited")
     metrics["chooser_edited"] = step_bleu(edited, "edited")
     metrics["edit_steps_on_chosen_sessions"] = steps
     metrics["edits"] = {"trim": edits.trim, "drop_tail_min": edits.drop_tail_min}
     # How much each step adds when the others stay: the editor alone on the last title.
-    last_choice = tc.tail_support(tc.choose(labelled.filter(pl.col("c_recency") == 0), "c_from_session"),
+    last_choice = tc.tail_support(tc.choose(labelled.filter(pl.col("si_recency") == 0), "si_in_session"),
                                   labelled).join(ref_of, on="session", maintain_order="left")
     metrics["last_title_edited"] = step_bleu(tc.apply_edits(last_choice, edits), "edited")
     return labelled, edits, metrics
 
 
 def predict_test(fold: Fold, model, edits: tc.Edits, events: pl.DataFrame, items: pl.DataFrame,
-                 titles: pl.DataFrame, cfg: tc.ChooserConfig) -> pl.DataFrame:
+                 titles: pl.DataFrame, cfg: tc.ChooserConfig, seed: int) -> pl.DataFrame:
     """session, next_item_title for ``fold.sessions`` (same order), chooser + editor, last title fallback."""
-    cands = tc.candidate_titles(fold.sessions.select("session", "locale"), events, fold.history, items, titles, cfg)
+    cands = candidate_titles(fold.sessions.select("session", "locale"), events,
+                             fit_sources(fold, items, cfg, seed),
+                             items, titles, cfg.max_session_items)
     choice = tc.apply_edits(tc.tail_support(tc.choose(tc.predict(model, cands)), cands), edits)
     chosen = choice.select("session", next_item_title=tc.edited_titles(choice))
     return tc.fill_missing(fold.sessions, chosen, last_titles(fold.sessions, events, items))
 
 
-def test_sessions(sessions: pl.DataFrame, phase: int) -> pl.DataFrame:
-    return sessions.filter(pl.col("dataset") == f"task3_phase{phase}").sort("row").select("session", "locale", "row")
-
-
-def no_titles(titles: pl.DataFrame, refs: pl.DataFrame, method: str) -> dict | None:
-    """None when ``method`` can learn; else the metrics that say why not (logged)."""
-    if refs.height:
-        return None
-    log.warning("%s: %d catalogue items have a title, no held-out target has one: not trained; its submissions "
-                "hold the last title of each session ('' where no session item has a title)", method, titles.height)
-    return {"skipped": "no titles", "titled_items": titles.height, "n_sessions": 0}
-
-
 @exit_on_data_error
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--prepared", type=Path, required=True)
     parser.add_argument("--splitdir", type=Path, required=True)
     parser.add_argument("--raw", type=Path, required=True)
@@ -136,7 +135,8 @@ def main() -> None:
     with timed("chooser on valid"):
         queries = pl.read_parquet(args.splitdir / "valid" / "queries.parquet")
         refs = valid_references(queries, pl.read_parquet(args.splitdir / "valid" / "targets.parquet"), titles)
-        valid = Fold(refs.select("session", "locale"), pl.read_parquet(args.splitdir / "valid" / "history.parquet"))
+        valid = Fold(refs.select("session", "locale"),
+                     pl.read_parquet(args.splitdir / "valid" / "history.parquet"))
         metrics = no_titles(titles, refs, "task3_chooser")
         if metrics is None:
             labelled, edits, metrics = run_valid(valid, refs, events, items, titles, cfg, seed)
@@ -151,10 +151,11 @@ def main() -> None:
                 continue
             locales = submission.load_test_locales(args.raw, 3, phase)
             frame = (last_titles(fold.sessions, events, items) if "skipped" in metrics
-                     else predict_test(fold, model, edits, events, items, titles, cfg))
+                     else predict_test(fold, model, edits, events, items, titles, cfg, seed))
             sub = fold.sessions.select("session", "locale").join(frame, on="session", maintain_order="left")
             submission.write(sub.select("locale", "next_item_title"),
-                             submission.submission_path(args.out / "task3_chooser", 3, phase), 3, locales, None)
+                             submission.submission_path(args.out / "task3_chooser", 3, phase), 3, locales,
+                             None)
             log.info("task3_chooser phase %d: %d rows", phase, sub.height)
     write_json(metrics, args.metrics)
 

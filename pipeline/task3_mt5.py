@@ -1,4 +1,4 @@
-"""Stage ``task3_mt5``: next product title with an mT5 seq2seq generator (rankers/mt5.py).
+"""Stage ``task3_mt5``: next product title with an mT5 seq2seq generator (titles/mt5.py).
 
     python -m pipeline.task3_mt5 --prepared data/prepared --splitdir data/split --raw data/raw \
         --model models/task3_mt5 --out submissions --metrics metrics/task3_mt5.json
@@ -31,10 +31,10 @@ from pipeline import config, submission
 from pipeline.io import setup_logging, timed, write_json
 from pipeline.metrics import bleu
 from pipeline.raw import PHASES, exit_on_data_error
-from pipeline.task3 import no_titles, test_sessions, valid_references
-from rankers import mt5
-from rankers.last_title import last_titles
-from rankers.titles import item_titles, tokens
+from titles import mt5
+from titles.folds import no_titles, test_sessions, valid_references
+from titles.last_title import last_titles
+from titles.text import item_titles, tokens
 
 log = logging.getLogger(__name__)
 
@@ -80,7 +80,8 @@ def evaluate(pred: pl.DataFrame, refs: pl.DataFrame, cfg: mt5.Mt5Config) -> tupl
     the last title on its validation sessions.
     """
     ref = refs.select("session", "ref_title")
-    first = combine(pred, cfg.fallback_min_tokens, []).join(pred.select("session", "last_title"), on="session")
+    first = (combine(pred, cfg.fallback_min_tokens, [])
+             .join(pred.select("session", "last_title"), on="session"))
     first = first.join(ref, on="session", maintain_order="left")
     per_locale, fallback = {}, []
     for (locale,), part in first.group_by("locale", maintain_order=True):
@@ -106,7 +107,8 @@ def evaluate(pred: pl.DataFrame, refs: pl.DataFrame, cfg: mt5.Mt5Config) -> tupl
     return metrics, sorted(fallback)
 
 
-def write_untrained(args: argparse.Namespace, sessions: pl.DataFrame, events: pl.DataFrame, items: pl.DataFrame,
+def write_untrained(args: argparse.Namespace, sessions: pl.DataFrame, events: pl.DataFrame,
+                    items: pl.DataFrame,
                     metrics: dict) -> None:
     """No titles to learn from: the stage's outputs say so; both submissions hold the last-title fallback."""
     write_json(metrics, args.model / "not_trained.json")
@@ -116,14 +118,16 @@ def write_untrained(args: argparse.Namespace, sessions: pl.DataFrame, events: pl
             continue
         out = fold.join(last_titles(fold, events, items), on="session", maintain_order="left")
         for method in ("task3_mt5", "task3_mt5_fallback"):
-            submission.write(out.select("locale", "next_item_title"), submission.submission_path(args.out / method, 3, phase),
+            submission.write(out.select("locale", "next_item_title"),
+                             submission.submission_path(args.out / method, 3, phase),
                              3, submission.load_test_locales(args.raw, 3, phase), None)
     write_json(metrics, args.metrics)
 
 
 @exit_on_data_error
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--prepared", type=Path, required=True)
     parser.add_argument("--splitdir", type=Path, required=True)
     parser.add_argument("--raw", type=Path, required=True)
@@ -148,9 +152,11 @@ def main() -> None:
         write_untrained(args, sessions, events, items, skipped)
         return
     with timed("mt5 train"):
-        pairs = mt5.training_pairs(pl.read_parquet(args.splitdir / "valid" / "history.parquet"), titles, cfg, seed)
+        pairs = mt5.training_pairs(pl.read_parquet(args.splitdir / "valid" / "history.parquet"), titles, cfg,
+                                   seed)
         log.info("mt5: %d training pairs on %s", pairs.height, mt5.device())
-        with tempfile.TemporaryDirectory() as work:  # the raw SentencePiece files; the tokenizer is saved below
+        # the raw SentencePiece files; the tokenizer is saved below
+        with tempfile.TemporaryDirectory() as work:
             model, tok = mt5.build(cfg, titles["title"].unique().sort().to_list(), Path(work), seed)
         stats = mt5.train(model, tok, pairs, cfg, seed)
         limits = mt5.length_limits(pairs, tok, cfg)

@@ -54,7 +54,8 @@ def main(argv: list[str] | None = None) -> None:
         trained = train(history, items, cfg, seed, device=device, amp=deep.amp, checkpoint=args.out)
     write_json({
         "model": args.model, "arch": cfg.arch, "device": str(device), "threads": threads,
-        "epochs": trained.meta["epoch"], "loss": trained.meta["losses"], "epoch_seconds": trained.meta["seconds"],
+        "epochs": trained.meta["epoch"], "loss": trained.meta["losses"],
+        "epoch_seconds": trained.meta["seconds"],
         "train_seconds": sum(trained.meta["seconds"]), "peak_rss_mib": peak_rss_mib(),
         "steps": sum(trained.meta.get("steps", [])), "session_passes": sum(trained.meta.get("sessions", [])),
         "stopped_by": trained.meta.get("stopped_by", "epochs"),

@@ -29,7 +29,7 @@ from features.parts import part_paths
 from features.registry import feature_columns
 from pipeline import config, engine, guards, sampling
 from pipeline.io import atomic_path, peak_rss_mib, setup_logging, timed, write_json
-from pipeline.predict import complete, mrr_report, ranked_top, source_ranker
+from pipeline.ranking import complete, mrr_report, ranked_top, source_ranker
 from rankers import lgbm
 
 log = logging.getLogger(__name__)
@@ -72,7 +72,8 @@ def require_memory(parts: list[Path], folds: pl.DataFrame, n_sessions: int, cfg:
     columns = len(pq.ParquetFile(parts[0]).schema_arrow) if parts else 0
     guards.require("train_ranker: training and early-stopping rows", int(kept), columns,
                    config.load_section(guards.ResourcesConfig, "resources"),
-                   "ranker.max_train_sessions, ranker.neg_sample_rate, ranker.eval_fraction or split.max_valid_sessions")
+                   "ranker.max_train_sessions, ranker.neg_sample_rate, ranker.eval_fraction "
+                   "or split.max_valid_sessions")
 
 
 def fit(train_rows: pl.DataFrame, stop_rows: pl.DataFrame, cfg: lgbm.RankerConfig,
@@ -83,9 +84,11 @@ def fit(train_rows: pl.DataFrame, stop_rows: pl.DataFrame, cfg: lgbm.RankerConfi
     for name, locales in lgbm.model_groups(cfg).items():
         codes = [LOCALE_CODE[loc] for loc in locales]
         in_group = pl.col("s_locale").is_in(codes)
-        log.info("model %s (%s): %d training rows, %d early-stopping rows, %d features", name, ",".join(locales),
+        log.info("model %s (%s): %d training rows, %d early-stopping rows, %d features", name,
+                 ",".join(locales),
                  train_rows.filter(in_group).height, stop_rows.filter(in_group).height, len(features))
-        models[name] = lgbm.train(train_rows.filter(in_group), stop_rows.filter(in_group), features, cfg, seed)
+        models[name] = lgbm.train(train_rows.filter(in_group), stop_rows.filter(in_group), features, cfg,
+                                  seed)
     return models
 
 
@@ -111,7 +114,8 @@ def evaluate(parts: list[Path], models: dict[str, tuple], queries: pl.DataFrame,
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--features", type=Path, required=True)
     parser.add_argument("--splitdir", type=Path, required=True)
     parser.add_argument("--prepared", type=Path, required=True)
@@ -141,7 +145,8 @@ def main() -> None:
     with timed("evaluate on the eval fold"):
         eval_queries = queries.join(folds.filter(pl.col("is_eval")), on="session", how="semi")
         report = evaluate(parts, lgbm.load(args.model), eval_queries, targets,
-                          pl.read_parquet(split / "history.parquet"), pl.read_parquet(args.prepared / "items.parquet"))
+                          pl.read_parquet(split / "history.parquet"),
+                          pl.read_parquet(args.prepared / "items.parquet"))
     sources = {k: v["all"]["mrr@100"] for k, v in report.items() if k.startswith("source_")}
     best = max(sources, key=sources.get) if sources else None
     summary = {

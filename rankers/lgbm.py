@@ -15,7 +15,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import lightgbm as lgb
@@ -35,20 +35,21 @@ log = logging.getLogger(__name__)
 class RankerConfig:
     """params.yaml ``ranker``."""
 
-    per_task: bool = False            # false: one model on all locales (locale is a feature); true: one per task
-    neg_sample_rate: float = 0.3      # share of negatives kept in the training fold (positives all kept)
-    max_train_sessions: int = 0       # training-fold sessions the ranker reads, a seeded sample (0: all)
-    eval_fraction: float = 0.2        # share of valid sessions in the early-stopping / reporting fold
-    num_boost_round: int = 2000
-    early_stopping_rounds: int = 100
-    learning_rate: float = 0.05
-    num_leaves: int = 15
-    min_data_in_leaf: int = 100
-    feature_fraction: float = 0.5
-    lambda_l2: float = 10.0
-    truncation_level: int = 100       # lambdarank_truncation_level: pairs up to this rank matter (MRR@100)
-    num_threads: int = 2
-    locale_weights: dict[str, float] = field(default_factory=dict)  # query weight by locale (default 1)
+    # false: one model on all locales (locale is a feature); true: one per task
+    per_task: bool
+    neg_sample_rate: float            # share of negatives kept in the training fold (positives all kept)
+    max_train_sessions: int           # training-fold sessions the ranker reads, a seeded sample (0: all)
+    eval_fraction: float              # share of valid sessions in the early-stopping / reporting fold
+    num_boost_round: int
+    early_stopping_rounds: int
+    learning_rate: float
+    num_leaves: int
+    min_data_in_leaf: int
+    feature_fraction: float
+    lambda_l2: float
+    truncation_level: int             # lambdarank_truncation_level: pairs up to this rank matter (MRR@100)
+    num_threads: int
+    locale_weights: dict[str, float]  # query weight by locale (absent: 1)
 
     def __post_init__(self) -> None:
         unknown = set(self.locale_weights) - set(LOCALE_CODE)
@@ -124,12 +125,14 @@ def train(train_rows: pl.DataFrame, eval_rows: pl.DataFrame, features: list[str]
     """Fit lambdarank on ``train_rows``, early-stopped on ``eval_rows`` (both labelled, every session
     holding its target). Returns the booster cut at its best iteration."""
     if train_rows.is_empty() or eval_rows.is_empty():
-        raise ValueError(f"nothing to train on: {train_rows.height} training rows, {eval_rows.height} eval rows")
+        raise ValueError(f"nothing to train on: {train_rows.height} training rows, "
+                         f"{eval_rows.height} eval rows")
     dtrain = _dataset(train_rows, features, cfg)
     deval = _dataset(eval_rows, features, cfg, reference=dtrain)
     evals: dict = {}
     booster = lgb.train(
-        lgb_params(cfg, seed), dtrain, num_boost_round=cfg.num_boost_round, valid_sets=[deval], valid_names=["eval"],
+        lgb_params(cfg, seed), dtrain, num_boost_round=cfg.num_boost_round, valid_sets=[deval],
+        valid_names=["eval"],
         callbacks=[lgb.early_stopping(cfg.early_stopping_rounds, verbose=False), lgb.record_evaluation(evals),
                    lgb.log_evaluation(period=50)],
     )
@@ -171,12 +174,14 @@ def model_file(model_dir: str | Path, name: str) -> Path:
 
 
 def save(models: dict[str, lgb.Booster], model_dir: str | Path, cfg: RankerConfig, seed: int) -> None:
-    """One LightGBM text model per group plus meta.json (groups' locales, resolved params, best iterations)."""
+    """One LightGBM text model per group plus meta.json (groups' locales, resolved params, best
+    iterations)."""
     groups = model_groups(cfg)
     for name, booster in models.items():
         with atomic_path(model_file(model_dir, name)) as tmp:
             booster.save_model(tmp, num_iteration=booster.best_iteration or None)
-    write_json({"groups": {n: list(groups[n]) for n in models}, "params": dataclasses.asdict(cfg), "seed": seed,
+    write_json({"groups": {n: list(groups[n]) for n in models}, "params": dataclasses.asdict(cfg),
+                "seed": seed,
                 "best_iteration": {n: b.best_iteration for n, b in models.items()},
                 "features": {n: b.feature_name() for n, b in models.items()}}, Path(model_dir) / "meta.json")
 
@@ -197,5 +202,6 @@ def score_models(models: dict[str, tuple[lgb.Booster, tuple[str, ...]]], frame: 
         if rows.height:
             parts.append(score(booster, rows))
     if not parts:
-        return pl.DataFrame(schema={"session": pl.Int32, "item": pl.Int32, "score": pl.Float64, "rank": pl.Int32})
+        return pl.DataFrame(schema={"session": pl.Int32, "item": pl.Int32, "score": pl.Float64,
+                                    "rank": pl.Int32})
     return pl.concat(parts).sort("session", "rank")

@@ -37,6 +37,7 @@ def sample_dir() -> Path:
 def tiny_world(tmp_path_factory) -> TinyWorld:
     """Synthetic data at TINY_SCALE, run through prepare and split (the real stage cores)."""
     from pipeline import prepare, split, synthetic
+    from tests._params import section
 
     root = tmp_path_factory.mktemp("world")
     raw_dir = root / "data" / "raw"
@@ -48,7 +49,9 @@ def tiny_world(tmp_path_factory) -> TinyWorld:
     for name in ("items", "sessions", "events", "targets"):
         getattr(prepared, name).write_parquet(prepared_dir / f"{name}.parquet")
     split_dir = root / "data" / "split"
-    folds = split.make_folds(prepared.sessions, prepared.events, prepared.targets, split.SplitConfig(), SEED)
+    # the tiny world holds out 10% of its sessions, uncapped (params.yaml: 25%, at most 60,000)
+    cfg = section(split.SplitConfig, "split", valid_fraction=0.1, max_valid_sessions=0)
+    folds = split.make_folds(prepared.sessions, prepared.events, prepared.targets, cfg, SEED)
     for name, fold in folds.items():
         (split_dir / name).mkdir(parents=True)
         fold.history.write_parquet(split_dir / name / "history.parquet")

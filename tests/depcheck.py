@@ -39,7 +39,7 @@ from pathlib import Path
 
 import yaml
 
-PACKAGES = ("pipeline", "candidates", "features", "rankers")
+PACKAGES = ("pipeline", "candidates", "features", "rankers", "titles")
 
 _REF = re.compile(r"\$\{\s*([^}]+?)\s*\}")
 _DOTTED = re.compile(r"^[A-Za-z_]\w*(?:\.[A-Za-z_]\w*)+(?::\w+)?$")
@@ -206,7 +206,8 @@ class Project:
         if rel not in self._trivial:
             body = self._tree(rel).body
             self._trivial[rel] = all(
-                (isinstance(n, ast.Expr) and isinstance(n.value, ast.Constant) and isinstance(n.value.value, str))
+                (isinstance(n, ast.Expr) and isinstance(n.value, ast.Constant)
+                 and isinstance(n.value.value, str))
                 or (isinstance(n, ast.ImportFrom) and n.module == "__future__")
                 for n in body
             )
@@ -237,7 +238,8 @@ class Project:
             targets: list[str] = []
             if loaders or at_import:
                 for node in ast.walk(tree):
-                    if isinstance(node, ast.Constant) and isinstance(node.value, str) and _DOTTED.match(node.value):
+                    is_str = isinstance(node, ast.Constant) and isinstance(node.value, str)
+                    if is_str and _DOTTED.match(node.value):
                         name = node.value.partition(":")[0]
                         if self.module_file(name) is not None:
                             targets += [f for f in self.files_run_by(name) if f not in targets]
@@ -498,7 +500,8 @@ def undeclared(root: Path | str, dvc_yaml: str = "dvc.yaml", project: Project | 
     return findings
 
 
-def unused(root: Path | str, dvc_yaml: str = "dvc.yaml", project: Project | None = None) -> list[tuple[str, str]]:
+def unused(root: Path | str, dvc_yaml: str = "dvc.yaml",
+           project: Project | None = None) -> list[tuple[str, str]]:
     """(stage, dep) for each dep inside the project packages that covers none of the files the stage runs.
 
     Such a dep reruns the stage for edits that cannot change its output. Data files, templates

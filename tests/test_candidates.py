@@ -41,7 +41,8 @@ def tiny_history(n_sessions: int = 300, seed: int = 0) -> pl.DataFrame:
         for pos in range(int(rng.integers(2, 7))):
             rows.append((s, pos, base + item))
             item = (item + int(rng.choice([0, 1, 1, 2]))) % size
-    return pl.DataFrame(rows, schema={"session": pl.Int32, "position": pl.Int32, "item": pl.Int32}, orient="row")
+    return pl.DataFrame(rows, schema={"session": pl.Int32, "position": pl.Int32, "item": pl.Int32},
+                        orient="row")
 
 
 def tiny_queries() -> pl.DataFrame:
@@ -86,7 +87,8 @@ class SourceContract:
         for row in per.iter_rows(named=True):
             assert row["rank"] == list(range(1, row["len"] + 1))
         ordered = out.sort("session", "rank")
-        assert ordered.group_by("session").agg(ok=(pl.col("score").diff().fill_null(0) <= 0).all())["ok"].all()
+        descending = (pl.col("score").diff().fill_null(0) <= 0).all()
+        assert ordered.group_by("session").agg(ok=descending)["ok"].all()
 
     def test_no_duplicates(self, out):
         assert out.select("session", "item").is_duplicated().sum() == 0
@@ -97,7 +99,8 @@ class SourceContract:
 
     def test_locale_catalogue(self, out):
         joined = (out.join(tiny_queries().select("session", "locale").unique(), on="session")
-                  .join(tiny_items().select("item", item_locale="locale", in_catalog="in_catalog"), on="item"))
+                  .join(tiny_items().select("item", item_locale="locale", in_catalog="in_catalog"),
+                        on="item"))
         assert joined.height == out.height
         assert (joined["locale"] == joined["item_locale"]).all()
         assert joined["in_catalog"].all()
@@ -193,7 +196,8 @@ def test_contract_covers_the_sources_of_this_suite():
 
 def _events(*sessions: list[int]) -> pl.DataFrame:
     rows = [(s, p, i) for s, items in enumerate(sessions) for p, i in enumerate(items)]
-    return pl.DataFrame(rows, schema={"session": pl.Int32, "position": pl.Int32, "item": pl.Int32}, orient="row")
+    return pl.DataFrame(rows, schema={"session": pl.Int32, "position": pl.Int32, "item": pl.Int32},
+                        orient="row")
 
 
 def _weights(events: pl.DataFrame, **cfg) -> dict[tuple[int, int], float]:
@@ -224,7 +228,8 @@ def test_product_key_transfers_across_locales():
     items = tiny_items()
     history = _events(*[[2, 3]] * 5)  # DE only: 2 -> 3
     queries = pl.DataFrame({"session": [9], "locale": ["ES"], "position": [0], "item": [32]},
-                           schema={"session": pl.Int32, "locale": pl.String, "position": pl.Int32, "item": pl.Int32})
+                           schema={"session": pl.Int32, "locale": pl.String, "position": pl.Int32,
+                                   "item": pl.Int32})
     by_item = Covisit(CovisitConfig(key="item"), 0).fit(history, items).generate(queries, 5)
     by_product = Covisit(CovisitConfig(key="product"), 0).fit(history, items).generate(queries, 5)
     assert by_item.height == 0
@@ -244,7 +249,8 @@ def test_held_out_target_cannot_raise_its_own_score():
     its target (a leak) would, so the test can fail."""
     others = _events([1, 2, 7], [1, 2, 8], [2, 8], [1, 7, 9])
     query = pl.DataFrame({"session": [100, 100], "locale": "DE", "position": [0, 1], "item": [1, 2]},
-                         schema={"session": pl.Int32, "locale": pl.String, "position": pl.Int32, "item": pl.Int32})
+                         schema={"session": pl.Int32, "locale": pl.String, "position": pl.Int32,
+                                 "item": pl.Int32})
     target = 7
     prev_items = query.drop("locale")
     leaked = pl.concat([prev_items, pl.DataFrame({"session": [100], "position": [2], "item": [target]},
@@ -260,7 +266,8 @@ def test_held_out_target_cannot_raise_its_own_score():
 # --- union ----------------------------------------------------------------------------------------
 
 def _cands(rows: list[tuple[int, int, float]]) -> pl.DataFrame:
-    frame = pl.DataFrame(rows, schema={"session": pl.Int32, "item": pl.Int32, "score": pl.Float32}, orient="row")
+    frame = pl.DataFrame(rows, schema={"session": pl.Int32, "item": pl.Int32, "score": pl.Float32},
+                         orient="row")
     return frame.with_columns(rank=pl.int_range(1, pl.len() + 1, dtype=pl.Int32).over("session"))
 
 
@@ -320,6 +327,7 @@ def test_recall_report_counts_hits_and_marginals():
     assert o["sources"]["a"]["recall@1"] == 0.25 and o["sources"]["a"]["recall@2"] == 0.5
     assert o["sources"]["b"]["recall@1"] == 0.5
     assert o["sources"]["a"]["marginal"] == 0.25 and o["sources"]["b"]["marginal"] == 0.25
+    assert o["sources"]["a"]["max_rank"] == 2 and o["sources"]["b"]["max_rank"] == 1
     assert o["union"]["recall@1"] == 0.75
     assert report["by_locale"]["ES"]["union"]["recall"] == 0.5
     assert set(plot["source"]) == {"a", "b", "union"}
@@ -330,14 +338,16 @@ def test_recall_report_counts_hits_and_marginals():
 def _one_query(locale: str, *items: int) -> pl.DataFrame:
     return pl.DataFrame({"session": [500] * len(items), "locale": locale, "position": range(len(items)),
                          "item": list(items)},
-                        schema={"session": pl.Int32, "locale": pl.String, "position": pl.Int32, "item": pl.Int32})
+                        schema={"session": pl.Int32, "locale": pl.String, "position": pl.Int32,
+                                "item": pl.Int32})
 
 
 def test_prefix_proposes_the_family_in_the_session_locale_by_views():
     # Ids A0..A29 (DE) and A0..A19 (ES): prefix "A1" holds products 1 and 10..19.
     items = tiny_items()
     history = _events([12, 12, 12], [13], [30 + 12])  # DE 12 viewed 3x, DE 13 once; ES 12 once
-    out = (source_class("attribute")(from_dict(source_class("attribute").Config, {"key": "prefix", "prefix_chars": 2},
+    out = (source_class("attribute")(from_dict(source_class("attribute").Config,
+                                               {"key": "prefix", "prefix_chars": 2},
                                                "t"), 0)
            .fit(history, items).generate(_one_query("DE", 11), 20))
     got = out["item"].to_list()

@@ -12,10 +12,13 @@ pytest.importorskip("distributed")
 from candidates.covisit import CovisitConfig, neighbours  # noqa: E402
 from pipeline.engine import DaskConfig, dask_client, session_ranges, write_session_partitions  # noqa: E402
 from pipeline.engine import covisit as dask_covisit  # noqa: E402
+from tests._params import section  # noqa: E402
 
 pytestmark = pytest.mark.dask
 
-DCFG = DaskConfig(workers=2, threads_per_worker=1, memory_limit="1GiB")
+DCFG = DaskConfig(scheduler_address="", workers=2, threads_per_worker=1, memory_limit="1GiB",
+                  partitions_per_worker=2,
+                  scratch_dir="")
 
 
 @pytest.fixture(scope="module")
@@ -73,7 +76,8 @@ def unions(tiny_world, client, tmp_path_factory):
     specs = build_sources(SOURCES, 7)
     fit_sources(specs, history, items)
     expected = pl.concat(generate_union(specs, sessions, CHUNK, 120))
-    got = pl.concat(parts_on(client, tmp_path_factory.mktemp("union"), 4, build_sources(SOURCES, 7), history, items,
+    got = pl.concat(parts_on(client, tmp_path_factory.mktemp("union"), 4, build_sources(SOURCES, 7), history,
+                             items,
                              sessions, CHUNK, 120))
     return expected, got
 
@@ -86,7 +90,8 @@ def test_union_equal(unions):
 
 @pytest.fixture(scope="module")
 def valid_features(tiny_world, client, unions, tmp_path_factory):
-    """valid split features: (polars state, polars chunk frames, dask state, dask parts dir, dask rows, columns)."""
+    """valid split features: (polars state, polars chunk frames, dask state, dask parts dir, dask rows,
+    columns)."""
     from features.assemble import assemble_chunks, fit_families
     from features.base import FeaturesConfig, Inputs
     from pipeline.engine import features as dask_features
@@ -111,7 +116,8 @@ def valid_features(tiny_world, client, unions, tmp_path_factory):
 def test_features_equal(valid_features):
     state, expected, got_state, parts_dir, rows, columns = valid_features
     for family, table in (("session_item", "covisit"), ("session_item", "transitions"),
-                          ("cross_locale", "per_locale"), ("cross_locale", "total"), ("cross_locale", "transitions"),
+                          ("cross_locale", "per_locale"), ("cross_locale", "total"),
+                          ("cross_locale", "transitions"),
                           ("cross_locale", "item")):
         a, b = getattr(state[family], table), getattr(got_state[family], table)
         keys = [c for c in a.columns if a.schema[c] != pl.Float32]
@@ -124,7 +130,8 @@ def test_features_equal(valid_features):
 
 
 def test_ranker_mrr_close(tiny_world, client, valid_features, tmp_path):
-    """DaskLGBMRanker (2 workers, data-parallel, early stopping by blocks) against lgb.train: eval-fold MRR@100."""
+    """DaskLGBMRanker (2 workers, data-parallel, early stopping by blocks) against lgb.train: eval-fold
+    MRR@100."""
     from pipeline import train_ranker
     from pipeline.engine import ranker as dask_ranker
     from rankers import lgbm
@@ -132,7 +139,9 @@ def test_ranker_mrr_close(tiny_world, client, valid_features, tmp_path):
     parts = sorted(valid_features[3].glob("part-*.parquet"))
     split = tiny_world.split / "valid"
     queries, targets = pl.read_parquet(split / "queries.parquet"), pl.read_parquet(split / "targets.parquet")
-    cfg = lgbm.RankerConfig(num_threads=1, locale_weights={"ES": 3.0, "FR": 3.0, "IT": 3.0})
+    cfg = section(lgbm.RankerConfig, "ranker", num_threads=1,
+                  locale_weights={"ES": 3.0, "FR": 3.0, "IT": 3.0},
+                  max_train_sessions=0)
     folds = lgbm.assign_folds(queries["session"], cfg.eval_fraction, 7)
     train_rows, stop_rows = train_ranker.load_training(parts, targets, folds, cfg, 7)
     eval_queries = queries.join(folds.filter(pl.col("is_eval")), on="session", how="semi")
@@ -144,7 +153,8 @@ def test_ranker_mrr_close(tiny_world, client, valid_features, tmp_path):
                           ("dask", dask_ranker.train_on(client, train_rows, stop_rows, features, cfg, 7,
                                                         DCFG))):
         lgbm.save({"model": booster}, tmp_path / name, cfg, 7)
-        report = train_ranker.evaluate(parts, lgbm.load(tmp_path / name), eval_queries, targets, history, items)
+        report = train_ranker.evaluate(parts, lgbm.load(tmp_path / name), eval_queries, targets, history,
+                                       items)
         mrr[name] = report["ranker"]["all"]["mrr@100"]
         assert booster.best_iteration > 0
     print(f"eval-fold MRR@100 over {eval_queries.height} sessions: {mrr}")
@@ -181,7 +191,8 @@ def stage_runs(tiny_world, client, tmp_path_factory):
         params["engine"] = engine
         params["dask"]["scheduler_address"] = client.scheduler.address
         sources = params["candidates"]["sources"]  # the covisit family, and one fitted model that must pickle
-        params["candidates"]["sources"] = {k: v for k, v in sources.items() if v["type"] in STAGE_SOURCE_TYPES}
+        params["candidates"]["sources"] = {k: v for k, v in sources.items()
+                                           if v["type"] in STAGE_SOURCE_TYPES}
         params["candidates"]["sources"]["als"]["iterations"] = 3
         params["candidates"]["chunk_size"] = 500
         params["features"].update(chunk_sessions=500, deep_models={})
@@ -203,12 +214,14 @@ def stage_runs(tiny_world, client, tmp_path_factory):
     project = projects["polars"]
     (project / "params.yaml").write_text(yaml.safe_dump(params))
     run("pipeline.predict", "--model", project / "model", "--features", project / "features-test",
-        "--splitdir", w.split, "--prepared", w.prepared, "--raw", w.raw, "--out", project / "submissions-dask")
+        "--splitdir", w.split, "--prepared", w.prepared, "--raw", w.raw, "--out",
+        project / "submissions-dask")
     return projects
 
 
 def test_stages_same_outputs(stage_runs):
-    """Same union and feature parts from the stage mains, byte for byte; the same submissions from one model."""
+    """Same union and feature parts from the stage mains, byte for byte; the same submissions from one
+    model."""
     polars_dir, dask_dir = stage_runs["polars"], stage_runs["dask"]
     for split in ("valid", "test"):
         name = f"union-{split}.parquet"
@@ -223,7 +236,8 @@ def test_stages_same_outputs(stage_runs):
     written = sorted(p.name for p in (polars_dir / "submissions").glob("*.parquet"))
     assert written
     for name in written:
-        assert (polars_dir / "submissions-dask" / name).read_bytes() == (polars_dir / "submissions" / name).read_bytes()
+        dask_bytes = (polars_dir / "submissions-dask" / name).read_bytes()
+        assert dask_bytes == (polars_dir / "submissions" / name).read_bytes()
 
 
 def test_stages_ranker_mrr_close(stage_runs):

@@ -17,7 +17,8 @@ import yaml
 from tests.conftest import REPO, SAMPLE
 
 RAW = Path("data") / "raw"
-PREPARE = ("pipeline.prepare", "--raw", "data/raw", "--out", "data/prepared", "--report", "metrics/prepare.json")
+PREPARE = ("pipeline.prepare", "--raw", "data/raw", "--out", "data/prepared", "--report",
+           "metrics/prepare.json")
 
 
 def _lines(path: Path) -> list[str]:
@@ -61,7 +62,8 @@ DAMAGE = {
                                 "\"['B09W9FND7K', 'B09JSPLN1M']\""),
                           "sessions_train.csv", 2, "prev_items", "malformed prev_items array"),
     "unbalanced quote inside a wrapped array": (_edit("sessions_train.csv", 4, "'3492232574'", "'3492232574"),
-                                                "sessions_train.csv", 3, "prev_items", "malformed prev_items array"),
+                                                "sessions_train.csv", 3, "prev_items",
+                                                "malformed prev_items array"),
     "unknown locale": (_edit("sessions_test_task1_phase1.csv", 5, ",JP", ",jp"),
                        "sessions_test_task1_phase1.csv", 5, "locale", "unknown locale"),
     "missing column": (_edit("products_train.csv", 1, "id,locale,title,", "id,locale,name,"),
@@ -70,8 +72,8 @@ DAMAGE = {
                   "products_train.csv", 3, "price", "non-numeric price"),
     "truncated last line (products)": (_cut("products_train.csv", 13, 40),
                                        "products_train.csv", 14, "price", "truncated last line"),
-    "truncated last line inside a wrapped array": (_cut("sessions_train.csv", 5, 30),
-                                                   "sessions_train.csv", 6, "prev_items", "truncated last line"),
+    "truncated last line inside a wrapped array": (
+        _cut("sessions_train.csv", 5, 30), "sessions_train.csv", 6, "prev_items", "truncated last line"),
     "empty file": (_empty("sessions_train.csv"), "sessions_train.csv", 1, None, "empty file"),
     "not UTF-8": (_latin1("products_train.csv"), "products_train.csv", 2, "title", "not UTF-8"),
     "empty next_item": (_edit("sessions_train.csv", 5, ",B08N5WRWNW,", ",,"),
@@ -85,7 +87,8 @@ def _run(project: Path, *args: str) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", *args], cwd=project, capture_output=True, text=True)
 
 
-def _assert_one_line_error(result: subprocess.CompletedProcess, where: str, field: str | None, reason: str) -> None:
+def _assert_one_line_error(result: subprocess.CompletedProcess, where: str, field: str | None,
+                           reason: str) -> None:
     assert result.returncode == 1, result.stderr[-3000:]
     assert "Traceback" not in result.stderr, result.stderr[-3000:]
     errors = [line for line in result.stderr.splitlines() if line.startswith("error: ")]
@@ -120,7 +123,8 @@ def test_prepare_reports_damage_in_one_line(project, kind):
     _assert_one_line_error(_run(project, *PREPARE), f"data/raw/{name}:{line}", field, reason)
 
 
-@pytest.mark.parametrize("kind", ["array without closing bracket", "unknown locale", "not UTF-8", "empty file"])
+@pytest.mark.parametrize("kind",
+                         ["array without closing bracket", "unknown locale", "not UTF-8", "empty file"])
 def test_stats_stage_and_cli_report_damage_in_one_line(project, kind):
     damage, name, line, field, reason = DAMAGE[kind]
     damage(project / RAW)
@@ -142,7 +146,8 @@ def test_stages_reading_test_files_report_damage_in_one_line(project):
     where = "data/raw/sessions_test_task1_phase1.csv:5"
     _assert_one_line_error(_run(project, "pipeline.cli", "validate", "--task", "1", "--phase", "1",
                                 "submissions/task1_phase1.parquet"), where, "locale", "unknown locale")
-    _assert_one_line_error(_run(project, "pipeline.publish", "--submissions", "submissions", "--raw", "data/raw"),
+    _assert_one_line_error(_run(project, "pipeline.publish", "--submissions", "submissions", "--raw",
+                                "data/raw"),
                            where, "locale", "unknown locale")
 
 
@@ -173,7 +178,8 @@ def test_a_listed_test_file_that_is_absent_is_named(project):
 
 
 def test_unlisted_test_files_are_left_out(project):
-    shutil.copy(project / RAW / "sessions_test_task1_phase1.csv", project / RAW / "sessions_test_task2_phase1.csv")
+    shutil.copy(project / RAW / "sessions_test_task1_phase1.csv",
+                project / RAW / "sessions_test_task2_phase1.csv")
     result = _run(project, *PREPARE)
     assert result.returncode == 0, result.stderr[-3000:]
     assert "sessions_test_task2_phase1.csv: not in data.test_files, left out" in result.stderr

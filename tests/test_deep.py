@@ -50,9 +50,11 @@ def world() -> tuple[pl.DataFrame, pl.DataFrame, pl.DataFrame]:
         rows += [(s, p, base + (start + p) % N_PER_LOCALE) for p in range(length)]
     history = pl.DataFrame(rows, schema=schemas.EVENTS, orient="row")
     queries = (history.filter(pl.col("session") < 40)
-               .with_columns(locale=pl.when(pl.col("session") % 2 == 0).then(pl.lit("DE")).otherwise(pl.lit("UK"))))
+               .with_columns(locale=pl.when(pl.col("session") % 2 == 0).then(pl.lit("DE"))
+                             .otherwise(pl.lit("UK"))))
     empty = pl.DataFrame({"session": [999], "locale": ["UK"], "position": [None], "item": [None]},
-                         schema={"session": pl.Int32, "locale": pl.String, "position": pl.Int32, "item": pl.Int32})
+                         schema={"session": pl.Int32, "locale": pl.String, "position": pl.Int32,
+                                 "item": pl.Int32})
     return items, history, pl.concat([queries.select("session", "locale", "position", "item"), empty])
 
 
@@ -136,7 +138,8 @@ def test_resume_equals_uninterrupted_training(world, tmp_path):
     path = tmp_path / "m.pt"
     train(history, items, cfg("sasrec", epochs=2, dropout=0.2), seed=1, checkpoint=path, progress=False)
     assert torch.load(path, weights_only=False)["epoch"] == 2
-    resumed = train(history, items, cfg("sasrec", epochs=3, dropout=0.2), seed=1, checkpoint=path, progress=False)
+    resumed = train(history, items, cfg("sasrec", epochs=3, dropout=0.2), seed=1, checkpoint=path,
+                    progress=False)
     straight = train(history, items, cfg("sasrec", epochs=3, dropout=0.2), seed=1, progress=False)
     assert resumed.meta["epoch"] == 3 and len(resumed.meta["losses"]) == 3
     assert same_weights(state(resumed), state(straight))
@@ -173,7 +176,8 @@ def test_source_contract(fitted, world):
         items.rename({"locale": "item_locale"}), on="item")
     assert (locale["locale"] == locale["item_locale"]).all() and locale["in_catalog"].all()
     ranks = out.sort("session", "rank")
-    assert ranks.group_by("session", maintain_order=True).agg(pl.col("score").diff().max())["score"].max() <= 0
+    steps = ranks.group_by("session", maintain_order=True).agg(pl.col("score").diff().max())
+    assert steps["score"].max() <= 0
     assert fitted.generate(sessions, k).equals(out)
 
 
@@ -218,7 +222,8 @@ def test_train_deep_stage_main(world, project_dir, monkeypatch):
     (project_dir / "params.yaml").write_text(params)
     monkeypatch.chdir(project_dir)
     train_deep.main(["--history", "history.parquet", "--items", "items.parquet", "--model", "sasrec",
-                     "--out", "models/valid/sasrec.pt", "--metrics", "metrics/sasrec.json", "--device", "cpu"])
+                     "--out", "models/valid/sasrec.pt", "--metrics", "metrics/sasrec.json", "--device",
+                     "cpu"])
     metrics = json.loads((project_dir / "metrics" / "sasrec.json").read_text())
     assert metrics["epochs"] == 1 and len(metrics["loss"]) == 1
     assert load(project_dir / "models" / "valid" / "sasrec.pt").cfg.dim == 8
@@ -231,7 +236,8 @@ def test_deep_feature_family_scores_every_candidate(world, tmp_path):
     from features.base import Chunk, FeaturesConfig, Inputs
 
     items, history, sessions = world
-    train(history, items, cfg("gru4rec", epochs=1), seed=1, checkpoint=tmp_path / "gru4rec.pt", progress=False)
+    train(history, items, cfg("gru4rec", epochs=1), seed=1, checkpoint=tmp_path / "gru4rec.pt",
+          progress=False)
     features_cfg = FeaturesConfig(deep_models={"gru4rec": str(tmp_path / "*.pt")})
     state = deep_family.fit(Inputs(history=history, items=items, sessions=pl.DataFrame()), features_cfg)
     frame = pl.DataFrame({"session": [0, 0, 0, 1, 999], "item": [3, 9, 5, 30, 40]},

@@ -1,4 +1,5 @@
-"""dvc.yaml's deps cover what each stage's ``python -m MODULE`` imports (tests/depcheck.py; ast, nothing imported).
+"""dvc.yaml's deps cover what each stage's ``python -m MODULE`` imports (tests/depcheck.py; ast, nothing
+imported).
 
 A project file a stage runs but does not list is an edit DVC cannot see: the stage would not rerun.
 Fix a failure by adding the named file (or its folder, when the stage runs nearly all of it) to
@@ -36,13 +37,15 @@ def test_every_stage_runs_a_project_module(project):
 
 def test_deps_cover_each_stage_imports(project):
     findings = depcheck.undeclared(REPO, project=project)
-    assert not findings, "project files a stage runs but its deps do not cover:\n" + "\n".join(map(str, findings))
+    assert not findings, ("project files a stage runs but its deps do not cover:\n"
+                          + "\n".join(map(str, findings)))
 
 
 def test_no_code_dep_the_stage_does_not_run(project):
     """A listed .py file or package folder the stage never imports reruns it for nothing."""
     stale = depcheck.unused(REPO, project=project)
-    assert not stale, "deps that cover no file the stage runs:\n" + "\n".join(f"stage {s}: {d}" for s, d in stale)
+    listed = "\n".join(f"stage {s}: {d}" for s, d in stale)
+    assert not stale, "deps that cover no file the stage runs:\n" + listed
 
 
 # ---------------------------------------------------------------------------------------------

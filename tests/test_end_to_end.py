@@ -23,7 +23,8 @@ def test_foundation_stages_end_to_end(project_dir):
     params["publish"] = {"task1": "popularity", "task2": "popularity", "task3": "last_title"}
     (project_dir / "params.yaml").write_text(yaml.safe_dump(params))
     run(project_dir, "pipeline.generate", "--out", "data/raw")
-    run(project_dir, "pipeline.prepare", "--raw", "data/raw", "--out", "data/prepared", "--report", "metrics/prepare.json")
+    run(project_dir, "pipeline.prepare", "--raw", "data/raw", "--out", "data/prepared", "--report",
+        "metrics/prepare.json")
     run(project_dir, "pipeline.split", "--prepared", "data/prepared", "--out", "data/split")
     run(project_dir, "pipeline.baseline", "--prepared", "data/prepared", "--splitdir", "data/split",
         "--raw", "data/raw", "--out", "submissions")

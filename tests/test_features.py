@@ -89,7 +89,8 @@ def test_cross_locale_family(frame):
     assert row(frame, 4, 5)["i_xl_pop_share"] == pytest.approx(2 / 11)
     assert row(frame, 4, 5)["i_xl_n_locales"] == 2
     # product transitions pooled over locales, from product 0: -> 1 twice (s0, s3), -> 3 once (s2)
-    assert row(frame, 4, 6)["si_xl_tr_last1"] == 1 and row(frame, 4, 6)["si_xl_tr_last1_share"] == pytest.approx(1 / 3)
+    assert row(frame, 4, 6)["si_xl_tr_last1"] == 1
+    assert row(frame, 4, 6)["si_xl_tr_last1_share"] == pytest.approx(1 / 3)
     assert row(frame, 4, 5)["si_xl_tr_last1"] == 0
 
 

@@ -13,12 +13,14 @@ from features.assemble import add_features, fit_families
 from features.base import FeaturesConfig
 from pipeline.guards import ResourceBudgetError, ResourcesConfig, check_rows
 from tests import _features_world as world
+from tests._params import section
 
 
 def test_check_rows_passes_under_the_budget_and_names_the_knobs_over_it():
-    cfg = ResourcesConfig(memory_budget_gib=1.0)
+    cfg = section(ResourcesConfig, "resources", memory_budget_gib=1.0)
     assert check_rows("x", 1_000, 10, cfg, "knob") < 1.0
-    with pytest.raises(ResourceBudgetError, match=r"candidates: .*about 2\.2 GiB.*lower candidates\.chunk_size"):
+    with pytest.raises(ResourceBudgetError,
+                       match=r"candidates: .*about 2\.2 GiB.*lower candidates\.chunk_size"):
         check_rows("candidates: one chunk", 10_000_000, 30, cfg, "candidates.chunk_size")
 
 
@@ -34,7 +36,8 @@ def test_candidates_stage_refuses_an_oversized_chunk(tiny_world, project_dir):
     params["resources"]["memory_budget_gib"] = 0.001
     (project_dir / "params.yaml").write_text(yaml.safe_dump(params))
     result = subprocess.run(
-        [sys.executable, "-m", "pipeline.candidate_gen", "--split", "valid", "--prepared", str(tiny_world.prepared),
+        [sys.executable, "-m", "pipeline.candidate_gen", "--split", "valid", "--prepared",
+         str(tiny_world.prepared),
          "--splitdir", str(tiny_world.split), "--out", str(project_dir / "union.parquet")],
         cwd=project_dir, capture_output=True, text=True)
     assert result.returncode != 0
@@ -58,7 +61,9 @@ def test_train_ranker_refuses_more_rows_than_the_budget_and_names_its_knobs(proj
     (project_dir / "params.yaml").write_text(yaml.safe_dump(params))
     monkeypatch.chdir(project_dir)
     with pytest.raises(SystemExit, match=r"train_ranker: .*lower ranker\.max_train_sessions"):
-        require_memory([part], folds, 200, RankerConfig(neg_sample_rate=1.0))
+        require_memory([part], folds, 200,
+                       section(RankerConfig, "ranker", neg_sample_rate=1.0, max_train_sessions=0))
     # a capped sample of training sessions and few negatives fit
     no_eval = assign_folds(pl.Series("session", range(200)), 0.0, seed=1)
-    require_memory([part], no_eval, 200, RankerConfig(neg_sample_rate=0.01, max_train_sessions=5))
+    require_memory([part], no_eval, 200,
+                   section(RankerConfig, "ranker", neg_sample_rate=0.01, max_train_sessions=5))

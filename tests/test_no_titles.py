@@ -59,13 +59,17 @@ def untitled(tmp_path_factory) -> tuple[Path, int]:
     raw_dir = project / "data" / "raw"
     synthetic.generate(raw_dir, scale=TINY_SCALE, seed=SEED)
     n_products = strip_catalogue(raw_dir)
-    _run(project, "pipeline.prepare", "--raw", "data/raw", "--out", "data/prepared", "--report", "metrics/prepare.json")
+    _run(project, "pipeline.prepare", "--raw", "data/raw", "--out", "data/prepared", "--report",
+         "metrics/prepare.json")
     _run(project, "pipeline.split", "--prepared", "data/prepared", "--out", "data/split")
-    _run(project, "pipeline.baseline", "--prepared", "data/prepared", "--splitdir", "data/split", "--raw", "data/raw",
+    _run(project, "pipeline.baseline", "--prepared", "data/prepared", "--splitdir", "data/split", "--raw",
+         "data/raw",
          "--out", "submissions")
-    _run(project, "pipeline.task3", "--prepared", "data/prepared", "--splitdir", "data/split", "--raw", "data/raw",
+    _run(project, "pipeline.task3", "--prepared", "data/prepared", "--splitdir", "data/split", "--raw",
+         "data/raw",
          "--out", "submissions", "--metrics", "metrics/task3_valid.json")
-    _run(project, "pipeline.task3_mt5", "--prepared", "data/prepared", "--splitdir", "data/split", "--raw", "data/raw",
+    _run(project, "pipeline.task3_mt5", "--prepared", "data/prepared", "--splitdir", "data/split", "--raw",
+         "data/raw",
          "--model", "models/task3_mt5", "--out", "submissions", "--metrics", "metrics/task3_mt5.json")
     _run(project, "pipeline.publish", "--submissions", "submissions", "--raw", "data/raw")
     _run(project, "pipeline.score", "--submissions", "submissions", "--gt", "data/raw/gt",
@@ -94,12 +98,14 @@ def test_text_source_proposes_nothing_without_titles(untitled):
 
 def test_attribute_features_are_null_without_attributes():
     items = world.items().with_columns(title=pl.lit(None, dtype=pl.String),
-                                       **{c: pl.lit(None, dtype=pl.String) for c in ("brand", "color", "model")},
+                                       **{c: pl.lit(None, dtype=pl.String)
+                                          for c in ("brand", "color", "model")},
                                        price=pl.lit(None, dtype=pl.Float64))
     inputs = dataclasses.replace(world.inputs(), items=items)
     cfg = FeaturesConfig(chunk_sessions=1, covisit_window=3, last_k=3, prefix_chars=5)
     frame = add_features(world.union(), world.chunk(), fit_families(inputs, cfg), cfg)
-    attribute_features = [c for c in frame.columns if any(w in c for w in ("price", "brand", "color", "model"))
+    attribute_features = [c for c in frame.columns
+                          if any(w in c for w in ("price", "brand", "color", "model"))
                           and c != "si_brand_in_session"]  # a count: no item shares a missing brand
     assert len(attribute_features) >= 15
     assert all(frame[c].null_count() == frame.height for c in attribute_features), \

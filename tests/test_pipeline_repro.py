@@ -22,7 +22,8 @@ from tests.conftest import REPO, TINY_SCALE
 
 
 def _copy_repo(dest: Path) -> None:
-    tracked = subprocess.run(["git", "ls-files"], cwd=REPO, capture_output=True, text=True, check=True).stdout.split()
+    listing = subprocess.run(["git", "ls-files"], cwd=REPO, capture_output=True, text=True, check=True)
+    tracked = listing.stdout.split()
     for name in set(tracked) | {"dvc.yaml", "params.yaml"}:
         src = REPO / name
         if src.is_file() and not name.startswith(("data/", "submissions/")) and name != "dvc.lock":
@@ -39,7 +40,8 @@ def _tiny_params(path: Path) -> None:
     params["ranker"]["num_boost_round"] = 30
     params["ranker"]["num_threads"] = 1
     mt5 = params["task3"]["mt5"]
-    mt5.update(max_steps=10, max_train_pairs=500, max_valid_sessions=50, tokenizer_titles=3000, vocab_size=300,
+    mt5.update(max_steps=10, max_train_pairs=500, max_valid_sessions=50, tokenizer_titles=3000,
+               vocab_size=300,
                threads=1)
     params["task3"]["chooser"]["n_estimators"] = 20
     for source in params["candidates"]["sources"].values():

@@ -1,6 +1,7 @@
 import polars as pl
 
 from pipeline import prepare, schemas, split
+from tests._params import section
 
 
 def test_prepare_sample_keeps_and_reports_catalogue_gaps(sample_dir):
@@ -16,13 +17,16 @@ def test_prepare_sample_keeps_and_reports_catalogue_gaps(sample_dir):
     # the same ASIN in two locales: two items, one product
     shared = out.items.filter(pl.col("id") == "B07XJ8C8F5")
     assert shared.height == 2 and shared["product"].n_unique() == 1
-    assert out.events.height == sum(len(x) for x in train["prev_items"]) + sum(len(x) for x in tests["task1_phase1"]["prev_items"])
+    assert out.events.height == (sum(len(x) for x in train["prev_items"])
+                                 + sum(len(x) for x in tests["task1_phase1"]["prev_items"]))
     assert reports["sessions_test_task2_phase1.csv"] == "missing"
 
 
 def test_split_never_fits_on_a_held_out_target(tiny_world):
-    sessions, events, targets = tiny_world.read("sessions"), tiny_world.read("events"), tiny_world.read("targets")
-    folds = split.make_folds(sessions, events, targets, split.SplitConfig(valid_fraction=0.2), seed=1)
+    sessions, events, targets = (tiny_world.read(name) for name in ("sessions", "events", "targets"))
+    folds = split.make_folds(sessions, events, targets,
+                             section(split.SplitConfig, "split", valid_fraction=0.2, max_valid_sessions=0),
+                             seed=1)
     valid = folds["valid"]
     held = valid.queries["session"]
     assert 0.15 < held.len() / sessions.filter(pl.col("dataset") == "train").height < 0.25
@@ -37,23 +41,27 @@ def test_split_never_fits_on_a_held_out_target(tiny_world):
         pl.len(), pl.col("length").first(), pl.col("item").last())
     assert (tl["len"] == tl["length"] + 1).all()
     assert tl.join(targets, on="session").filter(pl.col("item") != pl.col("item_right")).height == 0
-    assert set(test.queries["dataset"].unique()) == set(split.SplitConfig().test_datasets)
+    assert set(test.queries["dataset"].unique()) == set(section(split.SplitConfig, "split").test_datasets)
     # same seed, same split
-    again = split.make_folds(sessions, events, targets, split.SplitConfig(valid_fraction=0.2), seed=1)
+    again = split.make_folds(sessions, events, targets,
+                             section(split.SplitConfig, "split", valid_fraction=0.2, max_valid_sessions=0),
+                             seed=1)
     assert again["valid"].queries.equals(valid.queries)
 
 
 def test_max_valid_sessions_caps_the_held_out_sessions_and_returns_the_rest_to_history(tiny_world):
-    sessions, events, targets = tiny_world.read("sessions"), tiny_world.read("events"), tiny_world.read("targets")
-    free = split.make_folds(sessions, events, targets, split.SplitConfig(valid_fraction=0.2), seed=1)["valid"]
+    sessions, events, targets = (tiny_world.read(name) for name in ("sessions", "events", "targets"))
+    def fold(cap: int) -> split.Fold:
+        cfg = section(split.SplitConfig, "split", valid_fraction=0.2, max_valid_sessions=cap)
+        return split.make_folds(sessions, events, targets, cfg, seed=1)["valid"]
+
+    free = fold(0)
     cap = free.queries.height // 3
-    capped = split.make_folds(sessions, events, targets,
-                              split.SplitConfig(valid_fraction=0.2, max_valid_sessions=cap), seed=1)["valid"]
+    capped = fold(cap)
     assert capped.queries.height == cap
     assert set(capped.queries["session"]) <= set(free.queries["session"])
     # the sessions the cap dropped are fitted on with their target, like any other train session
     assert capped.history.height == free.history.height + (free.queries.height - cap)
     assert capped.targets.join(capped.queries, on="session", how="anti").is_empty()
-    loose = split.make_folds(sessions, events, targets,
-                             split.SplitConfig(valid_fraction=0.2, max_valid_sessions=10 * cap), seed=1)["valid"]
+    loose = fold(10 * cap)
     assert loose.queries.equals(free.queries)

@@ -8,12 +8,15 @@ import numpy as np
 import polars as pl
 import pytest
 
-from pipeline.predict import complete, mrr_report, ranked_top, source_ranker
 from pipeline import sampling
+from pipeline.ranking import complete, mrr_report, ranked_top, source_ranker
 from rankers import lgbm
+from tests._params import section
 
-CFG = lgbm.RankerConfig(num_boost_round=60, early_stopping_rounds=20, num_leaves=7, min_data_in_leaf=5,
-                        learning_rate=0.2, num_threads=1, neg_sample_rate=0.5, eval_fraction=0.3)
+CFG = section(lgbm.RankerConfig, "ranker", num_boost_round=60, early_stopping_rounds=20, num_leaves=7,
+              min_data_in_leaf=5, learning_rate=0.2, num_threads=1, neg_sample_rate=0.5, eval_fraction=0.3,
+              max_train_sessions=0, locale_weights={}, per_task=False, feature_fraction=0.5, lambda_l2=10.0,
+              truncation_level=100)
 
 
 def planted(n_sessions: int = 240, n_cands: int = 15, seed: int = 0) -> pl.DataFrame:
@@ -102,7 +105,7 @@ def test_per_task_models_save_load_and_score_their_locales(tmp_path):
 
 def test_locale_weights_reject_unknown_locale():
     with pytest.raises(ValueError, match="XX"):
-        lgbm.RankerConfig(locale_weights={"XX": 2.0})
+        dataclasses.replace(CFG, locale_weights={"XX": 2.0})
 
 
 def test_chunked_prediction_equals_unchunked():
@@ -122,7 +125,8 @@ def test_complete_fills_from_popularity_and_reports_mrr():
                          schema_overrides={"item": pl.Int32})
     history = pl.DataFrame({"session": [9, 9, 9, 9, 1], "position": [0, 1, 2, 3, 0], "item": [3, 3, 2, 4, 3]},
                            schema={"session": pl.Int32, "position": pl.Int32, "item": pl.Int32})
-    queries = pl.DataFrame({"session": [1, 2], "locale": ["DE", "ES"]}, schema_overrides={"session": pl.Int32})
+    queries = pl.DataFrame({"session": [1, 2], "locale": ["DE", "ES"]},
+                           schema_overrides={"session": pl.Int32})
     cands = pl.DataFrame({"session": [1], "item": [0], "cand_a_score": [1.0]},
                          schema_overrides={"session": pl.Int32, "item": pl.Int32})
     top = complete(ranked_top([cands], source_ranker("a")), queries, history, items, k=3)
@@ -140,7 +144,8 @@ def test_negative_sampling_does_not_depend_on_chunking():
     frame = planted()
     whole = lgbm.training_rows(frame, 0.3, seed=4)
     halves = pl.concat([lgbm.training_rows(part, 0.3, seed=4)
-                        for part in (frame.filter(pl.col("session") < 100), frame.filter(pl.col("session") >= 100))])
+                        for part in (frame.filter(pl.col("session") < 100),
+                                     frame.filter(pl.col("session") >= 100))])
     assert whole.equals(halves)
     assert not whole.equals(lgbm.training_rows(frame, 0.3, seed=5))
 

@@ -31,8 +31,10 @@ def stand_in_union(history: pl.DataFrame, queries: pl.DataFrame, items: pl.DataF
     catalogue = items.filter("in_catalog").select("item", "locale")
 
     def source(src: pl.DataFrame, name: str) -> pl.DataFrame:
-        return (src.join(pairs, on="src").group_by("session", pl.col("dst").alias("item")).agg(score=pl.col("n").sum())
-                .join(queries.select("session", "locale"), on="session").join(catalogue, on=["item", "locale"])
+        return (src.join(pairs, on="src").group_by("session", pl.col("dst").alias("item"))
+                .agg(score=pl.col("n").sum())
+                .join(queries.select("session", "locale"), on="session")
+                .join(catalogue, on=["item", "locale"])
                 .join(events.select("session", "item"), on=["session", "item"], how="anti")
                 .sort(["session", "score", "item"], descending=[False, True, False])
                 .with_columns(rank=pl.int_range(1, pl.len() + 1, dtype=pl.Int32).over("session"))
@@ -60,11 +62,14 @@ def test_ranker_stages_end_to_end(tiny_world, project_dir):
         (project_dir / "union").mkdir(exist_ok=True)
         stand_in_union(history, queries, items).write_parquet(project_dir / "union" / f"{split}.parquet")
         run(project_dir, "pipeline.features_stage", "--split", split, "--prepared", str(tiny_world.prepared),
-            "--splitdir", str(tiny_world.split), "--union", f"union/{split}.parquet", "--out", f"features/{split}")
+            "--splitdir", str(tiny_world.split), "--union", f"union/{split}.parquet", "--out",
+            f"features/{split}")
     summary = json.loads((project_dir / "features" / "test" / "summary.json").read_text())
-    assert summary["parts"] > 1 and len(list((project_dir / "features" / "test").glob("part-*.parquet"))) == summary["parts"]
+    parts = list((project_dir / "features" / "test").glob("part-*.parquet"))
+    assert summary["parts"] > 1 and len(parts) == summary["parts"]
 
-    run(project_dir, "pipeline.train_ranker", "--features", "features/valid", "--splitdir", str(tiny_world.split),
+    run(project_dir, "pipeline.train_ranker", "--features", "features/valid", "--splitdir",
+        str(tiny_world.split),
         "--prepared", str(tiny_world.prepared), "--model", "models/ranker", "--metrics", "ranker.json",
         "--importance", "importance.csv")
     metrics = json.loads((project_dir / "ranker.json").read_text())
@@ -75,9 +80,13 @@ def test_ranker_stages_end_to_end(tiny_world, project_dir):
     catalogue = submission.load_catalogue(tiny_world.raw)
     for method in ("ranker", "source_cv"):
         how = ["--model", "models/ranker"] if method == "ranker" else ["--source", "cv"]
-        run(project_dir, "pipeline.predict", *how, "--features", "features/test", "--splitdir", str(tiny_world.split),
-            "--prepared", str(tiny_world.prepared), "--raw", str(tiny_world.raw), "--out", f"submissions/{method}")
+        run(project_dir, "pipeline.predict", *how, "--features", "features/test", "--splitdir",
+            str(tiny_world.split),
+            "--prepared", str(tiny_world.prepared), "--raw", str(tiny_world.raw), "--out",
+            f"submissions/{method}")
         for task in (1, 2):
             for phase in (1, 2):
-                frame = submission.read(project_dir / "submissions" / method / f"task{task}_phase{phase}.parquet")
-                submission.validate(frame, task, submission.load_test_locales(tiny_world.raw, task, phase), catalogue)
+                path = project_dir / "submissions" / method / f"task{task}_phase{phase}.parquet"
+                frame = submission.read(path)
+                submission.validate(frame, task, submission.load_test_locales(tiny_world.raw, task, phase),
+                                    catalogue)

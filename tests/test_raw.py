@@ -92,5 +92,6 @@ def test_ragged_record_is_located(tmp_path):
 
 
 def test_empty_session_is_kept_and_counted(tmp_path):
-    frame, report = read_sessions(write(tmp_path / "t.csv", "prev_items,locale\n[],DE\n['A'],DE\n"), with_target=False)
+    frame, report = read_sessions(write(tmp_path / "t.csv", "prev_items,locale\n[],DE\n['A'],DE\n"),
+                                  with_target=False)
     assert frame.height == 2 and report.notes["empty_sessions"] == 1

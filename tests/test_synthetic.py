@@ -11,8 +11,9 @@ import polars as pl
 import pytest
 
 from pipeline import raw, synthetic
+from pipeline.dataconfig import DataConfig
 from pipeline.generate import MissingFilesError, build, link_files
-from pipeline.prepare import DataConfig
+from tests._params import section
 
 SCALE = 0.002
 
@@ -124,11 +125,13 @@ def test_oracle_rank_matches_brute_force():
         in_cat = (w.ent_cat == st.intent[s]) & (w.ent_loc == st.loc[s])
         score[items] += W[s, synthetic.POP] * w.pop[items] / w.pop[items].sum()
         score[in_cat] += W[s, synthetic.CAT] * w.pop[in_cat] / w.g_li.mass[g]
-        for comp, extra in ((synthetic.BRAND, w.ent_brand == st.brand[s]), (synthetic.TIER, w.ent_tier == st.tier[s])):
+        for comp, extra in ((synthetic.BRAND, w.ent_brand == st.brand[s]),
+                            (synthetic.TIER, w.ent_tier == st.tier[s])):
             m = in_cat & extra
             if m.any():
                 score[m] += W[s, comp] * w.pop[m] / w.pop[m].sum()
-        for cat, q in zip(w.drift_cat[st.loc[s], st.intent[s]], w.drift_q[st.loc[s], st.intent[s]], strict=True):
+        for cat, q in zip(w.drift_cat[st.loc[s], st.intent[s]], w.drift_q[st.loc[s], st.intent[s]],
+                          strict=True):
             m = (w.ent_cat == cat) & (w.ent_loc == st.loc[s])
             if q > 0:
                 score[m] += W[s, synthetic.DRIFT] * q * w.pop[m] / w.pop[m].sum()
@@ -157,13 +160,15 @@ def test_generate_stage_files_source_links_and_names_missing(tmp_path):
     out = tmp_path / "data" / "raw"
     # data.test_files lists the test files that exist; one listed but absent is an error naming it
     with pytest.raises(MissingFilesError, match="sessions_test_task1_phase2.csv: file not found"):
-        build(out, DataConfig(source="files", raw_dir=str(sample)), synthetic.SyntheticConfig(), 1)
-    build(out, DataConfig(source="files", raw_dir=str(sample), test_files=("task1_phase1",)),
+        build(out, section(DataConfig, "data", source="files", raw_dir=str(sample)),
+              synthetic.SyntheticConfig(), 1)
+    build(out, section(DataConfig, "data", source="files", raw_dir=str(sample), test_files=("task1_phase1",)),
           synthetic.SyntheticConfig(), 1)
     assert (out / "sessions_train.csv").read_bytes() == (sample / "sessions_train.csv").read_bytes()
     assert (out / "gt" / "gt_task1_phase1.csv").exists()
-    build(out, DataConfig(source="synthetic", scale=0.001), synthetic.SyntheticConfig(), 1)
-    assert (out / "gt" / "ceiling.json").exists() and not any(p.name.startswith(".") for p in out.parent.iterdir())
+    build(out, section(DataConfig, "data", source="synthetic", scale=0.001), synthetic.SyntheticConfig(), 1)
+    assert (out / "gt" / "ceiling.json").exists()
+    assert not any(p.name.startswith(".") for p in out.parent.iterdir())
 
 
 def test_oracle_files_classify_every_target_and_agree_with_the_ceiling(world):
@@ -200,7 +205,8 @@ def test_oracle_gap_of_a_perfect_and_an_empty_submission(world, tmp_path):
     empty = perfect.with_columns(next_item_prediction=pl.lit([], dtype=pl.List(pl.String)))
     gap = score.oracle_gap(empty, gt, oracle, 1)
     assert gap["all"]["mrr@100"] == 0.0
-    assert sum(c["gap_points"] for k, c in gap.items() if k != "all") == pytest.approx(gap["all"]["gap_points"])
+    per_class = sum(c["gap_points"] for k, c in gap.items() if k != "all")
+    assert per_class == pytest.approx(gap["all"]["gap_points"])
     assert gap["all"]["gap_points"] == pytest.approx(gap["all"]["oracle_mrr@100"])
     with pytest.raises(submission.SubmissionError, match="oracle file"):
         score.oracle_gap(perfect, gt, oracle.head(3), 1)

@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import polars as pl
 import pytest
 
-from candidates.covisit import CovisitConfig
 from pipeline import task3
 from pipeline.metrics import bleu
-from rankers import title_chooser as tc
-from rankers.last_title import last_titles
-from rankers.titles import bleu_stats, corpus_bleu, item_titles, tokens
+from tests._params import section
+from titles import chooser as tc
+from titles import features as title_features
+from titles.last_title import last_titles
+from titles.text import bleu_stats, corpus_bleu, item_titles, tokens
 
 COLORS = ["red", "blue", "green", "black", "white", "grey"]
 SIZES = ["S", "M", "L", "XL", "10cm", "20cm", "2m"]
@@ -53,16 +56,18 @@ def make_world(n_families: int = 30, per_family: int = 10, n_sessions: int = 120
             seq[-1] = int(rng.choice(other))
         ev += [{"session": s, "position": p, "item": int(i)} for p, i in enumerate(seq)]
         tg.append({"session": s, "item": target})
-        sess.append({"session": s, "dataset": "train", "row": s, "locale": "DE" if f % 2 else "UK", "length": length})
+        sess.append({"session": s, "dataset": "train", "row": s, "locale": "DE" if f % 2 else "UK",
+                     "length": length})
     i32 = {"session": pl.Int32, "position": pl.Int32, "item": pl.Int32}
     events = pl.DataFrame(ev).cast({k: v for k, v in i32.items()})
     targets = pl.DataFrame(tg).cast({"session": pl.Int32, "item": pl.Int32})
     sessions = pl.DataFrame(sess).cast({"session": pl.Int32, "row": pl.Int32, "length": pl.Int32})
     valid_ids = sessions.filter(pl.col("session") % 3 == 0)["session"]
-    queries = sessions.filter(pl.col("session").is_in(valid_ids.implode())).select("session", "locale", "dataset", "row")
+    queries = (sessions.filter(pl.col("session").is_in(valid_ids.implode()))
+               .select("session", "locale", "dataset", "row"))
     fit_targets = targets.filter(~pl.col("session").is_in(valid_ids.implode()))
-    tail = fit_targets.join(sessions.select("session", position="length"), on="session").select("session", "position",
-                                                                                                 "item")
+    tail = (fit_targets.join(sessions.select("session", position="length"), on="session")
+            .select("session", "position", "item"))
     history = pl.concat([events, tail]).sort("session", "position")
     return {"items": items, "events": events, "sessions": sessions, "targets": targets, "queries": queries,
             "valid_targets": targets.filter(pl.col("session").is_in(valid_ids.implode())), "history": history}
@@ -86,22 +91,43 @@ def test_bleu_stats_match_sacrebleu():
 
 
 def test_last_title_takes_last_titled_item():
-    items = pl.DataFrame({"item": [0, 1, 2], "title": ["alpha", "beta", None]}, schema_overrides={"item": pl.Int32})
+    items = pl.DataFrame({"item": [0, 1, 2], "title": ["alpha", "beta", None]},
+                         schema_overrides={"item": pl.Int32})
     events = pl.DataFrame({"session": [5, 5, 5, 6, 7], "position": [0, 1, 2, 0, 0], "item": [1, 0, 2, 2, 1]},
                           schema={"session": pl.Int32, "position": pl.Int32, "item": pl.Int32})
     sessions = pl.DataFrame({"session": [7, 5, 6, 8]}, schema={"session": pl.Int32})
     out = last_titles(sessions, events, items)
     # Session 5 ends on an untitled item, so the title before it; 6 has none; 8 has no events.
-    assert out.to_dict(as_series=False) == {"session": [7, 5, 6, 8], "next_item_title": ["beta", "alpha", "", ""]}
+    assert out.to_dict(as_series=False) == {"session": [7, 5, 6, 8],
+                                            "next_item_title": ["beta", "alpha", "", ""]}
+
+
+# The Mt5Config values these tests were written against (the dataclass defaults before params.yaml
+# became the only source): a small, quick model that copies no target.
+MT5_TEST = {"vocab_size": 2000, "d_model": 64, "d_kv": 16, "d_ff": 128, "dropout": 0.1, "n_context": 2,
+            "learning_rate": 2e-3, "max_steps": 400, "max_train_seconds": 300.0, "label_smoothing": 0.0,
+            "copy_share": 0.0, "fallback_min_tokens": 0}
+
+
+def mt5_config(**overrides):
+    from titles import mt5
+
+    return section(mt5.Mt5Config, "task3.mt5", **{**MT5_TEST, **overrides})
+
+
+def chooser_config(**overrides) -> tc.ChooserConfig:
+    """params.yaml's task3.chooser with ``overrides`` (smaller models for the hand-made world)."""
+    return section(tc.ChooserConfig, "task3.chooser", **overrides)
 
 
 def test_chooser_beats_last_title(world):
-    cfg = tc.ChooserConfig(n_estimators=60, num_leaves=15, covisit=CovisitConfig(window=2))
+    cfg = chooser_config(n_estimators=60, num_leaves=15)
     titles = item_titles(world["items"])
     refs = task3.valid_references(world["queries"], world["valid_targets"], titles)
     fold = task3.Fold(refs.select("session", "locale"), world["history"])
-    labelled, edits, metrics = task3.run_valid(fold, refs, world["events"], world["items"], titles, cfg, seed=3)
-    assert set(tc.FEATURES) <= set(labelled.columns)
+    labelled, edits, metrics = task3.run_valid(fold, refs, world["events"], world["items"], titles, cfg,
+                                               seed=3)
+    assert set(title_features.columns(list(cfg.sources))) <= set(labelled.columns)
     # The target item itself is never a valid candidate (Task 3 targets are new products).
     assert labelled.join(refs.select("session", item="target"), on=["session", "item"]).height == 0
     assert metrics["chooser"] > metrics["last_title"] + 0.02, metrics
@@ -110,10 +136,32 @@ def test_chooser_beats_last_title(world):
     # Test-side prediction: every session gets a title, in input order, deterministically.
     model = tc.fit(labelled, cfg, seed=3)
     sessions = refs.select("session", "locale").reverse()
-    one = task3.predict_test(fold, model, edits, world["events"], world["items"], titles, cfg)
-    two = task3.predict_test(fold, model, edits, world["events"], world["items"], titles, cfg)
+    one = task3.predict_test(fold, model, edits, world["events"], world["items"], titles, cfg, seed=3)
+    two = task3.predict_test(fold, model, edits, world["events"], world["items"], titles, cfg, seed=3)
     assert one["session"].to_list() == sessions["session"].to_list()[::-1]
     assert one.equals(two) and one["next_item_title"].null_count() == 0
+
+
+def test_title_features_follow_the_feature_rules(world):
+    """Entity prefixes and dtypes as in features/: s_locale is features.base.locale_code's Int32 code."""
+    from features.base import locale_code
+
+    cfg = chooser_config()
+    names = title_features.columns(list(cfg.sources))
+    assert all(n.startswith(("s_", "i_", "si_", "cand_")) for n in names), names
+    assert [n for n in names if n.startswith("cand_")] == [
+        f"cand_{s}_{c}" for s in cfg.sources for c in ("rank", "score", "score_rel")]
+    frame = pl.DataFrame({"locale": ["DE", "JP", "UK", "ES", "FR", "IT", "XX"]})
+    ours = frame.select(title_features.locale_code())["locale"]
+    theirs = frame.select(locale_code())["locale"]
+    assert ours.dtype == theirs.dtype == pl.Int32 and ours.to_list() == theirs.to_list()
+    titles = item_titles(world["items"])
+    fold = task3.Fold(world["queries"].select("session", "locale"), world["history"])
+    cands = title_features.candidate_titles(fold.sessions.head(50), world["events"],
+                                            task3.fit_sources(fold, world["items"], cfg, seed=0),
+                                            world["items"], titles, cfg.max_session_items)
+    assert cands.columns == ["session", "item", "locale", "title", "tokens", *names]
+    assert cands.schema["s_locale"] == pl.Int32
 
 
 def test_edits_trim_and_drop_tail():
@@ -130,11 +178,12 @@ def test_edits_trim_and_drop_tail():
 def test_mt5_tiny_trains_and_generates(tmp_path, world):
     torch = pytest.importorskip("torch")
     torch.set_num_threads(1)
-    from rankers import mt5
+    from titles import mt5
 
     titles = item_titles(world["items"])
-    cfg = mt5.Mt5Config(vocab_size=200, d_model=32, d_kv=8, d_ff=64, num_layers=1, num_decoder_layers=1,
-                        num_heads=2, max_steps=15, batch_size=8, warmup_steps=2, num_beams=2, max_target_len=12,
+    cfg = mt5_config(vocab_size=200, d_model=32, d_kv=8, d_ff=64, num_layers=1, num_decoder_layers=1,
+                        num_heads=2, max_steps=15, batch_size=8, warmup_steps=2, num_beams=2,
+                        max_target_len=12,
                         max_train_pairs=300, gen_batch_size=16)
     pairs = mt5.training_pairs(world["history"], titles, cfg, seed=0)
     assert pairs.height == 300 and pairs["source"].str.len_chars().min() > 0
@@ -149,21 +198,22 @@ def test_mt5_tiny_trains_and_generates(tmp_path, world):
     # Per-locale length windows: a floor forbids an early EOS, a cap of 2 pieces gives at most 2 words.
     located = titles.join(world["items"].select("item", "locale"), on="item")
     limits = mt5.length_limits(mt5.training_pairs(world["history"], located, cfg, seed=0), tok,
-                               mt5.Mt5Config(**{**cfg.__dict__, "min_len_quantile": 0.5}))
-    assert set(limits) == {"DE", "UK"} and all(0 < lo < hi <= cfg.max_target_len for lo, hi in limits.values())
+                               dataclasses.replace(cfg, **{"min_len_quantile": 0.5}))
+    assert set(limits) == {"DE", "UK"}
+    assert all(0 < lo < hi <= cfg.max_target_len for lo, hi in limits.values())
     locales = ["DE", "UK"] * (sources.height // 2) + ["DE"] * (sources.height % 2)
     floored = mt5.generate(model, tok, sources["source"].to_list(), cfg, locales, limits)
     assert all(len(text.split()) >= 2 for text in floored), floored
     capped = mt5.generate(model, tok, sources["source"].to_list(), cfg, locales, {"DE": (0, 2), "UK": (0, 2)})
     assert all(len(text.split()) <= 2 for text in capped), capped
     mt5.save(model, tok, tmp_path / "model")
-    reloaded, tok2 = mt5.build(mt5.Mt5Config(**{**cfg.__dict__, "pretrained_dir": str(tmp_path / "model")}),
+    reloaded, tok2 = mt5.build(dataclasses.replace(cfg, **{"pretrained_dir": str(tmp_path / "model")}),
                                [], tmp_path, seed=0)
     assert mt5.generate(reloaded, tok2, sources["source"].to_list(), cfg) == out
 
 
 def test_mt5_contexts_put_last_title_first_and_pairs_skip_repeats():
-    from rankers import mt5
+    from titles import mt5
 
     titles = pl.DataFrame({"item": [0, 1, 2], "title": ["a a", "b b", "c c"], "locale": ["DE", "DE", "UK"]},
                           schema_overrides={"item": pl.Int32})
@@ -174,11 +224,11 @@ def test_mt5_contexts_put_last_title_first_and_pairs_skip_repeats():
     assert ctx.to_dict(as_series=False) == {"session": [1, 2], "source": ["c c | b b", "c c"]}
     history = long.vstack(pl.DataFrame({"session": [1], "position": [4], "item": [0]},
                                        schema={"session": pl.Int32, "position": pl.Int32, "item": pl.Int32}))
-    pairs = mt5.training_pairs(history, titles, mt5.Mt5Config(n_context=2), seed=0)
+    pairs = mt5.training_pairs(history, titles, mt5_config(n_context=2), seed=0)
     # Item 0 at position 4 repeats the session's first title: never a target (real targets are new).
     assert sorted(pairs.select("source", "target", "locale").rows()) == [
         ("a a", "b b", "DE"), ("b b | a a", "c c", "UK")]
-    copied = mt5.training_pairs(history, titles, mt5.Mt5Config(n_context=2, copy_share=1.0), seed=0)
+    copied = mt5.training_pairs(history, titles, mt5_config(n_context=2, copy_share=1.0), seed=0)
     assert sorted(copied["target"].to_list()) == ["a a", "b b"]
 
 
@@ -192,9 +242,8 @@ def test_mt5_fallback_combination():
     assert out["mt5"].to_list() == ["x y z w v", "l2 a b", "q", "p q r s"]
     assert out["mt5_fallback"].to_list() == ["x y z w v", "l2 a b", "l3 a b", "p q r s"]
     refs = pred.select("session", "locale", ref_title=pl.Series(["x y z w v", "l2 a b", "l3 a b", "p q r t"]))
-    from rankers import mt5
 
-    metrics, fallback = evaluate(pred, refs, mt5.Mt5Config(fallback_min_tokens=2))
+    metrics, fallback = evaluate(pred, refs, mt5_config(fallback_min_tokens=2))
     # DE: the generation is exact, so DE keeps it; UK: the short 'q' falls back and then ties.
     assert fallback == [] and metrics["mt5_fallback"] >= metrics["mt5"]
     assert metrics["per_locale"]["DE"]["mt5"] > metrics["per_locale"]["DE"]["last_title"]

@@ -28,7 +28,7 @@ from typing import Any
 
 import polars as pl
 
-from pipeline.config import PARAMS_FILE, ParamsError, from_dict, read_params
+from pipeline.config import PARAMS_FILE, ParamsError, load_section, read_params
 
 log = logging.getLogger(__name__)
 
@@ -39,12 +39,12 @@ ENGINES = ("polars", "dask")
 class DaskConfig:
     """params.yaml ``dask``."""
 
-    scheduler_address: str = ""      # "": start a LocalCluster here; "tcp://host:8786": use that cluster
-    workers: int = 2                 # LocalCluster only: worker processes
-    threads_per_worker: int = 1      # LocalCluster only
-    memory_limit: str = "4GiB"       # LocalCluster only: per worker (dask pauses/spills beyond it)
-    partitions_per_worker: int = 2   # session partitions of the co-visitation input per worker
-    scratch_dir: str = ""            # partitioned parquet for the workers; "": the system temp dir
+    scheduler_address: str           # "": start a LocalCluster here; "tcp://host:8786": use that cluster
+    workers: int                     # LocalCluster only: worker processes
+    threads_per_worker: int          # LocalCluster only
+    memory_limit: str                # LocalCluster only: per worker (dask pauses/spills beyond it)
+    partitions_per_worker: int       # session partitions of the co-visitation input per worker
+    scratch_dir: str                 # partitioned parquet for the workers; "": the system temp dir
                                      # (with a remote cluster: a path every worker can read)
 
     def __post_init__(self) -> None:
@@ -53,15 +53,18 @@ class DaskConfig:
 
 
 def engine(path: str | Path = PARAMS_FILE) -> str:
-    """The top-level ``engine`` of params.yaml (``polars`` when absent)."""
-    value = read_params(path).get("engine", "polars")
+    """The top-level ``engine`` of params.yaml (a missing key is an error: params.yaml sets every knob)."""
+    params = read_params(path)
+    if "engine" not in params:
+        raise ParamsError(f"{path}: missing top-level key 'engine' (one of {ENGINES})")
+    value = params["engine"]
     if value not in ENGINES:
         raise ParamsError(f"{path}: engine must be one of {ENGINES}, got {value!r}")
     return value
 
 
 def dask_config(path: str | Path = PARAMS_FILE) -> DaskConfig:
-    return from_dict(DaskConfig, read_params(path).get("dask") or {}, f"{path}:dask")
+    return load_section(DaskConfig, "dask", path)
 
 
 @contextlib.contextmanager
@@ -84,7 +87,8 @@ def dask_client(cfg: DaskConfig) -> Iterator[Any]:
             LocalCluster(n_workers=cfg.workers, threads_per_worker=cfg.threads_per_worker,
                          memory_limit=cfg.memory_limit, processes=True, dashboard_address=None) as cluster, \
             Client(cluster) as client:
-        log.info("dask: LocalCluster of %d workers x %d threads, %s each", cfg.workers, cfg.threads_per_worker,
+        log.info("dask: LocalCluster of %d workers x %d threads, %s each", cfg.workers,
+                 cfg.threads_per_worker,
                  cfg.memory_limit)
         yield client
 
@@ -114,7 +118,8 @@ def session_ranges(sessions: pl.Series, n_parts: int, multiple: int = 1) -> list
         return []
     blocks = -(-len(ids) // multiple)
     per_part = -(-blocks // max(n_parts, 1)) * multiple
-    return [(int(ids[start]), int(ids[min(start + per_part, len(ids)) - 1])) for start in range(0, len(ids), per_part)]
+    return [(int(ids[start]), int(ids[min(start + per_part, len(ids)) - 1]))
+            for start in range(0, len(ids), per_part)]
 
 
 def write_session_partitions(frame: pl.DataFrame, ranges: list[tuple[int, int]], out: Path) -> list[Path]:

@@ -40,14 +40,16 @@ def item_bits_of(max_item: int, window: int) -> int:
     """Bits per key in the packed pair key (as candidates.covisit._pack_bits)."""
     bits = max(int(max_item).bit_length(), 1)
     if 2 * bits + window.bit_length() > 62:
-        raise ValueError(f"co-visitation key needs {2 * bits + window.bit_length()} bits; items must be < 2**29")
+        raise ValueError(f"co-visitation key needs {2 * bits + window.bit_length()} bits; "
+                         "items must be < 2**29")
     return bits
 
 
 def _partition_counts(part: pd.DataFrame, cfg: CovisitConfig, item_bits: int) -> pd.DataFrame:
     counts = pair_counts(pl.from_pandas(part), cfg, item_bits)
     shift = item_bits + cfg.window.bit_length()
-    return counts.select(a=pl.col("value") // (1 << shift), value="value", len=pl.col("len").cast(pl.Int64)).to_pandas()
+    return (counts.select(a=pl.col("value") // (1 << shift), value="value", len=pl.col("len").cast(pl.Int64))
+            .to_pandas())
 
 
 def _partition_neighbours(part: pd.DataFrame, cfg: CovisitConfig, item_bits: int, n: pl.DataFrame | None,
@@ -89,7 +91,8 @@ def neighbours(client: Any, paths: list[Path], cfg: CovisitConfig, item_bits: in
     npart = max(len(paths), 1)
     nbrs = (counts.shuffle(on="a", npartitions=npart)
             .map_partitions(_partition_neighbours, cfg, item_bits, n, n_sessions, meta=_NBRS_META))
-    frame = pl.from_pandas(nbrs.compute(), schema_overrides={"a": pl.Int32, "b": pl.Int32, "score": pl.Float32})
+    frame = pl.from_pandas(nbrs.compute(),
+                           schema_overrides={"a": pl.Int32, "b": pl.Int32, "score": pl.Float32})
     # Each partition holds whole ``a`` groups already in the single-machine order (by the float64 score,
     # which the Float32 column cannot reproduce): a stable sort on ``a`` alone keeps it.
     return frame.sort("a", maintain_order=True)
@@ -115,4 +118,5 @@ def fit(sources: list[Covisit], history: pl.DataFrame, items: pl.DataFrame, clie
         bits = item_bits_of(keyed["item"].max() or 0, source.cfg.window)
         if stats is not None:
             stats.append({})
-        source.nbrs = neighbours(client, written[key], source.cfg, bits, stats[-1] if stats is not None else None)
+        source.nbrs = neighbours(client, written[key], source.cfg, bits,
+                                 stats[-1] if stats is not None else None)

@@ -49,7 +49,8 @@ def _meta(schema: dict[str, pl.DataType]) -> pd.DataFrame:
 
 
 def _partition_inputs(part: pd.DataFrame, items: pl.DataFrame) -> Inputs:
-    history = pl.from_pandas(part, schema_overrides={"session": pl.Int32, "position": pl.Int32, "item": pl.Int32})
+    history = pl.from_pandas(part,
+                             schema_overrides={"session": pl.Int32, "position": pl.Int32, "item": pl.Int32})
     return Inputs(history=history, items=items, sessions=pl.DataFrame())
 
 
@@ -59,7 +60,8 @@ def _shuffle_sum(frame, keys: list[str], value: str, dtype: pl.DataType, share: 
     def reduce(part: pd.DataFrame) -> pd.DataFrame:
         out = pl.from_pandas(part).group_by(keys).agg(pl.col(value).sum().cast(dtype))
         if share:
-            out = out.with_columns((pl.col(value) / pl.col(value).sum().over(keys[0])).cast(pl.Float32).alias(share))
+            ratio = pl.col(value) / pl.col(value).sum().over(keys[0])
+            out = out.with_columns(ratio.cast(pl.Float32).alias(share))
         return out.to_pandas()
 
     schema = {**{k: pl.Int32 for k in keys}, value: dtype, **({share: pl.Float32} if share else {})}
@@ -121,7 +123,8 @@ def fit_cross_locale(events, items: pl.DataFrame, cfg: FeaturesConfig, npart: in
     counts = (pl.from_pandas(counts.groupby(["product", "locale"])["n"].sum().reset_index().compute())
               .select(pl.col("product").cast(products["product"].dtype), pl.col("locale").cast(pl.String),
                       pl.col("n").cast(pl.UInt32)))
-    return cross_locale.State(total, transitions, per_locale, cross_locale.item_table(products, counts, items))
+    return cross_locale.State(total, transitions, per_locale,
+                              cross_locale.item_table(products, counts, items))
 
 
 COUNTED = {"session_item": fit_session_item, "cross_locale": fit_cross_locale}
@@ -133,7 +136,8 @@ def fit_state(inputs: Inputs, cfg: FeaturesConfig, n_parts: int, tmp: Path) -> d
     import dask.dataframe as dd
 
     ranges = session_ranges(inputs.history["session"], n_parts)
-    paths = write_session_partitions(inputs.history.select("session", "position", "item"), ranges, tmp / "history")
+    paths = write_session_partitions(inputs.history.select("session", "position", "item"), ranges,
+                                     tmp / "history")
     # Held in the workers' memory for the count passes below (each worker: its partitions).
     events = dd.read_parquet([str(p) for p in paths], split_row_groups=False).persist()
     state = {}
@@ -162,7 +166,8 @@ def _chunk_task(n: int, ids: pl.Series, state: dict[str, Any], union_path: str, 
     return frame.height, frame.columns
 
 
-def assemble_on(client: Any, state: dict[str, Any], union_path: Path, history_path: Path, queries: pl.DataFrame,
+def assemble_on(client: Any, state: dict[str, Any], union_path: Path, history_path: Path,
+                queries: pl.DataFrame,
                 cfg: FeaturesConfig, out: Path) -> tuple[int, list[str]]:
     """Write ``out/part-<n>.parquet``, one task per chunk of query sessions; (rows, columns)."""
     chunks = session_chunks(queries["session"], cfg.chunk_sessions)
@@ -177,7 +182,8 @@ def assemble_on(client: Any, state: dict[str, Any], union_path: Path, history_pa
     return sum(r for r, _ in results), (results[-1][1] if results else [])
 
 
-def assemble(dcfg: DaskConfig, state: dict[str, Any], union_path: Path, history_path: Path, queries: pl.DataFrame,
+def assemble(dcfg: DaskConfig, state: dict[str, Any], union_path: Path, history_path: Path,
+             queries: pl.DataFrame,
              cfg: FeaturesConfig, out: Path) -> tuple[int, list[str]]:
     """The feature parts of ``queries`` on the cluster of ``dcfg`` (the stage's chunks, one task each)."""
     with dask_client(dcfg) as client:

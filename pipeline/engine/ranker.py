@@ -68,8 +68,9 @@ def _dask_arrays(client: Any, frame: pl.DataFrame, features: list[str], cfg: lgb
     for i in range(len(blocks)):
         for name, values in columns.items():
             lo, hi = (group_ends[i], group_ends[i + 1]) if name == "group" else (row_ends[i], row_ends[i + 1])
-            arrays[name].append(client.persist(da.from_array(values[lo:hi], chunks=values[lo:hi].shape),
-                                               workers=[workers[i % len(workers)]], allow_other_workers=False))
+            arrays[name].append(client.persist(
+                da.from_array(values[lo:hi], chunks=values[lo:hi].shape),
+                workers=[workers[i % len(workers)]], allow_other_workers=False))
     return {name: da.concatenate(parts) for name, parts in arrays.items()}
 
 
@@ -91,7 +92,7 @@ class _EvalFold:
         self.rows = np.arange(len(self.qid))
 
     def advance(self, booster: lgb.Booster, iteration: int) -> float:
-        """Add tree ``iteration`` (0-based) to the scores; MAP@100 of the model with iterations 0..iteration."""
+        """Add tree ``iteration`` (0-based) to the scores; MAP@100 of the model with trees 0..iteration."""
         self.raw += booster.predict(self.x, start_iteration=iteration, num_iteration=1, raw_score=True)
         target = self.raw[self.pos][self.qid]
         # LightGBM's MAP sorts rows stably by score: a row tied with the target and before it ranks above it.
@@ -110,11 +111,12 @@ def _params(cfg: lgbm.RankerConfig, seed: int, dcfg: DaskConfig) -> dict[str, An
 
 def train_on(client: Any, train_rows: pl.DataFrame, stop_rows: pl.DataFrame, features: list[str],
              cfg: lgbm.RankerConfig, seed: int, dcfg: DaskConfig) -> lgb.Booster:
-    """rankers.lgbm.train on the cluster: the booster with ``best_iteration`` set (early stopping as above)."""
+    """rankers.lgbm.train on the cluster: the booster with ``best_iteration`` set (early stopping above)."""
     from lightgbm.dask import DaskLGBMRanker
 
     if train_rows.is_empty() or stop_rows.is_empty():
-        raise ValueError(f"nothing to train on: {train_rows.height} training rows, {stop_rows.height} eval rows")
+        raise ValueError(f"nothing to train on: {train_rows.height} training rows, "
+                         f"{stop_rows.height} eval rows")
     data = _dask_arrays(client, train_rows, features, cfg, n_workers(client) * dcfg.partitions_per_worker)
     evals = _EvalFold(stop_rows, features, cfg)
     categorical = [features.index(c) for c in CATEGORICAL if c in features]
@@ -150,17 +152,18 @@ def fit(dcfg: DaskConfig, train_rows: pl.DataFrame, stop_rows: pl.DataFrame, cfg
 
 def _top_task(path: str, rank: Callable[[pl.DataFrame], pl.DataFrame], columns: list[str] | None,
               k: int) -> pl.DataFrame:
-    from pipeline.predict import ranked_top
+    from pipeline.ranking import ranked_top
 
     return ranked_top([pl.read_parquet(path, columns=columns)], rank, k)
 
 
 def ranked_top(dcfg: DaskConfig, parts: list[Path], rank: Callable[[pl.DataFrame], pl.DataFrame],
                columns: list[str] | None, k: int) -> pl.DataFrame:
-    """pipeline.predict.ranked_top over the feature parts, one task per part (``rank`` is shipped once)."""
+    """pipeline.ranking.ranked_top over the feature parts, one task per part (``rank`` is shipped once)."""
     with dask_client(dcfg) as client:
         [rank_f] = client.scatter([rank], broadcast=True)
-        futures = [client.submit(_top_task, str(Path(p).resolve()), rank_f, columns, k, pure=False) for p in parts]
+        futures = [client.submit(_top_task, str(Path(p).resolve()), rank_f, columns, k, pure=False)
+                   for p in parts]
         tops = client.gather(futures)
     if not tops:
         return pl.DataFrame(schema={"session": pl.Int32, "item": pl.Int32, "rank": pl.Int32})

@@ -35,7 +35,8 @@ from pipeline.io import timed
 log = logging.getLogger(__name__)
 
 
-def _union_task(specs: list[SourceSpec], path: str, chunk_size: int, max_per_session: int) -> list[pl.DataFrame]:
+def _union_task(specs: list[SourceSpec], path: str, chunk_size: int,
+                max_per_session: int) -> list[pl.DataFrame]:
     from pipeline.candidate_gen import generate_union
 
     return list(generate_union(specs, pl.read_parquet(path), chunk_size, max_per_session))
@@ -52,14 +53,17 @@ def fit(client, specs: list[SourceSpec], history: pl.DataFrame, items: pl.DataFr
     fit_sources([s for s in specs if not isinstance(s.source, Covisit)], history, items)
 
 
-def parts_on(client, tmp: Path, n_parts: int, specs: list[SourceSpec], history: pl.DataFrame, items: pl.DataFrame,
+def parts_on(client, tmp: Path, n_parts: int, specs: list[SourceSpec], history: pl.DataFrame,
+             items: pl.DataFrame,
              sessions: pl.DataFrame, chunk_size: int, max_per_session: int) -> Iterator[pl.DataFrame]:
     """Fit ``specs`` on ``history``; yield the union of ``sessions`` chunk by chunk, in session order."""
     fit(client, specs, history, items, n_parts, tmp)
-    paths = write_session_partitions(sessions, session_ranges(sessions["session"], n_parts, multiple=chunk_size),
+    paths = write_session_partitions(sessions,
+                                     session_ranges(sessions["session"], n_parts, multiple=chunk_size),
                                      tmp / "queries")
     specs_f = client.scatter(specs, broadcast=True)
-    futures = [client.submit(_union_task, specs_f, str(p), chunk_size, max_per_session, pure=False) for p in paths]
+    futures = [client.submit(_union_task, specs_f, str(p), chunk_size, max_per_session, pure=False)
+               for p in paths]
     for n, future in enumerate(futures):
         parts = future.result()
         log.info("dask: union partition %d/%d: %d chunks", n + 1, len(futures), len(parts))
@@ -68,7 +72,8 @@ def parts_on(client, tmp: Path, n_parts: int, specs: list[SourceSpec], history: 
 
 def union_parts(dcfg: DaskConfig, specs: list[SourceSpec], history: pl.DataFrame, items: pl.DataFrame,
                 sessions: pl.DataFrame, chunk_size: int, max_per_session: int) -> Iterator[pl.DataFrame]:
-    """:func:`parts_on` on the cluster of ``dcfg``, with ``dask.partitions_per_worker`` partitions per worker."""
+    """:func:`parts_on` on the cluster of ``dcfg``, ``dask.partitions_per_worker`` partitions per worker."""
     with dask_client(dcfg) as client, scratch(dcfg, "candidates") as tmp:
-        yield from parts_on(client, tmp, n_workers(client) * dcfg.partitions_per_worker, specs, history, items,
+        yield from parts_on(client, tmp, n_workers(client) * dcfg.partitions_per_worker, specs, history,
+                            items,
                             sessions, chunk_size, max_per_session)

@@ -28,7 +28,8 @@ def tokens(titles: pl.Series) -> pl.Series:
     distinct = titles.fill_null("").unique()
     mapping = pl.DataFrame({"_t": distinct, "_tok": [tok(t).split() for t in distinct.to_list()]},
                            schema={"_t": pl.String, "_tok": pl.List(pl.String)})
-    return (pl.DataFrame({"_t": titles.fill_null("")}).join(mapping, on="_t", how="left", maintain_order="left")
+    return (pl.DataFrame({"_t": titles.fill_null("")})
+            .join(mapping, on="_t", how="left", maintain_order="left")
             ["_tok"].alias(titles.name))
 
 

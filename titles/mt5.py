@@ -39,36 +39,40 @@ SEP = " | "
 
 @dataclass(frozen=True)
 class Mt5Config:
-    pretrained_dir: str = ""       # local MT5 checkpoint + tokenizer to fine-tune; "" = train from scratch
-    vocab_size: int = 2000         # scratch: SentencePiece vocabulary
-    tokenizer_titles: int = 100_000  # scratch: titles sampled to train the tokenizer
-    d_model: int = 64
-    d_kv: int = 16
-    d_ff: int = 128
-    num_layers: int = 1
-    num_decoder_layers: int = 1
-    num_heads: int = 4
-    dropout: float = 0.1
-    n_context: int = 2             # most recent distinct session titles in the input (last one first)
-    max_source_len: int = 64       # tokens
-    max_target_len: int = 32       # tokens, also the generation limit
-    max_train_pairs: int = 20_000  # (context, next title) pairs sampled from the history
-    batch_size: int = 32
-    learning_rate: float = 2e-3
-    warmup_steps: int = 100
-    max_steps: int = 400
-    max_train_seconds: float = 300.0
-    label_smoothing: float = 0.0
-    num_beams: int = 4             # 1 = greedy
-    length_penalty: float = 1.0
-    no_repeat_ngram_size: int = 3
-    min_len_quantile: float = 0.0  # per-locale generation floor: this quantile of the training targets' token length (0 = off)
-    max_len_quantile: float = 1.0  # per-locale generation cap: this quantile (1 = the longest), never above max_target_len
-    copy_share: float = 0.0        # share of training pairs whose target is replaced by the source's last title
-    fallback_min_tokens: int = 0   # mt5+fallback: a generation shorter than this many words is replaced by the last title
-    gen_batch_size: int = 64
-    max_valid_sessions: int = 500  # valid sessions generated for the metric (sampled)
-    threads: int = 1               # CPU threads (ignored on CUDA)
+    pretrained_dir: str            # local MT5 checkpoint + tokenizer to fine-tune; "" = train from scratch
+    vocab_size: int                # scratch: SentencePiece vocabulary
+    tokenizer_titles: int            # scratch: titles sampled to train the tokenizer
+    d_model: int
+    d_kv: int
+    d_ff: int
+    num_layers: int
+    num_decoder_layers: int
+    num_heads: int
+    dropout: float
+    n_context: int                 # most recent distinct session titles in the input (last one first)
+    max_source_len: int            # tokens
+    max_target_len: int            # tokens, also the generation limit
+    max_train_pairs: int           # (context, next title) pairs sampled from the history
+    batch_size: int
+    learning_rate: float
+    warmup_steps: int
+    max_steps: int
+    max_train_seconds: float
+    label_smoothing: float
+    num_beams: int                 # 1 = greedy
+    length_penalty: float
+    no_repeat_ngram_size: int
+    # per-locale generation floor: this quantile of the training targets' token length (0 = off)
+    min_len_quantile: float
+    # per-locale generation cap: this quantile (1 = the longest), never above max_target_len
+    max_len_quantile: float
+    # share of training pairs whose target is replaced by the source's last title
+    copy_share: float
+    # mt5+fallback: a generation shorter than this many words is replaced by the last title
+    fallback_min_tokens: int
+    gen_batch_size: int
+    max_valid_sessions: int        # valid sessions generated for the metric (sampled)
+    threads: int                   # CPU threads (ignored on CUDA)
 
 
 def device() -> torch.device:
@@ -84,7 +88,8 @@ def _distinct_runs(events: pl.DataFrame) -> pl.DataFrame:
 
 
 def contexts(long: pl.DataFrame, titles: pl.DataFrame, n_context: int) -> pl.DataFrame:
-    """session, source: the last ``n_context`` distinct titles of each session, most recent first, joined by SEP.
+    """session, source: the last ``n_context`` distinct titles of each session, most recent first,
+    joined by SEP.
 
     Args:
         long: session, position, item (the events to summarise; sessions without a titled event get no row).
@@ -97,7 +102,8 @@ def contexts(long: pl.DataFrame, titles: pl.DataFrame, n_context: int) -> pl.Dat
 
 
 def training_pairs(history: pl.DataFrame, titles: pl.DataFrame, cfg: Mt5Config, seed: int) -> pl.DataFrame:
-    """source, target, locale: (context, next title) pairs of the history sessions, sampled to max_train_pairs.
+    """source, target, locale: (context, next title) pairs of the history sessions, sampled to
+    max_train_pairs.
 
     Args:
         history: session, position, item (fit sessions carry their target as the last event, so
@@ -160,7 +166,8 @@ def train_tokenizer(titles: list[str], vocab_size: int, out_dir: Path, seed: int
     prefix = out_dir / "spm"
     spm.SentencePieceTrainer.train(
         sentence_iterator=iter(titles), model_prefix=str(prefix), vocab_size=vocab_size, model_type="unigram",
-        pad_id=0, eos_id=1, unk_id=2, bos_id=-1, character_coverage=0.9995, normalization_rule_name="identity",
+        pad_id=0, eos_id=1, unk_id=2, bos_id=-1, character_coverage=0.9995,
+        normalization_rule_name="identity",
         user_defined_symbols=["|"], hard_vocab_limit=False, num_threads=1,
         minloglevel=2)
     sp = spm.SentencePieceProcessor(model_file=str(prefix) + ".model")
@@ -171,7 +178,8 @@ def train_tokenizer(titles: list[str], vocab_size: int, out_dir: Path, seed: int
 
 # ------------------------------------------------------------------------------------------ model
 
-def build(cfg: Mt5Config, titles: list[str], work_dir: Path, seed: int) -> tuple[MT5ForConditionalGeneration, object]:
+def build(cfg: Mt5Config, titles: list[str], work_dir: Path,
+          seed: int) -> tuple[MT5ForConditionalGeneration, object]:
     """The model and tokenizer: loaded from ``pretrained_dir`` or built small from ``cfg``."""
     torch.manual_seed(seed)
     if cfg.pretrained_dir:
@@ -184,7 +192,8 @@ def build(cfg: Mt5Config, titles: list[str], work_dir: Path, seed: int) -> tuple
         np.asarray(titles, dtype=object)[rng.choice(len(titles), cfg.tokenizer_titles, replace=False)])
     tok = train_tokenizer(sample, cfg.vocab_size, work_dir, seed)
     mcfg = MT5Config(vocab_size=len(tok), d_model=cfg.d_model, d_kv=cfg.d_kv, d_ff=cfg.d_ff,
-                     num_layers=cfg.num_layers, num_decoder_layers=cfg.num_decoder_layers, num_heads=cfg.num_heads,
+                     num_layers=cfg.num_layers, num_decoder_layers=cfg.num_decoder_layers,
+                     num_heads=cfg.num_heads,
                      dropout_rate=cfg.dropout, feed_forward_proj="gated-gelu", tie_word_embeddings=True,
                      pad_token_id=tok.pad_token_id, eos_token_id=tok.eos_token_id,
                      decoder_start_token_id=tok.pad_token_id)
@@ -234,7 +243,8 @@ def train(model: MT5ForConditionalGeneration, tok, pairs: pl.DataFrame, cfg: Mt5
                 log.info("step %d loss %.3f", step, float(np.mean(losses[-100:])))
             if time.perf_counter() - start > cfg.max_train_seconds:
                 stopped_by_time = True
-                log.warning("mt5: stopped by max_train_seconds after %d steps: the run is not reproducible", step)
+                log.warning("mt5: stopped by max_train_seconds after %d steps: the run is not reproducible",
+                            step)
                 break
     return {"steps": step, "final_loss": float(np.mean(losses[-100:])) if losses else None,
             "train_seconds": time.perf_counter() - start, "stopped_by_time": stopped_by_time,

@@ -1,0 +1,1 @@
+"""The report stage's library: analysis (frames), plots (PNGs), page (blocks and their templates)."""

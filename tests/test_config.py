@@ -1,0 +1,138 @@
+"""params.yaml is the only source of values: a missing, unknown or mistyped key is an error naming it."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import pytest
+import yaml
+
+from candidates.deep.config import DeepConfig
+from features.base import FeaturesConfig
+from pipeline import config
+from pipeline.candidate_gen import CandidatesConfig
+from pipeline.dataconfig import DataConfig
+from pipeline.engine import DaskConfig, dask_config, engine
+from pipeline.guards import ResourcesConfig
+from pipeline.publish import PublishConfig
+from pipeline.report import ReportConfig
+from pipeline.split import SplitConfig
+from pipeline.synthetic import SyntheticConfig
+from rankers.lgbm import RankerConfig
+from titles.chooser import ChooserConfig
+from titles.mt5 import Mt5Config
+
+REPO = Path(__file__).resolve().parents[1]
+
+# every section a stage reads with config.load_section, and its dataclass
+SECTIONS = {
+    "data": DataConfig, "synthetic": SyntheticConfig, "split": SplitConfig, "deep": DeepConfig,
+    "candidates": CandidatesConfig, "features": FeaturesConfig, "resources": ResourcesConfig,
+    "ranker": RankerConfig, "task3.chooser": ChooserConfig, "task3.mt5": Mt5Config, "publish": PublishConfig,
+    "report": ReportConfig, "dask": DaskConfig,
+}
+
+
+def _params() -> dict:
+    return yaml.safe_load((REPO / "params.yaml").read_text())
+
+
+def _write(tmp_path: Path, params: dict) -> Path:
+    path = tmp_path / "params.yaml"
+    path.write_text(yaml.safe_dump(params, sort_keys=False))
+    return path
+
+
+def _node(params: dict, section: str) -> dict:
+    for part in section.split("."):
+        params = params[part]
+    return params
+
+
+@pytest.mark.parametrize("section", list(SECTIONS))
+def test_every_section_loads_complete(section):
+    cfg = config.load_section(SECTIONS[section], section, REPO / "params.yaml")
+    assert dataclasses.is_dataclass(cfg)
+
+
+@pytest.mark.parametrize("section", list(SECTIONS))
+def test_a_deleted_key_is_an_error_naming_it(tmp_path, section):
+    """No dataclass default stands in for a deleted line (SplitConfig.valid_fraction was 0.1, params 0.25)."""
+    for name in [f.name for f in dataclasses.fields(SECTIONS[section])]:
+        params = _params()
+        del _node(params, section)[name]
+        with pytest.raises(config.ParamsError, match=rf"missing key '{name}' \(.*:{section}\.{name}\)"):
+            config.load_section(SECTIONS[section], section, _write(tmp_path, params))
+
+
+@pytest.mark.parametrize("section, key, value, expected", [
+    ("split", "valid_fraction", "a quarter", "float"),
+    ("split", "max_valid_sessions", 6.5, "int"),
+    ("split", "max_valid_sessions", True, "int"),
+    ("split", "test_datasets", "task1_phase1", "list"),
+    ("ranker", "per_task", "no", "bool"),
+    ("ranker", "locale_weights", {"ES": "three"}, "float"),
+    ("data", "test_files", ["task1_phase1", 3], "str"),
+    ("task3.mt5", "pretrained_dir", 0, "str"),
+    ("task3.chooser", "trim_grid", [0, "8"], "int"),
+    ("deep", "threads", "all", "int"),
+    ("dask", "memory_limit", 4, "str"),
+])
+def test_a_mistyped_value_is_an_error_naming_the_key(tmp_path, section, key, value, expected):
+    params = _params()
+    _node(params, section)[key] = value
+    with pytest.raises(config.ParamsError, match=rf"{section}\.{key}(\[\d+\]|\.\w+)?: expected .*{expected}"):
+        config.load_section(SECTIONS[section], section, _write(tmp_path, params))
+
+
+def test_an_int_is_a_float_and_lists_become_tuples(tmp_path):
+    params = _params()
+    params["split"]["valid_fraction"] = 1
+    cfg = config.load_section(SplitConfig, "split", _write(tmp_path, params))
+    assert cfg.valid_fraction == 1.0 and isinstance(cfg.valid_fraction, float)
+    assert isinstance(cfg.test_datasets, tuple)
+
+
+def test_an_unknown_key_is_an_error_naming_it(tmp_path):
+    params = _params()
+    params["split"]["valid_fracton"] = 0.2
+    with pytest.raises(config.ParamsError, match=r"split: unknown key\(s\) \['valid_fracton'\]"):
+        config.load_section(SplitConfig, "split", _write(tmp_path, params))
+
+
+def test_a_nested_model_key_is_named_with_its_path(tmp_path):
+    params = _params()
+    del params["deep"]["models"]["sasrec"]["lr"]
+    with pytest.raises(config.ParamsError, match=r"deep\.models\.sasrec\.lr"):
+        config.load_section(DeepConfig, "deep", _write(tmp_path, params))
+
+
+def test_top_level_seed_engine_and_dask_are_required(tmp_path):
+    for key, read in (("seed", config.seed), ("engine", engine), ("dask", dask_config)):
+        params = _params()
+        del params[key]
+        with pytest.raises(config.ParamsError, match=key):
+            read(_write(tmp_path, params))
+    params = _params()
+    params["seed"] = "42"
+    with pytest.raises(config.ParamsError, match="seed: expected int"):
+        config.seed(_write(tmp_path, params))
+
+
+def test_a_dataclass_check_is_a_params_error(tmp_path):
+    params = _params()
+    params["task3"]["chooser"]["label"] = "bleu"
+    with pytest.raises(config.ParamsError, match=r"task3\.chooser: label must be"):
+        config.load_section(ChooserConfig, "task3.chooser", _write(tmp_path, params))
+
+
+def test_source_knobs_name_only_what_they_set():
+    """candidates.sources entries are partial on purpose (a variant names the knobs it changes), typed
+    all the same."""
+    from candidates.covisit import CovisitConfig
+
+    cfg = config.from_dict(CovisitConfig, {"window": 2}, "candidates.sources.x")
+    assert cfg.window == 2
+    with pytest.raises(config.ParamsError, match=r"candidates\.sources\.x\.window: expected int"):
+        config.from_dict(CovisitConfig, {"window": "2"}, "candidates.sources.x")

@@ -1,0 +1,230 @@
+"""Task 3 stage two: the BLEU-aware title chooser and editor.
+
+Stage one (titles.candidates, titles.features) proposes candidate titles per session with their
+features; here:
+
+1. Chooser: a LightGBM regressor of a BLEU label of the candidate title against the target title
+   (``gain``: its first-order contribution to corpus BLEU, see label(); or smoothed sentence BLEU)
+   on the columns of titles.features.columns; per session the highest prediction wins. Learned on
+   the valid split, evaluated out of fold (session folds). Its settings are params.yaml
+   ``task3.chooser``.
+2. Editor: edits that corpus BLEU rewards, tuned on the out-of-fold choices against the exact
+   corpus BLEU: (a) ``trim``: a per-locale cap on the title length in tokens (drops trailing
+   tokens, whose n-grams match least often; the cap trades precision against the brevity
+   penalty); (b) ``drop_tail``: strip trailing tokens that no other title of the session holds.
+
+Real Task 3 targets are products absent from the catalogue, while a held-out train session's
+target is a catalogue item that a source may propose verbatim; with ``mask_target`` the target
+item is removed from the valid candidates so the chooser learns for new targets.
+
+Frames: ``cands`` has session, item, locale, title, tokens and the feature columns; a ``choice``
+frame has session, tokens (the chosen title's 13a tokens), title, locale.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+import lightgbm as lgb
+import polars as pl
+
+from titles.features import columns
+from titles.text import MAX_ORDER, STAT_COLUMNS, bleu_stats, corpus_bleu, sentence_bleu
+
+log = logging.getLogger(__name__)
+
+@dataclass(frozen=True)
+class ChooserConfig:
+    """params.yaml ``task3.chooser``: stage one (candidates) and stage two (chooser, editor)."""
+
+    max_session_items: int         # most recent distinct items of the session kept as candidates
+    sources: dict[str, dict[str, Any]]  # title sources: name -> {type, k, knobs} (titles.candidates)
+    mask_target: bool              # valid: drop the target item itself (real targets are new products)
+    label: str                     # regression label: gain (first-order corpus BLEU gain) | sentence
+    folds: int                     # session folds for the out-of-fold validation choices
+    num_leaves: int                # LightGBM regressor (see _lgb_params)
+    learning_rate: float
+    n_estimators: int
+    min_child_samples: int
+    bagging_fraction: float
+    bagging_freq: int
+    feature_fraction: float
+    num_threads: int
+    trim_grid: tuple[int, ...]     # token caps tried (0 = none)
+    drop_tail_min: tuple[int, ...]  # drop_tail keeps at least this many tokens (0 = off)
+
+    def __post_init__(self) -> None:
+        if self.label not in ("gain", "sentence"):
+            raise ValueError(f"label must be 'gain' or 'sentence', got {self.label!r}")
+
+
+@dataclass(frozen=True)
+class Edits:
+    """Tuned editor settings: per-locale token cap (0 = none) and drop_tail minimum (0 = off)."""
+
+    trim: dict[str, int]
+    drop_tail_min: int
+
+
+# -------------------------------------------------------------------------------------------- chooser
+
+def label(cands: pl.DataFrame, target_tokens: pl.DataFrame, kind: str = "gain") -> pl.DataFrame:
+    """Add ``bleu``, the regression label of each candidate against its session's target.
+
+    ``sentence``: add-one smoothed sentence BLEU. ``gain``: the first-order change of the corpus
+    log-BLEU when this title replaces the last title, sum_n (m_n/M_n - t_n/T_n)/4 plus the brevity
+    term, with M, T, C, R the corpus totals of the last titles; it is additive over sessions, so
+    the per-session argmax maximises the corpus score to first order (sentence BLEU does not).
+
+    Args:
+        target_tokens: session, ref (List(String): the target title's 13a tokens).
+    """
+    joined = cands.join(target_tokens, on="session", how="left", maintain_order="left")
+    stats = bleu_stats(joined["tokens"], joined["ref"].fill_null([]))
+    if kind == "sentence":
+        return joined.drop("ref").with_columns(bleu=pl.Series(sentence_bleu(stats)))
+    last = stats.filter(joined["si_recency"].fill_null(-1) == 0)
+    n_ref = last.height if last.height else cands["session"].n_unique()
+    tot = (last if last.height else stats).select(pl.col(STAT_COLUMNS).sum()).row(0, named=True)
+    gain = sum((pl.col(f"m{n}") / max(tot[f"m{n}"], 1) - pl.col(f"t{n}") / max(tot[f"t{n}"], 1)) / MAX_ORDER
+               for n in range(1, MAX_ORDER + 1))
+    # d log BP / d c = R / C^2 while the hypotheses are shorter than the references, else 0.
+    brevity = tot["ref_len"] / tot["hyp_len"] ** 2 if 0 < tot["hyp_len"] < tot["ref_len"] else 0.0
+    # Scaled by the number of sessions so the label is O(1) for LightGBM.
+    value = stats.select(((gain + brevity * pl.col("hyp_len")) * n_ref).alias("bleu"))["bleu"]
+    return joined.drop("ref").with_columns(bleu=value)
+
+
+def _lgb_params(cfg: ChooserConfig, seed: int) -> dict:
+    # deterministic + force_row_wise: the same model for the same data and seed on any machine.
+    return {"objective": "regression", "num_leaves": cfg.num_leaves, "learning_rate": cfg.learning_rate,
+            "min_data_in_leaf": cfg.min_child_samples, "bagging_fraction": cfg.bagging_fraction,
+            "bagging_freq": cfg.bagging_freq, "feature_fraction": cfg.feature_fraction, "seed": seed,
+            "deterministic": True, "force_row_wise": True, "num_threads": cfg.num_threads, "verbosity": -1}
+
+
+def fit(train: pl.DataFrame, cfg: ChooserConfig, seed: int) -> lgb.Booster:
+    """LightGBM regressor of ``bleu`` on titles.features.columns (``train`` = label() output)."""
+    names = columns(list(cfg.sources))
+    data = lgb.Dataset(train.select(names).to_numpy(), train["bleu"].to_numpy(), feature_name=names,
+                       free_raw_data=True)
+    return lgb.train(_lgb_params(cfg, seed), data, num_boost_round=cfg.n_estimators)
+
+
+def predict(model: lgb.Booster, cands: pl.DataFrame) -> pl.DataFrame:
+    """``cands`` with ``pred``, on the columns the model was trained on."""
+    x = cands.select(model.feature_name()).to_numpy()
+    return cands.with_columns(pred=pl.Series(model.predict(x), dtype=pl.Float64))
+
+
+def out_of_fold(train: pl.DataFrame, cfg: ChooserConfig, seed: int) -> pl.DataFrame:
+    """``train`` with ``pred`` from models that never saw the session (folds by session id)."""
+    # A multiplicative hash of the id, so the folds do not follow any pattern in the session ids.
+    fold = (((pl.col("session").cast(pl.Int64) * 2654435761) % 2**32) // 2**16) % cfg.folds
+    parts = []
+    for k in range(cfg.folds):
+        model = fit(train.filter(fold != k), cfg, seed)
+        parts.append(predict(model, train.filter(fold == k)))
+    return pl.concat(parts).sort("session", maintain_order=True)
+
+
+def choose(scored: pl.DataFrame, column: str = "pred") -> pl.DataFrame:
+    """The best candidate of each session by ``column`` (ties: candidate order).
+
+    Returns session, locale, item, title, tokens, and the features (used by the editor).
+    """
+    return (scored.with_columns(_i=pl.int_range(pl.len()))
+            .sort(["session", column, "_i"], descending=[False, True, False])
+            .unique("session", keep="first", maintain_order=True).drop("_i"))
+
+
+# --------------------------------------------------------------------------------------------- editor
+
+def tail_support(choice: pl.DataFrame, cands: pl.DataFrame) -> pl.DataFrame:
+    """Add ``supported``: per token of the choice, whether another session title holds it.
+
+    Args:
+        choice: choose() output. cands: the candidates (the session's own titles are those with
+        si_in_session = 1).
+    """
+    own = (cands.filter(pl.col("si_in_session") == 1).select("session", "item",
+                                                             tok=pl.col("tokens").list.unique())
+           .explode("tok", empty_as_null=False).drop_nulls("tok"))
+    long = (choice.select("session", "item", "tokens").with_row_index("_r")
+            .explode("tokens", empty_as_null=False).rename({"tokens": "tok"})
+            .with_columns(_j=pl.int_range(pl.len()).over("_r")))
+    held = (long.join(own.rename({"item": "_other"}), on=["session", "tok"])
+            .filter(pl.col("_other") != pl.col("item")).select("_r", "_j").unique()
+            .with_columns(_s=pl.lit(True)))
+    flags = (long.join(held, on=["_r", "_j"], how="left").sort("_r", "_j")
+             .group_by("_r", maintain_order=True).agg(supported=pl.col("_s").fill_null(False)))
+    return choice.with_row_index("_r").join(flags, on="_r", how="left", maintain_order="left").drop("_r")
+
+
+def apply_edits(choice: pl.DataFrame, edits: Edits) -> pl.DataFrame:
+    """Edited token lists: ``choice`` (with ``supported`` from tail_support) gets ``edited``."""
+    n = pl.col("tokens").list.len()
+    keep = n
+    if edits.drop_tail_min > 0:
+        # Length without the trailing run of unsupported tokens, never below drop_tail_min.
+        last_supported = pl.col("supported").list.eval(
+            pl.int_range(pl.len()).filter(pl.element()).max() + 1).list.first().fill_null(0)
+        keep = pl.max_horizontal(last_supported, pl.lit(edits.drop_tail_min)).clip(upper_bound=n)
+    cap = pl.col("locale").replace_strict(edits.trim, default=0, return_dtype=pl.Int64)
+    keep = pl.when(cap > 0).then(pl.min_horizontal(keep, cap)).otherwise(keep)
+    return choice.with_columns(edited=pl.col("tokens").list.head(keep))
+
+
+def edited_titles(choice: pl.DataFrame) -> pl.Series:
+    """The submitted string: the original title when untouched, else the kept tokens space-joined."""
+    return (choice.select(pl.when(pl.col("edited").list.len() == pl.col("tokens").list.len())
+                          .then(pl.col("title")).otherwise(pl.col("edited").list.join(" ")))
+            .to_series().alias("next_item_title"))
+
+
+def tune_edits(choice: pl.DataFrame, ref: pl.Series, cfg: ChooserConfig) -> tuple[Edits, dict[str, float]]:
+    """Pick the drop_tail minimum, then each locale's cap (coordinate ascent), by corpus BLEU.
+
+    Args:
+        choice: tail_support() output; ref: the target tokens aligned with ``choice`` rows.
+    Returns the edits and the corpus BLEU after each step ({"chosen", "drop_tail", "trim"}).
+    """
+    def row_stats(edits: Edits) -> pl.DataFrame:
+        return bleu_stats(apply_edits(choice, edits)["edited"], ref)
+
+    steps = {"chosen": corpus_bleu(row_stats(Edits(trim={}, drop_tail_min=0)))}
+    by_min = {m: row_stats(Edits(trim={}, drop_tail_min=m)) for m in cfg.drop_tail_min}
+    best_min = max(cfg.drop_tail_min, key=lambda m: (corpus_bleu(by_min[m]), -m))
+    current = by_min[best_min]
+    steps["drop_tail"] = corpus_bleu(current)
+    locales = sorted(choice["locale"].unique().to_list())
+    # Row statistics under each cap are computed once; a locale's cap then only swaps its rows.
+    by_cap = {c: row_stats(Edits(trim=dict.fromkeys(locales, c), drop_tail_min=best_min))
+              for c in cfg.trim_grid}
+    trim: dict[str, int] = {}
+    for locale in locales:
+        rows = pl.Series((choice["locale"] == locale).to_list())
+
+        def swapped(cap: int, rows: pl.Series = rows, base: pl.DataFrame = current) -> pl.DataFrame:
+            return base.select(pl.when(rows).then(by_cap[cap][c]).otherwise(pl.col(c)).alias(c)
+                               for c in base.columns)
+
+        trim[locale] = max(cfg.trim_grid, key=lambda c: (corpus_bleu(swapped(c)), -c))
+        current = swapped(trim[locale])
+    steps["trim"] = corpus_bleu(current)
+    return Edits(trim=trim, drop_tail_min=best_min), steps
+
+
+def corpus_bleu_of(hyp_tokens: pl.Series, ref_tokens: pl.Series) -> float:
+    return corpus_bleu(bleu_stats(hyp_tokens, ref_tokens))
+
+
+def fill_missing(sessions: pl.DataFrame, titles: pl.DataFrame, fallback: pl.DataFrame) -> pl.DataFrame:
+    """session, next_item_title for every session: ``titles`` where present, else ``fallback``'s."""
+    return (sessions.select("session").join(titles, on="session", how="left", maintain_order="left")
+            .join(fallback.rename({"next_item_title": "_fb"}), on="session", how="left",
+                  maintain_order="left")
+            .select("session", next_item_title=pl.coalesce("next_item_title", "_fb", pl.lit(""))))
+
