@@ -34,7 +34,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--skip-fit", nargs="*", default=[], help="source names left out")
     parser.add_argument("--out", type=Path, default=None)
     parser.add_argument("--label", default="")
-    parser.add_argument("--union", type=Path, default=None, help="a saved chunk union: time the features only")
+    parser.add_argument(
+        "--union", type=Path, default=None, help="a saved chunk union: time the features only"
+    )
     parser.add_argument("--save", type=Path, default=None, help="write the chunk's union and features here")
     args = parser.parse_args(argv)
     args.out, args.save, args.union = (p.resolve() if p else None for p in (args.out, args.save, args.union))
@@ -42,27 +44,41 @@ def main(argv: list[str] | None = None) -> None:
     sys.path.insert(0, str(REPO))
     from candidates.base import query_sessions
     from candidates.union import build_sources, union
+    from features import registry
     from features.assemble import chunk_of, fit_families, session_chunks
     from features.base import FeaturesConfig, Inputs
-    from features import registry
     from pipeline import config
     from pipeline.candidate_gen import CandidatesConfig
     from pipeline.io import peak_rss_mib
 
     cfg = config.load_section(CandidatesConfig, "candidates")
-    specs = [s for s in build_sources(cfg.sources, config.seed()) if s.name not in args.skip_fit and not args.union]
+    specs = [
+        s for s in build_sources(cfg.sources, config.seed()) if s.name not in args.skip_fit and not args.union
+    ]
     split = Path("data/split") / args.split
     history = pl.read_parquet(split / "history.parquet")
     queries = pl.read_parquet(split / "queries.parquet")
     items = pl.read_parquet("data/prepared/items.parquet")
     ids = queries.get_column("session").unique().sort().head(args.sessions)
     queries = queries.filter(pl.col("session").is_in(ids.implode()))
-    events = pl.scan_parquet("data/prepared/events.parquet").join(queries.lazy().select("session"),
-                                                                   on="session").collect()
+    events = (
+        pl.scan_parquet("data/prepared/events.parquet")
+        .join(queries.lazy().select("session"), on="session")
+        .collect()
+    )
     sessions = query_sessions(queries, events)
-    record: dict = {"workspace": str(args.workspace), "label": args.label, "split": args.split,
-                    "history_events": history.height, "query_sessions": queries.height,
-                    "load_start": os.getloadavg()[0], "fit_s": {}, "generate_s": {}, "rows": {}, "features_s": {}}
+    record: dict = {
+        "workspace": str(args.workspace),
+        "label": args.label,
+        "split": args.split,
+        "history_events": history.height,
+        "query_sessions": queries.height,
+        "load_start": os.getloadavg()[0],
+        "fit_s": {},
+        "generate_s": {},
+        "rows": {},
+        "features_s": {},
+    }
     for spec in specs:
         t0 = time.perf_counter()
         spec.source.fit(history, items)
@@ -74,26 +90,39 @@ def main(argv: list[str] | None = None) -> None:
         cands[spec.name] = spec.source.generate(sessions, spec.k)
         record["generate_s"][spec.name] = round(time.perf_counter() - t0, 2)
         record["rows"][spec.name] = cands[spec.name].height
-        print(f"generate {spec.name}: {record['generate_s'][spec.name]} s, {cands[spec.name].height} rows", flush=True)
+        print(
+            f"generate {spec.name}: {record['generate_s'][spec.name]} s, {cands[spec.name].height} rows",
+            flush=True,
+        )
     if args.split == "valid":  # each source's recall of the held-out targets (hit anywhere in its k)
         targets = pl.read_parquet(split / "targets.parquet").join(queries.select("session"), on="session")
-        record["recall"] = {name: round(c.join(targets, on=["session", "item"]).height / targets.height, 4)
-                            for name, c in cands.items()}
+        record["recall"] = {
+            name: round(c.join(targets, on=["session", "item"]).height / targets.height, 4)
+            for name, c in cands.items()
+        }
         print("recall", record["recall"], flush=True)
     t0 = time.perf_counter()
     frame = pl.read_parquet(args.union) if args.union else union(cands, cfg.max_per_session)
     record["union_s"], record["union_rows"] = round(time.perf_counter() - t0, 2), frame.height
     if args.split == "valid":
-        record["recall"]["union"] = round(frame.join(targets, on=["session", "item"]).height / targets.height, 4)
+        record["recall"]["union"] = round(
+            frame.join(targets, on=["session", "item"]).height / targets.height, 4
+        )
     fcfg = config.load_section(FeaturesConfig, "features")
-    inputs = Inputs(history=history, items=items,
-                    sessions=pl.read_parquet("data/prepared/sessions.parquet",
-                                             columns=["session", "dataset", "locale", "length"]))
+    inputs = Inputs(
+        history=history,
+        items=items,
+        sessions=pl.read_parquet(
+            "data/prepared/sessions.parquet", columns=["session", "dataset", "locale", "length"]
+        ),
+    )
     t0 = time.perf_counter()
     state = fit_families(inputs, fcfg)
     record["features_fit_s"] = round(time.perf_counter() - t0, 2)
     hist_q = history.join(queries.select("session"), on="session", how="semi")
-    cands_frame, chunk = chunk_of(frame.lazy(), queries, hist_q, session_chunks(queries["session"], len(ids))[0])
+    cands_frame, chunk = chunk_of(
+        frame.lazy(), queries, hist_q, session_chunks(queries["session"], len(ids))[0]
+    )
     out = cands_frame.sort("session", "item")
     for name, family_state in state.items():
         t0 = time.perf_counter()

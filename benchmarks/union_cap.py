@@ -28,10 +28,13 @@ REPO = Path(__file__).resolve().parents[1]
 
 def capped(frame: pl.DataFrame, cap: int) -> pl.DataFrame:
     ranks = [c for c in frame.columns if re.fullmatch(r"cand_.+_rank", c)]
-    return (frame.with_columns(_best=pl.min_horizontal(ranks))
-            .sort(["session", "_best", "n_sources", "item"], descending=[False, False, True, False])
-            .filter(pl.int_range(pl.len()).over("session") < cap)
-            .drop("_best").sort("session", "item"))
+    return (
+        frame.with_columns(_best=pl.min_horizontal(ranks))
+        .sort(["session", "_best", "n_sources", "item"], descending=[False, False, True, False])
+        .filter(pl.int_range(pl.len()).over("session") < cap)
+        .drop("_best")
+        .sort("session", "item")
+    )
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -61,21 +64,25 @@ def main(argv: list[str] | None = None) -> None:
     for cap in args.caps:
         with tempfile.TemporaryDirectory() as tmp:
             cut = []
-            for n, path in enumerate(parts):
+            for path in parts:
                 out = Path(tmp) / path.name
                 capped(pl.read_parquet(path), cap).write_parquet(out)
                 cut.append(out)
             rows = sum(pl.scan_parquet(p).select(pl.len()).collect().item() for p in cut)
-            hits = sum(pl.read_parquet(p, columns=["session", "item"]).join(targets, on=["session", "item"]).height
-                       for p in cut)
+            hits = sum(
+                pl.read_parquet(p, columns=["session", "item"]).join(targets, on=["session", "item"]).height
+                for p in cut
+            )
             train_rows, stop_rows = load_training(cut, targets, folds, cfg, seed)
             models = fit(train_rows, stop_rows, cfg, seed)
             with tempfile.TemporaryDirectory() as model_dir:
                 lgbm.save(models, Path(model_dir), cfg, seed)
                 report = evaluate(cut, lgbm.load(Path(model_dir)), eval_queries, targets, history, items)
-        results[str(cap)] = {"rows_per_session": round(rows / queries.height, 1),
-                             "union_recall": round(hits / targets.height, 4),
-                             "ranker_eval_mrr": round(report["ranker"]["all"]["mrr@100"], 4)}
+        results[str(cap)] = {
+            "rows_per_session": round(rows / queries.height, 1),
+            "union_recall": round(hits / targets.height, 4),
+            "ranker_eval_mrr": round(report["ranker"]["all"]["mrr@100"], 4),
+        }
         print(cap, results[str(cap)], flush=True)
     record = {"workspace": str(args.workspace), "eval_sessions": eval_queries.height, "caps": results}
     args.out.write_text(json.dumps(record, indent=1) + "\n")

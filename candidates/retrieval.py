@@ -30,17 +30,21 @@ EMPTY = pl.DataFrame(schema={"session": pl.Int32, "item": pl.Int32, "score": pl.
 class IndexConfig:
     """The retrieval knobs every vector source's config carries (params.yaml, per source)."""
 
-    ivf_min_items: int = 0        # locales with at least this many items use IVF (0: always exact)
-    ivf_nlist: int = 1024         # IVF cells (k-means centroids) per locale
-    ivf_nprobe: int = 32          # cells scanned per query
+    ivf_min_items: int = 0  # locales with at least this many items use IVF (0: always exact)
+    ivf_nlist: int = 1024  # IVF cells (k-means centroids) per locale
+    ivf_nprobe: int = 32  # cells scanned per query
     ivf_train_points: int = 65536  # vectors sampled (seeded) to train the quantiser
 
 
 def gpu_faiss() -> bool:
-    return hasattr(faiss, "get_num_gpus") and hasattr(faiss, "StandardGpuResources") and faiss.get_num_gpus() > 0
+    return (
+        hasattr(faiss, "get_num_gpus") and hasattr(faiss, "StandardGpuResources") and faiss.get_num_gpus() > 0
+    )
 
 
-def build_index(vectors: np.ndarray, cfg: IndexConfig, seed: int, resources: object | None = None) -> faiss.Index:
+def build_index(
+    vectors: np.ndarray, cfg: IndexConfig, seed: int, resources: object | None = None
+) -> faiss.Index:
     """An inner-product index over ``vectors`` (n, d): exact below ``cfg.ivf_min_items``, IVF above."""
     vectors = np.ascontiguousarray(vectors, dtype=np.float32)
     n, dim = vectors.shape
@@ -48,8 +52,9 @@ def build_index(vectors: np.ndarray, cfg: IndexConfig, seed: int, resources: obj
         nlist = min(cfg.ivf_nlist, n)
         index = faiss.IndexIVFFlat(faiss.IndexFlatIP(dim), dim, nlist, faiss.METRIC_INNER_PRODUCT)
         index.cp.seed = seed
-        sample = np.random.default_rng(seed).choice(n, size=min(n, max(cfg.ivf_train_points, nlist)),
-                                                    replace=False)
+        sample = np.random.default_rng(seed).choice(
+            n, size=min(n, max(cfg.ivf_train_points, nlist)), replace=False
+        )
         index.train(vectors[np.sort(sample)])
         index.add(vectors)
         index.nprobe = min(cfg.ivf_nprobe, nlist)
@@ -66,10 +71,20 @@ class LocaleIndex:
 
     def __init__(self, vectors: np.ndarray, items_of: dict[str, np.ndarray], cfg: IndexConfig, seed: int):
         resources = faiss.StandardGpuResources() if gpu_faiss() else None
-        self.items_of = {loc: np.asarray(items, dtype=np.int64) for loc, items in items_of.items() if len(items)}
-        self.indexes = {loc: build_index(vectors[items], cfg, seed, resources) for loc, items in self.items_of.items()}
-        log.info("faiss indexes: %s", {loc: f"{type(faiss.downcast_index(ix)).__name__ if resources is None else 'gpu'}"
-                                       f"/{len(self.items_of[loc])}" for loc, ix in self.indexes.items()})
+        self.items_of = {
+            loc: np.asarray(items, dtype=np.int64) for loc, items in items_of.items() if len(items)
+        }
+        self.indexes = {
+            loc: build_index(vectors[items], cfg, seed, resources) for loc, items in self.items_of.items()
+        }
+        log.info(
+            "faiss indexes: %s",
+            {
+                loc: f"{type(faiss.downcast_index(ix)).__name__ if resources is None else 'gpu'}"
+                f"/{len(self.items_of[loc])}"
+                for loc, ix in self.indexes.items()
+            },
+        )
 
     def search(self, session: np.ndarray, locale: np.ndarray, queries: np.ndarray, k: int) -> pl.DataFrame:
         """Top ``k`` items of each query's locale: session:Int32, item:Int32, score:Float32 (unranked).
@@ -82,12 +97,17 @@ class LocaleIndex:
                 continue
             rows = np.flatnonzero(locale == loc)
             items = self.items_of[loc]
-            scores, labels = self.indexes[loc].search(np.ascontiguousarray(queries[rows], dtype=np.float32),
-                                                      min(k, len(items)))
+            scores, labels = self.indexes[loc].search(
+                np.ascontiguousarray(queries[rows], dtype=np.float32), min(k, len(items))
+            )
             found = labels >= 0  # an IVF scan can reach fewer than k items
-            frames.append(pl.DataFrame({
-                "session": np.repeat(session[rows], labels.shape[1])[found.ravel()].astype(np.int32),
-                "item": items[labels[found]].astype(np.int32),
-                "score": scores[found].astype(np.float32),
-            }))
+            frames.append(
+                pl.DataFrame(
+                    {
+                        "session": np.repeat(session[rows], labels.shape[1])[found.ravel()].astype(np.int32),
+                        "item": items[labels[found]].astype(np.int32),
+                        "score": scores[found].astype(np.float32),
+                    }
+                )
+            )
         return pl.concat(frames) if frames else EMPTY

@@ -162,10 +162,10 @@ def test_factor_fit_sample_ignores_row_order():
     """max_fit_sessions keeps the same sessions however the history is ordered (ids are hashed)."""
     cls = source_class("als")
     history, items = tiny_history(), tiny_items()
-    make = lambda: cls(from_dict(cls.Config, {"factors": 8, "iterations": 3, "max_fit_sessions": 100}, "als"), 0)  # noqa: E731
+    capped = {"factors": 8, "iterations": 3, "max_fit_sessions": 100}
     full = cls(from_dict(cls.Config, {"factors": 8, "iterations": 3}, "als"), 0).fit(history, items)
-    a = make().fit(history, items)
-    b = make().fit(history.sample(fraction=1.0, shuffle=True, seed=5), items)
+    a = cls(from_dict(cls.Config, capped, "als"), 0).fit(history, items)
+    b = cls(from_dict(cls.Config, capped, "als"), 0).fit(history.sample(fraction=1.0, shuffle=True, seed=5), items)
     np.testing.assert_array_equal(a.vectors, b.vectors)
     assert not np.array_equal(a.vectors, full.vectors)
 

@@ -12,8 +12,12 @@ from candidates.retrieval import IndexConfig, LocaleIndex, build_index
 def _world(n_items: int = 4000, dim: int = 16, n_queries: int = 200, seed: int = 0):
     rng = np.random.default_rng(seed)
     centres = rng.normal(size=(40, dim))
-    vectors = (centres[rng.integers(0, 40, n_items)] + 0.3 * rng.normal(size=(n_items, dim))).astype(np.float32)
-    queries = (centres[rng.integers(0, 40, n_queries)] + 0.3 * rng.normal(size=(n_queries, dim))).astype(np.float32)
+    vectors = (centres[rng.integers(0, 40, n_items)] + 0.3 * rng.normal(size=(n_items, dim))).astype(
+        np.float32
+    )
+    queries = (centres[rng.integers(0, 40, n_queries)] + 0.3 * rng.normal(size=(n_queries, dim))).astype(
+        np.float32
+    )
     return vectors, queries
 
 
@@ -21,8 +25,15 @@ def test_exact_below_threshold_ivf_above():
     vectors, _ = _world()
     assert isinstance(build_index(vectors, IndexConfig(ivf_min_items=0), 0), faiss.IndexFlatIP)
     assert isinstance(build_index(vectors, IndexConfig(ivf_min_items=5000), 0), faiss.IndexFlatIP)
-    ivf = faiss.downcast_index(build_index(vectors, IndexConfig(ivf_min_items=1000, ivf_nlist=32, ivf_nprobe=4), 0))
-    assert isinstance(ivf, faiss.IndexIVFFlat) and ivf.nlist == 32 and ivf.nprobe == 4 and ivf.ntotal == len(vectors)
+    ivf = faiss.downcast_index(
+        build_index(vectors, IndexConfig(ivf_min_items=1000, ivf_nlist=32, ivf_nprobe=4), 0)
+    )
+    assert (
+        isinstance(ivf, faiss.IndexIVFFlat)
+        and ivf.nlist == 32
+        and ivf.nprobe == 4
+        and ivf.ntotal == len(vectors)
+    )
 
 
 def test_ivf_is_seeded_and_close_to_exact():

@@ -22,10 +22,8 @@ import polars as pl
 import torch
 
 from candidates.base import CandidateSource, finalize
-from candidates.session_items import catalogue_locale
 from candidates.deep.config import ModelConfig
 from candidates.deep.data import encode_queries, history_fingerprint
-from candidates.retrieval import IndexConfig, LocaleIndex
 from candidates.deep.train import (
     Trained,
     item_vectors,
@@ -36,6 +34,8 @@ from candidates.deep.train import (
     train,
     vocabulary,
 )
+from candidates.retrieval import IndexConfig, LocaleIndex
+from candidates.session_items import catalogue_locale
 
 log = logging.getLogger(__name__)
 
