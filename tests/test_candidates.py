@@ -165,7 +165,8 @@ def test_factor_fit_sample_ignores_row_order():
     capped = {"factors": 8, "iterations": 3, "max_fit_sessions": 100}
     full = cls(from_dict(cls.Config, {"factors": 8, "iterations": 3}, "als"), 0).fit(history, items)
     a = cls(from_dict(cls.Config, capped, "als"), 0).fit(history, items)
-    b = cls(from_dict(cls.Config, capped, "als"), 0).fit(history.sample(fraction=1.0, shuffle=True, seed=5), items)
+    shuffled = history.sample(fraction=1.0, shuffle=True, seed=5)
+    b = cls(from_dict(cls.Config, capped, "als"), 0).fit(shuffled, items)
     np.testing.assert_array_equal(a.vectors, b.vectors)
     assert not np.array_equal(a.vectors, full.vectors)
 
