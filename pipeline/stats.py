@@ -18,12 +18,13 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+from dataclasses import dataclass
 from pathlib import Path
 
 import polars as pl
 
 from pipeline import raw
-from pipeline.io import setup_logging, timed, write_json
+from pipeline.io import peak_rss_mib, setup_logging, timed, write_json
 from pipeline.synthetic import PRODUCTS, TRAIN_SESSIONS
 
 log = logging.getLogger(__name__)
@@ -48,62 +49,90 @@ REAL = {
 }
 
 
-def _sequences(train: pl.DataFrame, tests: dict[str, pl.DataFrame]) -> pl.DataFrame:
-    """Long form of every session: seq:Int64, locale, pos:Int64, id; train sessions with their target last."""
-    parts = [train.select(pl.concat_list("prev_items", pl.col("next_item")).alias("items"), "locale")]
-    parts += [t.select(pl.col("prev_items").alias("items"), "locale") for t in tests.values()]
-    return (pl.concat(parts).with_row_index("seq").with_columns(pl.col("seq").cast(pl.Int64))
-            .explode("items", empty_as_null=True).rename({"items": "id"}).drop_nulls("id")
-            .with_columns(pos=pl.int_range(pl.len()).over("seq")))
+def _locale_sessions(train: pl.DataFrame, tests: dict[str, pl.DataFrame], locale: str) -> pl.DataFrame:
+    """seq:Int64, train:bool, items:list[str] of one locale's sessions: train sessions (target last)
+    numbered from 0, then each test file's after them, in file order."""
+    parts = [train.lazy().with_row_index("seq").filter(pl.col("locale") == locale)
+             .select(pl.col("seq").cast(pl.Int64), train=pl.lit(True),
+                     items=pl.concat_list("prev_items", pl.col("next_item")))]
+    offset = train.height
+    for test in tests.values():
+        parts.append(test.lazy().with_row_index("seq", offset).filter(pl.col("locale") == locale)
+                     .select(pl.col("seq").cast(pl.Int64), train=pl.lit(False), items=pl.col("prev_items")))
+        offset += test.height
+    return pl.concat(parts).collect()
 
 
-def session_stats(train: pl.DataFrame, products: pl.DataFrame) -> dict:
-    """Per-locale (and "all") session and catalogue statistics of the train file."""
-    seqs = train.select(pl.concat_list("prev_items", pl.col("next_item")).alias("items"), "locale")
-    per = seqs.with_columns(
-        length=pl.col("items").list.len(),
+def id_codes(train: pl.DataFrame, tests: dict[str, pl.DataFrame]) -> pl.DataFrame:
+    """id, code:Int32 of every id a session holds; codes follow the id sort order, so sorting on the
+    code breaks ties exactly as sorting on the id."""
+    ids = [train.select(pl.col("next_item").alias("id")).unique()]
+    for frame in (train, *tests.values()):
+        ids.append(frame.select(pl.col("prev_items").explode(empty_as_null=True).alias("id")).unique())
+    return (pl.concat(ids).drop_nulls().unique().sort("id").with_row_index("code")
+            .with_columns(pl.col("code").cast(pl.Int32)))
+
+
+def _session_flags(train_sessions: pl.DataFrame) -> pl.DataFrame:
+    """seq, length, repeat, dup of train sessions (items with the target)."""
+    return train_sessions.select(
+        "seq", length=pl.col("items").list.len(),
         repeat=pl.col("items").list.n_unique() < pl.col("items").list.len(),
         dup=pl.col("items").list.eval(pl.element() == pl.element().shift(1)).list.any(),
     )
-    events = seqs.explode("items", empty_as_null=True).rename({"items": "id"})
-
-    def block(frame: pl.DataFrame, ev: pl.DataFrame) -> dict:
-        counts = ev.group_by("id").len().sort("len", descending=True)["len"]
-        top = max(1, -(-counts.len() // 100))
-        length = frame["length"]
-        return {
-            "sessions": frame.height, "interactions": int(length.sum()),
-            "mean_length": float(length.mean()), "length_p50": float(length.quantile(0.5, "nearest")),
-            "length_p90": float(length.quantile(0.9, "nearest")), "length_p99": float(length.quantile(0.99, "nearest")),
-            "length_max": int(length.max()), "repeat_share": float(frame["repeat"].mean()),
-            "consecutive_duplicate_share": float(frame["dup"].mean()),
-            "top1pct_items_share": float(counts.head(top).sum() / max(1, counts.sum())),
-        }
-
-    out = {"all": {**block(per, events), "products": products.height}}
-    for loc in raw.LOCALES:
-        f = per.filter(pl.col("locale") == loc)
-        if f.height:
-            out[loc] = {**block(f, events.filter(pl.col("locale") == loc)),
-                        "products": int((products["locale"] == loc).sum())}
-    return out
 
 
-def overlap(products: pl.DataFrame) -> dict:
-    """|A and B| / |A| over product ids, for every pair of locales present."""
-    ids = {loc: set(products.filter(pl.col("locale") == loc)["id"].to_list()) for loc in raw.LOCALES}
+def _block(per: pl.DataFrame, counts: pl.Series) -> dict:
+    """Session statistics of ``per`` (seq, length, repeat, dup); ``counts``: interactions per distinct id."""
+    counts = counts.sort(descending=True)
+    top = max(1, -(-counts.len() // 100))
+    length = per["length"]
+    return {
+        "sessions": per.height, "interactions": int(length.sum()),
+        "mean_length": float(length.mean()), "length_p50": float(length.quantile(0.5, "nearest")),
+        "length_p90": float(length.quantile(0.9, "nearest")), "length_p99": float(length.quantile(0.99, "nearest")),
+        "length_max": int(length.max()), "repeat_share": float(per["repeat"].mean()),
+        "consecutive_duplicate_share": float(per["dup"].mean()),
+        "top1pct_items_share": float(counts.head(top).sum() / max(1, counts.sum())),
+    }
+
+
+def overlap(catalogue: pl.DataFrame) -> dict:
+    """|A and B| / |A| over product ids, for every pair of locales present (``catalogue``: locale, id)."""
+    ids = {loc: set(catalogue.filter(pl.col("locale") == loc)["id"].to_list()) for loc in raw.LOCALES}
     ids = {k: v for k, v in ids.items() if v}
     return {a: {b: round(len(ids[a] & ids[b]) / len(ids[a]), 4) for b in ids if b != a} for a in ids}
 
 
-def _ranks(sessions: pl.DataFrame, scored: pl.DataFrame) -> pl.Series:
-    """Rank of each session's target among its scored candidates (null when absent).
+def covisitation(events: pl.DataFrame, query: pl.DataFrame) -> pl.DataFrame:
+    """Symmetric window-3 co-visitation counts a, b (int codes), n:UInt32 of ``events`` (seq, code in
+    session order), kept only for ``a`` in ``query`` (code): the items the probe looks up."""
+    pairs = []
+    for d in range(1, WINDOW + 1):
+        nxt = events.select(a=pl.col("code"), b=pl.col("code").shift(-d), same=pl.col("seq").shift(-d) == pl.col("seq"))
+        nxt = nxt.filter(pl.col("same") & (pl.col("a") != pl.col("b"))).select("a", "b")
+        for a, b in (("a", "b"), ("b", "a")):
+            pairs.append(nxt.select(pl.col(a).alias("a"), pl.col(b).alias("b")).join(query, left_on="a", right_on="code",
+                                                                                     how="semi"))
+    return pl.concat(pairs).group_by("a", "b").agg(n=pl.len())
 
-    ``sessions``: sid, target; ``scored``: sid, id, score (own items and off-catalogue already removed).
+
+def _ranks(sessions: pl.DataFrame, scored: pl.DataFrame) -> pl.DataFrame:
+    """sid, rank of each session's target among its scored candidates (null when absent).
+
+    ``sessions``: sid, target (code); ``scored``: sid, code, score (own items and off-catalogue removed).
+    Candidates rank by score descending, then code (= id order); the target's rank is one more than
+    the candidates before it, counted rather than sorted.
     """
-    ranked = (scored.sort(["sid", "score", "id"], descending=[False, True, False])
-              .with_columns(rank=pl.int_range(1, pl.len() + 1).over("sid")))
-    return sessions.join(ranked, left_on=["sid", "target"], right_on=["sid", "id"], how="left").sort("sid")["rank"]
+    target = scored.join(sessions, left_on=["sid", "code"], right_on=["sid", "target"]).select(
+        "sid", t_score="score", t_code="code")
+    before = (scored.join(target, on="sid")
+              .filter((pl.col("score") > pl.col("t_score"))
+                      | ((pl.col("score") == pl.col("t_score")) & (pl.col("code") < pl.col("t_code"))))
+              .group_by("sid").len())
+    ranked = target.join(before, on="sid", how="left").select(
+        "sid", rank=(pl.col("len").fill_null(0) + 1).cast(pl.Int64))
+    return sessions.join(ranked, on="sid", how="left").select("sid", "rank")
 
 
 def _metrics(rank: pl.Series, locale: pl.Series) -> dict:
@@ -116,50 +145,85 @@ def _metrics(rank: pl.Series, locale: pl.Series) -> dict:
     return out
 
 
-def probe_popularity(test: pl.DataFrame, gt: pl.DataFrame, events: pl.DataFrame, catalogue: pl.DataFrame) -> dict:
-    """Per-locale popularity (train interactions), the session's own items excluded."""
-    pop = (events.filter(pl.col("train")).group_by("locale", "id").len()
-           .join(catalogue, on=["locale", "id"], how="semi"))
-    sessions = test.select(pl.int_range(pl.len()).alias("sid"), "locale", "prev_items").with_columns(target=gt["next_item"])
-    own = sessions.select("sid", "locale", pl.col("prev_items").alias("id")).explode("id", empty_as_null=True).unique()
-    # Enough of the list to fill 100 after removing the session's own items.
-    top = pop.sort(["len", "id"], descending=[True, False]).group_by("locale", maintain_order=True).head(K + 50)
-    scored = (sessions.select("sid", "locale").join(top, on="locale")
-              .join(own, on=["sid", "locale", "id"], how="anti").select("sid", "id", pl.col("len").alias("score")))
-    return _metrics(_ranks(sessions.select("sid", "target"), scored), sessions["locale"])
+@dataclass
+class Probe:
+    """One test file with ground truth, in codes: sessions (sid, locale, target), own (sid, code),
+    recent (sid, w, code: the last three items with their weights)."""
+
+    sessions: pl.DataFrame
+    own: pl.DataFrame
+    recent: pl.DataFrame
+
+    @classmethod
+    def of(cls, test: pl.DataFrame, gt: pl.DataFrame, codes: pl.DataFrame) -> Probe:
+        base = test.select(pl.int_range(pl.len()).alias("sid"), "locale", "prev_items")
+        sessions = (base.select("sid", "locale").with_columns(id=gt["next_item"])
+                    .join(codes, on="id", how="left", maintain_order="left").select("sid", "locale", target="code"))
+        own = (base.select("sid", pl.col("prev_items").alias("id")).explode("id", empty_as_null=True).drop_nulls()
+               .join(codes, on="id").select("sid", "code").unique())
+        recent = (base.select("sid", pl.col("prev_items").list.reverse().list.head(WINDOW).alias("id"))
+                  .explode("id", empty_as_null=True).drop_nulls())
+        recent = (recent.with_columns(w=pl.int_range(pl.len()).over("sid").replace_strict(
+            list(range(WINDOW)), list(COVIS_WEIGHTS), return_dtype=pl.Float64))
+            .join(codes, on="id").select("sid", "w", "code"))
+        return cls(sessions, own, recent)
+
+    def metrics(self, ranks_by_locale) -> dict:
+        """MRR@100 / Recall@100 of a probe; ``ranks_by_locale(locale, sessions)`` gives (sid, rank) of
+        that locale's sessions (sid, locale, target). Locale by locale, so the candidate frames never
+        hold more than one locale."""
+        ranks = []
+        for loc in raw.LOCALES:
+            sessions = self.sessions.filter(pl.col("locale") == loc)
+            if sessions.height:
+                ranks.append(ranks_by_locale(loc, sessions))
+        rank = pl.concat(ranks).sort("sid")["rank"] if ranks else pl.Series("rank", [], pl.Int64)
+        return _metrics(rank, self.sessions["locale"])
 
 
-def covisitation(events: pl.DataFrame) -> pl.DataFrame:
-    """Symmetric window-3 co-visitation counts: a, b (int codes), n."""
-    pairs = []
-    for d in range(1, WINDOW + 1):
-        nxt = events.select("seq", "code", b=pl.col("code").shift(-d), same=pl.col("seq").shift(-d) == pl.col("seq"))
-        nxt = nxt.filter(pl.col("same") & (pl.col("code") != pl.col("b"))).select(pl.col("code").alias("a"), "b")
-        pairs += [nxt, nxt.select(pl.col("b").alias("a"), pl.col("a").alias("b"))]
-    return pl.concat(pairs).group_by("a", "b").agg(n=pl.len().cast(pl.Float64))
+def probe_popularity(probe: Probe, top: dict[str, pl.DataFrame]) -> dict:
+    """Per-locale popularity (train interactions; ``top``: locale -> code, len, its K + 50 best in
+    its catalogue, best first), the session's own items excluded: a target's rank is its place in
+    the list less the session's own items above it."""
+    def ranks(loc: str, sessions: pl.DataFrame) -> pl.DataFrame:
+        place = top[loc].with_columns(place=pl.int_range(1, pl.len() + 1)).select("code", "place")
+        target = (sessions.join(place, left_on="target", right_on="code")
+                  .join(probe.own, left_on=["sid", "target"], right_on=["sid", "code"], how="anti")
+                  .select("sid", t_place="place"))
+        above = (probe.own.join(target, on="sid").join(place, on="code")
+                 .filter(pl.col("place") < pl.col("t_place")).group_by("sid").len())
+        ranked = target.join(above, on="sid", how="left").select(
+            "sid", rank=(pl.col("t_place") - pl.col("len").fill_null(0)).cast(pl.Int64))
+        return sessions.join(ranked, on="sid", how="left").select("sid", "rank")
+    return probe.metrics(ranks)
 
 
-def probe_covisitation(test: pl.DataFrame, gt: pl.DataFrame, covis: pl.DataFrame, codes: pl.DataFrame,
-                       catalogue: pl.DataFrame) -> dict:
+def probe_covisitation(probe: Probe, covis: pl.DataFrame, catalogue: dict[str, pl.DataFrame]) -> dict:
     """Score = sum over the last three items of weight x co-visitation count; own items excluded."""
-    sessions = test.select(pl.int_range(pl.len()).alias("sid"), "locale", "prev_items").with_columns(target=gt["next_item"])
-    own = sessions.select("sid", pl.col("prev_items").alias("id")).explode("id", empty_as_null=True).drop_nulls().unique()
-    recent = sessions.select("sid", pl.col("prev_items").list.reverse().list.head(WINDOW).alias("id")).explode("id", empty_as_null=True).drop_nulls()
-    recent = recent.with_columns(w=pl.int_range(pl.len()).over("sid").replace_strict(
-        list(range(WINDOW)), list(COVIS_WEIGHTS), return_dtype=pl.Float64))
-    scored = (recent.join(codes, on="id").select("sid", "w", pl.col("code").alias("a"))
-              .join(covis, on="a").group_by("sid", "b").agg(score=(pl.col("w") * pl.col("n")).sum())
-              .join(codes, left_on="b", right_on="code").select("sid", "id", "score")
-              .join(own, on=["sid", "id"], how="anti")
-              .join(sessions.select("sid", "locale"), on="sid")
-              .join(catalogue, on=["locale", "id"], how="semi").select("sid", "id", "score"))
-    return _metrics(_ranks(sessions.select("sid", "target"), scored), sessions["locale"])
+    def ranks(loc: str, sessions: pl.DataFrame) -> pl.DataFrame:
+        scored = (probe.recent.join(sessions, on="sid", how="semi").join(covis, left_on="code", right_on="a")
+                  .group_by("sid", "b").agg(score=(pl.col("w") * pl.col("n")).sum()).rename({"b": "code"})
+                  .join(probe.own, on=["sid", "code"], how="anti")
+                  .join(catalogue[loc], on="code", how="semi").select("sid", "code", "score"))
+        return _ranks(sessions.select("sid", "target"), scored)
+    return probe.metrics(ranks)
+
+
+def read_catalogue(path: Path) -> pl.DataFrame:
+    """locale, id of every product kept (malformed records skipped, as every reader of the stage does)."""
+    products, _ = raw.read_products(path, on_error="skip")
+    return products.select("locale", "id")
 
 
 def compute_stats(raw_dir: str | Path) -> dict:
-    """The whole report of ``raw_dir`` as a JSON-ready dict (see the module docstring)."""
+    """The whole report of ``raw_dir`` as a JSON-ready dict (see the module docstring).
+
+    Locale by locale: each locale's sessions are exploded, counted and paired on their own (sessions
+    never cross locales), so the long frames hold one locale at a time; what crosses locales (an ASIN
+    sold in several, the "all" figures) is summed from per-locale counts.
+    """
     raw_dir = Path(raw_dir)
-    products, _ = raw.read_products(raw_dir / "products_train.csv", on_error="skip")
+    catalogue = read_catalogue(raw_dir / "products_train.csv")
     train, _ = raw.read_sessions(raw_dir / "sessions_train.csv", with_target=True, on_error="skip")
     tests, gts = {}, {}
     for task in raw.TASKS:
@@ -172,30 +236,64 @@ def compute_stats(raw_dir: str | Path) -> dict:
                     gts[name] = raw.read_ground_truth(gt_path, task)
     ceiling_path = raw_dir / "gt" / "ceiling.json"
     ceiling = json.loads(ceiling_path.read_text()) if ceiling_path.exists() else {}
-    catalogue = products.select("locale", "id")
+    for name in list(gts):
+        if gts[name].height != tests[name].height:
+            log.warning("%s: %d gt rows for %d test rows; skipped", name, gts[name].height, tests[name].height)
+            del gts[name]
 
-    stats = {"raw_dir": str(raw_dir), "locales": session_stats(train, products), "overlap": overlap(products),
-             "test_files": {},
+    stats = {"raw_dir": str(raw_dir), "locales": {}, "overlap": overlap(catalogue), "test_files": {},
              "train_targets_missing_from_catalogue": train.join(
                  catalogue, left_on=["locale", "next_item"], right_on=["locale", "id"], how="anti").height}
     if stats["train_targets_missing_from_catalogue"]:
         log.warning("%d train next items are not in their locale's catalogue", stats["train_targets_missing_from_catalogue"])
-    events = _sequences(train, tests).with_columns(train=pl.col("seq") < train.height)
-    codes = events.select("id").unique().sort("id").with_row_index("code").with_columns(pl.col("code").cast(pl.Int64))
-    events = events.join(codes, on="id").sort("seq", "pos")
-    covis = covisitation(events)
-    train_ids = events.filter(pl.col("train")).select("id").unique()
-    follows = (events.filter(pl.col("train")).select(last=pl.col("id"), target=pl.col("id").shift(-1),
-                                                     same=pl.col("seq").shift(-1) == pl.col("seq"))
-               .filter(pl.col("same")).select("last", "target").unique())
-    for name, gt in gts.items():
-        test = tests[name]
-        if gt.height != test.height:
-            log.warning("%s: %d gt rows for %d test rows; skipped", name, gt.height, test.height)
-            continue
-        frame = test.select("locale", last=pl.col("prev_items").list.last()).with_columns(target=gt["next_item"])
+    log.info("read %d products, %d train sessions, %d test files; peak RSS %.0f MiB", catalogue.height, train.height,
+             len(tests), peak_rss_mib())
+    codes = id_codes(train, tests)
+    cat_codes = {loc: catalogue.filter(pl.col("locale") == loc).join(codes, on="id").select("code")
+                 for loc in raw.LOCALES}
+    probes = {name: Probe.of(tests[name], gt, codes) for name, gt in gts.items()}
+    frames = {name: tests[name].select("locale", last=pl.col("prev_items").list.last()).with_columns(target=gt["next_item"])
+              for name, gt in gts.items()}
+    query = pl.concat([p.recent.select("code") for p in probes.values()] + [pl.DataFrame(schema={"code": pl.Int32})]).unique()
+    wanted = (pl.concat([f.select("last", "target") for f in frames.values()]
+                        + [pl.DataFrame(schema={"last": pl.String, "target": pl.String})]).unique()
+              .join(codes.rename({"id": "last", "code": "a"}), on="last")
+              .join(codes.rename({"id": "target", "code": "b"}), on="target").select("a", "b"))
+
+    flags, counts, covis, follows, train_codes, top = [], [], [], [], [], {}
+    for loc in raw.LOCALES:
+        sessions = _locale_sessions(train, tests, loc)
+        events = (sessions.select("seq", "train", pl.col("items").alias("id")).explode("id", empty_as_null=True)
+                  .drop_nulls("id").join(codes, on="id", how="left", maintain_order="left").select("seq", "train", "code"))
+        past = events.filter(pl.col("train"))
+        count = past.group_by("code").len()
+        top[loc] = (count.join(cat_codes[loc], on="code", how="semi")
+                    .sort(["len", "code"], descending=[True, False]).head(K + 50))
+        per = _session_flags(sessions.filter(pl.col("train")))
+        if per.height:
+            stats["locales"][loc] = {**_block(per, count["len"]), "products": int((catalogue["locale"] == loc).sum())}
+            flags.append(per)
+            counts.append(count)
+        covis.append(covisitation(events, query))
+        follows.append(past.select(a=pl.col("code"), b=pl.col("code").shift(-1), same=pl.col("seq").shift(-1) == pl.col("seq"))
+                       .filter(pl.col("same")).select("a", "b").join(wanted, on=["a", "b"], how="semi").unique())
+        train_codes.append(past.select("code").unique())
+        log.info("%s: %d sessions, %d events; peak RSS %.0f MiB", loc, sessions.height, events.height, peak_rss_mib())
+        del sessions, events, past
+    per = pl.concat(flags).sort("seq") if flags else _session_flags(pl.DataFrame(
+        schema={"seq": pl.Int64, "items": pl.List(pl.String)}))
+    count = pl.concat(counts).group_by("code").agg(pl.col("len").sum())["len"] if counts else pl.Series("len", [], pl.UInt32)
+    stats["locales"] = {"all": {**_block(per, count), "products": catalogue.height}, **stats["locales"]}
+    covis = pl.concat(covis).group_by("a", "b").agg(n=pl.col("n").sum().cast(pl.Float64))
+    follows = (pl.concat(follows).unique().join(codes.rename({"code": "a", "id": "last"}), on="a")
+               .join(codes.rename({"code": "b", "id": "target"}), on="b").select("last", "target"))
+    train_ids = codes.join(pl.concat(train_codes).unique(), on="code", how="semi").select("id")
+
+    log.info("co-visitation: %d pairs; peak RSS %.0f MiB", covis.height, peak_rss_mib())
+    for name, probe in probes.items():
+        frame = frames[name]
         entry = {
-            "sessions": test.height,
+            "sessions": frame.height,
             "target_unseen_in_train": float(frame.join(train_ids, left_on="target", right_on="id", how="anti").height
                                             / max(1, frame.height)),
             "target_follows_last_in_train": float(frame.join(follows, on=["last", "target"], how="semi").height
@@ -203,14 +301,15 @@ def compute_stats(raw_dir: str | Path) -> dict:
             "target_prefix5_share": float((frame["last"].str.slice(0, 5) == frame["target"].str.slice(0, 5)).mean()),
             "target_missing_from_catalogue": frame.join(catalogue, left_on=["locale", "target"],
                                                         right_on=["locale", "id"], how="anti").height,
-            "popularity": probe_popularity(test, gt, events, catalogue),
-            "covisitation": probe_covisitation(test, gt, covis, codes, catalogue),
+            "popularity": probe_popularity(probe, top),
+            "covisitation": probe_covisitation(probe, covis, cat_codes),
         }
         if name in ceiling:
             entry["ceiling"] = {k: {m: v[m] for m in ("mrr@100", "recall@100")} for k, v in ceiling[name].items()}
         if entry["target_missing_from_catalogue"]:
             log.warning("%s: %d targets are not in their locale's catalogue", name, entry["target_missing_from_catalogue"])
         stats["test_files"][name] = entry
+        log.info("%s probed; peak RSS %.0f MiB", name, peak_rss_mib())
     stats["checks"] = _checks(stats)
     return stats
 
