@@ -19,29 +19,9 @@ import polars as pl
 from pipeline import raw
 from pipeline.config import load_section
 from pipeline.io import setup_logging, timed, write_json, write_parquet
+from pipeline.raw import TEST_DATASETS, DataConfig  # noqa: F401  (DataConfig: read by generate too)
 
 log = logging.getLogger(__name__)
-
-TEST_DATASETS = tuple(f"task{t}_phase{p}" for t in raw.TASKS for p in raw.PHASES)
-
-
-@dataclass(frozen=True)
-class DataConfig:
-    source: str = "synthetic"
-    raw_dir: str = "data/raw"
-    scale: float = 0.02
-    on_error: str = "raise"
-    test_files: tuple[str, ...] = TEST_DATASETS  # the test files that exist; a listed one absent is an error
-
-    def __post_init__(self) -> None:
-        if self.source not in ("synthetic", "files"):
-            raise ValueError(f"data.source must be 'synthetic' or 'files', got {self.source!r}")
-        if self.on_error not in ("raise", "skip"):
-            raise ValueError(f"data.on_error must be 'raise' or 'skip', got {self.on_error!r}")
-        unknown = sorted(set(self.test_files) - set(TEST_DATASETS))
-        if unknown or len(set(self.test_files)) != len(self.test_files):
-            raise ValueError(f"data.test_files: {list(self.test_files)} must list distinct names of {TEST_DATASETS}")
-
 
 @dataclass
 class Prepared:
