@@ -7,12 +7,16 @@ task{T}_phase{P}.parquet becomes submissions/task{T}_phase{P}.parquet. Each file
 again before it is written (atomically). ``--dataset`` (dvc.yaml: one stage per entry of
 data.test_files) publishes those datasets, whose test file must exist; without it, every dataset
 whose test file is in --raw.
+
+A published file of a dataset that ``data.test_files`` no longer lists is removed (logged): no stage
+owns it any more, so DVC would leave it behind and the score stage would score it as current.
 """
 
 from __future__ import annotations
 
 import argparse
 import logging
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -30,6 +34,22 @@ class PublishConfig:
     task3: str = "last_title"
 
 
+def remove_unlisted(submissions: Path, listed: Iterable[str]) -> list[Path]:
+    """Delete ``submissions/task{T}_phase{P}.parquet`` of every dataset not in ``listed``; returns what went.
+
+    Only the published files at the top of ``submissions``: each method's own directory is a whole
+    DVC output of the stage that writes it, rewritten by that stage.
+    """
+    removed = []
+    for name in raw.TEST_DATASETS:
+        path = submission.submission_path(submissions, int(name[4]), int(name[-1]))
+        if name not in listed and path.exists():
+            path.unlink()
+            log.warning("removed %s: %s is not in data.test_files (a stale submission)", path, name)
+            removed.append(path)
+    return removed
+
+
 @raw.exit_on_data_error
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -40,6 +60,7 @@ def main() -> None:
     args = parser.parse_args()
     setup_logging()
     cfg = load_section(PublishConfig, "publish")
+    remove_unlisted(args.submissions, load_section(raw.DataConfig, "data").test_files)
     catalogue = submission.load_catalogue(args.raw)
     for task in raw.TASKS:
         method = getattr(cfg, f"task{task}")

@@ -1,7 +1,7 @@
 """The local leaderboard: score submissions against ground truth.
 
     python -m pipeline.score --submissions submissions --gt data/raw/gt --out metrics/leaderboard.json \
-        --table metrics/leaderboard.md
+        --table metrics/leaderboard.md [--raw data/raw --probes metrics/gt_probes.json]
 
 Every ``submissions/**/task{T}_phase{P}.parquet`` is scored; its method is its directory relative to
 submissions/ ("submission" for the six published files). Tasks 1/2: MRR@100, Recall@100, NDCG@100
@@ -16,6 +16,11 @@ and target class (the target's relation to the hidden session state: the current
 second or later related item, a sibling variant, the intent category, other) the share of
 targets, the method's MRR@100 and Recall@100 beside the oracle's, and how much of the overall
 gap to the ceiling (in MRR@100 points) each class accounts for.
+
+With ``--probes``, the ground-truth probes of the data (pipeline/probes.py): per test file, how many
+targets train never showed or never saw follow the last item, and the MRR@100 of a per-locale
+popularity and a plain window-3 co-visitation. This is the only stage that reads gt/, so those figures
+are computed here, not in the stats stage.
 """
 
 from __future__ import annotations
@@ -28,7 +33,7 @@ from pathlib import Path
 
 import polars as pl
 
-from pipeline import metrics, raw, submission
+from pipeline import metrics, probes, raw, submission
 from pipeline.io import setup_logging, write_json, write_text
 from pipeline.synthetic import TARGET_CLASSES
 
@@ -243,7 +248,11 @@ def main() -> None:
     parser.add_argument("--table", type=Path, required=True)
     parser.add_argument("--gap", type=Path, help="oracle gap by target class (JSON; synthetic data only)")
     parser.add_argument("--gap-table", type=Path, help="the same as markdown")
+    parser.add_argument("--raw", type=Path, help="raw directory (data/raw), read by --probes")
+    parser.add_argument("--probes", type=Path, help="ground-truth probes JSON (metrics/gt_probes.json); needs --raw")
     args = parser.parse_args()
+    if args.probes and not args.raw:
+        parser.error("--probes needs --raw")
     setup_logging()
     board, gaps = leaderboard(args.submissions, args.gt)
     write_json(board, args.out)
@@ -258,6 +267,10 @@ def main() -> None:
         if args.gap_table:
             write_text(format_gap(gaps) if gaps else "No oracle files (real data): no oracle gap.\n",
                        args.gap_table)
+    if args.probes:
+        found = probes.compute_probes(args.raw, args.gt)
+        write_json(found, args.probes)
+        print(probes.format_probes(found))
 
 
 if __name__ == "__main__":
