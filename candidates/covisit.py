@@ -9,8 +9,15 @@ sessions holding the key and N the number of sessions). The ``top_n`` best neigh
 kept. ``key: product`` counts over the ASIN index shared across locales, so that ES/FR/IT sessions
 borrow DE/UK transitions (Task 2 transfer); neighbours are mapped back to the session's locale.
 
+``query_weight`` multiplies the pairs of query sessions (history sessions without their target: the
+held-out and test sessions' prefixes, flagged by the ``query`` column :func:`with_query_flag` adds):
+they come from the distribution that is scored. ``hops: 2`` adds neighbours of neighbours (a -> b -> c
+scored ``hop_weight * s(a, b) * s(b, c)``) for keys with fewer than ``hop_below`` direct neighbours
+(0: every key), so that a rare last item still gets a full list.
+
 A session is scored by summing the neighbour scores of its last ``max_session_items`` distinct
-items, the r-th most recent weighted ``recency_decay ** r`` (last item highest).
+items, the r-th most recent weighted ``recency_decay ** r`` (last item highest); ``lag: n`` expands
+only the n-th most recent distinct item (candidates from the last 1/2/3 items separately).
 
 All counting is polars over int32 columns: one shifted copy of the sorted events per distance
 (linear in the events, no session self-join), then group-bys, so it maps onto any engine that has
@@ -19,13 +26,17 @@ group-by.
 
 from __future__ import annotations
 
+import dataclasses
+import logging
 from dataclasses import dataclass
-from typing import Self
+from typing import Any, Self
 
 import polars as pl
 
 from candidates.base import CandidateSource, finalize
 from candidates.session_items import ordered_sum, recent_items
+
+log = logging.getLogger(__name__)
 
 DIRECTIONS = ("both", "forward", "backward")
 NORMALIZATIONS = ("none", "conditional", "cosine", "lift")
@@ -44,14 +55,40 @@ class CovisitConfig:
     key: str = "item"                 # item | product (cross-locale)
     max_session_items: int = 5        # how many of the session's last distinct items are expanded
     recency_decay: float = 0.6        # weight of the r-th most recent item: recency_decay ** r
+    lag: int = 0                      # 0: the last max_session_items items; n: only the n-th most recent one
+    query_weight: float = 1.0         # weight of pairs from query sessions (prefix-only history sessions)
+    hops: int = 1                     # 2: neighbours of neighbours too
+    hop_weight: float = 0.5           # a -> b -> c scores hop_weight * s(a, b) * s(b, c)
+    hop_below: int = 0                # second hop only from keys with fewer direct neighbours (0: all)
+    # Chosen on held-out history sessions (see Covisit.select): each entry overrides these knobs.
+    grid: tuple[dict[str, Any], ...] = ()
+    select_share: float = 0.1         # share of the history's target-holding sessions held out to choose
+    select_sessions: int = 5000       # at most this many of them
+    select_locales: tuple[str, ...] = ()  # choose on sessions of these locales only (empty: all)
 
     def __post_init__(self) -> None:
         if self.window < 1:
             raise ValueError(f"window must be >= 1, got {self.window}")
+        if self.hops not in (1, 2):
+            raise ValueError(f"hops must be 1 or 2, got {self.hops}")
+        if self.lag < 0 or self.query_weight < 0:
+            raise ValueError(f"lag and query_weight must be >= 0, got {self.lag}, {self.query_weight}")
         for value, allowed, what in ((self.direction, DIRECTIONS, "direction"),
                                      (self.normalize, NORMALIZATIONS, "normalize"), (self.key, KEYS, "key")):
             if value not in allowed:
                 raise ValueError(f"{what} must be one of {allowed}, got {value!r}")
+        allowed = {f.name for f in dataclasses.fields(self)} - {"grid", "select_share", "select_sessions",
+                                                               "select_locales"}
+        for entry in self.grid:
+            unknown = set(entry) - allowed
+            if unknown:
+                raise ValueError(f"grid entry {entry}: unknown knob(s) {sorted(unknown)}; allowed: {sorted(allowed)}")
+            dataclasses.replace(self, grid=(), **entry)  # each entry must itself be a valid config
+
+    def variants(self) -> list[CovisitConfig]:
+        """The grid's configs (base knobs overridden by each entry); just this config without a grid."""
+        base = dataclasses.replace(self, grid=())
+        return [dataclasses.replace(base, **entry) for entry in self.grid] or [base]
 
 
 def _pack_bits(events: pl.DataFrame, window: int) -> tuple[int, int]:
@@ -159,13 +196,71 @@ def top_neighbours(w: pl.DataFrame, cfg: CovisitConfig, n: pl.DataFrame | None =
     )
 
 
+def with_query_flag(history: pl.DataFrame, prev_items: pl.DataFrame) -> pl.DataFrame:
+    """history + query:Boolean, true on the events of sessions that hold no target in ``history``.
+
+    ``prev_items`` (session, position, item: every session's prev_items, data/prepared/events.parquet):
+    a history session with exactly its prev_items is a query (held-out or test) session; a train
+    session carries one event more, its target.
+    """
+    n_prev = prev_items.group_by("session").agg(_n_prev=pl.len())
+    return (history.join(n_prev, on="session", how="left", maintain_order="left")
+            .with_columns(query=(pl.len().over("session") == pl.col("_n_prev")).fill_null(False))
+            .drop("_n_prev"))
+
+
+def weighted_pairs(events: pl.DataFrame, cfg: CovisitConfig) -> pl.DataFrame:
+    """:func:`pair_weights`, with the pairs of ``query`` sessions weighted ``cfg.query_weight``.
+
+    The two session sets are counted apart (their counts add up) and summed in (a, b) order, so the
+    result is as deterministic as :func:`pair_weights`.
+    """
+    if cfg.query_weight == 1.0 or "query" not in events.columns:
+        return pair_weights(events, cfg)
+    item_bits, _ = _pack_bits(events, cfg.window)
+    parts = []
+    for flag, weight in ((False, 1.0), (True, cfg.query_weight)):
+        part = events.filter(pl.col("query") == flag)
+        if part.height and weight:
+            parts.append(weights_from_counts(pair_counts(part, cfg, item_bits), cfg, item_bits)
+                         .with_columns(pl.col("w") * weight))
+    if not parts:
+        return pl.DataFrame(schema={"a": pl.Int32, "b": pl.Int32, "w": pl.Float64})
+    return pl.concat(parts).sort("a", "b").group_by("a", "b", maintain_order=True).agg(pl.col("w").sum())
+
+
+def expand_hops(nbrs: pl.DataFrame, cfg: CovisitConfig) -> pl.DataFrame:
+    """Add second-hop neighbours to :func:`top_neighbours` rows (``cfg.hops == 2``), top ``cfg.top_n`` kept.
+
+    a -> b -> c scores ``hop_weight * s(a, b) * s(b, c)``, summed over b and added to any direct
+    score of (a, c); only keys with fewer than ``hop_below`` direct neighbours are expanded (0: all).
+    """
+    if cfg.hops == 1:
+        return nbrs
+    n_direct = nbrs.group_by("a").len()
+    expand = nbrs if not cfg.hop_below else nbrs.join(
+        n_direct.filter(pl.col("len") < cfg.hop_below).select("a"), on="a", how="semi")
+    second = (expand.join(nbrs.select(pl.col("a").alias("b"), pl.col("b").alias("c"), s2="score"), on="b")
+              .filter(pl.col("c") != pl.col("a"))
+              .select("a", b="c", score=(cfg.hop_weight * pl.col("score").cast(pl.Float64) * pl.col("s2")), hop=2))
+    both = pl.concat([nbrs.select("a", "b", pl.col("score").cast(pl.Float64), hop=pl.lit(1)),
+                      second.with_columns(pl.col("hop").cast(pl.Int32))], how="vertical_relaxed")
+    return (both.sort("a", "b", "hop").group_by("a", "b", maintain_order=True).agg(pl.col("score").sum())
+            .sort(["a", "score", "b"], descending=[False, True, False])
+            .group_by("a", maintain_order=True).head(cfg.top_n)
+            .select("a", "b", pl.col("score").cast(pl.Float32)))
+
+
 def neighbours(events: pl.DataFrame, cfg: CovisitConfig) -> pl.DataFrame:
-    """Top ``cfg.top_n`` normalised neighbours per key: a:Int32, b:Int32, score:Float32."""
+    """Top ``cfg.top_n`` normalised neighbours per key: a:Int32, b:Int32, score:Float32.
+
+    ``events`` may carry a ``query`` column (:func:`with_query_flag`) for ``cfg.query_weight``.
+    """
     n, n_sessions = None, 0
     if cfg.normalize in ("cosine", "lift"):
         n = events.select("session", "item").unique().group_by("item").len()
         n_sessions = events.get_column("session").n_unique()
-    return top_neighbours(pair_weights(events, cfg), cfg, n, n_sessions)
+    return expand_hops(top_neighbours(weighted_pairs(events, cfg), cfg, n, n_sessions), cfg)
 
 
 class Covisit(CandidateSource):
@@ -185,12 +280,18 @@ class Covisit(CandidateSource):
 
     def fit(self, history: pl.DataFrame, items: pl.DataFrame) -> Self:
         self._items = items
-        self.nbrs = neighbours(self._to_key(history.select("session", "position", "item")), self.cfg)
+        if self.cfg.grid:
+            self.cfg = self.select(history, items)
+        columns = ["session", "position", "item"] + (["query"] if "query" in history.columns else [])
+        self.nbrs = neighbours(self._to_key(history.select(columns)), self.cfg)
         return self
 
     def generate(self, sessions: pl.DataFrame, k: int) -> pl.DataFrame:
         assert self.nbrs is not None, "fit first"
-        recent = self._to_key(recent_items(sessions, self.cfg.max_session_items, self.cfg.recency_decay))
+        recent = recent_items(sessions, max(self.cfg.max_session_items, self.cfg.lag), self.cfg.recency_decay)
+        if self.cfg.lag:
+            recent = recent.filter(pl.col("recency") == self.cfg.lag - 1).with_columns(weight=pl.lit(1.0))
+        recent = self._to_key(recent)
         scores = (recent.join(self.nbrs, left_on="item", right_on="a")
                   .select("session", "b", "recency", score=pl.col("weight") * pl.col("score")))
         scores = ordered_sum(scores, ["session", "b"], ["recency"])
@@ -203,3 +304,46 @@ class Covisit(CandidateSource):
         else:
             scores = scores.rename({"b": "item"})
         return finalize(scores, sessions, self._items, k)
+
+    def select(self, history: pl.DataFrame, items: pl.DataFrame) -> CovisitConfig:
+        """The grid variant with the best MRR@100 on held-out history sessions (ties: the first listed).
+
+        What the local validation split does, inside the history: a hash-drawn ``select_share`` of the
+        sessions holding their target (at most ``select_sessions``; of ``select_locales`` when given)
+        lose their last event, every variant is fitted on the rest and ranks that event. The draw
+        depends on the session id and seed only, so the valid and test splits hold out nearly the same
+        sessions and choose alike.
+        """
+        variants = self.cfg.variants()
+        cols = ["session", "position", "item"] + (["query"] if "query" in history.columns else [])
+        h = history.select(cols)
+        locale = (h.group_by("session").agg(pl.col("item").first())
+                  .join(items.select("item", "locale"), on="item").select("session", "locale"))
+        eligible = h.group_by("session").agg(n=pl.len()).filter(pl.col("n") >= 2)
+        if "query" in h.columns:
+            eligible = eligible.join(h.filter(~pl.col("query")).select("session").unique(), on="session", how="semi")
+        eligible = eligible.join(locale, on="session")
+        if self.cfg.select_locales:
+            eligible = eligible.filter(pl.col("locale").is_in(list(self.cfg.select_locales)))
+        draw = (pl.col("session").hash(self.seed) % 1_000_003).cast(pl.Float64) / 1_000_003
+        held = (eligible.with_columns(_u=draw).filter(pl.col("_u") < self.cfg.select_share)
+                .sort("_u", "session").head(self.cfg.select_sessions).select("session", "locale"))
+        if held.is_empty():
+            log.warning("covisit grid: no held-out session to choose on; first variant kept")
+            return variants[0]
+        last = h.join(held, on="session", how="semi").group_by("session").agg(pl.col("position").max())
+        is_last = pl.struct("session", "position").is_in(last.select(pl.struct("session", "position")).to_series()
+                                                           .implode())
+        fit_on, target = h.filter(~is_last), h.filter(is_last).select("session", "item")
+        queries = (held.join(fit_on.select("session", "position", "item"), on="session")
+                   .sort("session", "position"))
+        scores = []
+        for cfg in variants:
+            top = Covisit(cfg, self.seed).fit(fit_on, items).generate(queries, 100)
+            ranks = target.join(top, on=["session", "item"], how="left")["rank"]
+            scores.append(float((1.0 / ranks.cast(pl.Float64)).fill_null(0.0).sum() / held.height))
+        best = max(range(len(variants)), key=lambda i: (scores[i], -i))
+        log.info("covisit grid on %d held-out sessions: MRR@100 %s; chose %s", held.height,
+                 [round(x, 4) for x in scores], self.cfg.grid[best])
+        self.selection = {"sessions": held.height, "mrr@100": scores, "chosen": dict(self.cfg.grid[best])}
+        return variants[best]

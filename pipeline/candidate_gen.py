@@ -24,6 +24,7 @@ import polars as pl
 from tqdm import tqdm
 
 from candidates.base import query_sessions
+from candidates.covisit import with_query_flag
 from candidates.union import SourceSpec, build_sources, union
 from pipeline import config, engine, guards, schemas
 from pipeline.io import parquet_parts, peak_rss_mib, setup_logging, timed
@@ -85,6 +86,8 @@ def main() -> None:
 
     split = args.splitdir / args.split
     history = schemas.check(pl.read_parquet(split / "history.parquet"), schemas.EVENTS, "history")
+    # query: the held-out and test sessions' prefixes (co-visitation may weight them up: query_weight)
+    history = with_query_flag(history, pl.read_parquet(args.prepared / "events.parquet", columns=["session"]))
     queries = schemas.check(pl.read_parquet(split / "queries.parquet"), schemas.QUERIES, "queries")
     items = schemas.check(pl.read_parquet(args.prepared / "items.parquet"), schemas.ITEMS, "items")
     events = pl.scan_parquet(args.prepared / "events.parquet").join(

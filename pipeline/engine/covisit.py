@@ -26,7 +26,7 @@ from typing import Any
 import pandas as pd
 import polars as pl
 
-from candidates.covisit import Covisit, CovisitConfig, pair_counts, top_neighbours, weights_from_counts
+from candidates.covisit import Covisit, CovisitConfig, expand_hops, pair_counts, top_neighbours, weights_from_counts
 
 log = logging.getLogger(__name__)
 
@@ -110,6 +110,8 @@ def fit(sources: list[Covisit], history: pl.DataFrame, items: pl.DataFrame, clie
     ranges = session_ranges(history["session"], n_parts)
     written: dict[str, list[Path]] = {}
     for source in sources:
+        if source.cfg.query_weight != 1.0:
+            raise ValueError("co-visitation query_weight != 1 is not implemented on engine: dask (use engine: polars)")
         key = source.cfg.key
         source._items = items  # what Covisit.fit keeps for generate()
         keyed = source._to_key(history.select("session", "position", "item"))
@@ -118,5 +120,5 @@ def fit(sources: list[Covisit], history: pl.DataFrame, items: pl.DataFrame, clie
         bits = item_bits_of(keyed["item"].max() or 0, source.cfg.window)
         if stats is not None:
             stats.append({})
-        source.nbrs = neighbours(client, written[key], source.cfg, bits,
-                                 stats[-1] if stats is not None else None)
+        source.nbrs = expand_hops(neighbours(client, written[key], source.cfg, bits,
+                                             stats[-1] if stats is not None else None), source.cfg)
