@@ -31,7 +31,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--workspace", type=Path, required=True)
     parser.add_argument("--split", default="test", choices=("valid", "test"))
     parser.add_argument("--sessions", type=int, default=20000)
-    parser.add_argument("--skip-fit", nargs="*", default=[], help="source names left out")
+    parser.add_argument("--only", nargs="*", default=[], help="profile only these sources (default: all)")
     parser.add_argument("--out", type=Path, default=None)
     parser.add_argument("--label", default="")
     parser.add_argument(
@@ -53,7 +53,7 @@ def main(argv: list[str] | None = None) -> None:
 
     cfg = config.load_section(CandidatesConfig, "candidates")
     specs = [
-        s for s in build_sources(cfg.sources, config.seed()) if s.name not in args.skip_fit and not args.union
+        s for s in build_sources(cfg.sources, config.seed()) if (not args.only or s.name in args.only) and not args.union
     ]
     split = Path("data/split") / args.split
     history = pl.read_parquet(split / "history.parquet")
@@ -82,6 +82,8 @@ def main(argv: list[str] | None = None) -> None:
     for spec in specs:
         t0 = time.perf_counter()
         spec.source.fit(history, items)
+        if callable(getattr(spec.source, "index", None)):  # deep sources build their faiss index lazily
+            spec.source.index()
         record["fit_s"][spec.name] = round(time.perf_counter() - t0, 2)
         print(f"fit {spec.name}: {record['fit_s'][spec.name]} s", flush=True)
     cands = {}
