@@ -26,7 +26,14 @@ from typing import Any
 import pandas as pd
 import polars as pl
 
-from candidates.covisit import Covisit, CovisitConfig, expand_hops, pair_counts, top_neighbours, weights_from_counts
+from candidates.covisit import (
+    Covisit,
+    CovisitConfig,
+    expand_hops,
+    pair_counts,
+    top_neighbours,
+    weights_from_counts,
+)
 
 log = logging.getLogger(__name__)
 
