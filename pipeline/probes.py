@@ -143,7 +143,8 @@ class Probe:
             sessions = self.sessions.filter(pl.col("locale") == loc)
             for start in range(0, sessions.height, CHUNK_SESSIONS):
                 ranks.append(ranks_by_locale(loc, sessions.slice(start, CHUNK_SESSIONS)))
-        rank = pl.concat(ranks).sort("sid")["rank"] if ranks else pl.Series("rank", [], pl.Int64)
+        # one chunk, as one frame would be: a float mean per group sums chunk by chunk
+        rank = pl.concat(ranks, rechunk=True).sort("sid")["rank"].rechunk() if ranks else pl.Series("rank", [], pl.Int64)
         return _metrics(rank, self.sessions["locale"])
 
 

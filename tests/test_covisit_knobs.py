@@ -5,7 +5,14 @@ from __future__ import annotations
 import polars as pl
 import pytest
 
-from candidates.covisit import Covisit, CovisitConfig, expand_hops, neighbours, weighted_pairs, with_query_flag
+from candidates.covisit import (
+    Covisit,
+    CovisitConfig,
+    expand_hops,
+    neighbours,
+    weighted_pairs,
+    with_query_flag,
+)
 from tests.test_candidates import SourceContract, tiny_history, tiny_items
 
 EVENTS = {"session": pl.Int32, "position": pl.Int32, "item": pl.Int32}
@@ -60,7 +67,7 @@ def test_two_hops_reach_neighbours_of_neighbours_of_rare_items_only():
     ev = _events([1, 2], *[[2, 3]] * 3, [2, 4], [5, 6], [5, 7], [5, 8], [6, 9])
     cfg = CovisitConfig(window=1, direction="forward", normalize="conditional", hops=2, hop_weight=0.5, hop_below=2)
     nb = neighbours(ev, cfg)
-    of = {a: dict(zip(g["b"], g["score"])) for (a,), g in nb.group_by("a")}
+    of = {a: dict(zip(g["b"], g["score"], strict=True)) for (a,), g in nb.group_by("a")}
     assert set(of[1]) == {2, 3, 4}
     assert of[1][3] == pytest.approx(0.5 * 1.0 * 0.75) and of[1][2] == pytest.approx(1.0)
     assert set(of[5]) == {6, 7, 8}  # three direct neighbours: not rare, not expanded

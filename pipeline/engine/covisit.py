@@ -26,7 +26,14 @@ from typing import Any
 import pandas as pd
 import polars as pl
 
-from candidates.covisit import Covisit, CovisitConfig, expand_hops, pair_counts, top_neighbours, weights_from_counts
+from candidates.covisit import (
+    Covisit,
+    CovisitConfig,
+    expand_hops,
+    pair_counts,
+    top_neighbours,
+    weights_from_counts,
+)
 
 log = logging.getLogger(__name__)
 
@@ -110,6 +117,8 @@ def fit(sources: list[Covisit], history: pl.DataFrame, items: pl.DataFrame, clie
     ranges = session_ranges(history["session"], n_parts)
     written: dict[str, list[Path]] = {}
     for source in sources:
+        if source.cfg.grid:  # the grid variant is chosen on this machine (Covisit.select), then counted on the cluster
+            source.cfg = source.select(history, items)
         if source.cfg.query_weight != 1.0:
             raise ValueError("co-visitation query_weight != 1 is not implemented on engine: dask (use engine: polars)")
         key = source.cfg.key
