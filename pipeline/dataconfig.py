@@ -1,6 +1,6 @@
 """The ``data`` section of params.yaml: where the raw competition files come from.
 
-Read by the stages ``generate`` (which builds data/raw) and ``prepare`` (which parses it); a library
+Read by the stages ``generate`` (which builds data/raw), ``prepare`` (which parses it) and ``publish``; a library
 module of its own so that neither stage imports the other.
 """
 
@@ -8,9 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from pipeline import raw
-
-TEST_DATASETS = tuple(f"task{t}_phase{p}" for t in raw.TASKS for p in raw.PHASES)
+from pipeline.raw import TEST_DATASETS
 
 
 @dataclass(frozen=True)

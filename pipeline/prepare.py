@@ -20,7 +20,6 @@ from pipeline import raw
 from pipeline.config import load_section
 from pipeline.dataconfig import TEST_DATASETS, DataConfig
 from pipeline.io import setup_logging, timed, write_json, write_parquet
-from pipeline.raw import TEST_DATASETS, DataConfig  # noqa: F401  (DataConfig: read by generate too)
 
 log = logging.getLogger(__name__)
 

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from pipeline import raw, submission
+from pipeline.dataconfig import DataConfig
 from pipeline.config import load_section
 from pipeline.io import setup_logging
 
@@ -60,7 +61,7 @@ def main() -> None:
     args = parser.parse_args()
     setup_logging()
     cfg = load_section(PublishConfig, "publish")
-    remove_unlisted(args.submissions, load_section(raw.DataConfig, "data").test_files)
+    remove_unlisted(args.submissions, load_section(DataConfig, "data").test_files)
     catalogue = submission.load_catalogue(args.raw)
     for task in raw.TASKS:
         method = getattr(cfg, f"task{task}")

@@ -43,26 +43,6 @@ _TOKEN = r"'[^'\n]*'"
 TEST_DATASETS = tuple(f"task{t}_phase{p}" for t in TASKS for p in PHASES)
 
 
-@dataclass(frozen=True)
-class DataConfig:
-    """params.yaml ``data``: where the raw files come from and which test files exist (prepare, publish)."""
-
-    source: str = "synthetic"
-    raw_dir: str = "data/raw"
-    scale: float = 0.02
-    on_error: str = "raise"
-    test_files: tuple[str, ...] = TEST_DATASETS  # the test files that exist; a listed one absent is an error
-
-    def __post_init__(self) -> None:
-        if self.source not in ("synthetic", "files"):
-            raise ValueError(f"data.source must be 'synthetic' or 'files', got {self.source!r}")
-        if self.on_error not in ("raise", "skip"):
-            raise ValueError(f"data.on_error must be 'raise' or 'skip', got {self.on_error!r}")
-        unknown = sorted(set(self.test_files) - set(TEST_DATASETS))
-        if unknown or len(set(self.test_files)) != len(self.test_files):
-            raise ValueError(f"data.test_files: {list(self.test_files)} must list distinct names of {TEST_DATASETS}")
-
-
 def test_file(task: int, phase: int) -> str:
     return f"sessions_test_task{task}_phase{phase}.csv"
 
