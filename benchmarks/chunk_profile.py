@@ -53,7 +53,9 @@ def main(argv: list[str] | None = None) -> None:
 
     cfg = config.load_section(CandidatesConfig, "candidates")
     specs = [
-        s for s in build_sources(cfg.sources, config.seed()) if (not args.only or s.name in args.only) and not args.union
+        s
+        for s in build_sources(cfg.sources, config.seed())
+        if (not args.only or s.name in args.only) and not args.union
     ]
     split = Path("data/split") / args.split
     history = pl.read_parquet(split / "history.parquet")

@@ -93,10 +93,14 @@ class Split:
         self.queries = pl.read_parquet(split / "queries.parquet")
         if datasets is not None:
             self.queries = self.queries.filter(pl.col("dataset").is_in(list(datasets)))
-        self.targets = pl.read_parquet(split / "targets.parquet") if (split / "targets.parquet").exists() else None
+        self.targets = (
+            pl.read_parquet(split / "targets.parquet") if (split / "targets.parquet").exists() else None
+        )
         self.items = pl.read_parquet(prepared / "items.parquet")
         self.events = self.history.join(self.queries.select("session"), on="session", how="semi")
-        self.sessions = pl.read_parquet(prepared / "sessions.parquet", columns=["session", "dataset", "locale", "length"])
+        self.sessions = pl.read_parquet(
+            prepared / "sessions.parquet", columns=["session", "dataset", "locale", "length"]
+        )
         self.prev_items = pl.read_parquet(prepared / "events.parquet", columns=["session"])
 
 
@@ -119,8 +123,14 @@ def candidates(split: Split, cfg: CandidatesConfig, seed: int, cache: Path | Non
     return union
 
 
-def features(split: Split, union: pl.DataFrame, cfg: FeaturesConfig, families: tuple[str, ...],
-             cache: Path | None = None, tag: str = "") -> pl.DataFrame:
+def features(
+    split: Split,
+    union: pl.DataFrame,
+    cfg: FeaturesConfig,
+    families: tuple[str, ...],
+    cache: Path | None = None,
+    tag: str = "",
+) -> pl.DataFrame:
     """Every family's columns on ``union`` (cached by the candidates tag, features params and families)."""
     path = None
     if cache is not None:
@@ -135,8 +145,12 @@ def features(split: Split, union: pl.DataFrame, cfg: FeaturesConfig, families: t
     return frame
 
 
-def _features(split: Split, union: pl.DataFrame, cfg: FeaturesConfig, families: tuple[str, ...]) -> pl.DataFrame:
-    state = fit_families(Inputs(history=split.history, items=split.items, sessions=split.sessions), cfg, families)
+def _features(
+    split: Split, union: pl.DataFrame, cfg: FeaturesConfig, families: tuple[str, ...]
+) -> pl.DataFrame:
+    state = fit_families(
+        Inputs(history=split.history, items=split.items, sessions=split.sessions), cfg, families
+    )
     return pl.concat(list(assemble_chunks(union.lazy(), split.queries, split.events, state, cfg)))
 
 
@@ -144,12 +158,23 @@ def recall(union: pl.DataFrame, split: Split) -> dict[str, dict[str, float]]:
     """Recall of the union and of each source (within its k) on the split's queries: all, task2 locales."""
     ranks = [c for c in union.columns if c.startswith("cand_") and c.endswith("_rank")]
     targets = split.targets.join(split.queries.select("session", "locale"), on="session")
-    hit = targets.join(union.select("session", "item", *ranks).with_columns(_in=pl.lit(True)),
-                       on=["session", "item"], how="left")
+    hit = targets.join(
+        union.select("session", "item", *ranks).with_columns(_in=pl.lit(True)),
+        on=["session", "item"],
+        how="left",
+    )
     out = {}
-    for name, part in (("all", hit), ("task2", hit.filter(pl.col("locale").is_in(list(raw.TASK_LOCALES[2]))))):
+    for name, part in (
+        ("all", hit),
+        ("task2", hit.filter(pl.col("locale").is_in(list(raw.TASK_LOCALES[2])))),
+    ):
         row = {"union": float(part["_in"].fill_null(False).mean())}
-        row.update({c.removeprefix("cand_").removesuffix("_rank"): float(part[c].is_not_null().mean()) for c in ranks})
+        row.update(
+            {
+                c.removeprefix("cand_").removesuffix("_rank"): float(part[c].is_not_null().mean())
+                for c in ranks
+            }
+        )
         out[name] = row
     return out
 
@@ -158,10 +183,14 @@ def train(frame: pl.DataFrame, split: Split, cfg: lgbm.RankerConfig, seed: int) 
     """(lgbm.load-shaped models, eval-fold queries): what stage train_ranker fits."""
     folds = lgbm.assign_folds(split.queries["session"], cfg.eval_fraction, seed)
     labelled = lgbm.label(frame, split.targets).join(folds, on="session", how="left")
-    train_ids = lgbm.sample_sessions(folds.filter(~pl.col("is_eval")).join(split.targets, on="session", how="semi")
-                                     ["session"], cfg.max_train_sessions, seed)
-    train_rows = lgbm.training_rows(labelled.filter(pl.col("session").is_in(train_ids.implode())),
-                                    cfg.neg_sample_rate, seed)
+    train_ids = lgbm.sample_sessions(
+        folds.filter(~pl.col("is_eval")).join(split.targets, on="session", how="semi")["session"],
+        cfg.max_train_sessions,
+        seed,
+    )
+    train_rows = lgbm.training_rows(
+        labelled.filter(pl.col("session").is_in(train_ids.implode())), cfg.neg_sample_rate, seed
+    )
     stop_rows = lgbm.training_rows(labelled.filter(pl.col("is_eval")), 1.0, seed)
     boosters = fit_ranker(train_rows, stop_rows, cfg, seed)
     groups = lgbm.model_groups(cfg)
@@ -172,47 +201,76 @@ def train(frame: pl.DataFrame, split: Split, cfg: lgbm.RankerConfig, seed: int) 
 
 def rankings(frame: pl.DataFrame, models: dict, names: list[str]) -> dict[str, pl.DataFrame]:
     """method -> session, item, rank (top 100) for the ranker and every source by its own score."""
-    out = {"ranker": lgbm.score_models(models, frame).filter(pl.col("rank") <= 100).select("session", "item", "rank")}
+    out = {
+        "ranker": lgbm.score_models(models, frame)
+        .filter(pl.col("rank") <= 100)
+        .select("session", "item", "rank")
+    }
     for name in names:
-        out[f"source_{name}"] = (source_ranker(name)(frame.select("session", "item", f"cand_{name}_score"))
-                                 .filter(pl.col("rank") <= 100).select("session", "item", "rank"))
+        out[f"source_{name}"] = (
+            source_ranker(name)(frame.select("session", "item", f"cand_{name}_score"))
+            .filter(pl.col("rank") <= 100)
+            .select("session", "item", "rank")
+        )
     return out
 
 
-def sources_only(workspace: Path, params: dict, gt_dir: Path | None, datasets: tuple[str, ...],
-                 cache: Path | None = None) -> dict:
+def sources_only(
+    workspace: Path, params: dict, gt_dir: Path | None, datasets: tuple[str, ...], cache: Path | None = None
+) -> dict:
     """Each source alone (ranked by its own score, popularity-filled): valid queries and test datasets."""
     t0 = time.perf_counter()
     seed = int(params["seed"])
     specs = runnable_sources(params["candidates"]["sources"], workspace)
     ccfg = from_dict(CandidatesConfig, {**params["candidates"], "sources": specs}, "candidates")
-    tag = hashlib.sha1(json.dumps([seed, params["candidates"], sorted(specs)], sort_keys=True,
-                                  default=str).encode()).hexdigest()[:12]
+    tag = hashlib.sha1(
+        json.dumps([seed, params["candidates"], sorted(specs)], sort_keys=True, default=str).encode()
+    ).hexdigest()[:12]
     valid = Split(workspace, "valid", None)
     vunion = candidates(valid, ccfg, seed, cache, tag)
-    result: dict[str, Any] = {"sources": list(specs), "recall": recall(vunion, valid), "valid": {}, "test": {}}
+    result: dict[str, Any] = {
+        "sources": list(specs),
+        "recall": recall(vunion, valid),
+        "valid": {},
+        "test": {},
+    }
     for name in specs:
-        top = source_ranker(name)(vunion.select("session", "item", f"cand_{name}_score")).filter(pl.col("rank") <= 100)
-        result["valid"][f"source_{name}"] = mrr_report(complete(top, valid.queries, valid.history, valid.items),
-                                                       valid.queries, valid.targets)
+        top = source_ranker(name)(vunion.select("session", "item", f"cand_{name}_score")).filter(
+            pl.col("rank") <= 100
+        )
+        result["valid"][f"source_{name}"] = mrr_report(
+            complete(top, valid.queries, valid.history, valid.items), valid.queries, valid.targets
+        )
     test = Split(workspace, "test", datasets)
     tunion = candidates(test, ccfg, seed, cache, tag)
     for name in specs:
-        top = source_ranker(name)(tunion.select("session", "item", f"cand_{name}_score")).filter(pl.col("rank") <= 100)
-        subs = submission_frames(complete(top, test.queries, test.history, test.items), test.queries, test.items)
+        top = source_ranker(name)(tunion.select("session", "item", f"cand_{name}_score")).filter(
+            pl.col("rank") <= 100
+        )
+        subs = submission_frames(
+            complete(top, test.queries, test.history, test.items), test.queries, test.items
+        )
         for dataset, frame in subs.items():
             task, phase = int(dataset[4]), int(dataset[-1])
             gt_path = gt_dir / raw.gt_file(task, phase) if gt_dir else None
             if gt_path is not None and gt_path.exists():
                 result["test"].setdefault(dataset, {})[f"source_{name}"] = score.score_frame(
-                    frame, raw.read_ground_truth(gt_path, task), task, f"{name}/{dataset}")
+                    frame, raw.read_ground_truth(gt_path, task), task, f"{name}/{dataset}"
+                )
     result["seconds"] = round(time.perf_counter() - t0, 1)
     return result
 
 
-def run(workspace: Path, params: dict, gt_dir: Path | None, datasets: tuple[str, ...] = ("task2_phase1",),
-        cache: Path | None = None, families: tuple[str, ...] | None = None,
-        split_hook: Callable[[Split], Split] | None = None, tag_extra: str = "") -> dict:
+def run(
+    workspace: Path,
+    params: dict,
+    gt_dir: Path | None,
+    datasets: tuple[str, ...] = ("task2_phase1",),
+    cache: Path | None = None,
+    families: tuple[str, ...] | None = None,
+    split_hook: Callable[[Split], Split] | None = None,
+    tag_extra: str = "",
+) -> dict:
     """Every figure of one configuration: {"valid": {method: mrr_report}, "test": {dataset: {method: score}},
     "recall": ..., "seconds": ...}."""
     t0 = time.perf_counter()
@@ -222,8 +280,11 @@ def run(workspace: Path, params: dict, gt_dir: Path | None, datasets: tuple[str,
     fcfg = from_dict(FeaturesConfig, params["features"], "features")
     rcfg = from_dict(lgbm.RankerConfig, params["ranker"], "ranker")
     families = families or tuple(f for f in FAMILIES if f != "deep")
-    tag = hashlib.sha1(json.dumps([seed, params["candidates"], sorted(specs), tag_extra], sort_keys=True,
-                                  default=str).encode()).hexdigest()[:12]
+    tag = hashlib.sha1(
+        json.dumps(
+            [seed, params["candidates"], sorted(specs), tag_extra], sort_keys=True, default=str
+        ).encode()
+    ).hexdigest()[:12]
     result: dict[str, Any] = {"sources": list(specs)}
     hook = split_hook or (lambda s: s)
 
@@ -237,33 +298,40 @@ def run(workspace: Path, params: dict, gt_dir: Path | None, datasets: tuple[str,
     result["best_iteration"] = {n: b.best_iteration for n, (b, _) in models.items()}
     eval_frame = vframe.join(eval_queries.select("session"), on="session", how="semi")
     del vframe
-    result["valid"] = {m: mrr_report(complete(top, eval_queries, valid.history, valid.items), eval_queries,
-                                     valid.targets)
-                       for m, top in rankings(eval_frame, models, list(specs)).items()}
+    result["valid"] = {
+        m: mrr_report(complete(top, eval_queries, valid.history, valid.items), eval_queries, valid.targets)
+        for m, top in rankings(eval_frame, models, list(specs)).items()
+    }
     del eval_frame
 
     test = hook(Split(workspace, "test", datasets))
     tframe = features(test, candidates(test, ccfg, seed, cache, tag), fcfg, families, cache, tag)
     result["test"] = {}
     for method, top in rankings(tframe, models, list(specs)).items():
-        subs = submission_frames(complete(top, test.queries, test.history, test.items), test.queries, test.items)
+        subs = submission_frames(
+            complete(top, test.queries, test.history, test.items), test.queries, test.items
+        )
         for dataset, frame in subs.items():
             task, phase = int(dataset[4]), int(dataset[-1])
             gt_path = gt_dir / raw.gt_file(task, phase) if gt_dir else None
             if gt_path is None or not gt_path.exists():
                 continue
             result["test"].setdefault(dataset, {})[method] = score.score_frame(
-                frame, raw.read_ground_truth(gt_path, task), task, f"{method}/{dataset}")
+                frame, raw.read_ground_truth(gt_path, task), task, f"{method}/{dataset}"
+            )
     result["seconds"] = round(time.perf_counter() - t0, 1)
     return result
 
 
 def summary(result: dict) -> dict[str, float]:
-    """The headline figures: valid (task-2 locales and all) and test MRR@100 of the ranker and best sources."""
+    """The headline figures: valid (task-2 locales and all) and test MRR@100 of the ranker and the best
+    sources."""
     out = {}
     if "ranker" in result["valid"]:
-        out = {"valid_task2": result["valid"]["ranker"]["task2"]["mrr@100"],
-               "valid_all": result["valid"]["ranker"]["all"]["mrr@100"]}
+        out = {
+            "valid_task2": result["valid"]["ranker"]["task2"]["mrr@100"],
+            "valid_all": result["valid"]["ranker"]["all"]["mrr@100"],
+        }
     for dataset, methods in result["test"].items():
         if "ranker" in methods:
             out[dataset] = methods["ranker"]["all"]["mrr@100"]
@@ -277,17 +345,25 @@ def summary(result: dict) -> dict[str, float]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--workspace", type=Path, required=True)
     parser.add_argument("--gt", type=Path, default=None)
     parser.add_argument("--params", type=Path, default=Path("params.yaml"))
     parser.add_argument("--set", action="append", default=[], dest="sets")
     parser.add_argument("--datasets", nargs="+", default=["task2_phase1"])
-    parser.add_argument("--cache", type=Path, default=None, help="directory caching the unions by their params")
+    parser.add_argument(
+        "--cache", type=Path, default=None, help="directory caching the unions by their params"
+    )
     parser.add_argument("--out", type=Path, default=None)
-    parser.add_argument("--sources-only", action="store_true", help="each source alone: no features, no ranker")
+    parser.add_argument(
+        "--sources-only", action="store_true", help="each source alone: no features, no ranker"
+    )
     args = parser.parse_args()
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S")
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S"
+    )
     params = apply_sets(read_params(args.params), args.sets)
     how = sources_only if args.sources_only else run
     result = how(args.workspace, params, args.gt, tuple(args.datasets), args.cache)

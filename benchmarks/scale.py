@@ -1,6 +1,6 @@
 """The whole DVC graph at a given synthetic scale, measured stage by stage.
 
-    python benchmarks/scale.py --scales 0.05 0.1 0.25 0.5 1.0            # appends to benchmarks/results/scale.json
+    python benchmarks/scale.py --scales 0.05 0.1 0.25 0.5 1.0    # appends to benchmarks/results/scale.json
     python benchmarks/scale.py --scales 0.02 --label default -S deep.threads=2
 
 For each scale it copies the tracked tree into a scratch workspace (``--workdir``, default
@@ -40,6 +40,7 @@ SAMPLE_S = 0.2
 
 # -- probe: runs inside dvc, one stage -----------------------------------------------------------
 
+
 def tree_rss(proc: psutil.Process) -> int:
     """Resident bytes of ``proc`` and every descendant (processes that vanish mid-read count 0)."""
     total = 0
@@ -74,17 +75,23 @@ def probe(stage: str, log: Path, cmd: list[str]) -> int:
     sampler.join()
     after = os.times()
     cpu = (after.children_user - before.children_user) + (after.children_system - before.children_system)
-    record = {"stage": stage, "rc": rc, "wall_s": round(time.perf_counter() - start, 2), "cpu_s": round(cpu, 2),
-              "peak_rss_gib": round(peak[0] / GIB, 3),
-              # The machine's 1-minute load average over the stage: above the cores the stage uses, other
-              # work shared the CPU and wall_s is longer than on an idle machine (cpu_s much less so).
-              "mean_load": round(sum(load) / len(load), 2) if load else None}
+    record = {
+        "stage": stage,
+        "rc": rc,
+        "wall_s": round(time.perf_counter() - start, 2),
+        "cpu_s": round(cpu, 2),
+        "peak_rss_gib": round(peak[0] / GIB, 3),
+        # The machine's 1-minute load average over the stage: above the cores the stage uses, other
+        # work shared the CPU and wall_s is longer than on an idle machine (cpu_s much less so).
+        "mean_load": round(sum(load) / len(load), 2) if load else None,
+    }
     with log.open("a", encoding="utf-8") as fh:
         fh.write(json.dumps(record) + "\n")
     return rc
 
 
 # -- the workspace ------------------------------------------------------------------------------
+
 
 def copy_tree(dest: Path, fresh: bool = True, ref: str = "") -> None:
     """The working tree's files that git does not ignore (or commit ``ref``'s tree), without data,
@@ -105,8 +112,13 @@ def copy_tree(dest: Path, fresh: bool = True, ref: str = "") -> None:
         names = [p.relative_to(source).as_posix() for p in source.rglob("*") if p.is_file()]
     else:
         source = REPO
-        names = subprocess.run(["git", "ls-files", "--cached", "--others", "--exclude-standard"], cwd=REPO,
-                               capture_output=True, text=True, check=True).stdout.split()
+        names = subprocess.run(
+            ["git", "ls-files", "--cached", "--others", "--exclude-standard"],
+            cwd=REPO,
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.split()
     for name in names:
         src = source / name
         if src.is_file() and not name.startswith(("data/", "submissions/")) and name != "dvc.lock":
@@ -149,7 +161,9 @@ def wrap_stages(dvc_yaml: Path, log: Path) -> None:
     me = Path(__file__).resolve()
     for name, stage in spec["stages"].items():
         body = stage.get("do", stage)
-        body["cmd"] = f"python {me} probe --stage {stage_name(name, stage, params)} --log {log} -- {body['cmd']}"
+        body["cmd"] = (
+            f"python {me} probe --stage {stage_name(name, stage, params)} --log {log} -- {body['cmd']}"
+        )
     dvc_yaml.write_text(yaml.safe_dump(spec, sort_keys=False))
 
 
@@ -178,8 +192,9 @@ def interactions(workspace: Path) -> int:
     return parquet_rows(workspace / "data" / "prepared" / "events.parquet")
 
 
-def run_scale(scale: float, label: str, overrides: list[str], workdir: Path, resume: bool = False,
-              ref: str = "") -> dict:
+def run_scale(
+    scale: float, label: str, overrides: list[str], workdir: Path, resume: bool = False, ref: str = ""
+) -> dict:
     workspace = workdir / f"{label}_{scale:g}"
     copy_tree(workspace, fresh=not resume, ref=ref)
     params = yaml.safe_load((workspace / "params.yaml").read_text())
@@ -190,19 +205,27 @@ def run_scale(scale: float, label: str, overrides: list[str], workdir: Path, res
     (workspace / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     log = workspace / "probe.jsonl"
     wrap_stages(workspace / "dvc.yaml", log)
-    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
-           "OPENBLAS_NUM_THREADS": "1", "PYTHONPATH": str(workspace)}
+    env = {
+        **os.environ,
+        "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
+        "OPENBLAS_NUM_THREADS": "1",
+        "PYTHONPATH": str(workspace),
+    }
     print(f"scale {scale:g} ({label}): dvc repro in {workspace}", flush=True)
     start = time.perf_counter()
     with (workspace / "repro.log").open("w") as out:
-        rc = subprocess.run(["dvc", "repro"], cwd=workspace, env=env, stdout=out, stderr=subprocess.STDOUT).returncode
+        rc = subprocess.run(
+            ["dvc", "repro"], cwd=workspace, env=env, stdout=out, stderr=subprocess.STDOUT
+        ).returncode
     total = time.perf_counter() - start
     stages = {}
-    for line in (log.read_text().splitlines() if log.exists() else []):
+    for line in log.read_text().splitlines() if log.exists() else []:
         rec = json.loads(line)
         stages[rec.pop("stage")] = rec
     if rc != 0:
-        raise SystemExit(f"error: dvc repro failed at scale {scale:g} (rc {rc}); see {workspace / 'repro.log'}")
+        raise SystemExit(
+            f"error: dvc repro failed at scale {scale:g} (rc {rc}); see {workspace / 'repro.log'}"
+        )
     for name, rows in stage_rows(workspace).items():
         stages.setdefault(name, {}).update(rows)
     board = json.loads((workspace / "metrics" / "leaderboard.json").read_text())
@@ -215,13 +238,23 @@ def run_scale(scale: float, label: str, overrides: list[str], workdir: Path, res
             leaderboard[dataset] = {"bleu": sub["bleu"]}
     # The sum of the stages' final runs: a resumed run's total counts each stage once.
     total_wall = sum(s.get("wall_s", 0.0) for s in stages.values())
-    commit = subprocess.run(["git", "rev-parse", ref or "HEAD"], cwd=REPO, capture_output=True, text=True).stdout.strip()
-    run = {"scale": scale, "label": label, "overrides": overrides, "cores": len(os.sched_getaffinity(0)),
-           "code": commit if ref else f"{commit} + working tree",
-           "interactions": interactions(workspace), "total_wall_s": round(total_wall, 1),
-           "last_repro_wall_s": round(total, 1), "resumed": resume,
-           "peak_rss_gib": max((s.get("peak_rss_gib", 0.0) for s in stages.values()), default=0.0),
-           "stages": dict(sorted(stages.items())), "leaderboard": leaderboard}
+    commit = subprocess.run(
+        ["git", "rev-parse", ref or "HEAD"], cwd=REPO, capture_output=True, text=True
+    ).stdout.strip()
+    run = {
+        "scale": scale,
+        "label": label,
+        "overrides": overrides,
+        "cores": len(os.sched_getaffinity(0)),
+        "code": commit if ref else f"{commit} + working tree",
+        "interactions": interactions(workspace),
+        "total_wall_s": round(total_wall, 1),
+        "last_repro_wall_s": round(total, 1),
+        "resumed": resume,
+        "peak_rss_gib": max((s.get("peak_rss_gib", 0.0) for s in stages.values()), default=0.0),
+        "stages": dict(sorted(stages.items())),
+        "leaderboard": leaderboard,
+    }
     print(json.dumps({k: run[k] for k in ("scale", "label", "total_wall_s", "peak_rss_gib")}), flush=True)
     return run
 
@@ -279,8 +312,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--workdir", type=Path, default=Path("/tmp/m2_scale"))
     parser.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results" / "scale.json")
     parser.add_argument("--keep", action="store_true", help="keep each workspace (default: delete its data)")
-    parser.add_argument("--resume", action="store_true",
-                        help="continue an interrupted run in its workspace (the code is copied again)")
+    parser.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue an interrupted run in its workspace (the code is copied again)",
+    )
     parser.add_argument("--ref", default="", help="run this commit's tree instead of the working tree")
     args = parser.parse_args(argv)
     for scale in args.scales:

@@ -1,6 +1,7 @@
 """Task 2 transfer, measured: candidates -> features -> ranker in variants, on both worlds.
 
-    python benchmarks/task2_transfer.py --synthetic WS_SYN --real WS_REAL --real-gt ../shared/amazon_m2_real/gt \
+    python benchmarks/task2_transfer.py --synthetic WS_SYN --real WS_REAL \
+        --real-gt ../shared/amazon_m2_real/gt \
         [--variants local_only pooled published] [--out benchmarks/results/task2_transfer.json]
 
 WS_SYN and WS_REAL are workspaces where ``dvc repro split`` ran (the default synthetic world, and
@@ -46,7 +47,9 @@ VARIANTS = ("local_only", "pooled", "pretrain_finetune", "published")
 POOLED_TYPES = ("covisit", "attribute", "popularity")
 
 
-def variant_params(params: dict, variant: str, skip_types: tuple[str, ...] = ()) -> tuple[dict, tuple[str, ...] | None]:
+def variant_params(
+    params: dict, variant: str, skip_types: tuple[str, ...] = ()
+) -> tuple[dict, tuple[str, ...] | None]:
     """(params, feature families) of ``variant``; families None = every family but deep."""
     p = copy.deepcopy(params)
     sources = {n: s for n, s in p["candidates"]["sources"].items() if s.get("type") not in skip_types}
@@ -75,41 +78,67 @@ def restrict(split: loop.Split, locales: tuple[str, ...]) -> loop.Split:
     return split
 
 
-def run_variant(workspace: Path, gt: Path, params: dict, variant: str, cache: Path | None,
-                skip_types: tuple[str, ...] = ()) -> dict:
+def run_variant(
+    workspace: Path,
+    gt: Path,
+    params: dict,
+    variant: str,
+    cache: Path | None,
+    skip_types: tuple[str, ...] = (),
+) -> dict:
     p, families = variant_params(params, variant, skip_types)
     hook = (lambda s: restrict(s, TASK_LOCALES[2])) if variant == "local_only" else None
-    result = loop.run(workspace, p, gt, ("task2_phase1",), cache, families, split_hook=hook, tag_extra=variant)
+    result = loop.run(
+        workspace, p, gt, ("task2_phase1",), cache, families, split_hook=hook, tag_extra=variant
+    )
     scores = result["test"]["task2_phase1"]["ranker"]
-    return {"mrr": {k: round(scores[k]["mrr@100"], 4) for k in ("ES", "FR", "IT", "all") if k in scores},
-            "valid_task2": round(result["valid"]["ranker"]["task2"]["mrr@100"], 4),
-            "sources": result["sources"], "families": list(families) if families else "all but deep",
-            "recall_task2": round(result["recall"]["task2"]["union"], 4), "seconds": result["seconds"],
-            "valid_all": round(result["valid"]["ranker"]["all"]["mrr@100"], 4),
-            "sources_task2_phase1": {m: round(v["all"]["mrr@100"], 4)
-                                     for m, v in result["test"]["task2_phase1"].items() if m != "ranker"},
-            "sources_valid_task2": {m: round(v["task2"]["mrr@100"], 4) for m, v in result["valid"].items()
-                                    if m != "ranker" and "task2" in v},
-            "best_iteration": result["best_iteration"]}
+    return {
+        "mrr": {k: round(scores[k]["mrr@100"], 4) for k in ("ES", "FR", "IT", "all") if k in scores},
+        "valid_task2": round(result["valid"]["ranker"]["task2"]["mrr@100"], 4),
+        "sources": result["sources"],
+        "families": list(families) if families else "all but deep",
+        "recall_task2": round(result["recall"]["task2"]["union"], 4),
+        "seconds": result["seconds"],
+        "valid_all": round(result["valid"]["ranker"]["all"]["mrr@100"], 4),
+        "sources_task2_phase1": {
+            m: round(v["all"]["mrr@100"], 4)
+            for m, v in result["test"]["task2_phase1"].items()
+            if m != "ranker"
+        },
+        "sources_valid_task2": {
+            m: round(v["task2"]["mrr@100"], 4)
+            for m, v in result["valid"].items()
+            if m != "ranker" and "task2" in v
+        },
+        "best_iteration": result["best_iteration"],
+    }
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--synthetic", type=Path, help="workspace of the default synthetic world")
     parser.add_argument("--real", type=Path, help="workspace of the real files")
     parser.add_argument("--real-gt", type=Path, default=Path("../shared/amazon_m2_real/gt"))
     parser.add_argument("--params", type=Path, default=Path("params.yaml"))
-    parser.add_argument("--set", action="append", default=[], dest="sets", help="params override for the real world")
+    parser.add_argument(
+        "--set", action="append", default=[], dest="sets", help="params override for the real world"
+    )
     parser.add_argument("--variants", nargs="+", default=[v for v in VARIANTS if v != "pretrain_finetune"])
     parser.add_argument("--cache", type=Path, default=None)
     parser.add_argument("--skip-types", nargs="*", default=[], help="source types left out of every variant")
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results/task2_transfer.json"))
     args = parser.parse_args()
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S")
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S"
+    )
     params = read_params(args.params)
     out = json.loads(args.out.read_text()) if args.out.exists() else {}
-    worlds = {"real": (args.real, args.real_gt, loop.apply_sets(params, args.sets)),
-              "synthetic": (args.synthetic, args.synthetic / "data/raw/gt" if args.synthetic else None, params)}
+    worlds = {
+        "real": (args.real, args.real_gt, loop.apply_sets(params, args.sets)),
+        "synthetic": (args.synthetic, args.synthetic / "data/raw/gt" if args.synthetic else None, params),
+    }
     for world, (workspace, gt, world_params) in worlds.items():
         if workspace is None:
             continue
@@ -119,7 +148,9 @@ def main() -> None:
             log.info("%s / %s", world, variant)
             res = run_variant(workspace, gt, world_params, variant, args.cache, tuple(args.skip_types))
             out.setdefault(world, {})[variant] = res["mrr"]
-            out.setdefault("details", {}).setdefault(world, {})[variant] = {k: v for k, v in res.items() if k != "mrr"}
+            out.setdefault("details", {}).setdefault(world, {})[variant] = {
+                k: v for k, v in res.items() if k != "mrr"
+            }
             print(world, variant, json.dumps(res["mrr"]), flush=True)
             args.out.parent.mkdir(parents=True, exist_ok=True)
             args.out.write_text(json.dumps(out, indent=1, sort_keys=True))
@@ -127,9 +158,11 @@ def main() -> None:
         out.setdefault(world, {}).setdefault("pretrain_finetune", None)
     out["real_sets"] = args.sets
     out["skip_types"] = args.skip_types
-    out["note"] = ("MRR@100 on task2_phase1. pretrain_finetune not run: deep encoder pretraining plus fine-tuning "
-                   "per world exceeds this 2-core machine's budget; deep sources are left out of every variant "
-                   "(no train_deep checkpoints in the workspaces).")
+    out["note"] = (
+        "MRR@100 on task2_phase1. pretrain_finetune not run: deep encoder pretraining plus fine-tuning "
+        "per world exceeds this 2-core machine's budget; deep sources are left out of every variant "
+        "(no train_deep checkpoints in the workspaces)."
+    )
     args.out.write_text(json.dumps(out, indent=1, sort_keys=True))
 
 

@@ -45,25 +45,25 @@ KEYS = ("item", "product")
 
 @dataclass(frozen=True)
 class CovisitConfig:
-    window: int = 3                   # max position distance of a pair (1 = consecutive pairs)
-    direction: str = "both"           # both | forward | backward
-    distance_weight: float = 0.0      # pair weight 1 / d**distance_weight
-    unique_per_session: bool = True   # a pair counts once per session (at its highest weight)
-    collapse_repeats: bool = True     # drop consecutive duplicates (A A B -> A B) before pairing
-    normalize: str = "conditional"    # none | conditional | cosine | lift
-    top_n: int = 50                   # neighbours kept per key
-    key: str = "item"                 # item | product (cross-locale)
-    max_session_items: int = 5        # how many of the session's last distinct items are expanded
-    recency_decay: float = 0.6        # weight of the r-th most recent item: recency_decay ** r
-    lag: int = 0                      # 0: the last max_session_items items; n: only the n-th most recent one
-    query_weight: float = 1.0         # weight of pairs from query sessions (prefix-only history sessions)
-    hops: int = 1                     # 2: neighbours of neighbours too
-    hop_weight: float = 0.5           # a -> b -> c scores hop_weight * s(a, b) * s(b, c)
-    hop_below: int = 0                # second hop only from keys with fewer direct neighbours (0: all)
+    window: int = 3  # max position distance of a pair (1 = consecutive pairs)
+    direction: str = "both"  # both | forward | backward
+    distance_weight: float = 0.0  # pair weight 1 / d**distance_weight
+    unique_per_session: bool = True  # a pair counts once per session (at its highest weight)
+    collapse_repeats: bool = True  # drop consecutive duplicates (A A B -> A B) before pairing
+    normalize: str = "conditional"  # none | conditional | cosine | lift
+    top_n: int = 50  # neighbours kept per key
+    key: str = "item"  # item | product (cross-locale)
+    max_session_items: int = 5  # how many of the session's last distinct items are expanded
+    recency_decay: float = 0.6  # weight of the r-th most recent item: recency_decay ** r
+    lag: int = 0  # 0: the last max_session_items items; n: only the n-th most recent one
+    query_weight: float = 1.0  # weight of pairs from query sessions (prefix-only history sessions)
+    hops: int = 1  # 2: neighbours of neighbours too
+    hop_weight: float = 0.5  # a -> b -> c scores hop_weight * s(a, b) * s(b, c)
+    hop_below: int = 0  # second hop only from keys with fewer direct neighbours (0: all)
     # Chosen on held-out history sessions (see Covisit.select): each entry overrides these knobs.
     grid: tuple[dict[str, Any], ...] = ()
-    select_share: float = 0.1         # share of the history's target-holding sessions held out to choose
-    select_sessions: int = 5000       # at most this many of them
+    select_share: float = 0.1  # share of the history's target-holding sessions held out to choose
+    select_sessions: int = 5000  # at most this many of them
     select_locales: tuple[str, ...] = ()  # choose on sessions of these locales only (empty: all)
 
     def __post_init__(self) -> None:
@@ -73,16 +73,25 @@ class CovisitConfig:
             raise ValueError(f"hops must be 1 or 2, got {self.hops}")
         if self.lag < 0 or self.query_weight < 0:
             raise ValueError(f"lag and query_weight must be >= 0, got {self.lag}, {self.query_weight}")
-        for value, allowed, what in ((self.direction, DIRECTIONS, "direction"),
-                                     (self.normalize, NORMALIZATIONS, "normalize"), (self.key, KEYS, "key")):
+        for value, allowed, what in (
+            (self.direction, DIRECTIONS, "direction"),
+            (self.normalize, NORMALIZATIONS, "normalize"),
+            (self.key, KEYS, "key"),
+        ):
             if value not in allowed:
                 raise ValueError(f"{what} must be one of {allowed}, got {value!r}")
-        allowed = {f.name for f in dataclasses.fields(self)} - {"grid", "select_share", "select_sessions",
-                                                               "select_locales"}
+        allowed = {f.name for f in dataclasses.fields(self)} - {
+            "grid",
+            "select_share",
+            "select_sessions",
+            "select_locales",
+        }
         for entry in self.grid:
             unknown = set(entry) - allowed
             if unknown:
-                raise ValueError(f"grid entry {entry}: unknown knob(s) {sorted(unknown)}; allowed: {sorted(allowed)}")
+                raise ValueError(
+                    f"grid entry {entry}: unknown knob(s) {sorted(unknown)}; allowed: {sorted(allowed)}"
+                )
             dataclasses.replace(self, grid=(), **entry)  # each entry must itself be a valid config
 
     def variants(self) -> list[CovisitConfig]:
@@ -108,24 +117,33 @@ def pair_counts(events: pl.DataFrame, cfg: CovisitConfig, item_bits: int) -> pl.
     """
     ev = events.select("session", "position", "item").sort("session", "position")
     if cfg.collapse_repeats:
-        ev = ev.filter((pl.col("item") != pl.col("item").shift(1)) | (pl.col("session") != pl.col("session").shift(1))
-                       | pl.col("item").shift(1).is_null())
+        ev = ev.filter(
+            (pl.col("item") != pl.col("item").shift(1))
+            | (pl.col("session") != pl.col("session").shift(1))
+            | pl.col("item").shift(1).is_null()
+        )
     ev = ev.select("session", pl.col("item").cast(pl.Int64))
     dist_bits = cfg.window.bit_length()
     a_mul, b_mul = 1 << (item_bits + dist_bits), 1 << dist_bits
     if cfg.unique_per_session:
         # A pair can repeat within a session only if an item does: flag those sessions so that
         # only their pairs go through the (costlier) per-session dedup.
-        si = ev.select(pl.col("session").cast(pl.Int64) * (1 << item_bits) + pl.col("item")).to_series().sort()
+        si = (
+            ev.select(pl.col("session").cast(pl.Int64) * (1 << item_bits) + pl.col("item")).to_series().sort()
+        )
         repeats = (si.filter(si.diff() == 0) // (1 << item_bits)).unique()
         ev = ev.with_columns(rep=pl.col("session").is_in(repeats.implode()))
     else:
         ev = ev.with_columns(rep=pl.lit(False))
     parts = []
     for d in range(1, cfg.window + 1):
-        fwd = (ev.lazy()
-               .select("session", "rep", a=pl.col("item"), b=pl.col("item").shift(-d), _s=pl.col("session").shift(-d))
-               .filter((pl.col("_s") == pl.col("session")) & (pl.col("a") != pl.col("b"))))
+        fwd = (
+            ev.lazy()
+            .select(
+                "session", "rep", a=pl.col("item"), b=pl.col("item").shift(-d), _s=pl.col("session").shift(-d)
+            )
+            .filter((pl.col("_s") == pl.col("session")) & (pl.col("a") != pl.col("b")))
+        )
         if cfg.direction in ("both", "forward"):
             parts.append(fwd.select("session", "rep", key=pl.col("a") * a_mul + pl.col("b") * b_mul + d))
         if cfg.direction in ("both", "backward"):
@@ -134,9 +152,15 @@ def pair_counts(events: pl.DataFrame, cfg: CovisitConfig, item_bits: int) -> pl.
     # Sorted by (session, key), a pair's rows in one session are adjacent with the closest
     # distance (the highest weight) first: keep that one.
     ab = pl.col("key") // b_mul
-    deduped = (pairs.filter("rep").sort("session", "key")
-               .filter((pl.col("session") != pl.col("session").shift(1)) | (ab != ab.shift(1))
-                       | pl.col("session").shift(1).is_null()))
+    deduped = (
+        pairs.filter("rep")
+        .sort("session", "key")
+        .filter(
+            (pl.col("session") != pl.col("session").shift(1))
+            | (ab != ab.shift(1))
+            | pl.col("session").shift(1).is_null()
+        )
+    )
     keys = pl.concat([pairs.filter(~pl.col("rep")).get_column("key"), deduped.get_column("key")])
     return keys.sort().rle().struct.unnest()
 
@@ -145,11 +169,18 @@ def weights_from_counts(counts: pl.DataFrame, cfg: CovisitConfig, item_bits: int
     """a:Int32, b:Int32, w:Float64 from :func:`pair_counts` rows (sorted by value, one row per key)."""
     b_mul = 1 << cfg.window.bit_length()
     return (
-        counts.select(ab=(pl.col("value") // b_mul).set_sorted(),
-                      w=pl.col("len").cast(pl.Float64) / (pl.col("value") % b_mul).cast(pl.Float64).pow(cfg.distance_weight))
-        .group_by("ab", maintain_order=True).agg(pl.col("w").sum())
-        .select(a=(pl.col("ab") // (1 << item_bits)).cast(pl.Int32), b=(pl.col("ab") % (1 << item_bits)).cast(pl.Int32),
-                w="w")
+        counts.select(
+            ab=(pl.col("value") // b_mul).set_sorted(),
+            w=pl.col("len").cast(pl.Float64)
+            / (pl.col("value") % b_mul).cast(pl.Float64).pow(cfg.distance_weight),
+        )
+        .group_by("ab", maintain_order=True)
+        .agg(pl.col("w").sum())
+        .select(
+            a=(pl.col("ab") // (1 << item_bits)).cast(pl.Int32),
+            b=(pl.col("ab") % (1 << item_bits)).cast(pl.Int32),
+            w="w",
+        )
     )
 
 
@@ -171,8 +202,9 @@ def pair_weights(events: pl.DataFrame, cfg: CovisitConfig) -> pl.DataFrame:
     return weights_from_counts(pair_counts(events, cfg, item_bits), cfg, item_bits)
 
 
-def top_neighbours(w: pl.DataFrame, cfg: CovisitConfig, n: pl.DataFrame | None = None,
-                   n_sessions: int = 0) -> pl.DataFrame:
+def top_neighbours(
+    w: pl.DataFrame, cfg: CovisitConfig, n: pl.DataFrame | None = None, n_sessions: int = 0
+) -> pl.DataFrame:
     """Normalise :func:`pair_weights` rows and keep the ``cfg.top_n`` best per key.
 
     ``w`` must hold every row of each key ``a`` it holds. ``n`` (item, len: sessions holding the key)
@@ -183,15 +215,21 @@ def top_neighbours(w: pl.DataFrame, cfg: CovisitConfig, n: pl.DataFrame | None =
     if cfg.normalize == "conditional":
         w = w.with_columns(score=pl.col("w") / pl.col("w").sum().over("a"))
     elif cfg.normalize in ("cosine", "lift"):
-        w = (w.join(n.select(a="item", n_a="len"), on="a").join(n.select(b="item", n_b="len"), on="b")
-             .with_columns(score=pl.col("w") / (pl.col("n_a").cast(pl.Float64) * pl.col("n_b")).sqrt()
-                           if cfg.normalize == "cosine"
-                           else pl.col("w") * n_sessions / (pl.col("n_a").cast(pl.Float64) * pl.col("n_b"))))
+        w = (
+            w.join(n.select(a="item", n_a="len"), on="a")
+            .join(n.select(b="item", n_b="len"), on="b")
+            .with_columns(
+                score=pl.col("w") / (pl.col("n_a").cast(pl.Float64) * pl.col("n_b")).sqrt()
+                if cfg.normalize == "cosine"
+                else pl.col("w") * n_sessions / (pl.col("n_a").cast(pl.Float64) * pl.col("n_b"))
+            )
+        )
     else:
         w = w.with_columns(score=pl.col("w"))
     return (
         w.sort(["a", "score", "b"], descending=[False, True, False])
-        .group_by("a", maintain_order=True).head(cfg.top_n)
+        .group_by("a", maintain_order=True)
+        .head(cfg.top_n)
         .select("a", "b", pl.col("score").cast(pl.Float32))
     )
 
@@ -204,9 +242,11 @@ def with_query_flag(history: pl.DataFrame, prev_items: pl.DataFrame) -> pl.DataF
     session carries one event more, its target.
     """
     n_prev = prev_items.group_by("session").agg(_n_prev=pl.len())
-    return (history.join(n_prev, on="session", how="left", maintain_order="left")
-            .with_columns(query=(pl.len().over("session") == pl.col("_n_prev")).fill_null(False))
-            .drop("_n_prev"))
+    return (
+        history.join(n_prev, on="session", how="left", maintain_order="left")
+        .with_columns(query=(pl.len().over("session") == pl.col("_n_prev")).fill_null(False))
+        .drop("_n_prev")
+    )
 
 
 def weighted_pairs(events: pl.DataFrame, cfg: CovisitConfig) -> pl.DataFrame:
@@ -222,8 +262,11 @@ def weighted_pairs(events: pl.DataFrame, cfg: CovisitConfig) -> pl.DataFrame:
     for flag, weight in ((False, 1.0), (True, cfg.query_weight)):
         part = events.filter(pl.col("query") == flag)
         if part.height and weight:
-            parts.append(weights_from_counts(pair_counts(part, cfg, item_bits), cfg, item_bits)
-                         .with_columns(pl.col("w") * weight))
+            parts.append(
+                weights_from_counts(pair_counts(part, cfg, item_bits), cfg, item_bits).with_columns(
+                    pl.col("w") * weight
+                )
+            )
     if not parts:
         return pl.DataFrame(schema={"a": pl.Int32, "b": pl.Int32, "w": pl.Float64})
     return pl.concat(parts).sort("a", "b").group_by("a", "b", maintain_order=True).agg(pl.col("w").sum())
@@ -238,17 +281,32 @@ def expand_hops(nbrs: pl.DataFrame, cfg: CovisitConfig) -> pl.DataFrame:
     if cfg.hops == 1:
         return nbrs
     n_direct = nbrs.group_by("a").len()
-    expand = nbrs if not cfg.hop_below else nbrs.join(
-        n_direct.filter(pl.col("len") < cfg.hop_below).select("a"), on="a", how="semi")
-    second = (expand.join(nbrs.select(pl.col("a").alias("b"), pl.col("b").alias("c"), s2="score"), on="b")
-              .filter(pl.col("c") != pl.col("a"))
-              .select("a", b="c", score=(cfg.hop_weight * pl.col("score").cast(pl.Float64) * pl.col("s2")), hop=2))
-    both = pl.concat([nbrs.select("a", "b", pl.col("score").cast(pl.Float64), hop=pl.lit(1)),
-                      second.with_columns(pl.col("hop").cast(pl.Int32))], how="vertical_relaxed")
-    return (both.sort("a", "b", "hop").group_by("a", "b", maintain_order=True).agg(pl.col("score").sum())
-            .sort(["a", "score", "b"], descending=[False, True, False])
-            .group_by("a", maintain_order=True).head(cfg.top_n)
-            .select("a", "b", pl.col("score").cast(pl.Float32)))
+    expand = (
+        nbrs
+        if not cfg.hop_below
+        else nbrs.join(n_direct.filter(pl.col("len") < cfg.hop_below).select("a"), on="a", how="semi")
+    )
+    second = (
+        expand.join(nbrs.select(pl.col("a").alias("b"), pl.col("b").alias("c"), s2="score"), on="b")
+        .filter(pl.col("c") != pl.col("a"))
+        .select("a", b="c", score=(cfg.hop_weight * pl.col("score").cast(pl.Float64) * pl.col("s2")), hop=2)
+    )
+    both = pl.concat(
+        [
+            nbrs.select("a", "b", pl.col("score").cast(pl.Float64), hop=pl.lit(1)),
+            second.with_columns(pl.col("hop").cast(pl.Int32)),
+        ],
+        how="vertical_relaxed",
+    )
+    return (
+        both.sort("a", "b", "hop")
+        .group_by("a", "b", maintain_order=True)
+        .agg(pl.col("score").sum())
+        .sort(["a", "score", "b"], descending=[False, True, False])
+        .group_by("a", maintain_order=True)
+        .head(cfg.top_n)
+        .select("a", "b", pl.col("score").cast(pl.Float32))
+    )
 
 
 def neighbours(events: pl.DataFrame, cfg: CovisitConfig) -> pl.DataFrame:
@@ -275,8 +333,11 @@ class Covisit(CandidateSource):
         """Replace ``item`` by the counted key (the ASIN index when key is product)."""
         if self.cfg.key == "item":
             return frame
-        return (frame.join(self._items.select("item", "product"), on="item", how="left")
-                .with_columns(item=pl.col("product")).drop("product"))
+        return (
+            frame.join(self._items.select("item", "product"), on="item", how="left")
+            .with_columns(item=pl.col("product"))
+            .drop("product")
+        )
 
     def fit(self, history: pl.DataFrame, items: pl.DataFrame) -> Self:
         self._items = items
@@ -292,15 +353,18 @@ class Covisit(CandidateSource):
         if self.cfg.lag:
             recent = recent.filter(pl.col("recency") == self.cfg.lag - 1).with_columns(weight=pl.lit(1.0))
         recent = self._to_key(recent)
-        scores = (recent.join(self.nbrs, left_on="item", right_on="a")
-                  .select("session", "b", "recency", score=pl.col("weight") * pl.col("score")))
+        scores = recent.join(self.nbrs, left_on="item", right_on="a").select(
+            "session", "b", "recency", score=pl.col("weight") * pl.col("score")
+        )
         scores = ordered_sum(scores, ["session", "b"], ["recency"])
         if self.cfg.key == "product":
             # Back from ASIN to the (ASIN, locale) item of the session's own locale.
-            locale_items = (self._items.filter(pl.col("in_catalog")).select("item", "product", "locale"))
-            scores = (scores.join(sessions.select("session", "locale").unique(), on="session")
-                      .join(locale_items, left_on=["b", "locale"], right_on=["product", "locale"])
-                      .select("session", "item", "score"))
+            locale_items = self._items.filter(pl.col("in_catalog")).select("item", "product", "locale")
+            scores = (
+                scores.join(sessions.select("session", "locale").unique(), on="session")
+                .join(locale_items, left_on=["b", "locale"], right_on=["product", "locale"])
+                .select("session", "item", "score")
+            )
         else:
             scores = scores.rename({"b": "item"})
         return finalize(scores, sessions, self._items, k)
@@ -317,33 +381,50 @@ class Covisit(CandidateSource):
         variants = self.cfg.variants()
         cols = ["session", "position", "item"] + (["query"] if "query" in history.columns else [])
         h = history.select(cols)
-        locale = (h.group_by("session").agg(pl.col("item").first())
-                  .join(items.select("item", "locale"), on="item").select("session", "locale"))
+        locale = (
+            h.group_by("session")
+            .agg(pl.col("item").first())
+            .join(items.select("item", "locale"), on="item")
+            .select("session", "locale")
+        )
         eligible = h.group_by("session").agg(n=pl.len()).filter(pl.col("n") >= 2)
         if "query" in h.columns:
-            eligible = eligible.join(h.filter(~pl.col("query")).select("session").unique(), on="session", how="semi")
+            eligible = eligible.join(
+                h.filter(~pl.col("query")).select("session").unique(), on="session", how="semi"
+            )
         eligible = eligible.join(locale, on="session")
         if self.cfg.select_locales:
             eligible = eligible.filter(pl.col("locale").is_in(list(self.cfg.select_locales)))
         draw = (pl.col("session").hash(self.seed) % 1_000_003).cast(pl.Float64) / 1_000_003
-        held = (eligible.with_columns(_u=draw).filter(pl.col("_u") < self.cfg.select_share)
-                .sort("_u", "session").head(self.cfg.select_sessions).select("session", "locale"))
+        held = (
+            eligible.with_columns(_u=draw)
+            .filter(pl.col("_u") < self.cfg.select_share)
+            .sort("_u", "session")
+            .head(self.cfg.select_sessions)
+            .select("session", "locale")
+        )
         if held.is_empty():
             log.warning("covisit grid: no held-out session to choose on; first variant kept")
             return variants[0]
         last = h.join(held, on="session", how="semi").group_by("session").agg(pl.col("position").max())
-        is_last = pl.struct("session", "position").is_in(last.select(pl.struct("session", "position")).to_series()
-                                                           .implode())
+        is_last = pl.struct("session", "position").is_in(
+            last.select(pl.struct("session", "position")).to_series().implode()
+        )
         fit_on, target = h.filter(~is_last), h.filter(is_last).select("session", "item")
-        queries = (held.join(fit_on.select("session", "position", "item"), on="session")
-                   .sort("session", "position"))
+        queries = held.join(fit_on.select("session", "position", "item"), on="session").sort(
+            "session", "position"
+        )
         scores = []
         for cfg in variants:
             top = Covisit(cfg, self.seed).fit(fit_on, items).generate(queries, 100)
             ranks = target.join(top, on=["session", "item"], how="left")["rank"]
             scores.append(float((1.0 / ranks.cast(pl.Float64)).fill_null(0.0).sum() / held.height))
         best = max(range(len(variants)), key=lambda i: (scores[i], -i))
-        log.info("covisit grid on %d held-out sessions: MRR@100 %s; chose %s", held.height,
-                 [round(x, 4) for x in scores], self.cfg.grid[best])
+        log.info(
+            "covisit grid on %d held-out sessions: MRR@100 %s; chose %s",
+            held.height,
+            [round(x, 4) for x in scores],
+            self.cfg.grid[best],
+        )
         self.selection = {"sessions": held.height, "mrr@100": scores, "chosen": dict(self.cfg.grid[best])}
         return variants[best]

@@ -38,9 +38,9 @@ log = logging.getLogger(__name__)
 class AlsConfig(IndexConfig):
     factors: int = 64
     regularization: float = 0.05
-    alpha: float = 2.0            # confidence = 1 + alpha * views
+    alpha: float = 2.0  # confidence = 1 + alpha * views
     iterations: int = 15
-    max_fit_sessions: int = 0     # history sessions fitted on, a seeded sample (0: all)
+    max_fit_sessions: int = 0  # history sessions fitted on, a seeded sample (0: all)
     num_threads: int = 1
     max_session_items: int = 3
     recency_decay: float = 0.5
@@ -64,7 +64,9 @@ def session_item_matrix(history: pl.DataFrame, n_items: int) -> sp.csr_matrix:
     rows = counts.get_column("session").rank("dense").cast(pl.Int64).to_numpy() - 1
     return sp.csr_matrix(
         (counts.get_column("len").cast(pl.Float32).to_numpy(), (rows, counts.get_column("item").to_numpy())),
-        shape=(int(rows.max()) + 1 if len(rows) else 0, n_items), dtype=np.float32)
+        shape=(int(rows.max()) + 1 if len(rows) else 0, n_items),
+        dtype=np.float32,
+    )
 
 
 class _Factors(CandidateSource):
@@ -86,7 +88,9 @@ class _Factors(CandidateSource):
         if self.cfg.max_fit_sessions:  # time grows with the sessions; the sample is the same in any order
             kept = sample_sessions(history.get_column("session"), self.cfg.max_fit_sessions, self.seed)
             if len(kept) < history.get_column("session").n_unique():
-                log.info("%s: fitting on %d sampled history sessions (max_fit_sessions)", self.name, len(kept))
+                log.info(
+                    "%s: fitting on %d sampled history sessions (max_fit_sessions)", self.name, len(kept)
+                )
                 history = history.filter(pl.col("session").is_in(kept.implode()))
         matrix = session_item_matrix(history, n_items)
         model = self._model()
@@ -97,21 +101,32 @@ class _Factors(CandidateSource):
         self.vectors = np.divide(vectors, norms, out=np.zeros_like(vectors), where=norms > 0)
         seen = pl.DataFrame({"item": np.flatnonzero(np.diff(matrix.tocsc().indptr) > 0).astype(np.int32)})
         retrievable = catalogue_locale(items).join(seen, on="item").sort("item")
-        self.index = LocaleIndex(self.vectors, {loc: group.get_column("item").to_numpy() for (loc,), group
-                                                in retrievable.group_by("locale", maintain_order=True)},
-                                 self.cfg, self.seed)
+        self.index = LocaleIndex(
+            self.vectors,
+            {
+                loc: group.get_column("item").to_numpy()
+                for (loc,), group in retrievable.group_by("locale", maintain_order=True)
+            },
+            self.cfg,
+            self.seed,
+        )
         return self
 
     def generate(self, sessions: pl.DataFrame, k: int) -> pl.DataFrame:
         assert self.vectors is not None, "fit first"
         recent = recent_items(sessions, self.cfg.max_session_items, self.cfg.recency_decay)
         spare = int(sessions.drop_nulls("item").group_by("session").len().get_column("len").max() or 0)
-        q = recent.join(sessions.select("session", "locale").unique("session"), on="session",
-                        maintain_order="left")  # (session, recency) order: the sums below are reproducible
+        q = recent.join(
+            sessions.select("session", "locale").unique("session"), on="session", maintain_order="left"
+        )  # (session, recency) order: the sums below are reproducible
         ids, rows = np.unique(q.get_column("session").to_numpy(), return_inverse=True)
         queries = np.zeros((len(ids), self.vectors.shape[1]), dtype=np.float32)
-        np.add.at(queries, rows, self.vectors[q.get_column("item").to_numpy()]
-                  * q.get_column("weight").to_numpy()[:, None].astype(np.float32))
+        np.add.at(
+            queries,
+            rows,
+            self.vectors[q.get_column("item").to_numpy()]
+            * q.get_column("weight").to_numpy()[:, None].astype(np.float32),
+        )
         locale = np.empty(len(ids), dtype=object)
         locale[rows] = q.get_column("locale").to_numpy()
         scores = self.index.search(ids, locale, queries, k + spare)
@@ -126,9 +141,14 @@ class Als(_Factors):
         from implicit.cpu.als import AlternatingLeastSquares
 
         c = self.cfg
-        return AlternatingLeastSquares(factors=c.factors, regularization=c.regularization, alpha=c.alpha,
-                                       iterations=c.iterations, num_threads=c.num_threads,
-                                       random_state=self.seed)
+        return AlternatingLeastSquares(
+            factors=c.factors,
+            regularization=c.regularization,
+            alpha=c.alpha,
+            iterations=c.iterations,
+            num_threads=c.num_threads,
+            random_state=self.seed,
+        )
 
 
 class Bpr(_Factors):
@@ -139,9 +159,14 @@ class Bpr(_Factors):
         from implicit.cpu.bpr import BayesianPersonalizedRanking
 
         c = self.cfg
-        return BayesianPersonalizedRanking(factors=c.factors, learning_rate=c.learning_rate,
-                                           regularization=c.regularization, iterations=c.iterations,
-                                           num_threads=c.num_threads, random_state=self.seed)
+        return BayesianPersonalizedRanking(
+            factors=c.factors,
+            learning_rate=c.learning_rate,
+            regularization=c.regularization,
+            iterations=c.iterations,
+            num_threads=c.num_threads,
+            random_state=self.seed,
+        )
 
     def _item_factors(self, model) -> np.ndarray:
         # The last column is the item bias (users carry a constant 1 there); it is popularity,

@@ -6,7 +6,8 @@ Titles are lower-cased and split into word tokens; a token's weight is its IDF w
 (log(n_items / df)). Tokens present in more than ``max_df`` of a locale's items carry no signal and
 are dropped; the inverted index token -> items keeps the ``items_per_token`` most viewed items per
 token, which bounds the work per query (the same sampling idea as SKNN). A candidate j scores
-    sum_r decay**r * sum_{token in title(i_r) & title(j)} idf(token), times (1 + log1p(views_j)) ** popularity_power
+    sum_r decay**r * sum_{token in title(i_r) & title(j)} idf(token),
+times (1 + log1p(views_j)) ** popularity_power
 over the session's last ``max_session_items`` distinct items i_r. Items never viewed in the history
 are still reachable (views 0), which session-based sources cannot do.
 
@@ -34,13 +35,13 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class TextConfig:
-    max_df: float = 0.05          # drop tokens in more than this share of a locale's items
+    max_df: float = 0.05  # drop tokens in more than this share of a locale's items
     min_token_len: int = 2
-    items_per_token: int = 100    # most viewed items kept per token in the inverted index
+    items_per_token: int = 100  # most viewed items kept per token in the inverted index
     max_session_items: int = 3
     recency_decay: float = 0.5
     popularity_power: float = 1.0
-    weighting: str = "idf"        # idf | lift (token weight learned from consecutive history pairs)
+    weighting: str = "idf"  # idf | lift (token weight learned from consecutive history pairs)
 
     def __post_init__(self) -> None:
         if self.weighting not in ("idf", "lift"):
@@ -50,21 +51,30 @@ class TextConfig:
 def title_tokens(items: pl.DataFrame, cfg: TextConfig) -> pl.DataFrame:
     """item:Int32, locale:String, token:Int32 (id of a locale's word), idf:Float64, per catalogue title."""
     tokens = (
-        items.filter(pl.col("in_catalog")).select("item", "locale", token=pl.col("title").fill_null("")
-                                                  .str.to_lowercase().str.extract_all(r"\w+"))
-        .explode("token", empty_as_null=True).drop_nulls("token")
+        items.filter(pl.col("in_catalog"))
+        .select(
+            "item", "locale", token=pl.col("title").fill_null("").str.to_lowercase().str.extract_all(r"\w+")
+        )
+        .explode("token", empty_as_null=True)
+        .drop_nulls("token")
         .filter(pl.col("token").str.len_chars() >= cfg.min_token_len)
         .unique(["item", "token"])
     )
     n_items = tokens.group_by("locale").agg(n=pl.col("item").n_unique())
     df = tokens.group_by("locale", "token").agg(df=pl.len())
-    kept = (tokens.join(df, on=["locale", "token"]).join(n_items, on="locale")
-            .filter((pl.col("df") > 1) & (pl.col("df") <= cfg.max_df * pl.col("n"))))
+    kept = (
+        tokens.join(df, on=["locale", "token"])
+        .join(n_items, on="locale")
+        .filter((pl.col("df") > 1) & (pl.col("df") <= cfg.max_df * pl.col("n")))
+    )
     # Integer token ids (locale-specific) keep the query-time joins and sorts on int32 columns.
     ids = kept.select("locale", "token").unique().sort("locale", "token").with_row_index("token_id")
-    return (kept.join(ids, on=["locale", "token"])
-            .select("item", "locale", pl.col("token_id").cast(pl.Int32).alias("token"),
-                    idf=(pl.col("n") / pl.col("df")).log()))
+    return kept.join(ids, on=["locale", "token"]).select(
+        "item",
+        "locale",
+        pl.col("token_id").cast(pl.Int32).alias("token"),
+        idf=(pl.col("n") / pl.col("df")).log(),
+    )
 
 
 def token_lift(history: pl.DataFrame, tokens: pl.DataFrame) -> pl.DataFrame:
@@ -75,19 +85,35 @@ def token_lift(history: pl.DataFrame, tokens: pl.DataFrame) -> pl.DataFrame:
     smoothed conditional so that a token seen in few pairs stays near lift 1 (weight 0).
     """
     ev = history.select("session", "position", "item").sort("session", "position")
-    pairs = (ev.select(a="item", b=pl.col("item").shift(-1),
-                       same=pl.col("session") == pl.col("session").shift(-1))
-             .filter(pl.col("same") & (pl.col("a") != pl.col("b"))).select("a", "b"))
+    pairs = (
+        ev.select(a="item", b=pl.col("item").shift(-1), same=pl.col("session") == pl.col("session").shift(-1))
+        .filter(pl.col("same") & (pl.col("a") != pl.col("b")))
+        .select("a", "b")
+    )
     tok = tokens.select("item", "token")
     n_items = tokens.group_by("locale").agg(n=pl.col("item").n_unique())
-    base = (tokens.group_by("locale", "token").agg(df=pl.len()).join(n_items, on="locale")
-            .select("token", base=pl.col("df") / pl.col("n")))
-    counts = (pairs.join(tok.rename({"item": "a"}), on="a")
-              .join(tok.rename({"item": "b"}).with_columns(both=pl.lit(1)), on=["b", "token"], how="left")
-              .group_by("token").agg(n_a=pl.len(), n_both=pl.col("both").sum()))
-    return (base.join(counts, on="token", how="left").fill_null(0)
-            .select("token", idf=(((pl.col("n_both") + 1) / (pl.col("n_a") + 1 / pl.col("base")))
-                                  / pl.col("base")).log().clip(lower_bound=0.0)))
+    base = (
+        tokens.group_by("locale", "token")
+        .agg(df=pl.len())
+        .join(n_items, on="locale")
+        .select("token", base=pl.col("df") / pl.col("n"))
+    )
+    counts = (
+        pairs.join(tok.rename({"item": "a"}), on="a")
+        .join(tok.rename({"item": "b"}).with_columns(both=pl.lit(1)), on=["b", "token"], how="left")
+        .group_by("token")
+        .agg(n_a=pl.len(), n_both=pl.col("both").sum())
+    )
+    return (
+        base.join(counts, on="token", how="left")
+        .fill_null(0)
+        .select(
+            "token",
+            idf=(((pl.col("n_both") + 1) / (pl.col("n_a") + 1 / pl.col("base"))) / pl.col("base"))
+            .log()
+            .clip(lower_bound=0.0),
+        )
+    )
 
 
 class TitleSimilarity(CandidateSource):
@@ -102,18 +128,25 @@ class TitleSimilarity(CandidateSource):
         self._items = items
         self.tokens = title_tokens(items, self.cfg)
         if self.tokens.height == 0:  # e.g. a catalogue of placeholder titles, read as missing
-            log.warning("text: no catalogue title has a word in more than one item (%d of %d items titled): "
-                        "no candidates", items.filter(pl.col("in_catalog"))["title"].is_not_null().sum(),
-                        items.filter(pl.col("in_catalog")).height)
+            log.warning(
+                "text: no catalogue title has a word in more than one item (%d of %d items titled): "
+                "no candidates",
+                items.filter(pl.col("in_catalog"))["title"].is_not_null().sum(),
+                items.filter(pl.col("in_catalog")).height,
+            )
         if self.cfg.weighting == "lift":
             self.tokens = self.tokens.drop("idf").join(token_lift(history, self.tokens), on="token")
         views = history.group_by("item").agg(views=pl.len())
         self.index = (
             self.tokens.join(views, on="item", how="left")
-            .with_columns(pl.col("views").fill_null(0),
-                          prior=(1.0 + pl.col("views").fill_null(0).cast(pl.Float64).log1p()) ** self.cfg.popularity_power)
+            .with_columns(
+                pl.col("views").fill_null(0),
+                prior=(1.0 + pl.col("views").fill_null(0).cast(pl.Float64).log1p())
+                ** self.cfg.popularity_power,
+            )
             .sort(["token", "views", "item"], descending=[False, True, False])
-            .group_by("token", maintain_order=True).head(self.cfg.items_per_token)
+            .group_by("token", maintain_order=True)
+            .head(self.cfg.items_per_token)
             .select("locale", "token", "idf", cand="item", prior="prior")
         )
         return self
@@ -124,8 +157,13 @@ class TitleSimilarity(CandidateSource):
         session_tokens = recent.join(self.tokens.select("item", "token"), on="item")
         scores = (
             session_tokens.join(self.index.drop("locale"), on="token")
-            .select("session", item="cand", score=pl.col("weight") * pl.col("idf") * pl.col("prior"),
-                    _r="recency", _t="token")
+            .select(
+                "session",
+                item="cand",
+                score=pl.col("weight") * pl.col("idf") * pl.col("prior"),
+                _r="recency",
+                _t="token",
+            )
             .pipe(ordered_sum, ["session", "item"], ["_r", "_t"])
         )
         return finalize(scores, sessions, self._items, k)

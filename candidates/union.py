@@ -29,7 +29,9 @@ class SourceSpec:
     source: CandidateSource
 
 
-def build_sources(specs: dict[str, dict[str, Any]], seed: int, where: str = "candidates.sources") -> list[SourceSpec]:
+def build_sources(
+    specs: dict[str, dict[str, Any]], seed: int, where: str = "candidates.sources"
+) -> list[SourceSpec]:
     """Instantiate every source of ``specs`` (params order), each from its own frozen config."""
     out = []
     for name, spec in specs.items():
@@ -63,16 +65,21 @@ def union(cands: dict[str, pl.DataFrame], max_per_session: int) -> pl.DataFrame:
     key = ["session", "item"]
     out: pl.DataFrame | None = None
     for name, frame in cands.items():
-        wide = frame.select(pl.col("session").cast(pl.Int32), pl.col("item").cast(pl.Int32),
-                            pl.col("score").cast(pl.Float32).alias(score_col(name)),
-                            pl.col("rank").cast(pl.Int32).alias(rank_col(name)))
+        wide = frame.select(
+            pl.col("session").cast(pl.Int32),
+            pl.col("item").cast(pl.Int32),
+            pl.col("score").cast(pl.Float32).alias(score_col(name)),
+            pl.col("rank").cast(pl.Int32).alias(rank_col(name)),
+        )
         out = wide if out is None else out.join(wide, on=key, how="full", coalesce=True)
     if out is None:
         return pl.DataFrame(schema={"session": pl.Int32, "item": pl.Int32, "n_sources": pl.Int8})
     ranks = [rank_col(name) for name in cands]
     return (
-        out.with_columns(n_sources=pl.sum_horizontal(pl.col(r).is_not_null() for r in ranks).cast(pl.Int8),
-                         _best=pl.min_horizontal(ranks))
+        out.with_columns(
+            n_sources=pl.sum_horizontal(pl.col(r).is_not_null() for r in ranks).cast(pl.Int8),
+            _best=pl.min_horizontal(ranks),
+        )
         .sort(["session", "_best", "n_sources", "item"], descending=[False, False, True, False])
         .filter(pl.int_range(pl.len()).over("session") < max_per_session)
         .drop("_best")

@@ -22,13 +22,17 @@ from features.base import Chunk, FeaturesConfig, Inputs
 log = logging.getLogger(__name__)
 
 
-def fit_families(inputs: Inputs, cfg: FeaturesConfig, families: tuple[str, ...] | None = None) -> dict[str, Any]:
+def fit_families(
+    inputs: Inputs, cfg: FeaturesConfig, families: tuple[str, ...] | None = None
+) -> dict[str, Any]:
     """family name -> its fitted state."""
     names = families or tuple(registry.FAMILIES)
     return {name: registry.family(name).fit(inputs, cfg) for name in names}
 
 
-def add_features(cands: pl.DataFrame, chunk: Chunk, state: dict[str, Any], cfg: FeaturesConfig) -> pl.DataFrame:
+def add_features(
+    cands: pl.DataFrame, chunk: Chunk, state: dict[str, Any], cfg: FeaturesConfig
+) -> pl.DataFrame:
     """Add every fitted family's columns to ``cands`` (rows and their order unchanged)."""
     frame = cands.sort("session", "item")
     for name, family_state in state.items():
@@ -45,21 +49,29 @@ def session_chunks(sessions: pl.Series, size: int) -> list[pl.Series]:
     return [ids.slice(start, size) for start in range(0, len(ids), size)]
 
 
-def chunk_of(union: pl.LazyFrame, queries: pl.DataFrame, events: pl.DataFrame,
-             ids: pl.Series) -> tuple[pl.DataFrame, Chunk]:
+def chunk_of(
+    union: pl.LazyFrame, queries: pl.DataFrame, events: pl.DataFrame, ids: pl.Series
+) -> tuple[pl.DataFrame, Chunk]:
     """The candidates, query rows and prev_items of the sessions ``ids`` (a sorted id range, so the
     parquet scan can skip row groups by statistics)."""
     lo, hi = ids[0], ids[-1]
     in_range = pl.col("session").is_between(lo, hi)
     keep = pl.col("session").is_in(ids.implode())
     cands = union.filter(in_range).collect().filter(keep)
-    chunk = Chunk(events=events.filter(in_range).filter(keep),
-                  queries=queries.filter(in_range).filter(keep).select("session", "locale"))
+    chunk = Chunk(
+        events=events.filter(in_range).filter(keep),
+        queries=queries.filter(in_range).filter(keep).select("session", "locale"),
+    )
     return cands, chunk
 
 
-def assemble_chunks(union: pl.LazyFrame, queries: pl.DataFrame, events: pl.DataFrame, state: dict[str, Any],
-                    cfg: FeaturesConfig) -> Iterator[pl.DataFrame]:
+def assemble_chunks(
+    union: pl.LazyFrame,
+    queries: pl.DataFrame,
+    events: pl.DataFrame,
+    state: dict[str, Any],
+    cfg: FeaturesConfig,
+) -> Iterator[pl.DataFrame]:
     """Feature frames, one per chunk of ``cfg.chunk_sessions`` query sessions."""
     for ids in session_chunks(queries["session"], cfg.chunk_sessions):
         cands, chunk = chunk_of(union, queries, events, ids)

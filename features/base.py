@@ -23,10 +23,10 @@ from pipeline.raw import LOCALES
 class FeaturesConfig:
     """params.yaml ``features``."""
 
-    chunk_sessions: int = 20_000      # query sessions per chunk (bounds memory at 360k x 300)
-    covisit_window: int = 3           # pairs of items at most this many positions apart
-    last_k: int = 3                   # co-visitation with each of the last k distinct items
-    prefix_chars: int = 5             # ASIN prefix length that marks listed-together variants
+    chunk_sessions: int = 20_000  # query sessions per chunk (bounds memory at 360k x 300)
+    covisit_window: int = 3  # pairs of items at most this many positions apart
+    last_k: int = 3  # co-visitation with each of the last k distinct items
+    prefix_chars: int = 5  # ASIN prefix length that marks listed-together variants
     deep_models: dict[str, str] = field(default_factory=dict)  # family deep: registry type -> checkpoint glob
 
 
@@ -70,14 +70,19 @@ def last_distinct(events: pl.DataFrame, k: int) -> pl.DataFrame:
     Distinct because 17% of real sessions hold a consecutive duplicate ('A' 'A'): the second-to-last
     item should be the previous *different* product.
     """
-    return (events.group_by("session", "item").agg(pl.col("position").max())
-            .sort(["session", "position"], descending=[False, True])
-            .with_columns(lag=pl.int_range(1, pl.len() + 1, dtype=pl.Int32).over("session"))
-            .filter(pl.col("lag") <= k)
-            .select("session", "lag", "item"))
+    return (
+        events.group_by("session", "item")
+        .agg(pl.col("position").max())
+        .sort(["session", "position"], descending=[False, True])
+        .with_columns(lag=pl.int_range(1, pl.len() + 1, dtype=pl.Int32).over("session"))
+        .filter(pl.col("lag") <= k)
+        .select("session", "lag", "item")
+    )
 
 
-def covisit_pairs(history: pl.DataFrame, window: int, key: str = "item", by: tuple[str, ...] = ()) -> pl.LazyFrame:
+def covisit_pairs(
+    history: pl.DataFrame, window: int, key: str = "item", by: tuple[str, ...] = ()
+) -> pl.LazyFrame:
     """src, dst, n: how often ``dst`` appears within ``window`` positions of ``src`` in a session.
 
     Both directions, self pairs dropped, each ordered pair counted once per session so a session
@@ -89,10 +94,13 @@ def covisit_pairs(history: pl.DataFrame, window: int, key: str = "item", by: tup
         lazy.select("session", (pl.col("position") + d).alias("position"), pl.col("src").alias("dst"))
         for d in [*range(-window, 0), *range(1, window + 1)]
     ]
-    return (lazy.join(pl.concat(shifted), on=["session", "position"])
-            .filter(pl.col("src") != pl.col("dst"))
-            .unique(["session", "src", "dst"])
-            .group_by(*by, "src", "dst").agg(n=pl.len().cast(pl.Int32)))
+    return (
+        lazy.join(pl.concat(shifted), on=["session", "position"])
+        .filter(pl.col("src") != pl.col("dst"))
+        .unique(["session", "src", "dst"])
+        .group_by(*by, "src", "dst")
+        .agg(n=pl.len().cast(pl.Int32))
+    )
 
 
 def with_target_flag(history: pl.DataFrame, sessions: pl.DataFrame) -> pl.DataFrame:
@@ -101,7 +109,11 @@ def with_target_flag(history: pl.DataFrame, sessions: pl.DataFrame) -> pl.DataFr
     Held-out (valid) and test sessions appear with their prev_items only, so the flag cannot be
     read from the dataset name: a session carries its target iff it has ``length + 1`` events.
     """
-    return (history.join(sessions.select("session", "length"), on="session", how="left", maintain_order="left")
-            .with_columns(is_target=(pl.col("position") == pl.col("length"))
-                          & (pl.len().over("session") == pl.col("length") + 1))
-            .drop("length"))
+    return (
+        history.join(sessions.select("session", "length"), on="session", how="left", maintain_order="left")
+        .with_columns(
+            is_target=(pl.col("position") == pl.col("length"))
+            & (pl.len().over("session") == pl.col("length") + 1)
+        )
+        .drop("length")
+    )

@@ -3,7 +3,8 @@
 The same ASIN in several locales is the same product (items.parquet ``product``). Task 2's small
 locales share most of their catalogue with DE, so a product pair co-visited in DE sessions is
 evidence for ES/FR/IT sessions. Features: product transitions from the last item pooled over every
-locale (si_xl_tr_last1: more data than any one locale's), product co-visitation with each of the last k distinct
+locale (si_xl_tr_last1: more data than any one locale's), product co-visitation with each of the last k
+distinct
 items counted in the *other* locales only, the product's popularity share outside the locale, and in
 how many locales' catalogues it is listed.
 """
@@ -19,10 +20,12 @@ from features.base import Chunk, FeaturesConfig, Inputs, covisit_pairs, last_dis
 
 @dataclass(frozen=True)
 class State:
-    total: pl.DataFrame       # src, dst (products), n_all: co-visits in every locale
-    transitions: pl.DataFrame  # src, dst (products), si_xl_tr_last1, si_xl_tr_last1_share: dst right after src
+    total: pl.DataFrame  # src, dst (products), n_all: co-visits in every locale
+    transitions: (
+        pl.DataFrame
+    )  # src, dst (products), si_xl_tr_last1, si_xl_tr_last1_share: dst right after src
     per_locale: pl.DataFrame  # src, dst, locale, n: co-visits in one locale
-    item: pl.DataFrame      # item, product, i_xl_pop_share, i_xl_n_locales
+    item: pl.DataFrame  # item, product, i_xl_pop_share, i_xl_n_locales
 
 
 def fit(inputs: Inputs, cfg: FeaturesConfig) -> State:
@@ -31,13 +34,21 @@ def fit(inputs: Inputs, cfg: FeaturesConfig) -> State:
     per_locale = covisit_pairs(hist, cfg.covisit_window, key="product", by=("locale",)).collect()
     total = per_locale.group_by("src", "dst").agg(n_all=pl.col("n").sum())
     h = hist.lazy()
-    transitions = (h.join(h.select("session", (pl.col("position") - 1).alias("position"), dst=pl.col("product")),
-                          on=["session", "position"])
-                   .filter(pl.col("product") != pl.col("dst"))
-                   .group_by(pl.col("product").alias("src"), "dst").agg(si_xl_tr_last1=pl.len().cast(pl.Int32))
-                   .with_columns(si_xl_tr_last1_share=(pl.col("si_xl_tr_last1")
-                                                       / pl.col("si_xl_tr_last1").sum().over("src")).cast(pl.Float32))
-                   .collect())
+    transitions = (
+        h.join(
+            h.select("session", (pl.col("position") - 1).alias("position"), dst=pl.col("product")),
+            on=["session", "position"],
+        )
+        .filter(pl.col("product") != pl.col("dst"))
+        .group_by(pl.col("product").alias("src"), "dst")
+        .agg(si_xl_tr_last1=pl.len().cast(pl.Int32))
+        .with_columns(
+            si_xl_tr_last1_share=(pl.col("si_xl_tr_last1") / pl.col("si_xl_tr_last1").sum().over("src")).cast(
+                pl.Float32
+            )
+        )
+        .collect()
+    )
     return State(total, transitions, per_locale, item_table(products, locale_counts(hist), inputs.items))
 
 
@@ -49,49 +60,91 @@ def locale_counts(hist: pl.DataFrame) -> pl.DataFrame:
 def item_table(products: pl.DataFrame, counts: pl.DataFrame, items: pl.DataFrame) -> pl.DataFrame:
     """item, product, i_xl_pop_share, i_xl_n_locales from :func:`locale_counts` and the items table."""
     locales = products.select(pl.col("locale").unique())
-    other = (counts.join(locales, how="cross", suffix="_q")
-             .filter(pl.col("locale") != pl.col("locale_q"))
-             .group_by("product", pl.col("locale_q").alias("locale")).agg(n_other=pl.col("n").sum()))
-    other_total = (counts.group_by("locale").agg(n=pl.col("n").sum())
-                   .select("locale", events_other=pl.col("n").sum() - pl.col("n")))
-    listed = (items.filter(pl.col("in_catalog")).group_by("product")
-              .agg(i_xl_n_locales=pl.col("locale").n_unique().cast(pl.Int32)))
-    item = (products.join(other, on=["product", "locale"], how="left")
-            .join(other_total, on="locale", how="left")
-            .join(listed, on="product", how="left")
-            .select("item", "product",
-                    i_xl_pop_share=(pl.col("n_other").fill_null(0) / pl.col("events_other").clip(lower_bound=1))
-                    .cast(pl.Float32),
-                    i_xl_n_locales=pl.col("i_xl_n_locales").fill_null(0)))
+    other = (
+        counts.join(locales, how="cross", suffix="_q")
+        .filter(pl.col("locale") != pl.col("locale_q"))
+        .group_by("product", pl.col("locale_q").alias("locale"))
+        .agg(n_other=pl.col("n").sum())
+    )
+    other_total = (
+        counts.group_by("locale")
+        .agg(n=pl.col("n").sum())
+        .select("locale", events_other=pl.col("n").sum() - pl.col("n"))
+    )
+    listed = (
+        items.filter(pl.col("in_catalog"))
+        .group_by("product")
+        .agg(i_xl_n_locales=pl.col("locale").n_unique().cast(pl.Int32))
+    )
+    item = (
+        products.join(other, on=["product", "locale"], how="left")
+        .join(other_total, on="locale", how="left")
+        .join(listed, on="product", how="left")
+        .select(
+            "item",
+            "product",
+            i_xl_pop_share=(pl.col("n_other").fill_null(0) / pl.col("events_other").clip(lower_bound=1)).cast(
+                pl.Float32
+            ),
+            i_xl_n_locales=pl.col("i_xl_n_locales").fill_null(0),
+        )
+    )
     return item
 
 
 def add(frame: pl.DataFrame, chunk: Chunk, state: State, cfg: FeaturesConfig) -> pl.DataFrame:
     product = state.item.select("item", "product")
-    last = (last_distinct(chunk.events, cfg.last_k).join(product, on="item", how="left")
-            .join(chunk.queries.select("session", "locale"), on="session"))
-    pairs = (frame.select("session", "item").join(product, on="item", how="left", maintain_order="left")
-             .join(chunk.queries.select("session", "locale"), on="session", how="left", maintain_order="left"))
+    last = (
+        last_distinct(chunk.events, cfg.last_k)
+        .join(product, on="item", how="left")
+        .join(chunk.queries.select("session", "locale"), on="session")
+    )
+    pairs = (
+        frame.select("session", "item")
+        .join(product, on="item", how="left", maintain_order="left")
+        .join(chunk.queries.select("session", "locale"), on="session", how="left", maintain_order="left")
+    )
     # Only pairs from this chunk's last products can match: cut the history-wide tables once.
     srcs = last.get_column("product").drop_nulls().unique().implode()
-    total, per_locale, transitions = (table.filter(pl.col("src").is_in(srcs))
-                                      for table in (state.total, state.per_locale, state.transitions))
+    total, per_locale, transitions = (
+        table.filter(pl.col("src").is_in(srcs))
+        for table in (state.total, state.per_locale, state.transitions)
+    )
     for lag in range(1, cfg.last_k + 1):
         src = last.filter(pl.col("lag") == lag).select("session", src=pl.col("product"))
-        pairs = (pairs.join(src, on="session", how="left", maintain_order="left")
-                 .join(total, left_on=["src", "product"], right_on=["src", "dst"], how="left",
-                       maintain_order="left")
-                 .join(per_locale, left_on=["src", "product", "locale"], right_on=["src", "dst", "locale"],
-                       how="left", maintain_order="left")
-                 # co-visits outside the session's locale = all locales - its own
-                 .with_columns((pl.col("n_all").fill_null(0) - pl.col("n").fill_null(0)).cast(pl.Int32)
-                               .alias(f"si_xl_cv_last{lag}"))
-                 .drop("src", "n_all", "n"))
+        pairs = (
+            pairs.join(src, on="session", how="left", maintain_order="left")
+            .join(
+                total, left_on=["src", "product"], right_on=["src", "dst"], how="left", maintain_order="left"
+            )
+            .join(
+                per_locale,
+                left_on=["src", "product", "locale"],
+                right_on=["src", "dst", "locale"],
+                how="left",
+                maintain_order="left",
+            )
+            # co-visits outside the session's locale = all locales - its own
+            .with_columns(
+                (pl.col("n_all").fill_null(0) - pl.col("n").fill_null(0))
+                .cast(pl.Int32)
+                .alias(f"si_xl_cv_last{lag}")
+            )
+            .drop("src", "n_all", "n")
+        )
     last1 = last.filter(pl.col("lag") == 1).select("session", src=pl.col("product"))
-    pairs = (pairs.with_columns(si_xl_cv_sum=pl.sum_horizontal(pl.col("^si_xl_cv_last\\d$")).cast(pl.Int32))
-             .join(last1, on="session", how="left", maintain_order="left")
-             .join(transitions, left_on=["src", "product"], right_on=["src", "dst"], how="left",
-                   maintain_order="left")
-             .with_columns(pl.col("si_xl_tr_last1").fill_null(0), pl.col("si_xl_tr_last1_share").fill_null(0.0)))
-    return (frame.hstack(pairs.select(pl.col("^si_xl_.*$")))
-            .join(state.item.drop("product"), on="item", how="left", maintain_order="left"))
+    pairs = (
+        pairs.with_columns(si_xl_cv_sum=pl.sum_horizontal(pl.col("^si_xl_cv_last\\d$")).cast(pl.Int32))
+        .join(last1, on="session", how="left", maintain_order="left")
+        .join(
+            transitions,
+            left_on=["src", "product"],
+            right_on=["src", "dst"],
+            how="left",
+            maintain_order="left",
+        )
+        .with_columns(pl.col("si_xl_tr_last1").fill_null(0), pl.col("si_xl_tr_last1_share").fill_null(0.0))
+    )
+    return frame.hstack(pairs.select(pl.col("^si_xl_.*$"))).join(
+        state.item.drop("product"), on="item", how="left", maintain_order="left"
+    )

@@ -19,45 +19,60 @@ def fit(inputs: Inputs, cfg: FeaturesConfig) -> pl.DataFrame:
     The "recent window" is the test sessions' prev_items: on Amazon-M2 the test sessions follow the
     train sessions in time, and both splits hold them in their history.
     """
-    items = inputs.items.select("item", "locale", "price", "brand", "color",
-                                family=pl.col("id").str.slice(0, cfg.prefix_chars))
+    items = inputs.items.select(
+        "item", "locale", "price", "brand", "color", family=pl.col("id").str.slice(0, cfg.prefix_chars)
+    )
     recent = inputs.sessions.filter(pl.col("dataset") != "train").select("session")
     hist = with_target_flag(inputs.history, inputs.sessions).with_columns(
-        is_recent=pl.col("session").is_in(recent["session"].implode()))
+        is_recent=pl.col("session").is_in(recent["session"].implode())
+    )
     counts = hist.group_by("item").agg(
         n=pl.len(),
         n_next=pl.col("is_target").sum(),
         n_recent=pl.col("is_recent").sum(),
     )
-    share = {c: pl.col(c) / pl.col(c).sum().over("locale").clip(lower_bound=1) for c in ("n", "n_next", "n_recent")}
-    table = (items.join(counts, on="item", how="left")
-             .with_columns(pl.col("n", "n_next", "n_recent").fill_null(0))
-             .with_columns(
-                 i_pop_share=share["n"].cast(pl.Float32),
-                 i_next_share=share["n_next"].cast(pl.Float32),
-                 i_recent_share=share["n_recent"].cast(pl.Float32),
-                 i_pop_rank=pl.col("n").rank("min", descending=True).over("locale").cast(pl.Int32),
-                 i_recent_rank=pl.col("n_recent").rank("min", descending=True).over("locale").cast(pl.Int32),
-                 i_next_vs_prev=(pl.col("n_next") / pl.col("n").clip(lower_bound=1)).cast(pl.Float32),
-                 i_price=pl.col("price").cast(pl.Float32),
-                 i_price_pct=(pl.col("price").rank("average").over("locale")
-                              / pl.col("price").count().over("locale")).cast(pl.Float32),
-                 i_brand_share=(pl.len().over("locale", "brand") / pl.len().over("locale")).cast(pl.Float32),
-                 i_color_share=(pl.len().over("locale", "color") / pl.len().over("locale")).cast(pl.Float32),
-                 # Variants of one family are issued together (shared ASIN prefix); which variant
-                 # follows a sibling depends on its share of the family's views.
-                 i_family_size=pl.len().over("locale", "family").cast(pl.Int32),
-                 i_family_share=(pl.col("n") / pl.col("n").sum().over("locale", "family").clip(lower_bound=1))
-                 .cast(pl.Float32),
-                 i_brand_pop_share=(pl.col("n").sum().over("locale", "brand")
-                                    / pl.col("n").sum().over("locale").clip(lower_bound=1)).cast(pl.Float32),
-             ))
+    share = {
+        c: pl.col(c) / pl.col(c).sum().over("locale").clip(lower_bound=1) for c in ("n", "n_next", "n_recent")
+    }
+    table = (
+        items.join(counts, on="item", how="left")
+        .with_columns(pl.col("n", "n_next", "n_recent").fill_null(0))
+        .with_columns(
+            i_pop_share=share["n"].cast(pl.Float32),
+            i_next_share=share["n_next"].cast(pl.Float32),
+            i_recent_share=share["n_recent"].cast(pl.Float32),
+            i_pop_rank=pl.col("n").rank("min", descending=True).over("locale").cast(pl.Int32),
+            i_recent_rank=pl.col("n_recent").rank("min", descending=True).over("locale").cast(pl.Int32),
+            i_next_vs_prev=(pl.col("n_next") / pl.col("n").clip(lower_bound=1)).cast(pl.Float32),
+            i_price=pl.col("price").cast(pl.Float32),
+            i_price_pct=(
+                pl.col("price").rank("average").over("locale") / pl.col("price").count().over("locale")
+            ).cast(pl.Float32),
+            i_brand_share=(pl.len().over("locale", "brand") / pl.len().over("locale")).cast(pl.Float32),
+            i_color_share=(pl.len().over("locale", "color") / pl.len().over("locale")).cast(pl.Float32),
+            # Variants of one family are issued together (shared ASIN prefix); which variant
+            # follows a sibling depends on its share of the family's views.
+            i_family_size=pl.len().over("locale", "family").cast(pl.Int32),
+            i_family_share=(
+                pl.col("n") / pl.col("n").sum().over("locale", "family").clip(lower_bound=1)
+            ).cast(pl.Float32),
+            i_brand_pop_share=(
+                pl.col("n").sum().over("locale", "brand")
+                / pl.col("n").sum().over("locale").clip(lower_bound=1)
+            ).cast(pl.Float32),
+        )
+    )
     # A null brand/colour is not one big brand: its frequency is unknown.
     table = table.with_columns(
         pl.when(pl.col("brand").is_null()).then(None).otherwise(pl.col(c)).alias(c)
-        for c in ("i_brand_share", "i_brand_pop_share"))
-    table = table.with_columns(pl.when(pl.col("color").is_null()).then(None).otherwise(pl.col("i_color_share"))
-                               .alias("i_color_share"))
+        for c in ("i_brand_share", "i_brand_pop_share")
+    )
+    table = table.with_columns(
+        pl.when(pl.col("color").is_null())
+        .then(None)
+        .otherwise(pl.col("i_color_share"))
+        .alias("i_color_share")
+    )
     return table.select("item", pl.col("^i_.*$"))
 
 

@@ -19,29 +19,39 @@ ATTRIBUTES = ("brand", "color", "model")
 
 @dataclass(frozen=True)
 class State:
-    covisit: pl.DataFrame      # src, dst, n, share (n / all co-visits of src)
+    covisit: pl.DataFrame  # src, dst, n, share (n / all co-visits of src)
     transitions: pl.DataFrame  # src, dst, n: dst directly after src
-    attrs: pl.DataFrame        # item, price, brand, color, model, prefix
+    attrs: pl.DataFrame  # item, price, brand, color, model, prefix
 
 
 def fit(inputs: Inputs, cfg: FeaturesConfig) -> State:
-    covisit = (covisit_pairs(inputs.history, cfg.covisit_window)
-               .with_columns(share=(pl.col("n") / pl.col("n").sum().over("src")).cast(pl.Float32))
-               .collect())
+    covisit = (
+        covisit_pairs(inputs.history, cfg.covisit_window)
+        .with_columns(share=(pl.col("n") / pl.col("n").sum().over("src")).cast(pl.Float32))
+        .collect()
+    )
     h = inputs.history.lazy()
-    transitions = (h.join(h.select("session", (pl.col("position") - 1).alias("position"), pl.col("item").alias("dst")),
-                          on=["session", "position"])
-                   .filter(pl.col("item") != pl.col("dst"))
-                   .group_by(pl.col("item").alias("src"), "dst").agg(n=pl.len().cast(pl.Int32))
-                   .with_columns(share=(pl.col("n") / pl.col("n").sum().over("src")).cast(pl.Float32))
-                   .collect())
-    attrs = inputs.items.select("item", "price", *ATTRIBUTES, prefix=pl.col("id").str.slice(0, cfg.prefix_chars))
+    transitions = (
+        h.join(
+            h.select("session", (pl.col("position") - 1).alias("position"), pl.col("item").alias("dst")),
+            on=["session", "position"],
+        )
+        .filter(pl.col("item") != pl.col("dst"))
+        .group_by(pl.col("item").alias("src"), "dst")
+        .agg(n=pl.len().cast(pl.Int32))
+        .with_columns(share=(pl.col("n") / pl.col("n").sum().over("src")).cast(pl.Float32))
+        .collect()
+    )
+    attrs = inputs.items.select(
+        "item", "price", *ATTRIBUTES, prefix=pl.col("id").str.slice(0, cfg.prefix_chars)
+    )
     return State(covisit, transitions, attrs)
 
 
 def add(frame: pl.DataFrame, chunk: Chunk, state: State, cfg: FeaturesConfig) -> pl.DataFrame:
-    last = (last_distinct(chunk.events, cfg.last_k)
-            .pivot(on="lag", index="session", values="item", sort_columns=True))
+    last = last_distinct(chunk.events, cfg.last_k).pivot(
+        on="lag", index="session", values="item", sort_columns=True
+    )
     last = last.rename({c: f"_last{c}" for c in last.columns if c != "session"})
     for lag in range(1, cfg.last_k + 1):  # sessions shorter than k have no such column yet
         if f"_last{lag}" not in last.columns:
@@ -50,36 +60,56 @@ def add(frame: pl.DataFrame, chunk: Chunk, state: State, cfg: FeaturesConfig) ->
 
     # The fitted tables hold every co-visited pair of the history (tens of millions of rows at full
     # scale); cut them to this chunk's last items once, so each join below hashes a small table.
-    srcs = pl.concat([last.get_column(f"_last{lag}") for lag in range(1, cfg.last_k + 1)]).drop_nulls().unique()
+    srcs = (
+        pl.concat([last.get_column(f"_last{lag}") for lag in range(1, cfg.last_k + 1)]).drop_nulls().unique()
+    )
     cv = state.covisit.filter(pl.col("src").is_in(srcs.implode())).rename({"n": "_n", "share": "_share"})
     transitions = state.transitions.filter(pl.col("src").is_in(srcs.implode()))
     for lag in range(1, cfg.last_k + 1):
-        pairs = (pairs.join(cv, left_on=[f"_last{lag}", "item"], right_on=["src", "dst"], how="left",
-                            maintain_order="left")
-                 .rename({"_n": f"si_cv_last{lag}", "_share": f"si_cv_last{lag}_share"}))
-    pairs = (pairs.join(transitions.rename({"n": "si_tr_last1", "share": "si_tr_last1_share"}),
-                        left_on=["_last1", "item"], right_on=["src", "dst"], how="left", maintain_order="left")
-             .with_columns(pl.col("^si_cv_last\\d$", "si_tr_last1").fill_null(0),
-                           pl.col("^si_cv_last\\d_share$", "si_tr_last1_share").fill_null(0.0))
-             .with_columns(si_cv_share_sum=pl.sum_horizontal(pl.col("^si_cv_last\\d_share$")).cast(pl.Float32)))
+        pairs = pairs.join(
+            cv, left_on=[f"_last{lag}", "item"], right_on=["src", "dst"], how="left", maintain_order="left"
+        ).rename({"_n": f"si_cv_last{lag}", "_share": f"si_cv_last{lag}_share"})
+    pairs = (
+        pairs.join(
+            transitions.rename({"n": "si_tr_last1", "share": "si_tr_last1_share"}),
+            left_on=["_last1", "item"],
+            right_on=["src", "dst"],
+            how="left",
+            maintain_order="left",
+        )
+        .with_columns(
+            pl.col("^si_cv_last\\d$", "si_tr_last1").fill_null(0),
+            pl.col("^si_cv_last\\d_share$", "si_tr_last1_share").fill_null(0.0),
+        )
+        .with_columns(si_cv_share_sum=pl.sum_horizontal(pl.col("^si_cv_last\\d_share$")).cast(pl.Float32))
+    )
 
     attrs = state.attrs
     last_attrs = attrs.rename({c: f"_l_{c}" for c in attrs.columns if c != "item"})
-    pairs = (pairs.join(attrs, on="item", how="left", maintain_order="left")
-             .join(last_attrs, left_on="_last1", right_on="item", how="left", maintain_order="left"))
-    same = [(pl.col(c) == pl.col(f"_l_{c}")).cast(pl.Int8).alias(f"si_same_{c}_last")
-            for c in (*ATTRIBUTES, "prefix")]
+    pairs = pairs.join(attrs, on="item", how="left", maintain_order="left").join(
+        last_attrs, left_on="_last1", right_on="item", how="left", maintain_order="left"
+    )
+    same = [
+        (pl.col(c) == pl.col(f"_l_{c}")).cast(pl.Int8).alias(f"si_same_{c}_last")
+        for c in (*ATTRIBUTES, "prefix")
+    ]
 
     sess = chunk.events.join(attrs.select("item", "price", "brand"), on="item", how="left")
     mean_price = sess.group_by("session").agg(_mean_price=pl.col("price").mean())
-    brands = (sess.drop_nulls("brand").group_by("session", "brand")
-              .agg(si_brand_in_session=pl.len().cast(pl.Int32)))
-    pairs = (pairs.with_columns(
-        *same,
-        si_price_diff_last=(pl.col("price") - pl.col("_l_price")).cast(pl.Float32),
-        si_price_ratio_last=(pl.col("price") / pl.col("_l_price")).cast(pl.Float32),
-    ).join(mean_price, on="session", how="left", maintain_order="left")
-     .join(brands, on=["session", "brand"], how="left", maintain_order="left")
-     .with_columns(si_price_ratio_mean=(pl.col("price") / pl.col("_mean_price")).cast(pl.Float32),
-                   si_brand_in_session=pl.col("si_brand_in_session").fill_null(0)))
+    brands = (
+        sess.drop_nulls("brand").group_by("session", "brand").agg(si_brand_in_session=pl.len().cast(pl.Int32))
+    )
+    pairs = (
+        pairs.with_columns(
+            *same,
+            si_price_diff_last=(pl.col("price") - pl.col("_l_price")).cast(pl.Float32),
+            si_price_ratio_last=(pl.col("price") / pl.col("_l_price")).cast(pl.Float32),
+        )
+        .join(mean_price, on="session", how="left", maintain_order="left")
+        .join(brands, on=["session", "brand"], how="left", maintain_order="left")
+        .with_columns(
+            si_price_ratio_mean=(pl.col("price") / pl.col("_mean_price")).cast(pl.Float32),
+            si_brand_in_session=pl.col("si_brand_in_session").fill_null(0),
+        )
+    )
     return frame.hstack(pairs.select(pl.col("^si_.*$")))

@@ -34,8 +34,8 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class CandidatesConfig:
-    chunk_size: int = 20_000        # query sessions per generate() call
-    max_per_session: int = 300      # cap on the union per session
+    chunk_size: int = 20_000  # query sessions per generate() call
+    max_per_session: int = 300  # cap on the union per session
     sources: dict[str, dict[str, Any]] = field(default_factory=dict)  # name -> {type, k, knobs}
 
 
@@ -45,8 +45,9 @@ def fit_sources(specs: list[SourceSpec], history: pl.DataFrame, items: pl.DataFr
             spec.source.fit(history, items)
 
 
-def generate_union(specs: list[SourceSpec], sessions: pl.DataFrame, chunk_size: int,
-                   max_per_session: int) -> Iterator[pl.DataFrame]:
+def generate_union(
+    specs: list[SourceSpec], sessions: pl.DataFrame, chunk_size: int, max_per_session: int
+) -> Iterator[pl.DataFrame]:
     """Generate every fitted source chunk by chunk; yield each chunk's union (candidates.union schema).
 
     Chunks are ranges of sorted session ids, so the parts concatenated are sorted by session and item.
@@ -60,13 +61,21 @@ def generate_union(specs: list[SourceSpec], sessions: pl.DataFrame, chunk_size: 
         cands = {}
         for spec in specs:
             t0 = time.perf_counter()
-            cands[spec.name] = schemas.check(spec.source.generate(chunk, spec.k), schemas.CANDIDATES, spec.name)
+            cands[spec.name] = schemas.check(
+                spec.source.generate(chunk, spec.k), schemas.CANDIDATES, spec.name
+            )
             spent[spec.name] += time.perf_counter() - t0
             rows[spec.name] += cands[spec.name].height
         yield union(cands, max_per_session)
     for spec in specs:
-        log.info("generate %s: %d rows for %d sessions, %.1fs, peak RSS %.0f MiB",
-                 spec.name, rows[spec.name], len(ids), spent[spec.name], peak_rss_mib())
+        log.info(
+            "generate %s: %d rows for %d sessions, %.1fs, peak RSS %.0f MiB",
+            spec.name,
+            rows[spec.name],
+            len(ids),
+            spent[spec.name],
+            peak_rss_mib(),
+        )
 
 
 def empty_union(specs: list[SourceSpec], max_per_session: int) -> pl.DataFrame:
@@ -90,19 +99,35 @@ def main() -> None:
     history = with_query_flag(history, pl.read_parquet(args.prepared / "events.parquet", columns=["session"]))
     queries = schemas.check(pl.read_parquet(split / "queries.parquet"), schemas.QUERIES, "queries")
     items = schemas.check(pl.read_parquet(args.prepared / "items.parquet"), schemas.ITEMS, "items")
-    events = pl.scan_parquet(args.prepared / "events.parquet").join(
-        queries.lazy().select("session"), on="session").collect()
+    events = (
+        pl.scan_parquet(args.prepared / "events.parquet")
+        .join(queries.lazy().select("session"), on="session")
+        .collect()
+    )
     sessions = query_sessions(queries, events)
-    log.info("%s: %d history events, %d query sessions, %d query events, sources %s", args.split,
-             history.height, queries.height, events.height, [s.name for s in specs])
+    log.info(
+        "%s: %d history events, %d query sessions, %d query events, sources %s",
+        args.split,
+        history.height,
+        queries.height,
+        events.height,
+        [s.name for s in specs],
+    )
 
-    guards.require("candidates: one chunk's source outputs and their union",
-                   min(cfg.chunk_size, queries.height) * sum(s.k for s in specs), 3 + 2 * len(specs),
-                   config.load_section(guards.ResourcesConfig, "resources"), "candidates.chunk_size or the sources' k")
+    guards.require(
+        "candidates: one chunk's source outputs and their union",
+        min(cfg.chunk_size, queries.height) * sum(s.k for s in specs),
+        3 + 2 * len(specs),
+        config.load_section(guards.ResourcesConfig, "resources"),
+        "candidates.chunk_size or the sources' k",
+    )
 
     if engine.engine() == "dask":  # the same parts, co-visitation counts and union on a Dask cluster
         from pipeline.engine.union import union_parts
-        parts = union_parts(engine.dask_config(), specs, history, items, sessions, cfg.chunk_size, cfg.max_per_session)
+
+        parts = union_parts(
+            engine.dask_config(), specs, history, items, sessions, cfg.chunk_size, cfg.max_per_session
+        )
     else:
         fit_sources(specs, history, items)
         parts = generate_union(specs, sessions, cfg.chunk_size, cfg.max_per_session)
@@ -112,8 +137,13 @@ def main() -> None:
             per_session = part.group_by("session").len().get_column("len")
             n_sessions, longest = n_sessions + per_session.len(), max(longest, per_session.max() or 0)
             out.write(part)
-    log.info("union: %d rows, %d sessions, %.1f candidates per session (max %d)", out.rows, n_sessions,
-             out.rows / max(n_sessions, 1), longest)
+    log.info(
+        "union: %d rows, %d sessions, %.1f candidates per session (max %d)",
+        out.rows,
+        n_sessions,
+        out.rows / max(n_sessions, 1),
+        longest,
+    )
 
 
 if __name__ == "__main__":

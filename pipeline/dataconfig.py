@@ -1,6 +1,7 @@
 """The ``data`` section of params.yaml: where the raw competition files come from.
 
-Read by the stages ``generate`` (which builds data/raw), ``prepare`` (which parses it) and ``publish``; a library
+Read by the stages ``generate`` (which builds data/raw), ``prepare`` (which parses it) and ``publish``; a
+library
 module of its own so that neither stage imports the other.
 """
 
@@ -17,7 +18,7 @@ class DataConfig:
     raw_dir: str
     scale: float
     on_error: str
-    test_files: tuple[str, ...]                  # the test files that exist; a listed one absent is an error
+    test_files: tuple[str, ...]  # the test files that exist; a listed one absent is an error
 
     def __post_init__(self) -> None:
         if self.source not in ("synthetic", "files"):
@@ -26,5 +27,6 @@ class DataConfig:
             raise ValueError(f"data.on_error must be 'raise' or 'skip', got {self.on_error!r}")
         unknown = sorted(set(self.test_files) - set(TEST_DATASETS))
         if unknown or len(set(self.test_files)) != len(self.test_files):
-            raise ValueError(f"data.test_files: {list(self.test_files)} must list distinct names of "
-                             f"{TEST_DATASETS}")
+            raise ValueError(
+                f"data.test_files: {list(self.test_files)} must list distinct names of {TEST_DATASETS}"
+            )

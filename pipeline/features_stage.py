@@ -28,8 +28,11 @@ from pipeline.io import peak_rss_mib, setup_logging, timed, write_json, write_pa
 
 log = logging.getLogger(__name__)
 
+
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--split", required=True, choices=["valid", "test"])
     parser.add_argument("--prepared", type=Path, required=True)
     parser.add_argument("--splitdir", type=Path, required=True)
@@ -41,20 +44,31 @@ def main() -> None:
     split_dir = args.splitdir / args.split
     history = pl.read_parquet(split_dir / "history.parquet")
     queries = pl.read_parquet(split_dir / "queries.parquet")
-    inputs = Inputs(history=history, items=pl.read_parquet(args.prepared / "items.parquet"),
-                    sessions=pl.read_parquet(args.prepared / "sessions.parquet",
-                                             columns=["session", "dataset", "locale", "length"]))
+    inputs = Inputs(
+        history=history,
+        items=pl.read_parquet(args.prepared / "items.parquet"),
+        sessions=pl.read_parquet(
+            args.prepared / "sessions.parquet", columns=["session", "dataset", "locale", "length"]
+        ),
+    )
     on_dask = engine.engine() == "dask"  # co-visitation counts and feature joins on a Dask cluster
     if on_dask:
         from pipeline.engine import features as dask_features
     with timed(f"features {args.split}: fit families"):
-        state = dask_features.fit_families(engine.dask_config(), inputs, cfg) if on_dask else fit_families(inputs, cfg)
+        state = (
+            dask_features.fit_families(engine.dask_config(), inputs, cfg)
+            if on_dask
+            else fit_families(inputs, cfg)
+        )
     union = pl.scan_parquet(args.union)
     per_session = union.group_by("session").len().select(pl.col("len").max()).collect().item() or 0
-    guards.require("features: one chunk of candidates with every family's columns",
-                   min(cfg.chunk_sessions, queries.height) * per_session, len(union.collect_schema()) + FAMILY_COLUMNS,
-                   load_section(guards.ResourcesConfig, "resources"),
-                   "features.chunk_sessions or candidates.max_per_session")
+    guards.require(
+        "features: one chunk of candidates with every family's columns",
+        min(cfg.chunk_sessions, queries.height) * per_session,
+        len(union.collect_schema()) + FAMILY_COLUMNS,
+        load_section(guards.ResourcesConfig, "resources"),
+        "features.chunk_sessions or candidates.max_per_session",
+    )
     events = history.join(queries.select("session"), on="session", how="semi")
     for stale in part_paths(args.out):  # a rerun with bigger chunks must not leave old parts behind
         stale.unlink()
@@ -63,8 +77,9 @@ def main() -> None:
     with timed(f"features {args.split}: {queries.height} sessions"):
         chunks = session_chunks(queries["session"], cfg.chunk_sessions)
         if on_dask:
-            rows, columns = dask_features.assemble(engine.dask_config(), state, args.union,
-                                                   split_dir / "history.parquet", queries, cfg, args.out)
+            rows, columns = dask_features.assemble(
+                engine.dask_config(), state, args.union, split_dir / "history.parquet", queries, cfg, args.out
+            )
         else:
             for n, ids in enumerate(tqdm(chunks, desc=f"features {args.split}", unit="chunk")):
                 cands, chunk = chunk_of(union, queries, events, ids)
@@ -73,10 +88,24 @@ def main() -> None:
                 rows += frame.height
                 columns = frame.columns
     features = feature_columns(columns)
-    write_json({"split": args.split, "sessions": queries.height, "rows": rows, "parts": len(chunks),
-                "features": features}, args.out / "summary.json")  # no timings: a dependency of later stages
-    log.info("features %s: %d rows, %d features, %d parts, peak RSS %.0f MiB", args.split, rows, len(features),
-             len(chunks), peak_rss_mib())
+    write_json(
+        {
+            "split": args.split,
+            "sessions": queries.height,
+            "rows": rows,
+            "parts": len(chunks),
+            "features": features,
+        },
+        args.out / "summary.json",
+    )  # no timings: a dependency of later stages
+    log.info(
+        "features %s: %d rows, %d features, %d parts, peak RSS %.0f MiB",
+        args.split,
+        rows,
+        len(features),
+        len(chunks),
+        peak_rss_mib(),
+    )
 
 
 if __name__ == "__main__":

@@ -21,8 +21,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from pipeline import raw, submission
-from pipeline.dataconfig import DataConfig
 from pipeline.config import load_section
+from pipeline.dataconfig import DataConfig
 from pipeline.io import setup_logging
 
 log = logging.getLogger(__name__)
@@ -53,11 +53,17 @@ def remove_unlisted(submissions: Path, listed: Iterable[str]) -> list[Path]:
 
 @raw.exit_on_data_error
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--submissions", type=Path, required=True)
     parser.add_argument("--raw", type=Path, required=True)
-    parser.add_argument("--dataset", action="append", choices=[f"task{t}_phase{p}" for t in raw.TASKS for p in raw.PHASES],
-                        help="publish only this dataset (repeatable); its test file must exist")
+    parser.add_argument(
+        "--dataset",
+        action="append",
+        choices=[f"task{t}_phase{p}" for t in raw.TASKS for p in raw.PHASES],
+        help="publish only this dataset (repeatable); its test file must exist",
+    )
     args = parser.parse_args()
     setup_logging()
     cfg = load_section(PublishConfig, "publish")
@@ -72,11 +78,17 @@ def main() -> None:
                 continue
             source = submission.submission_path(args.submissions / method, task, phase)
             if not source.exists():
-                raise FileNotFoundError(f"{source}: publish.task{task}={method!r} has no file for phase {phase}")
+                raise FileNotFoundError(
+                    f"{source}: publish.task{task}={method!r} has no file for phase {phase}"
+                )
             frame = submission.read(source)
-            submission.write(frame, submission.submission_path(args.submissions, task, phase), task,
-                             submission.load_test_locales(args.raw, task, phase),
-                             catalogue if task != 3 else None)
+            submission.write(
+                frame,
+                submission.submission_path(args.submissions, task, phase),
+                task,
+                submission.load_test_locales(args.raw, task, phase),
+                catalogue if task != 3 else None,
+            )
             log.info("published %s -> task%d_phase%d (%d rows)", source, task, phase, frame.height)
 
 

@@ -31,7 +31,19 @@ log = logging.getLogger(__name__)
 
 LOCALES = ("DE", "JP", "UK", "ES", "FR", "IT")
 TASK_LOCALES = {1: ("DE", "JP", "UK"), 2: ("ES", "FR", "IT"), 3: LOCALES}
-PRODUCT_COLUMNS = ("id", "locale", "title", "price", "brand", "color", "size", "model", "material", "author", "desc")
+PRODUCT_COLUMNS = (
+    "id",
+    "locale",
+    "title",
+    "price",
+    "brand",
+    "color",
+    "size",
+    "model",
+    "material",
+    "author",
+    "desc",
+)
 TRAIN_COLUMNS = ("prev_items", "next_item", "locale")
 TEST_COLUMNS = ("prev_items", "locale")
 GT_COLUMNS = {1: ("next_item", "locale"), 2: ("next_item", "locale"), 3: ("next_item_title", "locale")}
@@ -94,8 +106,12 @@ class ReadReport:
     notes: dict[str, int] = field(default_factory=dict)
 
     def as_dict(self) -> dict:
-        return {"rows_read": self.rows_read, "rows_kept": self.rows_kept,
-                "skipped": dict(self.skipped), **self.notes}
+        return {
+            "rows_read": self.rows_read,
+            "rows_kept": self.rows_kept,
+            "skipped": dict(self.skipped),
+            **self.notes,
+        }
 
 
 def format_prev_items(ids: list[str], width: int = 75) -> str:
@@ -120,8 +136,9 @@ def _read_csv(path: Path, expected: tuple[str, ...]) -> pl.DataFrame:
     if not head.strip(b"\xef\xbb\xbf \t\r\n"):
         raise RawDataError(path, 1, None, f"empty file (expected a header row {','.join(expected)})")
     try:
-        frame = pl.read_csv(path, infer_schema=False, quote_char='"', empty_string_is_null=False,
-                            encoding="utf8")
+        frame = pl.read_csv(
+            path, infer_schema=False, quote_char='"', empty_string_is_null=False, encoding="utf8"
+        )
     except pl.exceptions.PolarsError as exc:  # unbalanced quote, ragged row, bad encoding
         line, name, reason = _locate_csv_problem(path)
         raise RawDataError(path, line, name, f"not a readable CSV file: {reason or exc}") from exc
@@ -152,9 +169,13 @@ def _check_last_record(path: Path, expected: tuple[str, ...], line: int, span: i
     record = "\n".join(lines[-span:])
     fields = next(csv.reader(io.StringIO(record)), [])
     if len(fields) < len(expected):
-        raise RawDataError(path, line, expected[len(fields)] if fields else expected[0],
-                           f"field missing: the last record has {len(fields)} of the header's {len(expected)} "
-                           f"fields (truncated last line?)")
+        raise RawDataError(
+            path,
+            line,
+            expected[len(fields)] if fields else expected[0],
+            f"field missing: the last record has {len(fields)} of the header's {len(expected)} "
+            f"fields (truncated last line?)",
+        )
 
 
 def _locate_csv_problem(path: Path) -> tuple[int | None, str | None, str | None]:
@@ -163,13 +184,16 @@ def _locate_csv_problem(path: Path) -> tuple[int | None, str | None, str | None]
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError as exc:
-        prefix = data[:exc.start].decode("utf-8")
+        prefix = data[: exc.start].decode("utf-8")
         line_start = prefix.rfind("\n") + 1
         records = list(csv.reader(io.StringIO(prefix.lstrip("\ufeff") + "x")))  # x: the field being read
         header = records[0] if records else []
         name = header[len(records[-1]) - 1] if len(records) > 1 and len(records[-1]) <= len(header) else None
-        return (prefix.count("\n") + 1, name,
-                f"not UTF-8 (byte {data[exc.start]:#04x} at column {exc.start - len(prefix[:line_start].encode()) + 1})")
+        return (
+            prefix.count("\n") + 1,
+            name,
+            f"not UTF-8 (byte {data[exc.start]:#04x} at column {exc.start - len(prefix[:line_start].encode()) + 1})",  # noqa: E501
+        )
     reader = csv.reader(io.StringIO(text.lstrip("\ufeff"), newline=""))
     try:
         header = next(reader, [])
@@ -178,8 +202,11 @@ def _locate_csv_problem(path: Path) -> tuple[int | None, str | None, str | None]
             if len(record) != len(header):
                 last = next(reader, None) is None
                 if last and text.count('"') % 2 == 1 and 0 < len(record) <= len(header):
-                    return start, header[len(record) - 1].strip(), "the file ends inside this quoted field " \
-                        "(unbalanced quote or truncated last line)"
+                    return (
+                        start,
+                        header[len(record) - 1].strip(),
+                        "the file ends inside this quoted field (unbalanced quote or truncated last line)",
+                    )
                 return start, None, f"{len(record)} fields where the header has {len(header)}"
             start = reader.line_num + 1
     except csv.Error as exc:
@@ -187,8 +214,15 @@ def _locate_csv_problem(path: Path) -> tuple[int | None, str | None, str | None]
     return None, None, None
 
 
-def _fail_or_skip(frame: pl.DataFrame, bad: pl.Series, path: Path, field_name: str, reason: str,
-                  on_error: str, report: ReadReport) -> pl.DataFrame:
+def _fail_or_skip(
+    frame: pl.DataFrame,
+    bad: pl.Series,
+    path: Path,
+    field_name: str,
+    reason: str,
+    on_error: str,
+    report: ReadReport,
+) -> pl.DataFrame:
     n_bad = int(bad.sum())
     if n_bad == 0:
         return frame
@@ -214,7 +248,9 @@ def parse_prev_items(values: pl.Series) -> tuple[pl.Series, pl.Series]:
 
 def _check_locale(frame: pl.DataFrame, path: Path, on_error: str, report: ReadReport) -> pl.DataFrame:
     bad = (~frame["locale"].is_in(LOCALES)).fill_null(True)
-    return _fail_or_skip(frame, bad, path, "locale", f"unknown locale (expected one of {LOCALES})", on_error, report)
+    return _fail_or_skip(
+        frame, bad, path, "locale", f"unknown locale (expected one of {LOCALES})", on_error, report
+    )
 
 
 def read_products(path: str | Path, on_error: str = "raise") -> tuple[pl.DataFrame, ReadReport]:
@@ -226,11 +262,15 @@ def read_products(path: str | Path, on_error: str = "raise") -> tuple[pl.DataFra
     path = Path(path)
     frame = _read_csv(path, PRODUCT_COLUMNS)
     report = ReadReport(str(path), rows_read=frame.height)
-    frame = _fail_or_skip(frame, frame["id"].str.strip_chars() == "", path, "id", "empty product id", on_error, report)
+    frame = _fail_or_skip(
+        frame, frame["id"].str.strip_chars() == "", path, "id", "empty product id", on_error, report
+    )
     frame = _check_locale(frame, path, on_error, report)
     price = frame["price"].str.strip_chars().replace("", None).cast(pl.Float64, strict=False)
     bad_price = price.is_null() & (frame["price"].str.strip_chars() != "")
-    frame = _fail_or_skip(frame.with_columns(_price=price), bad_price, path, "price", "non-numeric price", on_error, report)
+    frame = _fail_or_skip(
+        frame.with_columns(_price=price), bad_price, path, "price", "non-numeric price", on_error, report
+    )
     dup = frame.select(pl.struct("id", "locale").is_duplicated()).to_series()
     first_dup = frame.select(pl.struct("id", "locale").is_first_distinct()).to_series()
     frame = _fail_or_skip(frame, dup & ~first_dup, path, "id", "duplicate (id, locale)", on_error, report)
@@ -246,8 +286,12 @@ def read_products(path: str | Path, on_error: str = "raise") -> tuple[pl.DataFra
     placeholder = frame["title"].str.strip_chars() == "Product " + frame["id"]
     report.notes["placeholder_title"] = int(placeholder.sum())
     if report.notes["placeholder_title"]:
-        log.warning("%s: %d of %d titles are placeholders ('Product <id>'): read as missing", path,
-                    report.notes["placeholder_title"], frame.height)
+        log.warning(
+            "%s: %d of %d titles are placeholders ('Product <id>'): read as missing",
+            path,
+            report.notes["placeholder_title"],
+            frame.height,
+        )
         frame = frame.with_columns(title=pl.when(placeholder).then(None).otherwise(pl.col("title")))
     report.notes["empty_title"] = int(frame["title"].is_null().sum())
     for column in text_cols[1:] + ["price"]:
@@ -255,7 +299,9 @@ def read_products(path: str | Path, on_error: str = "raise") -> tuple[pl.DataFra
     return frame, report
 
 
-def read_sessions(path: str | Path, with_target: bool, on_error: str = "raise") -> tuple[pl.DataFrame, ReadReport]:
+def read_sessions(
+    path: str | Path, with_target: bool, on_error: str = "raise"
+) -> tuple[pl.DataFrame, ReadReport]:
     """Read sessions_train.csv (``with_target=True``) or a sessions_test file.
 
     Returns (row:Int32 0-based record index, prev_items:list[str], locale:str[, next_item:str]).
@@ -268,14 +314,28 @@ def read_sessions(path: str | Path, with_target: bool, on_error: str = "raise") 
     report = ReadReport(str(path), rows_read=frame.height)
     policy = on_error if with_target else "raise"
     ids, malformed = parse_prev_items(frame["prev_items"])
-    frame = _fail_or_skip(frame.with_columns(_ids=ids), malformed, path, "prev_items",
-                          "malformed prev_items array", policy, report)
+    frame = _fail_or_skip(
+        frame.with_columns(_ids=ids),
+        malformed,
+        path,
+        "prev_items",
+        "malformed prev_items array",
+        policy,
+        report,
+    )
     frame = _check_locale(frame, path, policy, report)
     columns = [pl.col("row"), pl.col("_ids").alias("prev_items"), pl.col("locale")]
     if with_target:
         next_item = frame["next_item"].str.strip_chars().str.strip_chars("'")
-        frame = _fail_or_skip(frame.with_columns(next_item=next_item), next_item == "", path, "next_item",
-                              "empty next_item", policy, report)
+        frame = _fail_or_skip(
+            frame.with_columns(next_item=next_item),
+            next_item == "",
+            path,
+            "next_item",
+            "empty next_item",
+            policy,
+            report,
+        )
         columns.append(pl.col("next_item"))
     frame = frame.select(columns)
     report.rows_kept = frame.height

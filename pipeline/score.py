@@ -50,8 +50,9 @@ def load_ceiling(gt_dir: Path) -> dict:
     return json.loads(path.read_text()) if path.exists() else {}
 
 
-def score_frame(frame: pl.DataFrame, gt: pl.DataFrame, task: int,
-                name: str = "submission") -> dict[str, dict]:
+def score_frame(
+    frame: pl.DataFrame, gt: pl.DataFrame, task: int, name: str = "submission"
+) -> dict[str, dict]:
     """{"all": {...}, "<locale>": {...}} for one submission against its ground truth (same row order)."""
     if frame.height != gt.height:
         raise submission.SubmissionError(f"{name}: {frame.height} rows, ground truth has {gt.height}")
@@ -59,34 +60,39 @@ def score_frame(frame: pl.DataFrame, gt: pl.DataFrame, task: int,
     if column not in frame.columns:
         raise submission.SubmissionError(f"{name}: no column {column!r} (has {frame.columns})")
     joined = pl.DataFrame({"locale": gt["locale"], "pred": frame[column], "truth": gt[gt.columns[0]]})
-    groups = [("all", joined)] + [(loc, joined.filter(pl.col("locale") == loc))
-                                  for loc in raw.LOCALES if loc in set(joined["locale"])]
+    groups = [("all", joined)] + [
+        (loc, joined.filter(pl.col("locale") == loc)) for loc in raw.LOCALES if loc in set(joined["locale"])
+    ]
     result = {}
     for key, part in groups:
         if task == 3:
-            result[key] = {"bleu": metrics.bleu(part["pred"].fill_null("").to_list(),
-                                                part["truth"].to_list()),
-                           "n": part.height}
+            result[key] = {
+                "bleu": metrics.bleu(part["pred"].fill_null("").to_list(), part["truth"].to_list()),
+                "n": part.height,
+            }
         else:
             result[key] = metrics.ranking_metrics(part["pred"], part["truth"])
     return result
 
 
-def score_file(path: Path, task: int, phase: int, gt_dir: Path,
-               ceiling: dict | None = None) -> dict[str, dict]:
+def score_file(
+    path: Path, task: int, phase: int, gt_dir: Path, ceiling: dict | None = None
+) -> dict[str, dict]:
     """Score any submission file (ours or another pipeline's) against gt_dir/gt_task{T}_phase{P}.csv."""
     gt = raw.read_ground_truth(gt_dir / raw.gt_file(task, phase), task)
     return score_read(submission.read(path), gt, task, phase, path, ceiling)
 
 
-def score_read(frame: pl.DataFrame, gt: pl.DataFrame, task: int, phase: int, path: Path,
-               ceiling: dict | None = None) -> dict[str, dict]:
+def score_read(
+    frame: pl.DataFrame, gt: pl.DataFrame, task: int, phase: int, path: Path, ceiling: dict | None = None
+) -> dict[str, dict]:
     """:func:`score_frame` plus the locale-order warning and the share of the ceiling."""
     result = score_frame(frame, gt, task, str(path))
     wrong_locale = int((frame["locale"] != gt["locale"]).sum()) if "locale" in frame.columns else frame.height
     if wrong_locale:
-        log.warning("%s: %d rows whose locale differs from the ground truth (misordered?)", path,
-                    wrong_locale)
+        log.warning(
+            "%s: %d rows whose locale differs from the ground truth (misordered?)", path, wrong_locale
+        )
     ceiling = (ceiling or {}).get(f"task{task}_phase{phase}", {})
     for key, values in result.items():
         if key in ceiling and ceiling[key].get("mrr@100"):
@@ -100,38 +106,59 @@ def read_oracle(gt_dir: Path, task: int, phase: int) -> pl.DataFrame | None:
     path = gt_dir / raw.oracle_file(task, phase)
     if not path.exists():
         return None
-    frame = pl.read_csv(path, schema_overrides={"target_class": pl.String, "related_rank": pl.Int32,
-                                                "oracle_rank": pl.Int64, "locale": pl.String})
+    frame = pl.read_csv(
+        path,
+        schema_overrides={
+            "target_class": pl.String,
+            "related_rank": pl.Int32,
+            "oracle_rank": pl.Int64,
+            "locale": pl.String,
+        },
+    )
     missing = {"target_class", "oracle_rank", "locale"} - set(frame.columns)
     if missing:
         raise raw.RawDataError(path, 1, sorted(missing)[0], "column missing from the header")
     return frame
 
 
-def oracle_gap(frame: pl.DataFrame, gt: pl.DataFrame, oracle: pl.DataFrame, task: int,
-               name: str = "submission") -> dict[str, dict]:
+def oracle_gap(
+    frame: pl.DataFrame, gt: pl.DataFrame, oracle: pl.DataFrame, task: int, name: str = "submission"
+) -> dict[str, dict]:
     """{class: {n, share, mrr@100, recall@100, oracle_mrr@100, oracle_recall@100, gap_points}}
     plus "all"; gap_points = share x (oracle MRR - method MRR), so the classes' points sum to the
     overall gap to the ceiling."""
     if oracle.height != gt.height or (oracle["locale"] != gt["locale"]).any():
         raise submission.SubmissionError(f"{name}: the oracle file does not match the ground truth rows")
     ranks = metrics.target_ranks(frame[submission.COLUMNS[task][1]], gt[gt.columns[0]])
-    rows = pl.DataFrame({"target_class": oracle["target_class"], "rank": ranks,
-                         "oracle": oracle["oracle_rank"].cast(pl.Float64)})
+    rows = pl.DataFrame(
+        {
+            "target_class": oracle["target_class"],
+            "rank": ranks,
+            "oracle": oracle["oracle_rank"].cast(pl.Float64),
+        }
+    )
     rr = (1.0 / pl.col("rank").cast(pl.Float64)).fill_null(0.0)
     orr = pl.when(pl.col("oracle") <= metrics.K).then(1.0 / pl.col("oracle")).otherwise(0.0)
-    aggs = [pl.len().alias("n"), rr.mean().alias("mrr@100"),
-            pl.col("rank").is_not_null().mean().alias("recall@100"),
-            orr.mean().alias("oracle_mrr@100"),
-            (pl.col("oracle") <= metrics.K).mean().alias("oracle_recall@100")]
+    aggs = [
+        pl.len().alias("n"),
+        rr.mean().alias("mrr@100"),
+        pl.col("rank").is_not_null().mean().alias("recall@100"),
+        orr.mean().alias("oracle_mrr@100"),
+        (pl.col("oracle") <= metrics.K).mean().alias("oracle_recall@100"),
+    ]
     total = rows.height
     out = {}
-    for part in [rows.select(aggs).with_columns(target_class=pl.lit("all")),
-                 rows.group_by("target_class").agg(aggs).sort("target_class")]:
+    for part in [
+        rows.select(aggs).with_columns(target_class=pl.lit("all")),
+        rows.group_by("target_class").agg(aggs).sort("target_class"),
+    ]:
         for r in part.iter_rows(named=True):
             share = r["n"] / total if total else 0.0
-            out[r.pop("target_class")] = {**r, "share": share,
-                                          "gap_points": share * (r["oracle_mrr@100"] - r["mrr@100"])}
+            out[r.pop("target_class")] = {
+                **r,
+                "share": share,
+                "gap_points": share * (r["oracle_mrr@100"] - r["mrr@100"]),
+            }
     return out
 
 
@@ -140,15 +167,19 @@ def format_gap(board: dict) -> str:
     lines = []
     for key in sorted(board):
         lines.append(f"\n### {key}: where MRR@100 is lost against the oracle\n")
-        lines.append("| method | class | share | mrr@100 | oracle mrr@100 | recall@100 | oracle recall@100 "
-                     "| gap points |")
+        lines.append(
+            "| method | class | share | mrr@100 | oracle mrr@100 | recall@100 | oracle recall@100 "
+            "| gap points |"
+        )
         lines.append("|" + "---|" * 8)
         for method, classes in sorted(board[key].items(), key=lambda kv: -kv[1]["all"]["mrr@100"]):
             for cls in ["all"] + [c for c in TARGET_CLASSES if c in classes]:
                 c = classes[cls]
-                lines.append(f"| {method} | {cls} | {c['share']:.3f} | {c['mrr@100']:.4f} "
-                             f"| {c['oracle_mrr@100']:.4f} | {c['recall@100']:.4f} "
-                             f"| {c['oracle_recall@100']:.4f} | {c['gap_points']:+.4f} |")
+                lines.append(
+                    f"| {method} | {cls} | {c['share']:.3f} | {c['mrr@100']:.4f} "
+                    f"| {c['oracle_mrr@100']:.4f} | {c['recall@100']:.4f} "
+                    f"| {c['oracle_recall@100']:.4f} | {c['gap_points']:+.4f} |"
+                )
     return "\n".join(lines).lstrip() + "\n"
 
 
@@ -181,8 +212,10 @@ def leaderboard(root: Path, gt_dir: Path) -> tuple[dict, dict]:
             unscored.setdefault(key, {})[method] = path
             continue
         if key not in truth:
-            truth[key] = (raw.read_ground_truth(gt_dir / raw.gt_file(task, phase), task),
-                          read_oracle(gt_dir, task, phase) if task != 3 else None)
+            truth[key] = (
+                raw.read_ground_truth(gt_dir / raw.gt_file(task, phase), task),
+                read_oracle(gt_dir, task, phase) if task != 3 else None,
+            )
         gt, oracle = truth[key]
         frame = submission.read(path)
         board.setdefault(key, {})[method] = score_read(frame, gt, task, phase, path, ceiling)
@@ -197,8 +230,9 @@ def unscored_entry(key: str, paths: dict[str, Path], gt_dir: Path) -> dict:
     """{"reason", "ground_truth", "methods"} of a dataset whose ground truth is absent (logged)."""
     gt_path = gt_dir / raw.gt_file(int(key[4]), int(key[-1]))
     reason = "no ground truth"
-    if key.startswith("task3") and all((submission.read(p)["next_item_title"].fill_null("") == "").all()
-                                       for p in paths.values()):
+    if key.startswith("task3") and all(
+        (submission.read(p)["next_item_title"].fill_null("") == "").all() for p in paths.values()
+    ):
         reason += "; no titles (every submitted title is empty)"
     log.warning("%s: %s (%s absent): %d submissions not scored", key, reason, gt_path, len(paths))
     return {"reason": reason, "ground_truth": str(gt_path), "methods": sorted(paths)}
@@ -222,8 +256,11 @@ def format_table(board: dict) -> str:
             row = [method, f"{overall[metric]:.4f}"]
             if not task3:
                 share = overall.get("share_of_ceiling")
-                row += [f"{overall['recall@100']:.4f}", f"{overall['ndcg@100']:.4f}",
-                        f"{share:.1%}" if share is not None else "n/a"]
+                row += [
+                    f"{overall['recall@100']:.4f}",
+                    f"{overall['ndcg@100']:.4f}",
+                    f"{share:.1%}" if share is not None else "n/a",
+                ]
             row += [f"{result[loc][metric]:.4f}" if loc in result else "" for loc in locales]
             lines.append("| " + " | ".join(row) + " |")
         if not task3:
@@ -233,15 +270,17 @@ def format_table(board: dict) -> str:
     if board.get(UNSCORED):
         lines += ["\n### not scored\n", "| dataset | why | ground truth | submissions |", "|---|---|---|---|"]
         for key, entry in board[UNSCORED].items():
-            lines.append(f"| {key} | {entry['reason']} | {entry['ground_truth']} absent "
-                         f"| {len(entry['methods'])} |")
+            lines.append(
+                f"| {key} | {entry['reason']} | {entry['ground_truth']} absent | {len(entry['methods'])} |"
+            )
     return "\n".join(lines).lstrip() + "\n"
 
 
 @raw.exit_on_data_error
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--submissions", type=Path, required=True)
     parser.add_argument("--gt", type=Path, required=True)
     parser.add_argument("--out", type=Path, required=True)
@@ -249,7 +288,9 @@ def main() -> None:
     parser.add_argument("--gap", type=Path, help="oracle gap by target class (JSON; synthetic data only)")
     parser.add_argument("--gap-table", type=Path, help="the same as markdown")
     parser.add_argument("--raw", type=Path, help="raw directory (data/raw), read by --probes")
-    parser.add_argument("--probes", type=Path, help="ground-truth probes JSON (metrics/gt_probes.json); needs --raw")
+    parser.add_argument(
+        "--probes", type=Path, help="ground-truth probes JSON (metrics/gt_probes.json); needs --raw"
+    )
     args = parser.parse_args()
     if args.probes and not args.raw:
         parser.error("--probes needs --raw")
@@ -261,12 +302,16 @@ def main() -> None:
     print(table)
     if args.gap:
         if not gaps:
-            log.info("no %s in %s (real data has no oracle): the oracle gap is empty", raw.oracle_file(1, 1),
-                     args.gt)
+            log.info(
+                "no %s in %s (real data has no oracle): the oracle gap is empty",
+                raw.oracle_file(1, 1),
+                args.gt,
+            )
         write_json(gaps, args.gap)
         if args.gap_table:
-            write_text(format_gap(gaps) if gaps else "No oracle files (real data): no oracle gap.\n",
-                       args.gap_table)
+            write_text(
+                format_gap(gaps) if gaps else "No oracle files (real data): no oracle gap.\n", args.gap_table
+            )
     if args.probes:
         found = probes.compute_probes(args.raw, args.gt)
         write_json(found, args.probes)

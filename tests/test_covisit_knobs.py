@@ -24,9 +24,15 @@ def _events(*sessions: list[int]) -> pl.DataFrame:
 
 
 def _query(*items: int, session: int = 100, locale: str = "DE") -> pl.DataFrame:
-    return pl.DataFrame({"session": [session] * len(items), "locale": locale, "position": range(len(items)),
-                         "item": list(items)},
-                        schema={"session": pl.Int32, "locale": pl.String, "position": pl.Int32, "item": pl.Int32})
+    return pl.DataFrame(
+        {
+            "session": [session] * len(items),
+            "locale": locale,
+            "position": range(len(items)),
+            "item": list(items),
+        },
+        schema={"session": pl.Int32, "locale": pl.String, "position": pl.Int32, "item": pl.Int32},
+    )
 
 
 class TestCovisitQueryWeighted(SourceContract):
@@ -42,11 +48,14 @@ class TestCovisitLag(SourceContract):
 
 
 class TestCovisitGrid(SourceContract):
-    type_, cfg = "covisit", {"grid": [{"window": 1, "direction": "forward"}, {"window": 3}], "select_share": 0.5}
+    type_, cfg = (
+        "covisit",
+        {"grid": [{"window": 1, "direction": "forward"}, {"window": 3}], "select_share": 0.5},
+    )
 
 
 def test_query_flag_marks_sessions_without_their_target():
-    prev = _events([1, 2], [3, 4], [5])            # sessions 0, 1, 2: prev_items
+    prev = _events([1, 2], [3, 4], [5])  # sessions 0, 1, 2: prev_items
     history = pl.concat([prev, pl.DataFrame({"session": [0], "position": [2], "item": [9]}, schema=EVENTS)])
     flagged = with_query_flag(history.sort("session", "position"), prev)
     per = flagged.group_by("session").agg(pl.col("query").first()).sort("session")
@@ -55,17 +64,25 @@ def test_query_flag_marks_sessions_without_their_target():
 
 def test_query_weight_scales_only_query_pairs():
     ev = _events([1, 2], [1, 3]).with_columns(query=pl.col("session") == 1)
-    w = {(a, b): v for a, b, v in weighted_pairs(ev, CovisitConfig(window=1, direction="forward",
-                                                                    query_weight=4.0)).iter_rows()}
+    w = {
+        (a, b): v
+        for a, b, v in weighted_pairs(
+            ev, CovisitConfig(window=1, direction="forward", query_weight=4.0)
+        ).iter_rows()
+    }
     assert w == {(1, 2): 1.0, (1, 3): 4.0}
-    plain = {(a, b): v for a, b, v in weighted_pairs(ev, CovisitConfig(window=1, direction="forward")).iter_rows()}
+    plain = {
+        (a, b): v for a, b, v in weighted_pairs(ev, CovisitConfig(window=1, direction="forward")).iter_rows()
+    }
     assert plain == {(1, 2): 1.0, (1, 3): 1.0}
 
 
 def test_two_hops_reach_neighbours_of_neighbours_of_rare_items_only():
     # 1 -> 2 once (rare: one neighbour); 2 -> 3, 2 -> 4 often; 5 has three direct neighbours.
     ev = _events([1, 2], *[[2, 3]] * 3, [2, 4], [5, 6], [5, 7], [5, 8], [6, 9])
-    cfg = CovisitConfig(window=1, direction="forward", normalize="conditional", hops=2, hop_weight=0.5, hop_below=2)
+    cfg = CovisitConfig(
+        window=1, direction="forward", normalize="conditional", hops=2, hop_weight=0.5, hop_below=2
+    )
     nb = neighbours(ev, cfg)
     of = {a: dict(zip(g["b"], g["score"], strict=True)) for (a,), g in nb.group_by("a")}
     assert set(of[1]) == {2, 3, 4}
@@ -89,8 +106,11 @@ def test_grid_chooses_the_variant_that_ranks_held_out_targets_best():
     a forward window of 2 finds it, a consecutive-pair variant cannot; the grid picks window 2."""
     rows = [[i, i + 1, i + 2] for i in range(0, 26)] * 4
     history = _events(*rows)
-    cfg = CovisitConfig(grid=({"window": 1, "direction": "backward"}, {"window": 2, "direction": "forward"}),
-                        select_share=0.5, max_session_items=2)
+    cfg = CovisitConfig(
+        grid=({"window": 1, "direction": "backward"}, {"window": 2, "direction": "forward"}),
+        select_share=0.5,
+        max_session_items=2,
+    )
     src = Covisit(cfg, seed=3).fit(history, tiny_items())
     assert src.selection["chosen"] == {"window": 2, "direction": "forward"}
     assert src.cfg.window == 2 and src.cfg.grid == ()

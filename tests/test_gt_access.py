@@ -20,14 +20,26 @@ from tests import depcheck
 from tests.conftest import REPO
 
 SCORER = "score"
-WRITER_STAGES = {"generate"}                           # it copies/writes gt/ into data/raw
+WRITER_STAGES = {"generate"}  # it copies/writes gt/ into data/raw
 WRITER_FUNCTIONS = {("pipeline/synthetic.py", "generate")}
-READERS = {"read_ground_truth", "read_oracle", "load_ceiling", "score_file", "compute_probes", "gt_file", "oracle_file"}
+READERS = {
+    "read_ground_truth",
+    "read_oracle",
+    "load_ceiling",
+    "score_file",
+    "compute_probes",
+    "gt_file",
+    "oracle_file",
+}
 NAMES = {"gt", "ceiling.json"}
 
 
 def _is_gt_path(dep: str) -> bool:
-    return "gt" in Path(dep).parts or Path(dep).name.startswith(("gt_", "oracle_")) or Path(dep).name == "ceiling.json"
+    return (
+        "gt" in Path(dep).parts
+        or Path(dep).name.startswith(("gt_", "oracle_"))
+        or Path(dep).name == "ceiling.json"
+    )
 
 
 def gt_references(root: Path, rel: str) -> list[str]:
@@ -43,7 +55,13 @@ def gt_references(root: Path, rel: str) -> list[str]:
             return
         if isinstance(node, ast.Call):
             func = node.func
-            name = func.id if isinstance(func, ast.Name) else func.attr if isinstance(func, ast.Attribute) else None
+            name = (
+                func.id
+                if isinstance(func, ast.Name)
+                else func.attr
+                if isinstance(func, ast.Attribute)
+                else None
+            )
             if name in READERS:
                 found.append(f"{rel}:{node.lineno} {name}()")
         elif isinstance(node, ast.Constant) and isinstance(node.value, str) and node.value in NAMES:
@@ -90,9 +108,13 @@ def test_the_check_sees_the_score_stage_read_gt(stages):
 def test_gt_references_finds_a_planted_read(tmp_path):
     (tmp_path / "pipeline").mkdir()
     (tmp_path / "pipeline" / "leak.py").write_text(
-        "from pipeline import raw\n\ndef main(d):\n    return raw.read_ground_truth(d / 'gt' / raw.gt_file(1, 1), 1)\n")
+        "from pipeline import raw\n\ndef main(d):\n    return raw.read_ground_truth(d / 'gt' / raw.gt_file(1, 1), 1)\n"  # noqa: E501
+    )
     assert gt_references(tmp_path, "pipeline/leak.py") == [
-        "pipeline/leak.py:4 read_ground_truth()", "pipeline/leak.py:4 'gt'", "pipeline/leak.py:4 gt_file()"]
+        "pipeline/leak.py:4 read_ground_truth()",
+        "pipeline/leak.py:4 'gt'",
+        "pipeline/leak.py:4 gt_file()",
+    ]
 
 
 HOOK = """
@@ -127,18 +149,34 @@ def generated(tmp_path_factory) -> Path:
     return root
 
 
-@pytest.mark.parametrize("argv", [
-    ["pipeline.stats", "--raw", "data/raw", "--out", "metrics/data_stats.json"],
-    ["pipeline.prepare", "--raw", "data/raw", "--out", "data/prepared", "--report", "metrics/prepare.json"],
-])
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["pipeline.stats", "--raw", "data/raw", "--out", "metrics/data_stats.json"],
+        [
+            "pipeline.prepare",
+            "--raw",
+            "data/raw",
+            "--out",
+            "data/prepared",
+            "--report",
+            "metrics/prepare.json",
+        ],
+    ],
+)
 def test_stages_open_nothing_under_gt(generated, argv):
-    result = subprocess.run([sys.executable, "-c", HOOK, *argv], cwd=generated, capture_output=True, text=True)
+    result = subprocess.run(
+        [sys.executable, "-c", HOOK, *argv], cwd=generated, capture_output=True, text=True
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     assert "GT-OPENED []" in result.stderr, result.stderr[-3000:]
 
 
 def test_the_hook_sees_a_gt_read(generated):
     (generated / "reads_gt.py").write_text(
-        "from pipeline import raw\nraw.read_ground_truth('data/raw/gt/gt_task1_phase1.csv', 1)\n")
-    result = subprocess.run([sys.executable, "-c", HOOK, "reads_gt.py"], cwd=generated, capture_output=True, text=True)
+        "from pipeline import raw\nraw.read_ground_truth('data/raw/gt/gt_task1_phase1.csv', 1)\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", HOOK, "reads_gt.py"], cwd=generated, capture_output=True, text=True
+    )
     assert "GT-OPENED ['data/raw/gt/gt_task1_phase1.csv'" in result.stderr, result.stderr[-3000:]

@@ -24,10 +24,13 @@ def test_remove_unlisted_keeps_listed_and_method_files(tmp_path):
     for name in ("task1_phase1", "task3_phase1", "task3_phase2"):
         _titles(3).write_parquet(tmp_path / f"{name}.parquet")
     (tmp_path / "ranker").mkdir()
-    _titles(3).write_parquet(tmp_path / "ranker" / "task3_phase2.parquet")   # a method's own file: kept
+    _titles(3).write_parquet(tmp_path / "ranker" / "task3_phase2.parquet")  # a method's own file: kept
     removed = publish.remove_unlisted(tmp_path, ["task1_phase1", "task3_phase1"])
     assert removed == [tmp_path / "task3_phase2.parquet"]
-    assert sorted(p.name for p in tmp_path.glob("*.parquet")) == ["task1_phase1.parquet", "task3_phase1.parquet"]
+    assert sorted(p.name for p in tmp_path.glob("*.parquet")) == [
+        "task1_phase1.parquet",
+        "task3_phase1.parquet",
+    ]
     assert (tmp_path / "ranker" / "task3_phase2.parquet").exists()
 
 
@@ -46,11 +49,26 @@ def test_the_stage_removes_a_published_file_no_longer_listed(tmp_path):
     (subs / "last_title").mkdir(parents=True)
     _titles(3).write_parquet(subs / "last_title" / "task3_phase1.parquet")
     stale = subs / "task1_phase1.parquet"
-    pl.DataFrame({"locale": ["DE", "UK", "JP"], "next_item_prediction": [["B09W9FND7K"]] * 3}).write_parquet(stale)
+    pl.DataFrame({"locale": ["DE", "UK", "JP"], "next_item_prediction": [["B09W9FND7K"]] * 3}).write_parquet(
+        stale
+    )
 
-    result = subprocess.run([sys.executable, "-m", "pipeline.publish", "--submissions", "submissions",
-                             "--raw", "data/raw", "--dataset", "task3_phase1"],
-                            cwd=tmp_path, capture_output=True, text=True)
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pipeline.publish",
+            "--submissions",
+            "submissions",
+            "--raw",
+            "data/raw",
+            "--dataset",
+            "task3_phase1",
+        ],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     assert not stale.exists()
     assert "removed submissions/task1_phase1.parquet: task1_phase1 is not in data.test_files" in result.stderr

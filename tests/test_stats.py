@@ -25,12 +25,14 @@ def test_report_on_generated_data(generated):
     loc = report["locales"]
     assert set(loc) == {"all", "DE", "JP", "UK", "ES", "FR", "IT"}
     assert loc["all"]["sessions"] == sum(loc[x]["sessions"] for x in ("DE", "JP", "UK", "ES", "FR", "IT"))
-    assert loc["all"]["interactions"] == sum(loc[x]["interactions"] for x in ("DE", "JP", "UK", "ES", "FR", "IT"))
+    assert loc["all"]["interactions"] == sum(
+        loc[x]["interactions"] for x in ("DE", "JP", "UK", "ES", "FR", "IT")
+    )
     assert 0 < loc["all"]["repeat_share"] < 1 and loc["all"]["length_p50"] >= 2
-    assert "test_files" not in report          # nothing from gt/: that is the score stage's
+    assert "test_files" not in report  # nothing from gt/: that is the score stage's
     assert report["checks"]["small_overlap_with_de"]["ok"]
     text = stats.format_stats(report)
-    assert "Issue-13 checks" in text and "0.308" in text      # DE's Table-2 share of sessions
+    assert "Issue-13 checks" in text and "0.308" in text  # DE's Table-2 share of sessions
 
 
 def test_probes_on_generated_data(generated):
@@ -40,8 +42,10 @@ def test_probes_on_generated_data(generated):
         assert f["target_missing_from_catalogue"] == 0
         cov, pop = f["covisitation"]["all"], f["popularity"]["all"]
         assert 0 <= pop["mrr@100"] < cov["mrr@100"] <= cov["recall@100"] <= 1
-        assert f["ceiling"]["all"]["mrr@100"] > cov["mrr@100"]   # the oracle beats a plain co-visitation
-    assert {"covis_over_popularity_mrr_task1", "covis_recall_task2", "ceiling_over_covis_mrr"} <= set(found["checks"])
+        assert f["ceiling"]["all"]["mrr@100"] > cov["mrr@100"]  # the oracle beats a plain co-visitation
+    assert {"covis_over_popularity_mrr_task1", "covis_recall_task2", "ceiling_over_covis_mrr"} <= set(
+        found["checks"]
+    )
     assert "task2_phase1" in probes.format_probes(found)
 
 
@@ -53,12 +57,12 @@ def test_probe_chunks_do_not_change_the_figures(raw_dir, generated, monkeypatch)
 def test_report_on_the_real_format_sample(sample_dir):
     result = stats.compute_stats(sample_dir)
     assert result["locales"]["all"]["sessions"] == 5
-    assert result["locales"]["DE"]["repeat_share"] == 0.5           # one of the two DE sessions repeats
+    assert result["locales"]["DE"]["repeat_share"] == 0.5  # one of the two DE sessions repeats
     # the UK and ES train rows' next items (B09M7GY217: DE only; B0BBSNH3YS: FR only) are off-catalogue
     assert result["train_targets_missing_from_catalogue"] == 2
-    assert result["overlap"]["ES"]["UK"] == 1.0                      # ES's one product is also sold in UK
+    assert result["overlap"]["ES"]["UK"] == 1.0  # ES's one product is also sold in UK
     found = probes.compute_probes(sample_dir, sample_dir / "gt")
-    assert list(found["test_files"]) == ["task1_phase1"]            # only task 1 phase 1 has gt
+    assert list(found["test_files"]) == ["task1_phase1"]  # only task 1 phase 1 has gt
     f = found["test_files"]["task1_phase1"]
     assert f["sessions"] == 3 and "ceiling" not in f
     # UK's target B09M7GY217 is listed only in the DE catalogue: reported, no crash

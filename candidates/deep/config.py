@@ -1,11 +1,11 @@
 """The ``deep`` section of params.yaml.
 
-    deep:
-      threads: 0          # CPU threads for torch (0: every core of the machine)
-      amp: true           # bf16 autocast when training on CUDA; ignored on CPU
-      models:
-        gru4rec: {arch: gru4rec, dim: 64, ...}
-        sasrec: {arch: sasrec, dim: 64, layers: 2, heads: 2, ...}
+deep:
+  threads: 0          # CPU threads for torch (0: every core of the machine)
+  amp: true           # bf16 autocast when training on CUDA; ignored on CPU
+  models:
+    gru4rec: {arch: gru4rec, dim: 64, ...}
+    sasrec: {arch: sasrec, dim: 64, layers: 2, heads: 2, ...}
 """
 
 from __future__ import annotations
@@ -19,21 +19,23 @@ ARCHS = ("gru4rec", "sasrec")
 
 @dataclass(frozen=True)
 class ModelConfig:
-    arch: str                  # gru4rec | sasrec
-    dim: int = 64              # item/locale embedding and session vector size
-    layers: int = 1            # GRU layers or transformer blocks
-    heads: int = 2             # sasrec attention heads
+    arch: str  # gru4rec | sasrec
+    dim: int = 64  # item/locale embedding and session vector size
+    layers: int = 1  # GRU layers or transformer blocks
+    heads: int = 2  # sasrec attention heads
     dropout: float = 0.1
-    max_len: int = 20          # sessions are truncated to their last max_len items (left-padded)
+    max_len: int = 20  # sessions are truncated to their last max_len items (left-padded)
     epochs: int = 3
-    batch_size: int = 256      # sessions per step
+    batch_size: int = 256  # sessions per step
     lr: float = 0.002
     weight_decay: float = 0.0
-    negatives: int = 1024      # uniform sampled negatives shared by a batch, besides its in-batch targets
-    logq: bool = True          # subtract log batch frequency of in-batch negatives (popularity correction)
+    negatives: int = 1024  # uniform sampled negatives shared by a batch, besides its in-batch targets
+    logq: bool = True  # subtract log batch frequency of in-batch negatives (popularity correction)
     skip_repeats: bool = True  # no loss on a target already in its prefix: a real next item never repeats one
-    max_epoch_sessions: int = 0     # sample budget: each epoch trains on at most this many sessions (0: all)
-    max_train_seconds: float = 0.0  # time budget: no epoch starts that would end past it (0: off; not reproducible)
+    max_epoch_sessions: int = 0  # sample budget: each epoch trains on at most this many sessions (0: all)
+    max_train_seconds: float = (
+        0.0  # time budget: no epoch starts that would end past it (0: off; not reproducible)
+    )
 
     def __post_init__(self) -> None:
         if self.arch not in ARCHS:

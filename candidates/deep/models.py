@@ -63,8 +63,13 @@ class GRU4Rec(SessionEncoder):
 
     def __init__(self, cfg: ModelConfig, n_items: int, n_locales: int) -> None:
         super().__init__(cfg, n_items, n_locales)
-        self.gru = nn.GRU(cfg.dim, cfg.dim, num_layers=cfg.layers, batch_first=True,
-                          dropout=cfg.dropout if cfg.layers > 1 else 0.0)
+        self.gru = nn.GRU(
+            cfg.dim,
+            cfg.dim,
+            num_layers=cfg.layers,
+            batch_first=True,
+            dropout=cfg.dropout if cfg.layers > 1 else 0.0,
+        )
         self.out = nn.Linear(cfg.dim, cfg.dim)
 
     def forward(self, tokens: torch.Tensor, locale: torch.Tensor) -> torch.Tensor:
@@ -78,7 +83,9 @@ class GRU4Rec(SessionEncoder):
         x = self.inputs(tokens, locale)
         x = x.gather(1, ((cols + shift) % length)[..., None].expand_as(x))  # left-align
         packed = nn.utils.rnn.pack_padded_sequence(x, steps.cpu(), batch_first=True, enforce_sorted=False)
-        hidden, _ = nn.utils.rnn.pad_packed_sequence(self.gru(packed)[0], batch_first=True, total_length=length)
+        hidden, _ = nn.utils.rnn.pad_packed_sequence(
+            self.gru(packed)[0], batch_first=True, total_length=length
+        )
         hidden = hidden.gather(1, ((cols - shift) % length)[..., None].expand_as(hidden))  # right-align back
         return self.out(self.dropout(hidden))
 
@@ -91,8 +98,15 @@ class SASRec(SessionEncoder):
         self.pos_emb = nn.Embedding(cfg.max_len, cfg.dim)
         # Same scale as the item embeddings: the default N(0, 1) would drown the items in position.
         nn.init.normal_(self.pos_emb.weight, std=1 / math.sqrt(cfg.dim))
-        layer = nn.TransformerEncoderLayer(cfg.dim, cfg.heads, dim_feedforward=cfg.dim * 4, dropout=cfg.dropout,
-                                           batch_first=True, norm_first=True, activation="gelu")
+        layer = nn.TransformerEncoderLayer(
+            cfg.dim,
+            cfg.heads,
+            dim_feedforward=cfg.dim * 4,
+            dropout=cfg.dropout,
+            batch_first=True,
+            norm_first=True,
+            activation="gelu",
+        )
         self.blocks = nn.TransformerEncoder(layer, cfg.layers, enable_nested_tensor=False)
         self.norm = nn.LayerNorm(cfg.dim)
 

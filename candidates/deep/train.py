@@ -52,6 +52,7 @@ def set_threads(threads: int) -> int:
 @dataclass
 class Trained:
     """A trained encoder and what it needs to score: the locale vocabulary, its checkpoint meta."""
+
     model: SessionEncoder
     locales: list[str]
     meta: dict[str, Any] = field(default_factory=dict)
@@ -82,8 +83,14 @@ def repeated_targets(inputs: torch.Tensor, targets: torch.Tensor) -> torch.Tenso
     return ((targets[:, :, None] == inputs[:, None, :]) & causal).any(-1)
 
 
-def _batch_loss(model: SessionEncoder, tokens: torch.Tensor, locale: torch.Tensor, cfg: ModelConfig,
-                n_items: int, gen: torch.Generator) -> torch.Tensor:
+def _batch_loss(
+    model: SessionEncoder,
+    tokens: torch.Tensor,
+    locale: torch.Tensor,
+    cfg: ModelConfig,
+    n_items: int,
+    gen: torch.Generator,
+) -> torch.Tensor:
     """Sampled softmax over the batch's own targets plus ``cfg.negatives`` uniform items."""
     inputs, targets = tokens[:, :-1], tokens[:, 1:]
     hidden = model(inputs, locale)
@@ -98,11 +105,18 @@ def _batch_loss(model: SessionEncoder, tokens: torch.Tensor, locale: torch.Tenso
         # Sampled-softmax correction: subtract the log of how often each candidate is drawn, so
         # popular items are not over-penalised for showing up as in-batch negatives all the time.
         counts = torch.bincount(positive, minlength=len(batch_items)).float()
-        drawn = torch.cat([counts, torch.full((cfg.negatives,), cfg.negatives / n_items, device=counts.device)])
+        drawn = torch.cat(
+            [counts, torch.full((cfg.negatives,), cfg.negatives / n_items, device=counts.device)]
+        )
         logits = logits - drawn.log()
     # A uniform negative that is this row's own target is not a negative.
-    hit = torch.cat([torch.zeros(len(target), len(batch_items), dtype=torch.bool, device=h.device),
-                     negatives[None, :] == target[:, None]], dim=1)
+    hit = torch.cat(
+        [
+            torch.zeros(len(target), len(batch_items), dtype=torch.bool, device=h.device),
+            negatives[None, :] == target[:, None],
+        ],
+        dim=1,
+    )
     return F.cross_entropy(logits.masked_fill(hit, float("-inf")), positive)
 
 
@@ -124,8 +138,10 @@ class Optimizer:
     def __init__(self, model: SessionEncoder, cfg: ModelConfig) -> None:
         sparse = {id(p) for p in model.sparse_parameters()}
         dense = [p for p in model.parameters() if id(p) not in sparse]
-        self.parts = [torch.optim.Adam(dense, lr=cfg.lr, weight_decay=cfg.weight_decay),
-                      torch.optim.SparseAdam(model.sparse_parameters(), lr=cfg.lr)]
+        self.parts = [
+            torch.optim.Adam(dense, lr=cfg.lr, weight_decay=cfg.weight_decay),
+            torch.optim.SparseAdam(model.sparse_parameters(), lr=cfg.lr),
+        ]
 
     def zero_grad(self) -> None:
         for part in self.parts:
@@ -159,9 +175,17 @@ def load(path: str | Path, device: torch.device | None = None) -> Trained:
     return Trained(model, list(ckpt["key"]["locales"]), meta)
 
 
-def train(history: pl.DataFrame, items: pl.DataFrame, cfg: ModelConfig, seed: int, *,
-          device: torch.device | None = None, amp: bool = True, checkpoint: str | Path | None = None,
-          progress: bool = True) -> Trained:
+def train(
+    history: pl.DataFrame,
+    items: pl.DataFrame,
+    cfg: ModelConfig,
+    seed: int,
+    *,
+    device: torch.device | None = None,
+    amp: bool = True,
+    checkpoint: str | Path | None = None,
+    progress: bool = True,
+) -> Trained:
     """Fit one encoder on a history frame (session, position, item), resuming from ``checkpoint``.
 
     The checkpoint is written after every epoch; an existing one is resumed when it was made with
@@ -186,12 +210,19 @@ def train(history: pl.DataFrame, items: pl.DataFrame, cfg: ModelConfig, seed: in
             meta = {k: v for k, v in ckpt.items() if k not in ("model", "optim")}
             log.info("%s: resuming %s at epoch %d/%d", cfg.arch, path, meta["epoch"], cfg.epochs)
         else:
-            log.warning("%s: checkpoint %s was made with other knobs, data or more epochs; retraining",
-                        cfg.arch, path)
+            log.warning(
+                "%s: checkpoint %s was made with other knobs, data or more epochs; retraining", cfg.arch, path
+            )
 
-    log.info("%s: %d training sessions, %d item indices, %d locales, %d parameters, device %s",
-             cfg.arch, len(data.session), n_items, len(locales),
-             sum(p.numel() for p in model.parameters()), device)
+    log.info(
+        "%s: %d training sessions, %d item indices, %d locales, %d parameters, device %s",
+        cfg.arch,
+        len(data.session),
+        n_items,
+        len(locales),
+        sum(p.numel() for p in model.parameters()),
+        device,
+    )
     tokens = torch.from_numpy(data.tokens)
     locale = torch.from_numpy(data.locale)
     use_amp = amp and device.type == "cuda"
@@ -200,17 +231,31 @@ def train(history: pl.DataFrame, items: pl.DataFrame, cfg: ModelConfig, seed: in
     for epoch in range(meta["epoch"], cfg.epochs):
         if over_time_budget(cfg, meta["seconds"]):
             meta["stopped_by"] = "max_train_seconds"
-            log.warning("%s: time budget max_train_seconds=%g reached after %d of %d epochs (%.0fs); this run is "
-                        "not reproducible", cfg.arch, cfg.max_train_seconds, epoch, cfg.epochs, sum(meta["seconds"]))
+            log.warning(
+                "%s: time budget max_train_seconds=%g reached after %d of %d epochs (%.0fs); this run is "
+                "not reproducible",
+                cfg.arch,
+                cfg.max_train_seconds,
+                epoch,
+                cfg.epochs,
+                sum(meta["seconds"]),
+            )
             if path:
                 save_checkpoint(path, model, optim, meta)
             break
-        meta = _run_epoch(model, optim, tokens, locale, cfg, n_items, seed, epoch, device, use_amp,
-                          progress, meta)
+        meta = _run_epoch(
+            model, optim, tokens, locale, cfg, n_items, seed, epoch, device, use_amp, progress, meta
+        )
         if path:
             save_checkpoint(path, model, optim, meta)
-    log.info("%s: trained %d epochs, %d steps, %d session passes (stopped by %s)", cfg.arch, meta["epoch"],
-             sum(meta["steps"]), sum(meta.get("sessions", [])), meta["stopped_by"])
+    log.info(
+        "%s: trained %d epochs, %d steps, %d session passes (stopped by %s)",
+        cfg.arch,
+        meta["epoch"],
+        sum(meta["steps"]),
+        sum(meta.get("sessions", [])),
+        meta["stopped_by"],
+    )
     model.eval()
     return Trained(model, locales, meta)
 
@@ -229,17 +274,18 @@ def epoch_sample(n: int, cfg: ModelConfig, gen: torch.Generator) -> torch.Tensor
     """
     if not cfg.max_epoch_sessions or n <= cfg.max_epoch_sessions:
         return None
-    return torch.randperm(n, generator=gen)[:cfg.max_epoch_sessions].sort().values
+    return torch.randperm(n, generator=gen)[: cfg.max_epoch_sessions].sort().values
 
 
 def trim(tokens: torch.Tensor) -> torch.Tensor:
     """Drop the leading columns that are padding in every row (exact for both encoders)."""
     longest = int((tokens != PAD).sum(1).max()) if len(tokens) else 0
-    return tokens[:, tokens.shape[1] - max(longest, 1):]
+    return tokens[:, tokens.shape[1] - max(longest, 1) :]
 
 
-def length_batches(tokens: torch.Tensor, batch_size: int, gen: torch.Generator,
-                   pool: int = 64) -> list[torch.Tensor]:
+def length_batches(
+    tokens: torch.Tensor, batch_size: int, gen: torch.Generator, pool: int = 64
+) -> list[torch.Tensor]:
     """Shuffled batches of sessions of similar length, so that :func:`trim` cuts most padding.
 
     Sessions are shuffled, sorted by length within pools of ``pool`` batches, cut into batches,
@@ -250,15 +296,26 @@ def length_batches(tokens: torch.Tensor, batch_size: int, gen: torch.Generator,
     lengths = (tokens != PAD).sum(1)
     batches = []
     for start in range(0, len(order), batch_size * pool):
-        chunk = order[start:start + batch_size * pool]
+        chunk = order[start : start + batch_size * pool]
         chunk = chunk[torch.sort(lengths[chunk], stable=True).indices]
         batches += list(torch.split(chunk, batch_size))
     return [batches[i] for i in torch.randperm(len(batches), generator=gen).tolist()]
 
 
-def _run_epoch(model: SessionEncoder, optim: Optimizer, tokens: torch.Tensor, locale: torch.Tensor,
-               cfg: ModelConfig, n_items: int, seed: int, epoch: int, device: torch.device, use_amp: bool,
-               progress: bool, meta: dict[str, Any]) -> dict[str, Any]:
+def _run_epoch(
+    model: SessionEncoder,
+    optim: Optimizer,
+    tokens: torch.Tensor,
+    locale: torch.Tensor,
+    cfg: ModelConfig,
+    n_items: int,
+    seed: int,
+    epoch: int,
+    device: torch.device,
+    use_amp: bool,
+    progress: bool,
+    meta: dict[str, Any],
+) -> dict[str, Any]:
     model.train()
     torch.manual_seed(_epoch_seed(seed, epoch))  # dropout
     gen = torch.Generator().manual_seed(_epoch_seed(seed, epoch))  # sample, order and negatives
@@ -267,8 +324,9 @@ def _run_epoch(model: SessionEncoder, optim: Optimizer, tokens: torch.Tensor, lo
         tokens, locale = tokens[rows], locale[rows]
     batches = length_batches(tokens, cfg.batch_size, gen)
     total, start = 0.0, time.perf_counter()
-    for idx in tqdm(batches, desc=f"{cfg.arch} epoch {epoch + 1}/{cfg.epochs}", disable=not progress,
-                    mininterval=5):
+    for idx in tqdm(
+        batches, desc=f"{cfg.arch} epoch {epoch + 1}/{cfg.epochs}", disable=not progress, mininterval=5
+    ):
         batch_tokens = trim(tokens[idx]).to(device, non_blocking=True)
         batch_locale = locale[idx].to(device, non_blocking=True)
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_amp):
@@ -279,11 +337,23 @@ def _run_epoch(model: SessionEncoder, optim: Optimizer, tokens: torch.Tensor, lo
         total += loss.item()
     seconds = time.perf_counter() - start
     mean = total / max(len(batches), 1)
-    log.info("%s epoch %d/%d: loss %.4f, %.1fs, %.0f sessions/s", cfg.arch, epoch + 1, cfg.epochs, mean,
-             seconds, len(tokens) / max(seconds, 1e-9))
-    return {**meta, "epoch": epoch + 1, "losses": [*meta["losses"], mean],
-            "seconds": [*meta["seconds"], seconds], "steps": [*meta.get("steps", []), len(batches)],
-            "sessions": [*meta.get("sessions", []), len(tokens)]}
+    log.info(
+        "%s epoch %d/%d: loss %.4f, %.1fs, %.0f sessions/s",
+        cfg.arch,
+        epoch + 1,
+        cfg.epochs,
+        mean,
+        seconds,
+        len(tokens) / max(seconds, 1e-9),
+    )
+    return {
+        **meta,
+        "epoch": epoch + 1,
+        "losses": [*meta["losses"], mean],
+        "seconds": [*meta["seconds"], seconds],
+        "steps": [*meta.get("steps", []), len(batches)],
+        "sessions": [*meta.get("sessions", []), len(tokens)],
+    }
 
 
 def session_vectors(trained: Trained, data: Encoded, batch_size: int = 4096) -> np.ndarray:
@@ -293,8 +363,8 @@ def session_vectors(trained: Trained, data: Encoded, batch_size: int = 4096) -> 
     out = []
     with torch.inference_mode():
         for start in range(0, len(data.tokens), batch_size):
-            tok = trim(torch.from_numpy(data.tokens[start:start + batch_size])).to(device)
-            loc = torch.from_numpy(data.locale[start:start + batch_size]).to(device)
+            tok = trim(torch.from_numpy(data.tokens[start : start + batch_size])).to(device)
+            loc = torch.from_numpy(data.locale[start : start + batch_size]).to(device)
             h = model.session_vectors(tok, loc).float()
             out.append(torch.cat([h, torch.ones(len(h), 1, device=device)], dim=1).cpu().numpy())
     if not out:
