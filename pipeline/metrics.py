@@ -54,3 +54,18 @@ def bleu(hypotheses: list[str], references: list[str]) -> float:
     if not hypotheses:
         return 0.0
     return float(sacrebleu.corpus_bleu(hypotheses, [references]).score / 100.0)
+
+
+def within_targets(measured: dict, targets: dict) -> dict:
+    """key -> {value, real, target [lo, hi or None], ok} for each measured figure against
+    ``targets`` (key -> (real value, (lo, hi))); a missing value is not ok."""
+    out = {}
+    for key, value in measured.items():
+        real, (lo, hi) = targets[key]
+        out[key] = {
+            "value": value,
+            "real": real,
+            "target": [lo, hi if hi != float("inf") else None],
+            "ok": value is not None and lo <= value <= hi,
+        }
+    return out

@@ -27,6 +27,7 @@ import polars as pl
 
 from pipeline import raw
 from pipeline.io import peak_rss_mib
+from pipeline.metrics import within_targets
 
 log = logging.getLogger(__name__)
 
@@ -422,16 +423,7 @@ def _checks(files: dict) -> dict:
         measured["target_prefix5_share"] = sum(
             f["target_prefix5_share"] * f["sessions"] for f in files.values()
         ) / sum(f["sessions"] for f in files.values())
-    out = {}
-    for key, value in measured.items():
-        real, (lo, hi) = REAL[key]
-        out[key] = {
-            "value": value,
-            "real": real,
-            "target": [lo, hi if hi != float("inf") else None],
-            "ok": value is not None and lo <= value <= hi,
-        }
-    return out
+    return within_targets(measured, REAL)
 
 
 def format_probes(probes: dict) -> str:

@@ -23,6 +23,7 @@ import polars as pl
 
 from pipeline import raw
 from pipeline.io import peak_rss_mib, setup_logging, timed, write_json
+from pipeline.metrics import within_targets
 from pipeline.synthetic import PRODUCTS, TRAIN_SESSIONS
 
 log = logging.getLogger(__name__)
@@ -161,16 +162,7 @@ def _checks(stats: dict) -> dict:
     ]
     if small:
         measured["small_overlap_with_de"] = sum(small) / len(small)
-    out = {}
-    for key, value in measured.items():
-        real, (lo, hi) = REAL[key]
-        out[key] = {
-            "value": value,
-            "real": real,
-            "target": [lo, hi if hi != float("inf") else None],
-            "ok": value is not None and lo <= value <= hi,
-        }
-    return out
+    return within_targets(measured, REAL)
 
 
 def format_stats(stats: dict) -> str:
