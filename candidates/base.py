@@ -18,6 +18,7 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from typing import Self
 
+import numpy as np
 import polars as pl
 
 
@@ -31,6 +32,24 @@ class CandidateSource(ABC):
     def generate(self, sessions: pl.DataFrame, k: int) -> pl.DataFrame: ...
 
 
+def own_counts(sessions: pl.DataFrame) -> pl.DataFrame:
+    """session, n_own:Int32: the distinct items of each query session (0 for a session without events)."""
+    return sessions.group_by("session").agg(n_own=pl.col("item").drop_nulls().n_unique().cast(pl.Int32))
+
+
+def depth(sessions: pl.DataFrame, ids: np.ndarray, k: int) -> np.ndarray:
+    """How many items to retrieve for each session of ``ids`` so that ``finalize`` still keeps ``k``.
+
+    ``finalize`` drops a session's own items, so a source that ranks the catalogue without looking at
+    the session asks for k plus the session's distinct item count: per session, not the chunk's
+    longest session (which would make every session pay for the one with 400 events).
+    """
+    counts = pl.DataFrame({"session": np.asarray(ids, dtype=np.int32)}).join(
+        own_counts(sessions), on="session", how="left", maintain_order="left"
+    )
+    return k + counts.get_column("n_own").fill_null(0).to_numpy().astype(np.int64)
+
+
 def finalize(scores: pl.DataFrame, sessions: pl.DataFrame, items: pl.DataFrame, k: int) -> pl.DataFrame:
     """Turn raw (session, item, score) rows into the contract's top-k frame.
 
@@ -41,7 +60,8 @@ def finalize(scores: pl.DataFrame, sessions: pl.DataFrame, items: pl.DataFrame, 
     catalogue = items.filter(pl.col("in_catalog")).select("item", pl.col("locale").alias("_item_locale"))
     own = sessions.select("session", "item").drop_nulls()
     return (
-        scores.group_by("session", "item").agg(pl.col("score").sum())
+        scores.group_by("session", "item")
+        .agg(pl.col("score").sum())
         .join(locale_of, on="session")
         .join(catalogue, on="item")
         .filter(pl.col("locale") == pl.col("_item_locale"))
@@ -49,8 +69,12 @@ def finalize(scores: pl.DataFrame, sessions: pl.DataFrame, items: pl.DataFrame, 
         .sort(["session", "score", "item"], descending=[False, True, False])
         .with_columns(rank=pl.int_range(1, pl.len() + 1, dtype=pl.Int32).over("session"))
         .filter(pl.col("rank") <= k)
-        .select(pl.col("session").cast(pl.Int32), pl.col("item").cast(pl.Int32),
-                pl.col("score").cast(pl.Float32), "rank")
+        .select(
+            pl.col("session").cast(pl.Int32),
+            pl.col("item").cast(pl.Int32),
+            pl.col("score").cast(pl.Float32),
+            "rank",
+        )
     )
 
 
@@ -64,6 +88,8 @@ def query_sessions(queries: pl.DataFrame, events: pl.DataFrame) -> pl.DataFrame:
         session:Int32, locale:String, position:Int32, item:Int32, sorted by session and position; a
         session without events keeps one row with null position/item so that it is still scored.
     """
-    return (queries.select("session", "locale")
-            .join(events.select("session", "position", "item"), on="session", how="left")
-            .sort("session", "position", nulls_last=True))
+    return (
+        queries.select("session", "locale")
+        .join(events.select("session", "position", "item"), on="session", how="left")
+        .sort("session", "position", nulls_last=True)
+    )

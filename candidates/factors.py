@@ -26,7 +26,7 @@ import polars as pl
 import scipy.sparse as sp
 from threadpoolctl import threadpool_limits
 
-from candidates.base import CandidateSource, finalize
+from candidates.base import CandidateSource, depth, finalize
 from candidates.retrieval import IndexConfig, LocaleIndex
 from candidates.session_items import catalogue_locale, recent_items
 from pipeline.sampling import sample_sessions
@@ -115,7 +115,6 @@ class _Factors(CandidateSource):
     def generate(self, sessions: pl.DataFrame, k: int) -> pl.DataFrame:
         assert self.vectors is not None, "fit first"
         recent = recent_items(sessions, self.cfg.max_session_items, self.cfg.recency_decay)
-        spare = int(sessions.drop_nulls("item").group_by("session").len().get_column("len").max() or 0)
         q = recent.join(
             sessions.select("session", "locale").unique("session"), on="session", maintain_order="left"
         )  # (session, recency) order: the sums below are reproducible
@@ -129,7 +128,7 @@ class _Factors(CandidateSource):
         )
         locale = np.empty(len(ids), dtype=object)
         locale[rows] = q.get_column("locale").to_numpy()
-        scores = self.index.search(ids, locale, queries, k + spare)
+        scores = self.index.search(ids, locale, queries, depth(sessions, ids, k))
         return finalize(scores, sessions, self._items, k)
 
 

@@ -13,7 +13,7 @@ from typing import Self
 
 import polars as pl
 
-from candidates.base import CandidateSource, finalize
+from candidates.base import CandidateSource, finalize, own_counts
 from candidates.session_items import catalogue_locale
 
 
@@ -38,7 +38,8 @@ class Popularity(CandidateSource):
         cutoff = sessions[int((1.0 - self.cfg.recent_fraction) * len(sessions))] if len(sessions) else 0
         self.counts = (
             history.filter(pl.col("session") >= cutoff)
-            .group_by("item").agg(score=pl.len().cast(pl.Float32))
+            .group_by("item")
+            .agg(score=pl.len().cast(pl.Float32))
             .join(catalogue_locale(items), on="item")
             .sort(["locale", "score", "item"], descending=[False, True, False])
         )
@@ -47,9 +48,17 @@ class Popularity(CandidateSource):
 
     def generate(self, sessions: pl.DataFrame, k: int) -> pl.DataFrame:
         assert self.counts is not None, "fit first"
-        # Own items are removed after the cross join, so keep enough spare items per locale.
-        spare = int(sessions.drop_nulls("item").group_by("session").len().get_column("len").max() or 0)
-        top = self.counts.group_by("locale", maintain_order=True).head(k + spare)
-        scores = (sessions.select("session", "locale").unique().join(top, on="locale")
-                  .select("session", "item", "score"))
+        # Own items are removed in finalize: each session takes its locale's top k + (its distinct items),
+        # which always leaves k (the counts are in finalize's order: score descending, then item).
+        need = sessions.select("session", "locale").unique("session").join(own_counts(sessions), on="session")
+        top = (
+            self.counts.group_by("locale", maintain_order=True)
+            .head(k + int(need.get_column("n_own").max() or 0))
+            .with_columns(_r=pl.int_range(pl.len()).over("locale"))
+        )
+        scores = (
+            need.join(top, on="locale")
+            .filter(pl.col("_r") < k + pl.col("n_own"))
+            .select("session", "item", "score")
+        )
         return finalize(scores, sessions, self._items, k)

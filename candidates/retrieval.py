@@ -86,28 +86,39 @@ class LocaleIndex:
             },
         )
 
-    def search(self, session: np.ndarray, locale: np.ndarray, queries: np.ndarray, k: int) -> pl.DataFrame:
+    def search(
+        self, session: np.ndarray, locale: np.ndarray, queries: np.ndarray, k: int | np.ndarray
+    ) -> pl.DataFrame:
         """Top ``k`` items of each query's locale: session:Int32, item:Int32, score:Float32 (unranked).
 
-        Args: session (n,) ids, locale (n,) locale names, queries (n, d) float32, one row per session.
+        Args: session (n,) ids, locale (n,) locale names, queries (n, d) float32, one row per session;
+        k an int or (n,) per-query depths. Queries are searched in groups of similar depth (the next
+        power of two) and each row is cut to its own k, so one long session does not make every
+        query return hundreds of rows.
         """
+        want = np.broadcast_to(np.asarray(k, dtype=np.int64), (len(session),))
         frames = []
         for loc in sorted(set(locale.tolist())):
             if loc not in self.indexes:
                 continue
-            rows = np.flatnonzero(locale == loc)
             items = self.items_of[loc]
-            scores, labels = self.indexes[loc].search(
-                np.ascontiguousarray(queries[rows], dtype=np.float32), min(k, len(items))
-            )
-            found = labels >= 0  # an IVF scan can reach fewer than k items
-            frames.append(
-                pl.DataFrame(
-                    {
-                        "session": np.repeat(session[rows], labels.shape[1])[found.ravel()].astype(np.int32),
-                        "item": items[labels[found]].astype(np.int32),
-                        "score": scores[found].astype(np.float32),
-                    }
+            rows = np.flatnonzero(locale == loc)
+            bucket = np.left_shift(1, np.ceil(np.log2(np.maximum(want[rows], 1))).astype(np.int64))
+            for depth in np.unique(bucket):
+                part = rows[bucket == depth]
+                scores, labels = self.indexes[loc].search(
+                    np.ascontiguousarray(queries[part], dtype=np.float32), int(min(depth, len(items)))
                 )
-            )
+                # an IVF scan can reach fewer than k items (label -1); beyond a row's own k is not asked
+                found = (labels >= 0) & (np.arange(labels.shape[1])[None, :] < want[part][:, None])
+                owner = np.repeat(session[part], labels.shape[1])[found.ravel()]
+                frames.append(
+                    pl.DataFrame(
+                        {
+                            "session": owner.astype(np.int32),
+                            "item": items[labels[found]].astype(np.int32),
+                            "score": scores[found].astype(np.float32),
+                        }
+                    )
+                )
         return pl.concat(frames) if frames else EMPTY

@@ -374,3 +374,34 @@ def test_lift_weights_words_that_persist_along_sessions():
     assert block.height == n // 4 and col.height == 2
     assert block["idf"].min() > 1.0
     assert col["idf"].max() < 0.3
+
+
+def test_popularity_is_the_locale_top_k_without_own_items_for_long_and_short_sessions():
+    from candidates.popularity import Popularity, PopularityConfig
+
+    history, items = tiny_history(), tiny_items()
+    queries = tiny_queries()
+    # one query session holding the locale's most viewed items: it needs depth k + its own count
+    counts = history.group_by("item").agg(n=pl.len()).join(
+        items.filter(pl.col("in_catalog")).select("item", "locale"), on="item"
+    )
+    first = queries.row(0, named=True)
+    top_items = counts.filter(pl.col("locale") == first["locale"]).sort(
+        ["n", "item"], descending=[True, False]
+    )
+    long = pl.DataFrame({"session": first["session"], "locale": first["locale"],
+                         "position": range(20), "item": top_items["item"].head(20)},
+                        schema=queries.select("session", "locale", "position", "item").schema)
+    sessions = pl.concat([long, queries.filter(pl.col("session") != first["session"])
+                          .select("session", "locale", "position", "item")])
+    k = 6
+    out = Popularity(PopularityConfig(), 0).fit(history, items).generate(sessions, k)
+    own = sessions.select("session", "item").drop_nulls()
+    expected = (
+        sessions.select("session", "locale").unique()
+        .join(counts, on="locale")
+        .join(own, on=["session", "item"], how="anti")
+        .sort(["session", "n", "item"], descending=[False, True, False])
+        .group_by("session", maintain_order=True).head(k)
+    )
+    assert out.select("session", "item").equals(expected.select("session", "item").cast(pl.Int32))

@@ -62,3 +62,23 @@ def test_search_stays_in_locale_and_drops_unfilled_slots():
     es = out.filter(pl.col("session") % 2 == 1)
     assert es["item"].min() >= 250 and (es.group_by("session").len()["len"] <= 40).all()
     assert out.filter(pl.col("session") % 2 == 0)["item"].max() < 250
+
+
+def test_per_query_depth_is_the_prefix_of_the_deepest_search():
+    vectors, queries = _world(n_items=500, n_queries=60)
+    items = {"DE": np.arange(0, 500, dtype=np.int64)}
+    session = np.arange(60, dtype=np.int32)
+    locale = np.array(["DE"] * 60, dtype=object)
+    index = LocaleIndex(vectors, items, IndexConfig(), seed=0)
+    want = np.where(session % 7 == 0, 300, 5 + session % 13)  # a few long sessions among short ones
+    out = index.search(session, locale, queries, want)
+    deep = index.search(session, locale, queries, 300)
+    sizes = out.group_by("session").len().sort("session")
+    assert sizes["len"].to_list() == want.tolist()
+    top = (
+        deep.sort(["session", "score", "item"], descending=[False, True, False])
+        .with_columns(r=pl.int_range(pl.len()).over("session"))
+        .join(pl.DataFrame({"session": session, "want": want}), on="session")
+        .filter(pl.col("r") < pl.col("want"))
+    )
+    assert out.join(top, on=["session", "item"], how="anti").height == 0

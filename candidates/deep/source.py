@@ -21,7 +21,7 @@ import numpy as np
 import polars as pl
 import torch
 
-from candidates.base import CandidateSource, finalize
+from candidates.base import CandidateSource, depth, finalize
 from candidates.deep.config import ModelConfig
 from candidates.deep.data import encode_queries, history_fingerprint
 from candidates.deep.train import (
@@ -42,18 +42,19 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class DeepSourceConfig(IndexConfig):
-    checkpoint: str = ""      # glob of train_deep checkpoints; empty: train in fit with ``model``
-    threads: int = 0          # torch CPU threads (0: every core)
-    device: str = ""          # "" = CUDA when present, else CPU
-    model: dict[str, Any] = field(default_factory=dict)   # ModelConfig knobs when fit trains
+    checkpoint: str = ""  # glob of train_deep checkpoints; empty: train in fit with ``model``
+    threads: int = 0  # torch CPU threads (0: every core)
+    device: str = ""  # "" = CUDA when present, else CPU
+    model: dict[str, Any] = field(default_factory=dict)  # ModelConfig knobs when fit trains
 
 
 class NoCheckpointError(FileNotFoundError):
     """No checkpoint matching the glob was trained on this history and item table."""
 
 
-def load_matching(pattern: str, history: pl.DataFrame, items: pl.DataFrame, arch: str,
-                  device: torch.device) -> Trained:
+def load_matching(
+    pattern: str, history: pl.DataFrame, items: pl.DataFrame, arch: str, device: torch.device
+) -> Trained:
     """The checkpoint under ``pattern`` trained on ``history`` with ``items``' vocabulary."""
     fingerprint = history_fingerprint(history)
     n_items, locales = vocabulary(items)
@@ -61,11 +62,17 @@ def load_matching(pattern: str, history: pl.DataFrame, items: pl.DataFrame, arch
     for path in paths:
         key = torch.load(path, map_location="cpu", weights_only=False, mmap=True)["key"]
         if (key["fingerprint"], key["n_items"], key["locales"], key["cfg"]["arch"]) == (
-                fingerprint, n_items, locales, arch):
+            fingerprint,
+            n_items,
+            locales,
+            arch,
+        ):
             log.info("%s: loading %s", arch, path)
             return load(path, device)
-    raise NoCheckpointError(f"none of {paths or pattern!r} is a {arch} checkpoint trained on this history "
-                            f"({fingerprint}); run `dvc repro train_deep`")
+    raise NoCheckpointError(
+        f"none of {paths or pattern!r} is a {arch} checkpoint trained on this history "
+        f"({fingerprint}); run `dvc repro train_deep`"
+    )
 
 
 class DeepSource(CandidateSource):
@@ -94,9 +101,15 @@ class DeepSource(CandidateSource):
     def index(self) -> LocaleIndex:
         if self._index is None:
             catalogue = catalogue_locale(self._items).sort("item")
-            self._index = LocaleIndex(item_vectors(self.trained), {
-                loc: catalogue.filter(pl.col("locale") == loc).get_column("item").to_numpy()
-                for loc in self.trained.locales}, self.cfg, self.seed)
+            self._index = LocaleIndex(
+                item_vectors(self.trained),
+                {
+                    loc: catalogue.filter(pl.col("locale") == loc).get_column("item").to_numpy()
+                    for loc in self.trained.locales
+                },
+                self.cfg,
+                self.seed,
+            )
         return self._index
 
     def _vectors(self, sessions: pl.DataFrame):
@@ -107,11 +120,8 @@ class DeepSource(CandidateSource):
     def generate(self, sessions: pl.DataFrame, k: int) -> pl.DataFrame:
         """sessions (session, locale, position, item) -> top-k (session, item, score, rank)."""
         enc, queries = self._vectors(sessions)
-        # Ask for enough extra items that dropping the session's own items still leaves k.
-        spare = int(sessions.drop_nulls("item").group_by("session").agg(pl.col("item").n_unique())
-                    ["item"].max() or 0)
         locale = np.asarray(self.trained.locales)[enc.locale]
-        scores = self.index().search(enc.session, locale, queries, k + spare)
+        scores = self.index().search(enc.session, locale, queries, depth(sessions, enc.session, k))
         return finalize(scores, sessions, self._items, k)
 
     def score_pairs(self, sessions: pl.DataFrame, pairs: pl.DataFrame) -> pl.DataFrame:
@@ -126,18 +136,22 @@ class DeepSource(CandidateSource):
         """
         enc, queries = self._vectors(sessions)
         table = item_vectors(self.trained)
-        row_of = pl.DataFrame({"session": enc.session.astype(np.int32),
-                               "_row": np.arange(len(enc.session), dtype=np.int64)})
+        row_of = pl.DataFrame(
+            {"session": enc.session.astype(np.int32), "_row": np.arange(len(enc.session), dtype=np.int64)}
+        )
         joined = pairs.select("session", "item").join(row_of, on="session", how="left", maintain_order="left")
         rows = joined["_row"].fill_null(-1).to_numpy()
         item = joined["item"].to_numpy()
         score = np.full(len(rows), np.nan, dtype=np.float32)
         known = np.flatnonzero(rows >= 0)
         for start in range(0, len(known), 1 << 20):  # bounded memory: 1M pairs x dim at a time
-            part = known[start:start + (1 << 20)]
+            part = known[start : start + (1 << 20)]
             score[part] = np.einsum("ij,ij->i", queries[rows[part]], table[item[part]])
-        return joined.select(pl.col("session").cast(pl.Int32), pl.col("item").cast(pl.Int32),
-                             score=pl.Series(score).fill_nan(None).cast(pl.Float32))
+        return joined.select(
+            pl.col("session").cast(pl.Int32),
+            pl.col("item").cast(pl.Int32),
+            score=pl.Series(score).fill_nan(None).cast(pl.Float32),
+        )
 
 
 class GRU4RecSource(DeepSource):
