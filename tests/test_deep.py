@@ -210,6 +210,31 @@ def test_source_loads_only_the_checkpoint_of_its_history(world, tmp_path):
         GRU4RecSource(DeepSourceConfig(checkpoint=pattern, threads=1)).fit(history.head(50), items)
 
 
+def test_valid_model_encodes_test_queries_and_never_the_reverse(world, tmp_path):
+    """The split's shape: the test history is the valid history plus the held-out sessions' targets
+    (their last event). The valid split's model matches the test history (a per-session prefix of it);
+    a model trained on the test history never matches the valid one (it saw the valid targets)."""
+    items, history, sessions = world
+    last = pl.col("position") == pl.col("position").max().over("session")
+    valid_hist = history.filter(~(last & (pl.col("session") % 4 == 0)))
+    assert valid_hist.height < history.height
+    train(valid_hist, items, cfg("gru4rec", epochs=1), seed=1, checkpoint=tmp_path / "valid" / "gru4rec.pt",
+          progress=False)
+    valid_only = str(tmp_path / "valid" / "gru4rec.pt")
+    on_test = GRU4RecSource(DeepSourceConfig(checkpoint=valid_only, threads=1)).fit(history, items)
+    on_valid = GRU4RecSource(DeepSourceConfig(checkpoint=valid_only, threads=1)).fit(valid_hist, items)
+    assert on_test.generate(sessions, 5).equals(on_valid.generate(sessions, 5))
+    train(history, items, cfg("gru4rec", epochs=1), seed=1, checkpoint=tmp_path / "test" / "gru4rec.pt",
+          progress=False)
+    with pytest.raises(NoCheckpointError):
+        GRU4RecSource(DeepSourceConfig(checkpoint=str(tmp_path / "test" / "gru4rec.pt"), threads=1)).fit(
+            valid_hist, items)
+    # both present: each split takes the one trained on exactly its history
+    both = GRU4RecSource(DeepSourceConfig(checkpoint=str(tmp_path / "*" / "gru4rec.pt"), threads=1))
+    assert both.fit(history, items).trained.meta["key"] == torch.load(
+        tmp_path / "test" / "gru4rec.pt", weights_only=False)["key"]
+
+
 def test_train_deep_stage_main(world, project_dir, monkeypatch):
     from pipeline import train_deep
 

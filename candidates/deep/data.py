@@ -39,7 +39,8 @@ def session_locales(events: pl.DataFrame, items: pl.DataFrame) -> pl.DataFrame:
     return (
         events.drop_nulls("item")
         .sort("session", "position")
-        .group_by("session").agg(pl.col("item").last())
+        .group_by("session")
+        .agg(pl.col("item").last())
         .join(items.select("item", "locale"), on="item", how="left")
         .select("session", "locale")
     )
@@ -64,6 +65,7 @@ def pad_left(lists: pl.Series, length: int) -> np.ndarray:
 @dataclass(frozen=True)
 class Encoded:
     """Query sessions ready for an encoder: ``tokens`` (n, max_len) int64, ``locale`` (n,) int64."""
+
     session: np.ndarray
     tokens: np.ndarray
     locale: np.ndarray
@@ -73,21 +75,27 @@ def locale_ids(locale: pl.Series, locales: list[str]) -> np.ndarray:
     """Locale names -> indices into ``locales`` (the vocabulary saved with the model)."""
     unknown = set(locale.drop_nulls().unique().to_list()) - set(locales)
     if unknown or locale.null_count():
-        raise ValueError(f"sessions with locales unknown to the model: {sorted(unknown)} "
-                         f"({locale.null_count()} null)")
+        raise ValueError(
+            f"sessions with locales unknown to the model: {sorted(unknown)} ({locale.null_count()} null)"
+        )
     return locale.replace_strict(locales, list(range(len(locales))), return_dtype=pl.Int64).to_numpy().copy()
 
 
 def encode_queries(sessions: pl.DataFrame, max_len: int, locales: list[str]) -> Encoded:
     """Query sessions (session, locale, position, item; see candidates.base) -> padded arrays."""
     seqs = session_sequences(sessions.select("session", "position", "item"), max_len).join(
-        sessions.select("session", "locale").unique("session"), on="session")
-    return Encoded(session=seqs["session"].to_numpy(), tokens=pad_left(seqs["items"], max_len),
-                   locale=locale_ids(seqs["locale"], locales))
+        sessions.select("session", "locale").unique("session"), on="session"
+    )
+    return Encoded(
+        session=seqs["session"].to_numpy(),
+        tokens=pad_left(seqs["items"], max_len),
+        locale=locale_ids(seqs["locale"], locales),
+    )
 
 
-def training_sequences(history: pl.DataFrame, items: pl.DataFrame, max_len: int,
-                       locales: list[str]) -> Encoded:
+def training_sequences(
+    history: pl.DataFrame, items: pl.DataFrame, max_len: int, locales: list[str]
+) -> Encoded:
     """Training windows: the last ``max_len + 1`` items of every history session with at least two.
 
     Column t of ``tokens[:, :-1]`` predicts column t of ``tokens[:, 1:]``, so one session trains
@@ -95,8 +103,11 @@ def training_sequences(history: pl.DataFrame, items: pl.DataFrame, max_len: int,
     """
     seqs = session_sequences(history, max_len + 1).filter(pl.col("items").list.len() >= 2)
     seqs = seqs.join(session_locales(history, items), on="session", how="left")
-    return Encoded(session=seqs["session"].to_numpy(), tokens=pad_left(seqs["items"], max_len + 1),
-                   locale=locale_ids(seqs["locale"], locales))
+    return Encoded(
+        session=seqs["session"].to_numpy(),
+        tokens=pad_left(seqs["items"], max_len + 1),
+        locale=locale_ids(seqs["locale"], locales),
+    )
 
 
 def history_fingerprint(history: pl.DataFrame) -> str:
@@ -107,6 +118,38 @@ def history_fingerprint(history: pl.DataFrame) -> str:
     """
     # A sum of row hashes does not depend on row order, so no sort is needed.
     h = history.select("session", "position", "item")
-    digest = int(h.hash_rows(seed=0, seed_1=1, seed_2=2, seed_3=3).cast(pl.UInt64).to_numpy()
-                 .astype(np.uint64).sum(dtype=np.uint64))
+    digest = int(
+        h.hash_rows(seed=0, seed_1=1, seed_2=2, seed_3=3)
+        .cast(pl.UInt64)
+        .to_numpy()
+        .astype(np.uint64)
+        .sum(dtype=np.uint64)
+    )
     return f"{h.height}:{h['session'].n_unique()}:{digest:016x}"
+
+
+def session_event_counts(history: pl.DataFrame) -> dict[str, np.ndarray]:
+    """session:int32 and events:int32 arrays: how many events of each session a model was trained on."""
+    counts = history.group_by("session").agg(events=pl.len()).sort("session")
+    return {
+        "session": counts.get_column("session").to_numpy().astype(np.int32),
+        "events": counts.get_column("events").to_numpy().astype(np.int32),
+    }
+
+
+def history_prefix(history: pl.DataFrame, counts: dict[str, np.ndarray]) -> pl.DataFrame:
+    """The first ``counts["events"]`` events (by position) of each session of ``counts`` in ``history``.
+
+    Its :func:`history_fingerprint` equals a checkpoint's exactly when that model was trained on a
+    per-session prefix of ``history``: it saw no event that ``history`` lacks. The valid split's
+    history is such a prefix of the test split's (the test history adds the valid targets), so a
+    model trained for the valid split may encode test queries; the reverse never matches.
+    """
+    keep = pl.DataFrame({"session": counts["session"], "_n": counts["events"]})
+    return (
+        history.select("session", "position", "item")
+        .join(keep, on="session")
+        .sort("session", "position")
+        .filter(pl.int_range(pl.len()).over("session") < pl.col("_n"))
+        .drop("_n")
+    )

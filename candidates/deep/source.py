@@ -4,9 +4,11 @@ params.yaml, candidates.sources (see candidates.base for the interface):
 
     gru4rec: {type: gru4rec, k: 100, checkpoint: "models/deep/*/gru4rec.pt"}
 
-``checkpoint`` is a glob over the ``train_deep`` stage's outputs: ``fit`` loads the one checkpoint
-that was trained on exactly the history it is given (its fingerprint is saved in the checkpoint),
-so the valid split can never pick up the model trained on all of train (which saw valid targets).
+``checkpoint`` is a glob over the ``train_deep`` stage's outputs: ``fit`` loads the checkpoint that
+was trained on the history it is given, or on a per-session prefix of it (the fingerprint and the
+per-session event counts are saved in the checkpoint). ``train_deep`` trains on the valid split's
+history only: the test split's history is that plus the valid targets, so the same model encodes
+test queries, and no model that saw a valid target can ever score the valid split.
 With ``checkpoint`` empty, ``fit`` trains a model itself with the ``model`` knobs (tests, notebooks).
 """
 
@@ -23,7 +25,7 @@ import torch
 
 from candidates.base import CandidateSource, depth, finalize
 from candidates.deep.config import ModelConfig
-from candidates.deep.data import encode_queries, history_fingerprint
+from candidates.deep.data import encode_queries, history_fingerprint, history_prefix
 from candidates.deep.train import (
     Trained,
     item_vectors,
@@ -55,22 +57,33 @@ class NoCheckpointError(FileNotFoundError):
 def load_matching(
     pattern: str, history: pl.DataFrame, items: pl.DataFrame, arch: str, device: torch.device
 ) -> Trained:
-    """The checkpoint under ``pattern`` trained on ``history`` with ``items``' vocabulary."""
+    """The checkpoint under ``pattern`` trained on ``history``, or on a per-session prefix of it.
+
+    A checkpoint trained on exactly ``history`` wins; else one trained on a prefix (the valid split's
+    model for the test split, whose history only adds the valid targets). A model that saw an event
+    ``history`` lacks (the test model on the valid split) never matches.
+    """
     fingerprint = history_fingerprint(history)
     n_items, locales = vocabulary(items)
     paths = sorted(glob.glob(pattern))
+    prefixed = []
     for path in paths:
-        key = torch.load(path, map_location="cpu", weights_only=False, mmap=True)["key"]
-        if (key["fingerprint"], key["n_items"], key["locales"], key["cfg"]["arch"]) == (
-            fingerprint,
-            n_items,
-            locales,
-            arch,
-        ):
-            log.info("%s: loading %s", arch, path)
+        ckpt = torch.load(path, map_location="cpu", weights_only=False, mmap=True)
+        key = ckpt["key"]
+        if (key["n_items"], key["locales"], key["cfg"]["arch"]) != (n_items, locales, arch):
+            continue
+        if key["fingerprint"] == fingerprint:
+            log.info("%s: loading %s (trained on this history)", arch, path)
+            return load(path, device)
+        if "trained_on" in ckpt:
+            prefixed.append((path, key["fingerprint"], ckpt["trained_on"]))
+    for path, trained_fingerprint, trained_on in prefixed:
+        if history_fingerprint(history_prefix(history, trained_on)) == trained_fingerprint:
+            missing = history.height - int(trained_on["events"].sum())
+            log.info("%s: loading %s (trained on this history less %d events)", arch, path, missing)
             return load(path, device)
     raise NoCheckpointError(
-        f"none of {paths or pattern!r} is a {arch} checkpoint trained on this history "
+        f"none of {paths or pattern!r} is a {arch} checkpoint trained on this history or a prefix of it "
         f"({fingerprint}); run `dvc repro train_deep`"
     )
 

@@ -27,7 +27,7 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 from candidates.deep.config import ModelConfig
-from candidates.deep.data import PAD, Encoded, history_fingerprint, training_sequences
+from candidates.deep.data import PAD, Encoded, history_fingerprint, session_event_counts, training_sequences
 from candidates.deep.models import SessionEncoder, build
 from pipeline.config import as_dict
 from pipeline.io import atomic_path
@@ -200,7 +200,9 @@ def train(
     torch.manual_seed(seed)
     model = build(cfg, n_items, len(locales)).to(device)
     optim = Optimizer(model, cfg)
-    meta: dict[str, Any] = {"key": key, "epoch": 0, "losses": [], "seconds": []}
+    # what it is trained on, per session: lets a split whose history extends this one reuse the model
+    trained_on = session_event_counts(history)
+    meta: dict[str, Any] = {"key": key, "trained_on": trained_on, "epoch": 0, "losses": [], "seconds": []}
     path = Path(checkpoint) if checkpoint else None
     if path and path.exists():
         ckpt = torch.load(path, map_location="cpu", weights_only=False)
@@ -208,6 +210,7 @@ def train(
             model.load_state_dict(ckpt["model"])
             optim.load_state_dict(ckpt["optim"])
             meta = {k: v for k, v in ckpt.items() if k not in ("model", "optim")}
+            meta["trained_on"] = trained_on  # the key matched: same history
             log.info("%s: resuming %s at epoch %d/%d", cfg.arch, path, meta["epoch"], cfg.epochs)
         else:
             log.warning(
