@@ -103,6 +103,22 @@ def covisit_pairs(
     )
 
 
+def transition_counts(history: pl.DataFrame, key: str = "item") -> pl.LazyFrame:
+    """src, dst, n:Int32, share:Float32: how often ``dst`` comes directly after ``src`` (the next
+    position of a session, repeats of the same ``key`` left out), and its share of ``src``'s total."""
+    h = history.lazy()
+    return (
+        h.join(
+            h.select("session", (pl.col("position") - 1).alias("position"), dst=pl.col(key)),
+            on=["session", "position"],
+        )
+        .filter(pl.col(key) != pl.col("dst"))
+        .group_by(pl.col(key).alias("src"), "dst")
+        .agg(n=pl.len().cast(pl.Int32))
+        .with_columns(share=(pl.col("n") / pl.col("n").sum().over("src")).cast(pl.Float32))
+    )
+
+
 def with_target_flag(history: pl.DataFrame, sessions: pl.DataFrame) -> pl.DataFrame:
     """history + is_target:Boolean, true on the last event of sessions whose target is in history.
 

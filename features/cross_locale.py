@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 import polars as pl
 
-from features.base import Chunk, FeaturesConfig, Inputs, covisit_pairs, last_distinct
+from features.base import Chunk, FeaturesConfig, Inputs, covisit_pairs, last_distinct, transition_counts
 
 
 @dataclass(frozen=True)
@@ -33,20 +33,9 @@ def fit(inputs: Inputs, cfg: FeaturesConfig) -> State:
     hist = inputs.history.join(products, on="item", how="left")
     per_locale = covisit_pairs(hist, cfg.covisit_window, key="product", by=("locale",)).collect()
     total = per_locale.group_by("src", "dst").agg(n_all=pl.col("n").sum())
-    h = hist.lazy()
     transitions = (
-        h.join(
-            h.select("session", (pl.col("position") - 1).alias("position"), dst=pl.col("product")),
-            on=["session", "position"],
-        )
-        .filter(pl.col("product") != pl.col("dst"))
-        .group_by(pl.col("product").alias("src"), "dst")
-        .agg(si_xl_tr_last1=pl.len().cast(pl.Int32))
-        .with_columns(
-            si_xl_tr_last1_share=(pl.col("si_xl_tr_last1") / pl.col("si_xl_tr_last1").sum().over("src")).cast(
-                pl.Float32
-            )
-        )
+        transition_counts(hist, key="product")
+        .rename({"n": "si_xl_tr_last1", "share": "si_xl_tr_last1_share"})
         .collect()
     )
     return State(total, transitions, per_locale, item_table(products, locale_counts(hist), inputs.items))

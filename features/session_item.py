@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import polars as pl
 
-from features.base import Chunk, FeaturesConfig, Inputs, covisit_pairs, last_distinct
+from features.base import Chunk, FeaturesConfig, Inputs, covisit_pairs, last_distinct, transition_counts
 
 ATTRIBUTES = ("brand", "color", "model")
 
@@ -30,18 +30,7 @@ def fit(inputs: Inputs, cfg: FeaturesConfig) -> State:
         .with_columns(share=(pl.col("n") / pl.col("n").sum().over("src")).cast(pl.Float32))
         .collect()
     )
-    h = inputs.history.lazy()
-    transitions = (
-        h.join(
-            h.select("session", (pl.col("position") - 1).alias("position"), pl.col("item").alias("dst")),
-            on=["session", "position"],
-        )
-        .filter(pl.col("item") != pl.col("dst"))
-        .group_by(pl.col("item").alias("src"), "dst")
-        .agg(n=pl.len().cast(pl.Int32))
-        .with_columns(share=(pl.col("n") / pl.col("n").sum().over("src")).cast(pl.Float32))
-        .collect()
-    )
+    transitions = transition_counts(inputs.history).collect()
     attrs = inputs.items.select(
         "item", "price", *ATTRIBUTES, prefix=pl.col("id").str.slice(0, cfg.prefix_chars)
     )
