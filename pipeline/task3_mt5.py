@@ -28,6 +28,7 @@ import polars as pl
 import torch
 
 from pipeline import config, submission
+from pipeline.device import pick_device
 from pipeline.io import setup_logging, timed, write_json
 from pipeline.metrics import bleu
 from pipeline.raw import PHASES, exit_on_data_error
@@ -138,7 +139,7 @@ def main() -> None:
     setup_logging()
     cfg = config.load_section(mt5.Mt5Config, "task3.mt5")
     seed = config.seed()
-    if mt5.device().type == "cpu":
+    if pick_device().type == "cpu":
         torch.set_num_threads(cfg.threads)
     items = pl.read_parquet(args.prepared / "items.parquet")
     sessions = pl.read_parquet(args.prepared / "sessions.parquet")
@@ -154,7 +155,7 @@ def main() -> None:
     with timed("mt5 train"):
         pairs = mt5.training_pairs(pl.read_parquet(args.splitdir / "valid" / "history.parquet"), titles, cfg,
                                    seed)
-        log.info("mt5: %d training pairs on %s", pairs.height, mt5.device())
+        log.info("mt5: %d training pairs on %s", pairs.height, pick_device())
         # the raw SentencePiece files; the tokenizer is saved below
         with tempfile.TemporaryDirectory() as work:
             model, tok = mt5.build(cfg, titles["title"].unique().sort().to_list(), Path(work), seed)

@@ -20,8 +20,9 @@ from pathlib import Path
 import polars as pl
 
 from candidates.deep.config import DeepConfig
-from candidates.deep.train import pick_device, set_threads, train
+from candidates.deep.train import train
 from pipeline import config
+from pipeline.device import pick_device, set_threads
 from pipeline.io import peak_rss_mib, setup_logging, timed, write_json
 
 log = logging.getLogger(__name__)

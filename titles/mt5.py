@@ -32,6 +32,8 @@ import torch
 from tqdm import tqdm
 from transformers import AutoTokenizer, MT5Config, MT5ForConditionalGeneration, T5Tokenizer
 
+from pipeline.device import pick_device
+
 log = logging.getLogger(__name__)
 
 SEP = " | "
@@ -73,10 +75,6 @@ class Mt5Config:
     gen_batch_size: int
     max_valid_sessions: int        # valid sessions generated for the metric (sampled)
     threads: int                   # CPU threads (ignored on CUDA)
-
-
-def device() -> torch.device:
-    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
 # ------------------------------------------------------------------------------------------ data
@@ -208,7 +206,7 @@ def build(cfg: Mt5Config, titles: list[str], work_dir: Path,
 
 def train(model: MT5ForConditionalGeneration, tok, pairs: pl.DataFrame, cfg: Mt5Config, seed: int) -> dict:
     """Teacher-forced, label-smoothed cross-entropy on (source, target) pairs; returns training statistics."""
-    dev = device()
+    dev = pick_device()
     model.to(dev).train()
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.learning_rate, weight_decay=0.01)
     sched = torch.optim.lr_scheduler.LambdaLR(
@@ -259,7 +257,7 @@ def generate(model: MT5ForConditionalGeneration, tok, sources: list[str], cfg: M
     With ``locales`` and ``limits`` (``length_limits``) each locale is generated with its own
     min/max new tokens; otherwise at most ``max_target_len`` tokens.
     """
-    dev = device()
+    dev = pick_device()
     model.to(dev).eval()
     keys = locales if locales is not None and limits else [None] * len(sources)
     bounds = {key: (limits or {}).get(key, (0, cfg.max_target_len)) for key in set(keys)}

@@ -30,14 +30,13 @@ from candidates.deep.train import (
     Trained,
     item_vectors,
     load,
-    pick_device,
     session_vectors,
-    set_threads,
     train,
     vocabulary,
 )
 from candidates.retrieval import IndexConfig, LocaleIndex
 from candidates.session_items import catalogue_locale
+from pipeline.device import pick_device, set_threads
 
 log = logging.getLogger(__name__)
 

@@ -14,7 +14,6 @@ reruns are promised on CPU only (tests/test_pipeline_repro.py checks them).
 from __future__ import annotations
 
 import logging
-import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -30,23 +29,10 @@ from candidates.deep.config import ModelConfig
 from candidates.deep.data import PAD, Encoded, history_fingerprint, session_event_counts, training_sequences
 from candidates.deep.models import SessionEncoder, build
 from pipeline.config import as_dict
+from pipeline.device import pick_device
 from pipeline.io import atomic_path
 
 log = logging.getLogger(__name__)
-
-
-def pick_device(device: str | None = None) -> torch.device:
-    """``device`` if given ("cpu", "cuda", "cuda:1"), else CUDA when present, else CPU."""
-    if device:
-        return torch.device(device)
-    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-
-
-def set_threads(threads: int) -> int:
-    """Cap torch's CPU threads (0: every core this process may use). Returns the count set."""
-    n = threads or len(os.sched_getaffinity(0))
-    torch.set_num_threads(n)
-    return n
 
 
 @dataclass
