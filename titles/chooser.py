@@ -31,7 +31,7 @@ import lightgbm as lgb
 import polars as pl
 
 from titles.features import columns
-from titles.text import MAX_ORDER, STAT_COLUMNS, bleu_stats, corpus_bleu, sentence_bleu
+from titles.text import MAX_ORDER, STAT_COLUMNS, bleu_stats, corpus_bleu, reference_grams, sentence_bleu
 
 log = logging.getLogger(__name__)
 
@@ -191,8 +191,10 @@ def tune_edits(choice: pl.DataFrame, ref: pl.Series, cfg: ChooserConfig) -> tupl
         choice: tail_support() output; ref: the target tokens aligned with ``choice`` rows.
     Returns the edits and the corpus BLEU after each step ({"chosen", "drop_tail", "trim"}).
     """
+    ref_grams = reference_grams(ref)
+
     def row_stats(edits: Edits) -> pl.DataFrame:
-        return bleu_stats(apply_edits(choice, edits)["edited"], ref)
+        return bleu_stats(apply_edits(choice, edits)["edited"], ref, ref_grams)
 
     steps = {"chosen": corpus_bleu(row_stats(Edits(trim={}, drop_tail_min=0)))}
     by_min = {m: row_stats(Edits(trim={}, drop_tail_min=m)) for m in cfg.drop_tail_min}

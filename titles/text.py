@@ -35,23 +35,34 @@ def tokens(titles: pl.Series) -> pl.Series:
 
 def _ngrams(frame: pl.DataFrame, column: str) -> pl.DataFrame:
     """_row, n, gram, count: the n-gram counts (n = 1..4) of the token lists in ``column``."""
-    long = (frame.select("_row", tok=pl.col(column)).explode("tok", empty_as_null=False).drop_nulls("tok")
-            .with_columns(_i=pl.int_range(pl.len()).over("_row")))
+    # The exploded tokens keep each row's tokens together and in order, so the n-gram at a token is
+    # the next n tokens of the whole column when the (n-1)th next token is still of the same row
+    # (a plain shift: a shift over("_row") windows per row and costs ten times as much).
+    long = frame.select("_row", tok=pl.col(column)).explode("tok", empty_as_null=False).drop_nulls("tok")
     parts = []
     for n in range(1, MAX_ORDER + 1):
-        gram = pl.concat_str([pl.col("tok").shift(-k).over("_row") for k in range(n)], separator=_SEP)
-        parts.append(long.select("_row", n=pl.lit(n, pl.Int8), gram=gram).drop_nulls("gram"))
+        gram = pl.concat_str([pl.col("tok").shift(-k) for k in range(n)], separator=_SEP)
+        same_row = pl.col("_row").shift(-(n - 1)) == pl.col("_row")
+        parts.append(long.select("_row", n=pl.lit(n, pl.Int8), gram=pl.when(same_row).then(gram))
+                     .drop_nulls("gram"))
     return pl.concat(parts).group_by("_row", "n", "gram").agg(count=pl.len())
 
 
-def bleu_stats(hyp: pl.Series, ref: pl.Series) -> pl.DataFrame:
+def reference_grams(ref: pl.Series) -> pl.DataFrame:
+    """The n-gram counts of references ``ref``, for :func:`bleu_stats` calls that share them."""
+    return _ngrams(pl.DataFrame({"ref": ref}).with_row_index("_row"), "ref")
+
+
+def bleu_stats(hyp: pl.Series, ref: pl.Series, ref_grams: pl.DataFrame | None = None) -> pl.DataFrame:
     """Per-pair BLEU statistics of token lists ``hyp`` and ``ref`` (same length, List(String)).
 
+    ``ref_grams``: :func:`reference_grams` of ``ref``, when several hypotheses are scored against it.
     Returns one row per pair, in order: m1..m4 (clipped n-gram matches), t1..t4 (hypothesis n-gram
     totals), hyp_len, ref_len, all Int64.
     """
     frame = pl.DataFrame({"hyp": hyp, "ref": ref}).with_row_index("_row")
-    h, r = _ngrams(frame, "hyp"), _ngrams(frame, "ref")
+    h = _ngrams(frame, "hyp")
+    r = _ngrams(frame, "ref") if ref_grams is None else ref_grams
     matches = (h.join(r, on=["_row", "n", "gram"], suffix="_ref")
                .group_by("_row", "n").agg(m=pl.min_horizontal("count", "count_ref").sum())
                .pivot(on="n", index="_row", values="m"))
