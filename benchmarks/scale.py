@@ -135,8 +135,8 @@ def set_param(params: dict, dotted: str, value: str) -> None:
     *parents, leaf = dotted.split(".")
     for part in parents:
         node = node[part]
-    if leaf not in node:
-        raise SystemExit(f"error: -S {dotted}: no such key in params.yaml")
+    # A new leaf is added, as `dvc exp run -S` does (e.g. a knob a source entry leaves at its
+    # default); the stages' strict config loading still rejects a key no config knows.
     node[leaf] = yaml.safe_load(value)
 
 
