@@ -187,10 +187,19 @@ class TestAttributeColumn(SourceContract):
     type_, cfg = "attribute", {"key": "price"}
 
 
-def test_contract_covers_the_sources_of_this_suite():
-    # Other source families (deep models) subclass SourceContract in their own test modules.
-    tested = {cls.type_ for cls in SourceContract.__subclasses__()}
-    assert {"popularity", "covisit", "sknn", "als", "bpr", "text", "attribute"} <= tested <= set(SOURCES)
+_TINY_DEEP = {"dim": 8, "epochs": 2, "batch_size": 32, "negatives": 16, "lr": 0.01, "dropout": 0.0}
+
+
+class TestGru4rec(SourceContract):  # trains in fit (no checkpoint): the contract, not the model's quality
+    type_, cfg = "gru4rec", {"threads": 1, "model": _TINY_DEEP}
+
+
+class TestSasrec(SourceContract):
+    type_, cfg = "sasrec", {"threads": 1, "model": _TINY_DEEP}
+
+
+def test_contract_covers_every_registered_source():
+    assert {cls.type_ for cls in SourceContract.__subclasses__()} == set(SOURCES)
 
 
 # --- co-visitation counts -------------------------------------------------------------------------
