@@ -81,6 +81,24 @@ def item_table(products: pl.DataFrame, counts: pl.DataFrame, items: pl.DataFrame
     return item
 
 
+def restrict(state: State, chunk: Chunk, cfg: FeaturesConfig) -> State:
+    """``state`` cut to the pairs from this chunk's last ``last_k`` products: only those can match
+    (``add`` cuts once per chunk; the Dask path ships each chunk's task only its cut)."""
+    product = state.item.select("item", "product")
+    srcs = (
+        last_distinct(chunk.events, cfg.last_k)
+        .join(product, on="item", how="left")
+        .get_column("product")
+        .drop_nulls()
+        .unique()
+        .implode()
+    )
+    def cut(table: pl.DataFrame) -> pl.DataFrame:
+        return table.filter(pl.col("src").is_in(srcs))
+
+    return State(cut(state.total), cut(state.transitions), cut(state.per_locale), state.item)
+
+
 def add(frame: pl.DataFrame, chunk: Chunk, state: State, cfg: FeaturesConfig) -> pl.DataFrame:
     product = state.item.select("item", "product")
     last = (
@@ -93,12 +111,8 @@ def add(frame: pl.DataFrame, chunk: Chunk, state: State, cfg: FeaturesConfig) ->
         .join(product, on="item", how="left", maintain_order="left")
         .join(chunk.queries.select("session", "locale"), on="session", how="left", maintain_order="left")
     )
-    # Only pairs from this chunk's last products can match: cut the history-wide tables once.
-    srcs = last.get_column("product").drop_nulls().unique().implode()
-    total, per_locale, transitions = (
-        table.filter(pl.col("src").is_in(srcs))
-        for table in (state.total, state.per_locale, state.transitions)
-    )
+    cut = restrict(state, chunk, cfg)
+    total, per_locale, transitions = cut.total, cut.per_locale, cut.transitions
     for lag in range(1, cfg.last_k + 1):
         src = last.filter(pl.col("lag") == lag).select("session", src=pl.col("product"))
         pairs = (

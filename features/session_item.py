@@ -37,6 +37,21 @@ def fit(inputs: Inputs, cfg: FeaturesConfig) -> State:
     return State(covisit, transitions, attrs)
 
 
+def restrict(state: State, chunk: Chunk, cfg: FeaturesConfig) -> State:
+    """``state`` cut to the pairs this chunk can join: those from its sessions' last ``last_k`` items.
+
+    The fitted tables hold every co-visited pair of the history (tens of millions of rows at full
+    scale); ``add`` cuts them once per chunk so each join hashes a small table, and the Dask path
+    ships each chunk's task only its cut (pipeline/engine/features.py).
+    """
+    srcs = last_distinct(chunk.events, cfg.last_k).get_column("item").drop_nulls().unique().implode()
+    return State(
+        state.covisit.filter(pl.col("src").is_in(srcs)),
+        state.transitions.filter(pl.col("src").is_in(srcs)),
+        state.attrs,
+    )
+
+
 def add(frame: pl.DataFrame, chunk: Chunk, state: State, cfg: FeaturesConfig) -> pl.DataFrame:
     last = last_distinct(chunk.events, cfg.last_k).pivot(
         on="lag", index="session", values="item", sort_columns=True
@@ -47,13 +62,9 @@ def add(frame: pl.DataFrame, chunk: Chunk, state: State, cfg: FeaturesConfig) ->
             last = last.with_columns(pl.lit(None, dtype=pl.Int32).alias(f"_last{lag}"))
     pairs = frame.select("session", "item").join(last, on="session", how="left", maintain_order="left")
 
-    # The fitted tables hold every co-visited pair of the history (tens of millions of rows at full
-    # scale); cut them to this chunk's last items once, so each join below hashes a small table.
-    srcs = (
-        pl.concat([last.get_column(f"_last{lag}") for lag in range(1, cfg.last_k + 1)]).drop_nulls().unique()
-    )
-    cv = state.covisit.filter(pl.col("src").is_in(srcs.implode())).rename({"n": "_n", "share": "_share"})
-    transitions = state.transitions.filter(pl.col("src").is_in(srcs.implode()))
+    state = restrict(state, chunk, cfg)
+    cv = state.covisit.rename({"n": "_n", "share": "_share"})
+    transitions = state.transitions
     for lag in range(1, cfg.last_k + 1):
         pairs = pairs.join(
             cv, left_on=[f"_last{lag}", "item"], right_on=["src", "dst"], how="left", maintain_order="left"

@@ -11,10 +11,12 @@ summed, and the shares are computed per ``src`` partition with the family's expr
 are exact, so the state (and every feature) equals the single-machine one. The other families are
 fitted as on one machine.
 
-Joins: the fitted state is scattered to every worker once (a broadcast join: the count tables are the
-big part, see benchmarks/distributed.py for their size); each task takes one chunk of
-``features.chunk_sessions`` query sessions (the same chunks as the polars path), reads its candidates
-and prev_items from parquet by session range, runs ``features.assemble.add_features`` and writes
+Joins: one task per chunk of ``features.chunk_sessions`` query sessions (the same chunks as the polars
+path). The count tables are the big part of the state (every co-visited pair of the history), and
+broadcasting them to every worker killed a 4 GiB worker at scale 0.25; instead the driver cuts them to
+each chunk's last items (``restrict`` of the family, which its ``add`` applies on one machine too) and
+ships each task its own cut with the chunk's prev_items. The small states are scattered once. A task
+reads its candidates from parquet by session range, runs ``features.assemble.add_features`` and writes
 ``<out>/part-<n>.parquet`` itself.
 """
 
@@ -29,7 +31,7 @@ import polars as pl
 
 from features import cross_locale, registry, session_item
 from features.assemble import add_features, chunk_of, session_chunks
-from features.base import FeaturesConfig, Inputs
+from features.base import Chunk, FeaturesConfig, Inputs
 from features.parts import part_path
 from pipeline.engine import (
     DaskConfig,
@@ -128,6 +130,7 @@ def fit_cross_locale(events, items: pl.DataFrame, cfg: FeaturesConfig, npart: in
 
 
 COUNTED = {"session_item": fit_session_item, "cross_locale": fit_cross_locale}
+RESTRICT = {"session_item": session_item.restrict, "cross_locale": cross_locale.restrict}
 
 
 def fit_state(inputs: Inputs, cfg: FeaturesConfig, n_parts: int, tmp: Path) -> dict[str, Any]:
@@ -155,13 +158,10 @@ def fit_families(dcfg: DaskConfig, inputs: Inputs, cfg: FeaturesConfig) -> dict[
         return fit_state(inputs, cfg, n_workers(client) * dcfg.partitions_per_worker, tmp)
 
 
-def _chunk_task(n: int, ids: pl.Series, state: dict[str, Any], union_path: str, history_path: str,
-                queries: pl.DataFrame, cfg: FeaturesConfig, out: str) -> tuple[int, list[str]]:
-    lo, hi = ids[0], ids[-1]
-    events = (pl.scan_parquet(history_path).filter(pl.col("session").is_between(lo, hi)).collect()
-              .join(queries.select("session"), on="session", how="semi"))
-    cands, chunk = chunk_of(pl.scan_parquet(union_path), queries, events, ids)
-    frame = add_features(cands, chunk, state, cfg)
+def _chunk_task(n: int, ids: pl.Series, shared: dict[str, Any], cut: dict[str, Any], union_path: str,
+                chunk: Chunk, cfg: FeaturesConfig, out: str) -> tuple[int, list[str]]:
+    cands, _ = chunk_of(pl.scan_parquet(union_path), chunk.queries, chunk.events, ids)
+    frame = add_features(cands, chunk, {**shared, **cut}, cfg)
     write_parquet(frame, part_path(out, n))
     return frame.height, frame.columns
 
@@ -169,15 +169,27 @@ def _chunk_task(n: int, ids: pl.Series, state: dict[str, Any], union_path: str, 
 def assemble_on(client: Any, state: dict[str, Any], union_path: Path, history_path: Path,
                 queries: pl.DataFrame,
                 cfg: FeaturesConfig, out: Path) -> tuple[int, list[str]]:
-    """Write ``out/part-<n>.parquet``, one task per chunk of query sessions; (rows, columns)."""
+    """Write ``out/part-<n>.parquet``, one task per chunk of query sessions; (rows, columns).
+
+    The counted families' tables (every co-visited pair of the history) are not broadcast: the driver
+    cuts them to each chunk's last items (the family's own ``restrict``, which its ``add`` applies
+    anyway) and ships every task only its cut, so a worker holds one chunk's pairs, not the history's.
+    The other families' states (item tables, encoders) are scattered to every worker once.
+    """
     chunks = session_chunks(queries["session"], cfg.chunk_sessions)
-    state_f = client.scatter(state, broadcast=True)
+    shared = client.scatter({k: v for k, v in state.items() if k not in RESTRICT}, broadcast=True)
+    history = pl.scan_parquet(history_path)
     out.mkdir(parents=True, exist_ok=True)
     futures = []
     for n, ids in enumerate(chunks):
-        q = queries.filter(pl.col("session").is_between(ids[0], ids[-1])).select("session", "locale")
-        futures.append(client.submit(_chunk_task, n, ids, state_f, str(union_path.resolve()),
-                                     str(history_path.resolve()), q, cfg, str(out.resolve()), pure=False))
+        in_chunk = pl.col("session").is_in(ids.implode())
+        q = queries.filter(pl.col("session").is_between(ids[0], ids[-1])).filter(in_chunk)
+        events = (history.filter(pl.col("session").is_between(ids[0], ids[-1])).collect()
+                  .join(q.select("session"), on="session", how="semi").select("session", "position", "item"))
+        chunk = Chunk(events=events, queries=q.select("session", "locale"))
+        cut = {name: RESTRICT[name](state[name], chunk, cfg) for name in RESTRICT if name in state}
+        futures.append(client.submit(_chunk_task, n, ids, shared, cut, str(union_path.resolve()), chunk, cfg,
+                                     str(out.resolve()), pure=False))
     results = client.gather(futures)
     return sum(r for r, _ in results), (results[-1][1] if results else [])
 
