@@ -117,7 +117,7 @@ def compute_stats(raw_dir: str | Path) -> dict:
         if not sessions.height:
             continue
         per = _session_flags(sessions)
-        count = sessions.select(pl.col("items").explode().alias("id")).group_by("id").len()
+        count = sessions.select(pl.col("items").explode(empty_as_null=True).alias("id")).group_by("id").len()
         stats["locales"][loc] = {
             **_block(per, count["len"]),
             "products": int((catalogue["locale"] == loc).sum()),
