@@ -111,8 +111,8 @@ def measure(what: str, engine: str, root: Path, args: argparse.Namespace) -> dic
 
     history = pl.read_parquet(root / "split" / "valid" / "history.parquet")
     items = pl.read_parquet(root / "prepared" / "items.parquet")
-    dcfg = DaskConfig(workers=args.workers, threads_per_worker=1, memory_limit=args.memory_limit,
-                      partitions_per_worker=args.partitions_per_worker,
+    dcfg = DaskConfig(scheduler_address="", workers=args.workers, threads_per_worker=1,
+                      memory_limit=args.memory_limit, partitions_per_worker=args.partitions_per_worker,
                       scratch_dir=str(args.workdir / "scratch"))
     out: dict = {"what": what, "engine": engine, "events": history.height,
                  "sessions": history["session"].n_unique()}
