@@ -19,6 +19,7 @@ from pathlib import Path
 import polars as pl
 from tqdm import tqdm
 
+from features.candidate import source_names
 from features.parts import part_paths
 from pipeline import engine, submission
 from pipeline.io import setup_logging, timed
@@ -29,9 +30,9 @@ from pipeline.raw import exit_on_data_error
 log = logging.getLogger(__name__)
 
 def write_submissions(top: pl.DataFrame, queries: pl.DataFrame, items: pl.DataFrame, raw_dir: Path,
-                      out: Path) -> list[Path]:
-    """Validate and write one file per task 1/2 dataset of ``queries``."""
-    catalogue = submission.load_catalogue(raw_dir)
+                      out: Path, catalogue: pl.DataFrame) -> list[Path]:
+    """Validate and write one file per task 1/2 dataset of ``queries`` (``catalogue``:
+    submission.load_catalogue of ``raw_dir``, read once by the caller)."""
     written = []
     for dataset, frame in sorted(submission_frames(top, queries, items).items()):
         task, phase = int(dataset[4]), int(dataset[-1])
@@ -42,6 +43,19 @@ def write_submissions(top: pl.DataFrame, queries: pl.DataFrame, items: pl.DataFr
     return written
 
 
+def source_tops(parts: list[Path], names: list[str]) -> dict[str, pl.DataFrame]:
+    """name -> session, item, rank: each source's top ``K`` by its own score, in one pass over the parts."""
+    ranks = {name: source_ranker(name) for name in names}
+    columns = ["session", "item", *(f"cand_{name}_score" for name in names)]
+    tops: dict[str, list[pl.DataFrame]] = {name: [] for name in names}
+    for path in tqdm(parts, desc=f"predict {len(names)} sources", unit="part"):
+        frame = pl.read_parquet(path, columns=columns)
+        for name, rank in ranks.items():
+            tops[name].append(ranked_top([frame], rank))
+    return {name: pl.concat(frames) if frames else ranked_top([], ranks[name])
+            for name, frames in tops.items()}
+
+
 @exit_on_data_error
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__,
@@ -49,6 +63,8 @@ def main() -> None:
     how = parser.add_mutually_exclusive_group(required=True)
     how.add_argument("--model", type=Path, help="ranker model directory")
     how.add_argument("--source", help="rank by this candidate source's own score")
+    how.add_argument("--sources", action="store_true",
+                     help="rank by each source's own score: <out>/source_<name>/ per source of the parts")
     parser.add_argument("--features", type=Path, required=True)
     parser.add_argument("--splitdir", type=Path, required=True)
     parser.add_argument("--prepared", type=Path, required=True)
@@ -56,14 +72,22 @@ def main() -> None:
     parser.add_argument("--out", type=Path, required=True)
     args = parser.parse_args()
     setup_logging()
-    rank = model_ranker(args.model) if args.model else source_ranker(args.source)
-    what = f"ranker {args.model}" if args.model else f"source {args.source}"
     items = pl.read_parquet(args.prepared / "items.parquet")
     history = pl.read_parquet(args.splitdir / "test" / "history.parquet")
     queries = pl.read_parquet(args.splitdir / "test" / "queries.parquet").filter(
         pl.col("dataset").str.contains(r"^task[12]_"))
+    parts = part_paths(args.features)
+    catalogue = submission.load_catalogue(args.raw)
+    if args.sources:
+        names = source_names(pl.read_parquet_schema(parts[0]).names()) if parts else []
+        with timed(f"predict {len(names)} sources"):
+            for name, top in source_tops(parts, names).items():
+                write_submissions(complete(top, queries, history, items), queries, items, args.raw,
+                                  args.out / f"source_{name}", catalogue)
+        return
+    rank = model_ranker(args.model) if args.model else source_ranker(args.source)
+    what = f"ranker {args.model}" if args.model else f"source {args.source}"
     with timed(f"predict {what}"):
-        parts = part_paths(args.features)
         if args.source and parts and f"cand_{args.source}_score" not in pl.read_parquet_schema(parts[0]):
             raise SystemExit(f"{args.features}: no column cand_{args.source}_score; is {args.source!r} "
                              "a source of the union these features were built from?")
@@ -77,7 +101,7 @@ def main() -> None:
             frames = (pl.read_parquet(p, columns=columns)
                       for p in tqdm(parts, desc=f"predict {what}", unit="part"))
             top = complete(ranked_top(frames, rank), queries, history, items)
-        write_submissions(top, queries, items, args.raw, args.out)
+        write_submissions(top, queries, items, args.raw, args.out, catalogue)
 
 
 if __name__ == "__main__":

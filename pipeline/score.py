@@ -3,13 +3,14 @@
     python -m pipeline.score --submissions submissions --gt data/raw/gt --out metrics/leaderboard.json \
         --table metrics/leaderboard.md [--raw data/raw --probes metrics/gt_probes.json]
 
-Every ``submissions/**/task{T}_phase{P}.parquet`` is scored; its method is its directory relative to
-submissions/ ("submission" for the six published files). Tasks 1/2: MRR@100, Recall@100, NDCG@100
-overall and per locale, and the share of the oracle ceiling where gt/ceiling.json exists (only
-synthetic data has one). Task 3: corpus BLEU-4 overall and per locale. A dataset whose ground truth
-is absent (real data: phase 2, task 3) is not skipped silently: the board's ``"unscored"`` entry and
-the table's last section list it, with its reason ("no ground truth"; for task 3 "no titles" too
-when every submitted title is empty, as on a catalogue without titles) and its submissions.
+Every ``submissions/**/task{T}_phase{P}.parquet`` is scored; its method is the name of its folder
+(``submissions/sources/source_sknn/`` -> ``source_sknn``; "submission" for the six published files).
+Tasks 1/2: MRR@100, Recall@100, NDCG@100 overall and per locale, and the share of the oracle ceiling
+where gt/ceiling.json exists (only synthetic data has one). Task 3: corpus BLEU-4 overall and per
+locale. A dataset whose ground truth is absent (real data: phase 2, task 3) is not skipped silently: the
+board's ``"unscored"`` entry and the table's last section list it, with its reason ("no ground truth";
+for task 3 "no titles" too when every submitted title is empty, as on a catalogue without titles) and
+its submissions.
 
 With ``--gap`` (synthetic data: gt/oracle_task{T}_phase{P}.csv), the oracle gap: for every method
 and target class (the target's relation to the hidden session state: the current item's first,
@@ -184,13 +185,18 @@ def format_gap(board: dict) -> str:
 
 
 def find_submissions(root: Path) -> list[tuple[str, int, int, Path]]:
-    """(method, task, phase, path) of every task{T}_phase{P}.parquet under root, sorted."""
-    found = []
+    """(method, task, phase, path) of every task{T}_phase{P}.parquet under root, sorted. The method is
+    the file's folder name (``submissions/sources/source_sknn/`` -> ``source_sknn``), the published
+    files at the top are ``submission``; two folders of one name are an error."""
+    found, folders = [], {}
     for path in sorted(root.rglob("*.parquet")):
         match = FILE_PATTERN.match(path.name)
         if match:
-            method = path.parent.relative_to(root).as_posix()
-            found.append((PUBLISHED if method == "." else method, int(match[1]), int(match[2]), path))
+            method = PUBLISHED if path.parent == root else path.parent.name
+            if folders.setdefault(method, path.parent) != path.parent:
+                raise ValueError(f"two submission folders are both method {method!r}: "
+                                 f"{folders[method]} and {path.parent}")
+            found.append((method, int(match[1]), int(match[2]), path))
     return found
 
 

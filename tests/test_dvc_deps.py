@@ -88,10 +88,9 @@ def test_planted_undeclared_import_is_named(tree_copy):
 
 
 def test_planted_dropped_dep_in_a_foreach_stage_names_each_item(tree_copy):
-    _edit_deps(tree_copy, "predict_source", "rankers/lgbm.py")
+    _edit_deps(tree_copy, "features", "pipeline/guards.py")
     found = {(f.stage, f.file) for f in depcheck.undeclared(tree_copy)}
-    sources = yaml.safe_load((REPO / "params.yaml").read_text())["candidates"]["sources"]
-    assert found == {(f"predict_source@{s}", "rankers/lgbm.py") for s in sources}
+    assert found == {(f"features@{split}", "pipeline/guards.py") for split in ("valid", "test")}
 
 
 # ---------------------------------------------------------------------------------------------

@@ -90,3 +90,15 @@ def test_ranker_stages_end_to_end(tiny_world, project_dir):
                 frame = submission.read(path)
                 submission.validate(frame, task, submission.load_test_locales(tiny_world.raw, task, phase),
                                     catalogue)
+
+    # every source in one pass: the same files as one source at a time
+    run(project_dir, "pipeline.predict", "--sources", "--features", "features/test", "--splitdir",
+        str(tiny_world.split), "--prepared", str(tiny_world.prepared), "--raw", str(tiny_world.raw), "--out",
+        "submissions/sources")
+    written = {p.name for p in (project_dir / "submissions" / "sources").iterdir()}
+    assert written >= {"source_cv", "source_any"}
+    for task in (1, 2):
+        for phase in (1, 2):
+            name = f"task{task}_phase{phase}.parquet"
+            assert submission.read(project_dir / "submissions" / "sources" / "source_cv" / name).equals(
+                submission.read(project_dir / "submissions" / "source_cv" / name))

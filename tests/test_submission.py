@@ -60,3 +60,16 @@ def test_task3_needs_non_null_titles():
     with pytest.raises(SubmissionError, match="null title"):
         validate(frame, 3, pl.Series(["DE", "UK"]), None)
     validate(frame.with_columns(pl.col("next_item_title").fill_null("b")), 3, pl.Series(["DE", "UK"]), None)
+
+
+def test_score_names_a_method_by_its_folder(tmp_path):
+    from pipeline.score import PUBLISHED, find_submissions
+
+    for folder in (".", "ranker", "sources/source_sknn"):
+        (tmp_path / folder).mkdir(parents=True, exist_ok=True)
+        (tmp_path / folder / "task1_phase1.parquet").write_bytes(b"")
+    assert [m for m, *_ in find_submissions(tmp_path)] == ["ranker", "source_sknn", PUBLISHED]
+    (tmp_path / "other" / "source_sknn").mkdir(parents=True)
+    (tmp_path / "other" / "source_sknn" / "task1_phase1.parquet").write_bytes(b"")
+    with pytest.raises(ValueError, match="source_sknn"):
+        find_submissions(tmp_path)
