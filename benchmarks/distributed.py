@@ -72,13 +72,14 @@ def world(scale: float, workdir: Path) -> Path:
 
 
 def _sources(types: tuple[str, ...]):
-    from candidates.union import build_sources
+    from candidates.union import build_sources, load_source_defaults, with_defaults
     from pipeline import config
     from pipeline.candidate_gen import CandidatesConfig
 
     cfg = config.load_section(CandidatesConfig, "candidates", REPO / "params.yaml")
     picked = {k: v for k, v in cfg.sources.items() if v["type"] in types}
-    return build_sources(picked, config.seed(REPO / "params.yaml")), cfg
+    specs = with_defaults(picked, load_source_defaults(REPO / "params.yaml"))
+    return build_sources(specs, config.seed(REPO / "params.yaml")), cfg
 
 
 def union(root: Path) -> Path:

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import glob
 import logging
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Self
 
 import numpy as np
@@ -36,6 +36,7 @@ from candidates.deep.train import (
 )
 from candidates.retrieval import IndexConfig, LocaleIndex
 from candidates.session_items import catalogue_locale
+from pipeline.config import from_dict
 from pipeline.device import pick_device, set_threads
 
 log = logging.getLogger(__name__)
@@ -43,10 +44,10 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class DeepSourceConfig(IndexConfig):
-    checkpoint: str = ""  # glob of train_deep checkpoints; empty: train in fit with ``model``
-    threads: int = 0  # torch CPU threads (0: every core)
-    device: str = ""  # "" = CUDA when present, else CPU
-    model: dict[str, Any] = field(default_factory=dict)  # ModelConfig knobs when fit trains
+    checkpoint: str  # glob of train_deep checkpoints; empty: train in fit with ``model``
+    threads: int  # torch CPU threads (0: every core)
+    device: str  # "" = CUDA when present, else CPU
+    model: dict[str, Any]  # ModelConfig knobs when fit trains
 
 
 class NoCheckpointError(FileNotFoundError):
@@ -135,8 +136,8 @@ class DeepSource(CandidateSource):
     arch = "base"
     Config = DeepSourceConfig
 
-    def __init__(self, cfg: DeepSourceConfig | None = None, seed: int = 0):
-        self.cfg, self.seed = cfg or DeepSourceConfig(), seed
+    def __init__(self, cfg: DeepSourceConfig, seed: int = 0):
+        self.cfg, self.seed = cfg, seed
         self.trained: Trained | None = None
 
     def fit(self, history: pl.DataFrame, items: pl.DataFrame) -> Self:
@@ -146,7 +147,7 @@ class DeepSource(CandidateSource):
         if self.cfg.checkpoint:
             self.trained = load_matching(self.cfg.checkpoint, history, items, self.arch, device)
         else:
-            cfg = ModelConfig(arch=self.arch, **self.cfg.model)
+            cfg = from_dict(ModelConfig, {"arch": self.arch, **self.cfg.model}, f"{self.name}.model")
             self.trained = train(history, items, cfg, self.seed, device=device, progress=False)
         self._index: LocaleIndex | None = None  # built on the first generate (score_pairs needs none)
         return self
