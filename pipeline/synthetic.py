@@ -26,7 +26,7 @@ The world (every knob lives in :class:`SyntheticConfig`):
 * The oracle ranks every catalogue item of the locale by the exact next-item probability given
   the hidden state and reports MRR@100 / Recall@100 of the drawn target (gt/ceiling.json). For
   tasks 1 and 2, gt/oracle_task{T}_phase{P}.csv gives per ground-truth row the target's class
-  (its relation to the hidden state, :data:`TARGET_CLASSES`) and its oracle rank, so the
+  (its relation to the hidden state, ``pipeline.raw.TARGET_CLASSES``) and its oracle rank, so the
   leaderboard can show where a method loses against the oracle.
 
 Everything is vectorised numpy over sessions, one step of the process at a time.
@@ -43,19 +43,10 @@ import numpy as np
 import polars as pl
 
 from pipeline.io import atomic_path, peak_rss_mib, write_json
-from pipeline.raw import LOCALES, gt_file, oracle_file, test_file
+from pipeline.paper import PRODUCTS, TASK1_TEST, TASK2_TEST_TOTAL, TASK3_TEST_TOTAL, TRAIN_SESSIONS
+from pipeline.raw import LOCALES, TARGET_CLASSES, gt_file, oracle_file, test_file
 
 log = logging.getLogger(__name__)
-
-# Paper, Table 2 (train sessions and products per locale) and the task-1 test file.
-TRAIN_SESSIONS = {"DE": 1_111_416, "JP": 979_119, "UK": 1_182_181, "ES": 89_047, "FR": 117_561, "IT": 126_925}
-PRODUCTS = {"DE": 518_327, "JP": 395_009, "UK": 500_180, "ES": 42_503, "FR": 44_577, "IT": 50_461}
-TASK1_TEST = {"DE": 104_568, "JP": 96_467, "UK": 115_936}
-# The paper gives only totals for tasks 2 and 3; we assume they split in proportion to the
-# locales' train sessions (ES/FR/IT for task 2, all six for task 3), and that phase 2 has the
-# same sizes as phase 1.
-TASK2_TEST_TOTAL = 34_688
-TASK3_TEST_TOTAL = 56_422
 
 DE, JP, UK, ES, FR, IT = (LOCALES.index(x) for x in ("DE", "JP", "UK", "ES", "FR", "IT"))
 SMALL = (ES, FR, IT)
@@ -834,9 +825,6 @@ def _oracle_ranks(w: _World, sim: dict, idx: np.ndarray) -> np.ndarray:
     corr = np.bincount(ps, weights=true_above.astype(np.float64) - cls_above, minlength=n)
     # cls_above must agree with the class counts: use the same comparison (pop > thr/m) as rthr.
     return 1 + above + np.rint(corr).astype(np.int64)
-
-
-TARGET_CLASSES = ("related_1", "related_2", "related_3+", "variant", "category", "other")
 
 
 def _target_classes(w: _World, sim: dict, idx: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
