@@ -112,14 +112,16 @@ def in_fresh_process(fn, *args) -> dict:
 
 def make_events(scale: float, seed: int, workdir: Path) -> Path:
     """Generate the synthetic world at ``scale`` and prepare it; returns the events parquet path."""
-    from pipeline import prepare, synthetic
+    from pipeline import config, prepare, synthetic
 
     events = workdir / f"events_scale{scale}.parquet"
     if events.exists():
         return events
     raw_dir = workdir / f"raw_scale{scale}"
     t0 = time.perf_counter()
-    synthetic.generate(raw_dir, scale=scale, seed=seed)
+    params = Path(__file__).resolve().parents[1] / "params.yaml"
+    synthetic.generate(raw_dir, scale=scale, seed=seed,
+                       cfg=config.load_section(synthetic.SyntheticConfig, "synthetic", params))
     products, train, tests, _ = prepare.read_raw(raw_dir, "raise")
     prepare.prepare(products, train, tests).events.write_parquet(events)
     print(f"generated + prepared scale {scale} in {time.perf_counter() - t0:.0f}s -> {events}")

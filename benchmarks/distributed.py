@@ -54,7 +54,8 @@ def world(scale: float, workdir: Path) -> Path:
     if (root / "split" / "valid" / "history.parquet").exists():
         return root
     t0 = time.perf_counter()
-    synthetic.generate(root / "raw", scale=scale, seed=config.seed(REPO / "params.yaml"))
+    synthetic.generate(root / "raw", scale=scale, seed=config.seed(REPO / "params.yaml"),
+                       cfg=config.load_section(synthetic.SyntheticConfig, "synthetic", REPO / "params.yaml"))
     products, train, tests, _ = prepare.read_raw(root / "raw", "raise")
     prepared = prepare.prepare(products, train, tests)
     (root / "prepared").mkdir(parents=True, exist_ok=True)

@@ -49,3 +49,10 @@ def sources(specs: dict[str, dict[str, Any]], seed: int) -> list:
     from candidates.union import build_sources, with_defaults
 
     return build_sources(with_defaults(specs, source_defaults()), seed)
+
+
+def synthetic_config() -> Any:
+    """params.yaml ``synthetic``: the generated world's knobs."""
+    from pipeline.synthetic import SyntheticConfig
+
+    return section(SyntheticConfig, "synthetic")

@@ -193,8 +193,6 @@ def test_no_config_has_a_default():
 
     classes = [*SECTIONS.values(), ModelConfig, *(source_class(kind).Config for kind in SOURCES)]
     for cls in classes:
-        if cls is SyntheticConfig:
-            continue
         with_default = [f.name for f in dataclasses.fields(cls) if f.default is not dataclasses.MISSING
                         or f.default_factory is not dataclasses.MISSING]
         assert not with_default, f"{cls.__name__}: defaults for {with_default}"

@@ -23,7 +23,7 @@ from features.assemble import add_features, fit_families
 from features.base import FeaturesConfig
 from pipeline import raw, submission, synthetic
 from tests import _features_world as world
-from tests._params import section, source_config
+from tests._params import section, source_config, synthetic_config
 from tests.conftest import REPO, SEED, TINY_SCALE
 
 ATTRIBUTES = [c for c in raw.PRODUCT_COLUMNS if c not in ("id", "locale", "title")]
@@ -58,7 +58,7 @@ def untitled(tmp_path_factory) -> tuple[Path, int]:
     params["task3"]["chooser"]["n_estimators"] = 20
     (project / "params.yaml").write_text(yaml.safe_dump(params))
     raw_dir = project / "data" / "raw"
-    synthetic.generate(raw_dir, scale=TINY_SCALE, seed=SEED)
+    synthetic.generate(raw_dir, scale=TINY_SCALE, seed=SEED, cfg=synthetic_config())
     n_products = strip_catalogue(raw_dir)
     _run(project, "pipeline.prepare", "--raw", "data/raw", "--out", "data/prepared", "--report",
          "metrics/prepare.json")
