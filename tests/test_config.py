@@ -159,30 +159,19 @@ def test_a_deleted_source_default_is_an_error_naming_it(tmp_path, kind):
             _sources(_write(tmp_path, params))
 
 
-def test_a_source_entry_typo_is_an_error_naming_the_entry(tmp_path):
+@pytest.mark.parametrize("path, key, value, expected", [
+    ("candidates.sources.covisit_fwd", "windw", 2,
+     r"params\.yaml:candidates\.sources\.covisit_fwd: unknown key\(s\) \['windw'\]"),
+    ("task3.chooser.sources.covisit", "recency_decy", 0.5, r"task3\.chooser\.sources\.covisit: unknown key"),
+    ("source_defaults.sknn", "neighbours", 100, r"source_defaults\.sknn: unknown key\(s\) \['neighbours'\]"),
+    ("candidates.sources.covisit_dist", "window", "8",
+     r"candidates\.sources\.covisit_dist\.window: expected int"),
+    ("source_defaults.covisit", "top_n", 5.5, r"source_defaults\.covisit\.top_n: expected int"),
+], ids=["entry typo", "task3 entry typo", "defaults typo", "entry mistyped", "default mistyped"])
+def test_a_source_knob_typo_or_mistype_is_an_error_naming_it(tmp_path, path, key, value, expected):
     params = _params()
-    params["candidates"]["sources"]["covisit_fwd"]["windw"] = 2
-    with pytest.raises(config.ParamsError,
-                       match=r"params\.yaml:candidates\.sources\.covisit_fwd: unknown key\(s\) \['windw'\]"):
-        _sources(_write(tmp_path, params))
-    params = _params()
-    params["task3"]["chooser"]["sources"]["covisit"]["recency_decy"] = 0.5
-    with pytest.raises(config.ParamsError, match=r"task3\.chooser\.sources\.covisit: unknown key"):
-        _sources(_write(tmp_path, params))
-    params = _params()
-    params["source_defaults"]["sknn"]["neighbours"] = 100
-    with pytest.raises(config.ParamsError, match=r"source_defaults\.sknn: unknown key\(s\) \['neighbours'\]"):
-        _sources(_write(tmp_path, params))
-
-
-def test_a_mistyped_source_knob_is_an_error_naming_it(tmp_path):
-    params = _params()
-    params["candidates"]["sources"]["covisit_dist"]["window"] = "8"
-    with pytest.raises(config.ParamsError, match=r"candidates\.sources\.covisit_dist\.window: expected int"):
-        _sources(_write(tmp_path, params))
-    params = _params()
-    params["source_defaults"]["covisit"]["top_n"] = 5.5
-    with pytest.raises(config.ParamsError, match=r"source_defaults\.covisit\.top_n: expected int"):
+    _node(params, path)[key] = value
+    with pytest.raises(config.ParamsError, match=expected):
         _sources(_write(tmp_path, params))
 
 
