@@ -43,7 +43,7 @@ def main(argv: list[str] | None = None) -> None:
     os.chdir(args.workspace)  # params.yaml and the checkpoint globs are relative to the workspace
     sys.path.insert(0, str(REPO))
     from candidates.base import query_sessions
-    from candidates.union import build_sources, union
+    from candidates.union import build_sources, load_source_defaults, union, with_defaults
     from features import registry
     from features.assemble import chunk_of, fit_families, session_chunks
     from features.base import FeaturesConfig, Inputs
@@ -54,7 +54,7 @@ def main(argv: list[str] | None = None) -> None:
     cfg = config.load_section(CandidatesConfig, "candidates")
     specs = [
         s
-        for s in build_sources(cfg.sources, config.seed())
+        for s in build_sources(with_defaults(cfg.sources, load_source_defaults()), config.seed())
         if (not args.only or s.name in args.only) and not args.union
     ]
     split = Path("data/split") / args.split

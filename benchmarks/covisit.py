@@ -26,14 +26,24 @@ def _peak_rss_mib() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
+def covisit_config(cfg_kwargs: dict):
+    """params.yaml ``source_defaults.covisit`` (of the repository) with ``cfg_kwargs`` replaced."""
+    from candidates.covisit import CovisitConfig
+    from candidates.union import load_source_defaults
+    from pipeline.config import from_dict
+
+    defaults = load_source_defaults(Path(__file__).resolve().parents[1] / "params.yaml")["covisit"]
+    return from_dict(CovisitConfig, {**defaults, **cfg_kwargs}, "covisit")
+
+
 def run_polars(events_path: str, cfg_kwargs: dict) -> dict:
     import polars as pl
 
-    from candidates.covisit import CovisitConfig, pair_weights
+    from candidates.covisit import pair_weights
 
     events = pl.read_parquet(events_path, columns=["session", "position", "item"])
     start, cpu = time.perf_counter(), time.process_time()
-    w = pair_weights(events, CovisitConfig(**cfg_kwargs))
+    w = pair_weights(events, covisit_config(cfg_kwargs))
     wall, cpu = time.perf_counter() - start, time.process_time() - cpu
     return {"wall_s": wall, "cpu_s": cpu, "peak_rss_mib": _peak_rss_mib(), "pairs_out": w.height,
             "total_weight": float(w["w"].sum())}
@@ -43,9 +53,7 @@ def run_pandas(events_path: str, cfg_kwargs: dict) -> dict:
     """The straightforward pandas version: shifted copies per distance, then two group-bys."""
     import pandas as pd
 
-    from candidates.covisit import CovisitConfig
-
-    cfg = CovisitConfig(**cfg_kwargs)
+    cfg = covisit_config(cfg_kwargs)
     df = pd.read_parquet(events_path, columns=["session", "position", "item"])
     start, cpu = time.perf_counter(), time.process_time()
     df = df.sort_values(["session", "position"])
@@ -74,9 +82,7 @@ def raw_pairs(events_path: str, cfg_kwargs: dict) -> int:
     """Pairs emitted before aggregation (the work both implementations do)."""
     import polars as pl
 
-    from candidates.covisit import CovisitConfig
-
-    cfg = CovisitConfig(**cfg_kwargs)
+    cfg = covisit_config(cfg_kwargs)
     ev = pl.read_parquet(events_path, columns=["session", "position", "item"]).sort("session", "position")
     if cfg.collapse_repeats:
         ev = ev.filter((pl.col("item") != pl.col("item").shift(1))
@@ -106,14 +112,16 @@ def in_fresh_process(fn, *args) -> dict:
 
 def make_events(scale: float, seed: int, workdir: Path) -> Path:
     """Generate the synthetic world at ``scale`` and prepare it; returns the events parquet path."""
-    from pipeline import prepare, synthetic
+    from pipeline import config, prepare, synthetic
 
     events = workdir / f"events_scale{scale}.parquet"
     if events.exists():
         return events
     raw_dir = workdir / f"raw_scale{scale}"
     t0 = time.perf_counter()
-    synthetic.generate(raw_dir, scale=scale, seed=seed)
+    params = Path(__file__).resolve().parents[1] / "params.yaml"
+    synthetic.generate(raw_dir, scale=scale, seed=seed,
+                       cfg=config.load_section(synthetic.SyntheticConfig, "synthetic", params))
     products, train, tests, _ = prepare.read_raw(raw_dir, "raise")
     prepare.prepare(products, train, tests).events.write_parquet(events)
     print(f"generated + prepared scale {scale} in {time.perf_counter() - t0:.0f}s -> {events}")

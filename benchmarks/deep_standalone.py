@@ -21,7 +21,8 @@ import polars as pl
 import yaml
 
 from candidates.base import query_sessions
-from candidates.deep.source import DeepSourceConfig, GRU4RecSource, SASRecSource
+from candidates.deep.source import GRU4RecSource, SASRecSource
+from candidates.union import load_source_defaults
 from pipeline import config
 from pipeline.metrics import ranking_metrics_from_ranks
 
@@ -48,7 +49,8 @@ def main() -> None:
     events = pl.read_parquet(args.prepared / "events.parquet").join(queries.select("session"), on="session")
 
     start = time.perf_counter()  # fit trains (no checkpoint given), with params' seed
-    source_cfg = DeepSourceConfig(threads=args.threads, model=knobs)
+    knobs_of = {**load_source_defaults()[args.model], "threads": args.threads, "model": knobs}
+    source_cfg = config.from_dict(SOURCES[args.model].Config, knobs_of, f"source_defaults.{args.model}")
     source = SOURCES[args.model](source_cfg, config.seed()).fit(history, items)
     seconds = time.perf_counter() - start
     top = source.generate(query_sessions(queries, events), 100)

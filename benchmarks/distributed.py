@@ -54,7 +54,8 @@ def world(scale: float, workdir: Path) -> Path:
     if (root / "split" / "valid" / "history.parquet").exists():
         return root
     t0 = time.perf_counter()
-    synthetic.generate(root / "raw", scale=scale, seed=config.seed(REPO / "params.yaml"))
+    synthetic.generate(root / "raw", scale=scale, seed=config.seed(REPO / "params.yaml"),
+                       cfg=config.load_section(synthetic.SyntheticConfig, "synthetic", REPO / "params.yaml"))
     products, train, tests, _ = prepare.read_raw(root / "raw", "raise")
     prepared = prepare.prepare(products, train, tests)
     (root / "prepared").mkdir(parents=True, exist_ok=True)
@@ -72,13 +73,14 @@ def world(scale: float, workdir: Path) -> Path:
 
 
 def _sources(types: tuple[str, ...]):
-    from candidates.union import build_sources
+    from candidates.union import build_sources, load_source_defaults, with_defaults
     from pipeline import config
     from pipeline.candidate_gen import CandidatesConfig
 
     cfg = config.load_section(CandidatesConfig, "candidates", REPO / "params.yaml")
     picked = {k: v for k, v in cfg.sources.items() if v["type"] in types}
-    return build_sources(picked, config.seed(REPO / "params.yaml")), cfg
+    specs = with_defaults(picked, load_source_defaults(REPO / "params.yaml"))
+    return build_sources(specs, config.seed(REPO / "params.yaml")), cfg
 
 
 def union(root: Path) -> Path:

@@ -38,7 +38,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from candidates.base import query_sessions  # noqa: E402
 from candidates.covisit import with_query_flag  # noqa: E402
-from candidates.union import build_sources  # noqa: E402
+from candidates.union import build_sources, with_defaults  # noqa: E402
 from features.assemble import assemble_chunks, fit_families  # noqa: E402
 from features.base import FeaturesConfig, Inputs  # noqa: E402
 from features.registry import FAMILIES  # noqa: E402
@@ -112,7 +112,7 @@ def candidates(split: Split, cfg: CandidatesConfig, seed: int, cache: Path | Non
         if path.exists():
             log.info("%s union from cache %s", split.name, path)
             return pl.read_parquet(path)
-    specs = build_sources(cfg.sources, seed)
+    specs = build_sources(cfg.sources, seed)  # completed with source_defaults by the callers
     # Query events come from the prepared events, as stage candidates reads them (the history holds the same).
     sessions = query_sessions(split.queries, split.events)
     fit_sources(specs, with_query_flag(split.history, split.prev_items), split.items)
@@ -222,9 +222,11 @@ def sources_only(
     t0 = time.perf_counter()
     seed = int(params["seed"])
     specs = runnable_sources(params["candidates"]["sources"], workspace)
-    ccfg = from_dict(CandidatesConfig, {**params["candidates"], "sources": specs}, "candidates")
+    ccfg = from_dict(CandidatesConfig, {**params["candidates"], "sources": with_defaults(
+        specs, params["source_defaults"])}, "candidates")
     tag = hashlib.sha1(
-        json.dumps([seed, params["candidates"], sorted(specs)], sort_keys=True, default=str).encode()
+        json.dumps([seed, params["candidates"], params["source_defaults"], sorted(specs)], sort_keys=True,
+                   default=str).encode()
     ).hexdigest()[:12]
     valid = Split(workspace, "valid", None)
     vunion = candidates(valid, ccfg, seed, cache, tag)
@@ -276,7 +278,8 @@ def run(
     t0 = time.perf_counter()
     seed = int(params["seed"])
     specs = runnable_sources(params["candidates"]["sources"], workspace)
-    ccfg = from_dict(CandidatesConfig, {**params["candidates"], "sources": specs}, "candidates")
+    ccfg = from_dict(CandidatesConfig, {**params["candidates"], "sources": with_defaults(
+        specs, params["source_defaults"])}, "candidates")
     fcfg = from_dict(FeaturesConfig, params["features"], "features")
     rcfg = from_dict(lgbm.RankerConfig, params["ranker"], "ranker")
     families = families or tuple(f for f in FAMILIES if f != "deep")

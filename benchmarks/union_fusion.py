@@ -27,7 +27,7 @@ import polars as pl
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from candidates.base import query_sessions  # noqa: E402
-from candidates.union import build_sources, union  # noqa: E402
+from candidates.union import build_sources, load_source_defaults, union, with_defaults  # noqa: E402
 from pipeline import config  # noqa: E402
 from pipeline.candidate_gen import CandidatesConfig  # noqa: E402
 from pipeline.raw import TASK_LOCALES  # noqa: E402
@@ -38,7 +38,7 @@ CHUNK = 10_000
 def generate_all(split: Path, prepared: Path, k: int) -> tuple[pl.DataFrame, dict[str, int]]:
     """Long frame source, session, item, rank (top k of every source) and the params k per source."""
     cfg = config.load_section(CandidatesConfig, "candidates")
-    specs = build_sources(cfg.sources, config.seed())
+    specs = build_sources(with_defaults(cfg.sources, load_source_defaults()), config.seed())
     history = pl.read_parquet(split / "history.parquet")
     queries = pl.read_parquet(split / "queries.parquet")
     items = pl.read_parquet(prepared / "items.parquet")

@@ -26,11 +26,11 @@ from candidates.session_items import ordered_sum, recent_items
 
 @dataclass(frozen=True)
 class AttributeConfig:
-    key: str = "prefix"            # prefix (ASIN prefix) or an items column (brand, model, ...)
-    prefix_chars: int = 5          # characters of the id that make the prefix key
-    items_per_key: int = 100       # most viewed catalogue items kept per key
-    max_session_items: int = 3
-    recency_decay: float = 0.5
+    key: str  # prefix (ASIN prefix) or an items column (brand, model, ...)
+    prefix_chars: int  # characters of the id that make the prefix key
+    items_per_key: int  # most viewed catalogue items kept per key
+    max_session_items: int
+    recency_decay: float
 
     def __post_init__(self) -> None:
         if self.prefix_chars < 1 or self.items_per_key < 1:

@@ -45,26 +45,26 @@ KEYS = ("item", "product")
 
 @dataclass(frozen=True)
 class CovisitConfig:
-    window: int = 3  # max position distance of a pair (1 = consecutive pairs)
-    direction: str = "both"  # both | forward | backward
-    distance_weight: float = 0.0  # pair weight 1 / d**distance_weight
-    unique_per_session: bool = True  # a pair counts once per session (at its highest weight)
-    collapse_repeats: bool = True  # drop consecutive duplicates (A A B -> A B) before pairing
-    normalize: str = "conditional"  # none | conditional | cosine | lift
-    top_n: int = 50  # neighbours kept per key
-    key: str = "item"  # item | product (cross-locale)
-    max_session_items: int = 5  # how many of the session's last distinct items are expanded
-    recency_decay: float = 0.6  # weight of the r-th most recent item: recency_decay ** r
-    lag: int = 0  # 0: the last max_session_items items; n: only the n-th most recent one
-    query_weight: float = 1.0  # weight of pairs from query sessions (prefix-only history sessions)
-    hops: int = 1  # 2: neighbours of neighbours too
-    hop_weight: float = 0.5  # a -> b -> c scores hop_weight * s(a, b) * s(b, c)
-    hop_below: int = 0  # second hop only from keys with fewer direct neighbours (0: all)
+    window: int  # max position distance of a pair (1 = consecutive pairs)
+    direction: str  # both | forward | backward
+    distance_weight: float  # pair weight 1 / d**distance_weight
+    unique_per_session: bool  # a pair counts once per session (at its highest weight)
+    collapse_repeats: bool  # drop consecutive duplicates (A A B -> A B) before pairing
+    normalize: str  # none | conditional | cosine | lift
+    top_n: int  # neighbours kept per key
+    key: str  # item | product (cross-locale)
+    max_session_items: int  # how many of the session's last distinct items are expanded
+    recency_decay: float  # weight of the r-th most recent item: recency_decay ** r
+    lag: int  # 0: the last max_session_items items; n: only the n-th most recent one
+    query_weight: float  # weight of pairs from query sessions (prefix-only history sessions)
+    hops: int  # 2: neighbours of neighbours too
+    hop_weight: float  # a -> b -> c scores hop_weight * s(a, b) * s(b, c)
+    hop_below: int  # second hop only from keys with fewer direct neighbours (0: all)
     # Chosen on held-out history sessions (see Covisit.select): each entry overrides these knobs.
-    grid: tuple[dict[str, Any], ...] = ()
-    select_share: float = 0.1  # share of the history's target-holding sessions held out to choose
-    select_sessions: int = 5000  # at most this many of them
-    select_locales: tuple[str, ...] = ()  # choose on sessions of these locales only (empty: all)
+    grid: tuple[dict[str, Any], ...]
+    select_share: float  # share of the history's target-holding sessions held out to choose
+    select_sessions: int  # at most this many of them
+    select_locales: tuple[str, ...]  # choose on sessions of these locales only (empty: all)
 
     def __post_init__(self) -> None:
         if self.window < 1:

@@ -36,26 +36,26 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class AlsConfig(IndexConfig):
-    factors: int = 64
-    regularization: float = 0.05
-    alpha: float = 2.0  # confidence = 1 + alpha * views
-    iterations: int = 15
-    max_fit_sessions: int = 0  # history sessions fitted on, a seeded sample (0: all)
-    num_threads: int = 1
-    max_session_items: int = 3
-    recency_decay: float = 0.5
+    factors: int
+    regularization: float
+    alpha: float  # confidence = 1 + alpha * views
+    iterations: int
+    max_fit_sessions: int  # history sessions fitted on, a seeded sample (0: all)
+    num_threads: int
+    max_session_items: int
+    recency_decay: float
 
 
 @dataclass(frozen=True)
 class BprConfig(IndexConfig):
-    factors: int = 64
-    learning_rate: float = 0.05
-    regularization: float = 0.01
-    iterations: int = 100
-    max_fit_sessions: int = 0
-    num_threads: int = 1
-    max_session_items: int = 3
-    recency_decay: float = 0.5
+    factors: int
+    learning_rate: float
+    regularization: float
+    iterations: int
+    max_fit_sessions: int
+    num_threads: int
+    max_session_items: int
+    recency_decay: float
 
 
 def session_item_matrix(history: pl.DataFrame, n_items: int) -> sp.csr_matrix:

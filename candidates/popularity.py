@@ -19,7 +19,7 @@ from candidates.session_items import catalogue_locale
 
 @dataclass(frozen=True)
 class PopularityConfig:
-    recent_fraction: float = 1.0  # share of the most recent sessions (by index) counted
+    recent_fraction: float  # share of the most recent sessions (by index) counted
 
 
 class Popularity(CandidateSource):

@@ -30,10 +30,10 @@ EMPTY = pl.DataFrame(schema={"session": pl.Int32, "item": pl.Int32, "score": pl.
 class IndexConfig:
     """The retrieval knobs every vector source's config carries (params.yaml, per source)."""
 
-    ivf_min_items: int = 0  # locales with at least this many items use IVF (0: always exact)
-    ivf_nlist: int = 1024  # IVF cells (k-means centroids) per locale
-    ivf_nprobe: int = 32  # cells scanned per query
-    ivf_train_points: int = 65536  # vectors sampled (seeded) to train the quantiser
+    ivf_min_items: int  # locales with at least this many items use IVF (0: always exact)
+    ivf_nlist: int  # IVF cells (k-means centroids) per locale
+    ivf_nprobe: int  # cells scanned per query
+    ivf_train_points: int  # vectors sampled (seeded) to train the quantiser
 
 
 def gpu_faiss() -> bool:

@@ -23,10 +23,10 @@ from candidates.session_items import ordered_sum, recent_items
 
 @dataclass(frozen=True)
 class SknnConfig:
-    sample_size: int = 300      # most recent sessions kept per item in the inverted index
-    neighbors: int = 100        # most similar past sessions kept per query session
-    max_session_items: int = 10  # query items matched
-    recency_decay: float = 1.0  # weight of the r-th most recent query item (1.0 = plain cosine)
+    sample_size: int  # most recent sessions kept per item in the inverted index
+    neighbors: int  # most similar past sessions kept per query session
+    max_session_items: int  # query items matched
+    recency_decay: float  # weight of the r-th most recent query item (1.0 = plain cosine)
 
 
 class Sknn(CandidateSource):

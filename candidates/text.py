@@ -35,13 +35,13 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class TextConfig:
-    max_df: float = 0.05  # drop tokens in more than this share of a locale's items
-    min_token_len: int = 2
-    items_per_token: int = 100  # most viewed items kept per token in the inverted index
-    max_session_items: int = 3
-    recency_decay: float = 0.5
-    popularity_power: float = 1.0
-    weighting: str = "idf"  # idf | lift (token weight learned from consecutive history pairs)
+    max_df: float  # drop tokens in more than this share of a locale's items
+    min_token_len: int
+    items_per_token: int  # most viewed items kept per token in the inverted index
+    max_session_items: int
+    recency_decay: float
+    popularity_power: float
+    weighting: str  # idf | lift (token weight learned from consecutive history pairs)
 
     def __post_init__(self) -> None:
         if self.weighting not in ("idf", "lift"):

@@ -1,7 +1,9 @@
 """The union of every configured candidate source: the candidate table of the ranker.
 
 Sources are configured in params.yaml ``candidates.sources`` as ``name -> {type: <registry key>,
-k: <cap per session>, <the type's knobs>}``; nothing here names a source.
+k: <cap per session>, <the knobs it sets>}``; every knob an entry leaves out takes the value of its
+type's block in ``source_defaults`` (every knob of each type, listed once). Nothing here names a
+source.
 
 Union frame (one row per distinct (session, item)):
     session:Int32, item:Int32, then for every configured source ``name`` in params order
@@ -11,14 +13,19 @@ Union frame (one row per distinct (session, item)):
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import polars as pl
 
 from candidates.base import CandidateSource
-from candidates.registry import source_class
+from candidates.registry import SOURCES, source_class
+from pipeline import config
 from pipeline.config import ParamsError, from_dict
+
+DEFAULTS = "source_defaults"  # params.yaml section: registry type -> every knob of its Config
 
 
 @dataclass(frozen=True)
@@ -29,10 +36,51 @@ class SourceSpec:
     source: CandidateSource
 
 
+def load_source_defaults(path: str | Path = config.PARAMS_FILE) -> dict[str, dict[str, Any]]:
+    """params.yaml ``source_defaults``: registry type -> its knobs, each block checked complete."""
+    defaults = config.section(DEFAULTS, path)
+    if not isinstance(defaults, dict):
+        raise ParamsError(f"{path}:{DEFAULTS}: expected a mapping, got {type(defaults).__name__}")
+    for kind, block in defaults.items():
+        if kind not in SOURCES:
+            raise ParamsError(f"{path}:{DEFAULTS}.{kind}: unknown source type; known: {sorted(SOURCES)}")
+        from_dict(source_class(kind).Config, block, f"{path}:{DEFAULTS}.{kind}")
+    return defaults
+
+
+def with_defaults(
+    specs: dict[str, dict[str, Any]], defaults: dict[str, dict[str, Any]], where: str = "candidates.sources"
+) -> dict[str, dict[str, Any]]:
+    """Every entry of ``specs`` completed with its type's ``source_defaults`` block (the entry wins).
+
+    Raises ParamsError naming the entry for a missing type or k, an unknown type, a type without a
+    defaults block, or a knob its type does not have.
+    """
+    out = {}
+    for name, spec in specs.items():
+        spec = dict(spec or {})
+        if "type" not in spec or "k" not in spec:
+            raise ParamsError(f"{where}.{name}: needs 'type' and 'k'")
+        kind = spec["type"]
+        if kind not in SOURCES:
+            raise ParamsError(f"{where}.{name}: unknown source type {kind!r}; known: {sorted(SOURCES)}")
+        if kind not in defaults:
+            raise ParamsError(f"{where}.{name}: no {DEFAULTS}.{kind} block for type {kind!r}")
+        knobs = {f.name for f in dataclasses.fields(source_class(kind).Config)}
+        unknown = sorted(set(spec) - knobs - {"type", "k"})
+        if unknown:
+            raise ParamsError(f"{where}.{name}: unknown key(s) {unknown}; allowed: {sorted(knobs)}")
+        out[name] = {**defaults[kind], **spec}
+    return out
+
+
 def build_sources(
     specs: dict[str, dict[str, Any]], seed: int, where: str = "candidates.sources"
 ) -> list[SourceSpec]:
-    """Instantiate every source of ``specs`` (params order), each from its own frozen config."""
+    """Instantiate every source of ``specs`` (params order), each from its own frozen config.
+
+    Each entry names every knob of its type (:func:`with_defaults` completes a params entry).
+    """
     out = []
     for name, spec in specs.items():
         spec = dict(spec or {})

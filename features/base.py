@@ -12,7 +12,7 @@ expressions and never changes its rows or their order.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import polars as pl
 
@@ -23,11 +23,11 @@ from pipeline.raw import LOCALES
 class FeaturesConfig:
     """params.yaml ``features``."""
 
-    chunk_sessions: int = 20_000  # query sessions per chunk (bounds memory at 360k x 300)
-    covisit_window: int = 3  # pairs of items at most this many positions apart
-    last_k: int = 3  # co-visitation with each of the last k distinct items
-    prefix_chars: int = 5  # ASIN prefix length that marks listed-together variants
-    deep_models: dict[str, str] = field(default_factory=dict)  # family deep: registry type -> checkpoint glob
+    chunk_sessions: int  # query sessions per chunk (bounds memory at 360k x 300)
+    covisit_window: int  # pairs of items at most this many positions apart
+    last_k: int  # co-visitation with each of the last k distinct items
+    prefix_chars: int  # ASIN prefix length that marks listed-together variants
+    deep_models: dict[str, str]  # family deep: registry type -> checkpoint glob
 
 
 @dataclass(frozen=True)

@@ -24,14 +24,16 @@ from features.base import Chunk, FeaturesConfig, Inputs
 
 @dataclass(frozen=True)
 class State:
-    models: dict  # registry type -> fitted DeepSource
+    models: dict  # registry type -> its Scorer (candidates/deep/source.py)
 
 
 def fit(inputs: Inputs, cfg: FeaturesConfig) -> State:
     models = {}
     for kind, pattern in cfg.deep_models.items():
         cls = source_class(kind)
-        models[kind] = cls(cls.Config(checkpoint=pattern), 0).fit(inputs.history, inputs.items)
+        if not hasattr(cls, "scorer"):
+            raise ValueError(f"features.deep_models.{kind}: {kind!r} is not a deep source type")
+        models[kind] = cls.scorer(pattern, inputs.history, inputs.items)
     return State(models)
 
 

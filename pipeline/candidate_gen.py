@@ -16,7 +16,7 @@ import argparse
 import logging
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +25,7 @@ from tqdm import tqdm
 
 from candidates.base import query_sessions
 from candidates.covisit import with_query_flag
-from candidates.union import SourceSpec, build_sources, union
+from candidates.union import SourceSpec, build_sources, load_source_defaults, union, with_defaults
 from pipeline import config, engine, guards, schemas
 from pipeline.io import parquet_parts, peak_rss_mib, setup_logging, timed
 
@@ -34,9 +34,9 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class CandidatesConfig:
-    chunk_size: int = 20_000  # query sessions per generate() call
-    max_per_session: int = 300  # cap on the union per session
-    sources: dict[str, dict[str, Any]] = field(default_factory=dict)  # name -> {type, k, knobs}
+    chunk_size: int  # query sessions per generate() call
+    max_per_session: int  # cap on the union per session
+    sources: dict[str, dict[str, Any]]  # name -> {type, k, knobs}
 
 
 def fit_sources(specs: list[SourceSpec], history: pl.DataFrame, items: pl.DataFrame) -> None:
@@ -91,7 +91,8 @@ def main() -> None:
     args = parser.parse_args()
     setup_logging()
     cfg = config.load_section(CandidatesConfig, "candidates")
-    specs = build_sources(cfg.sources, config.seed())
+    sources = with_defaults(cfg.sources, load_source_defaults(), f"{config.PARAMS_FILE}:candidates.sources")
+    specs = build_sources(sources, config.seed())
 
     split = args.splitdir / args.split
     history = schemas.check(pl.read_parquet(split / "history.parquet"), schemas.EVENTS, "history")

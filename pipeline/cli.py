@@ -17,6 +17,9 @@ import typer
 
 from pipeline.raw import RawDataError, exit_on_data_error
 
+# m2 generate outside a checkout of this repository: its params.yaml (the package is installed editable)
+REPO_PARAMS = Path(__file__).resolve().parents[1] / "params.yaml"
+
 app = typer.Typer(help="Amazon-M2 (KDD Cup 2023) pipeline tools.", no_args_is_help=True, add_completion=False)
 
 
@@ -79,7 +82,8 @@ def generate(
     seed: int = typer.Option(42),
     stats: bool = typer.Option(False, "--stats", help="print the data report beside the paper's figures"),
 ) -> None:
-    """Generate the synthetic Amazon-M2 (knobs from params.yaml `synthetic` when present)."""
+    """Generate the synthetic Amazon-M2 (knobs from params.yaml `synthetic`: the current directory's,
+    else the repository's)."""
     from pipeline import config
     from pipeline import stats as data_stats
     from pipeline.io import setup_logging
@@ -87,10 +91,8 @@ def generate(
     from pipeline.synthetic import generate as run
 
     setup_logging()
-    if config.PARAMS_FILE.exists():
-        cfg = config.load_section(SyntheticConfig, "synthetic")
-    else:
-        cfg = SyntheticConfig()
+    params = config.PARAMS_FILE if config.PARAMS_FILE.exists() else REPO_PARAMS
+    cfg = config.load_section(SyntheticConfig, "synthetic", params)
     result = run(out, scale, seed, cfg)
     typer.echo(f"wrote {out}: {sum(result['train_sessions'].values())} train sessions, "
                f"{result['interactions']} interactions, {result['unique_products']} products "

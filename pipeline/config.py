@@ -35,15 +35,13 @@ def read_params(path: str | Path = PARAMS_FILE) -> dict[str, Any]:
     return params
 
 
-def from_dict(cls: type[T], values: dict[str, Any], where: str, *, complete: bool = False) -> T:
+def from_dict(cls: type[T], values: dict[str, Any], where: str) -> T:
     """Build dataclass ``cls`` from ``values``, recursing into nested dataclass fields.
 
-    Every value is checked against its field's annotation (int, float, bool, str, tuple/list/dict
-    of those, ``X | None``, nested dataclasses; an int is accepted for a float, a bool never for a
-    number). ``complete=True`` (every params.yaml section a stage reads, see :func:`load_section`)
-    requires every field, so a dataclass default never applies: params.yaml is the one source of
-    values. ``complete=False`` lets ``values`` name only some fields; it is for the per-entry knobs of
-    ``candidates.sources`` (candidates/union.py), where an entry names the knobs it sets.
+    Every field must be in ``values`` (a dataclass default never applies: params.yaml is the one
+    source of values), and every value is checked against its field's annotation (int, float, bool,
+    str, tuple/list/dict of those, ``X | None``, nested dataclasses; an int is accepted for a float, a
+    bool never for a number).
 
     Raises ParamsError naming the key (e.g. ``params.yaml:split.valid_fraction``) for an unknown,
     missing or mistyped key.
@@ -56,13 +54,10 @@ def from_dict(cls: type[T], values: dict[str, Any], where: str, *, complete: boo
         raise ParamsError(f"{where}: unknown key(s) {unknown}; allowed: {sorted(fields)}")
     hints = typing.get_type_hints(cls)
     kwargs = {}
-    for name, field in fields.items():
+    for name in fields:
         if name not in values:
-            no_default = field.default is dataclasses.MISSING and field.default_factory is dataclasses.MISSING
-            if complete or no_default:
-                raise ParamsError(f"{where}: missing key {name!r} ({where}.{name})")
-            continue
-        kwargs[name] = _convert(values[name], hints[name], f"{where}.{name}", complete)
+            raise ParamsError(f"{where}: missing key {name!r} ({where}.{name})")
+        kwargs[name] = _convert(values[name], hints[name], f"{where}.{name}")
     try:
         return cls(**kwargs)
     except (TypeError, ValueError) as err:  # a dataclass's own validation (__post_init__)
@@ -73,7 +68,7 @@ def _type_name(hint: Any) -> str:
     return getattr(hint, "__name__", None) or str(hint).replace("typing.", "")
 
 
-def _convert(value: Any, hint: Any, where: str, complete: bool) -> Any:
+def _convert(value: Any, hint: Any, where: str) -> Any:
     """``value`` checked against annotation ``hint`` (and converted: list -> tuple, int -> float)."""
     origin, args = typing.get_origin(hint), typing.get_args(hint)
     if hint is Any:
@@ -84,25 +79,25 @@ def _convert(value: Any, hint: Any, where: str, complete: bool) -> Any:
         errors = []
         for arg in (a for a in args if a is not type(None)):
             try:
-                return _convert(value, arg, where, complete)
+                return _convert(value, arg, where)
             except ParamsError as err:
                 errors.append(err)
         raise errors[0]
     if dataclasses.is_dataclass(hint):
-        return from_dict(hint, value, where, complete=complete)
+        return from_dict(hint, value, where)
     if origin in (list, tuple):
         if not isinstance(value, list | tuple):
             raise ParamsError(f"{where}: expected a list ({_type_name(hint)}), "
                               f"got {type(value).__name__} {value!r}")
         item = args[0] if args else Any
-        items = [_convert(v, item, f"{where}[{i}]", complete) for i, v in enumerate(value)]
+        items = [_convert(v, item, f"{where}[{i}]") for i, v in enumerate(value)]
         return tuple(items) if origin is tuple else items
     if origin is dict or hint is dict:
         if not isinstance(value, dict):
             raise ParamsError(f"{where}: expected a mapping ({_type_name(hint)}), "
                               f"got {type(value).__name__} {value!r}")
         ktype, vtype = args if args else (Any, Any)
-        return {_convert(k, ktype, f"{where} key", complete): _convert(v, vtype, f"{where}.{k}", complete)
+        return {_convert(k, ktype, f"{where} key"): _convert(v, vtype, f"{where}.{k}")
                 for k, v in value.items()}
     if hint is float and isinstance(value, int) and not isinstance(value, bool):
         return float(value)
@@ -113,16 +108,20 @@ def _convert(value: Any, hint: Any, where: str, complete: bool) -> Any:
     return value
 
 
-def load_section(cls: type[T], section: str, path: str | Path = PARAMS_FILE) -> T:
-    """Read ``section`` of params.yaml (dotted names allowed) into dataclass ``cls``: every field
-    must be there with its annotated type (``from_dict(complete=True)``)."""
-    params = read_params(path)
-    node: Any = params
-    for part in section.split("."):
+def section(name: str, path: str | Path = PARAMS_FILE) -> Any:
+    """The raw value of section ``name`` of params.yaml (dotted names allowed)."""
+    node: Any = read_params(path)
+    for part in name.split("."):
         if not isinstance(node, dict) or part not in node:
-            raise ParamsError(f"{path}: missing section {section!r}")
+            raise ParamsError(f"{path}: missing section {name!r}")
         node = node[part]
-    return from_dict(cls, node, f"{path}:{section}", complete=True)
+    return node
+
+
+def load_section(cls: type[T], name: str, path: str | Path = PARAMS_FILE) -> T:
+    """Read section ``name`` of params.yaml (dotted names allowed) into dataclass ``cls``: every field
+    must be there with its annotated type (:func:`from_dict`)."""
+    return from_dict(cls, section(name, path), f"{path}:{name}")
 
 
 def seed(path: str | Path = PARAMS_FILE) -> int:

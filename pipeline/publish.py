@@ -30,9 +30,9 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class PublishConfig:
-    task1: str = "popularity"
-    task2: str = "popularity"
-    task3: str = "last_title"
+    task1: str
+    task2: str
+    task3: str
 
 
 def remove_unlisted(submissions: Path, listed: Iterable[str]) -> list[Path]:

@@ -68,6 +68,11 @@ def oracle_file(task: int, phase: int) -> str:
     return f"oracle_task{task}_phase{phase}.csv"
 
 
+# The oracle file's target_class values: the target's relation to the session's hidden state
+# (pipeline/synthetic/oracle.py target_classes).
+TARGET_CLASSES = ("related_1", "related_2", "related_3+", "variant", "category", "other")
+
+
 class RawDataError(ValueError):
     """A malformed record in a raw file; the message names file, line and field."""
 

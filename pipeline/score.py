@@ -36,7 +36,6 @@ import polars as pl
 
 from pipeline import metrics, probes, raw, submission
 from pipeline.io import setup_logging, write_json, write_text
-from pipeline.synthetic import TARGET_CLASSES
 
 log = logging.getLogger(__name__)
 
@@ -174,7 +173,7 @@ def format_gap(board: dict) -> str:
         )
         lines.append("|" + "---|" * 8)
         for method, classes in sorted(board[key].items(), key=lambda kv: -kv[1]["all"]["mrr@100"]):
-            for cls in ["all"] + [c for c in TARGET_CLASSES if c in classes]:
+            for cls in ["all"] + [c for c in raw.TARGET_CLASSES if c in classes]:
                 c = classes[cls]
                 lines.append(
                     f"| {method} | {cls} | {c['share']:.3f} | {c['mrr@100']:.4f} "

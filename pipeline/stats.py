@@ -24,7 +24,7 @@ import polars as pl
 from pipeline import raw
 from pipeline.io import peak_rss_mib, setup_logging, timed, write_json
 from pipeline.metrics import within_targets
-from pipeline.synthetic import PRODUCTS, TRAIN_SESSIONS
+from pipeline.paper import PRODUCTS, TRAIN_SESSIONS
 
 log = logging.getLogger(__name__)
 

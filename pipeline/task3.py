@@ -23,6 +23,7 @@ unscored when there is no ground truth.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import logging
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,6 +31,7 @@ from typing import TYPE_CHECKING
 
 import polars as pl
 
+from candidates.union import load_source_defaults, with_defaults
 from pipeline import config, submission
 from pipeline.io import setup_logging, timed, write_json
 from pipeline.metrics import bleu
@@ -126,6 +128,8 @@ def main() -> None:
     args = parser.parse_args()
     setup_logging()
     cfg = config.load_section(tc.ChooserConfig, "task3.chooser")
+    where = f"{config.PARAMS_FILE}:task3.chooser.sources"
+    cfg = dataclasses.replace(cfg, sources=with_defaults(cfg.sources, load_source_defaults(), where))
     seed = config.seed()
     items = pl.read_parquet(args.prepared / "items.parquet")
     sessions = pl.read_parquet(args.prepared / "sessions.parquet")

@@ -37,11 +37,11 @@ def sample_dir() -> Path:
 def tiny_world(tmp_path_factory) -> TinyWorld:
     """Synthetic data at TINY_SCALE, run through prepare and split (the real stage cores)."""
     from pipeline import prepare, split, synthetic
-    from tests._params import section
+    from tests._params import section, synthetic_config
 
     root = tmp_path_factory.mktemp("world")
     raw_dir = root / "data" / "raw"
-    synthetic.generate(raw_dir, scale=TINY_SCALE, seed=SEED)
+    synthetic.generate(raw_dir, scale=TINY_SCALE, seed=SEED, cfg=synthetic_config())
     products, train, tests, _ = prepare.read_raw(raw_dir, "raise")
     prepared = prepare.prepare(products, train, tests)
     prepared_dir = root / "data" / "prepared"

@@ -7,12 +7,13 @@ import polars as pl
 import pytest
 
 from candidates.base import CandidateSource
-from candidates.covisit import Covisit, CovisitConfig, pair_weights
-from candidates.registry import SOURCES, source_class
-from candidates.union import build_sources, union
+from candidates.covisit import pair_weights
+from candidates.registry import SOURCES
+from candidates.union import build_sources, union, with_defaults
 from pipeline import schemas
-from pipeline.config import ParamsError, from_dict
+from pipeline.config import ParamsError
 from pipeline.recall import recall_report
+from tests import _params
 
 N_PER_LOCALE = 30
 
@@ -63,8 +64,7 @@ class SourceContract:
     k = 8
 
     def make(self, seed: int = 0) -> CandidateSource:
-        cls = source_class(self.type_)
-        return cls(from_dict(cls.Config, self.cfg, self.type_), seed)
+        return _params.source(self.type_, seed, **self.cfg)
 
     @pytest.fixture(scope="class")
     @classmethod
@@ -160,13 +160,12 @@ class TestBprSampledIvf(SourceContract):
 
 def test_factor_fit_sample_ignores_row_order():
     """max_fit_sessions keeps the same sessions however the history is ordered (ids are hashed)."""
-    cls = source_class("als")
     history, items = tiny_history(), tiny_items()
     capped = {"factors": 8, "iterations": 3, "max_fit_sessions": 100}
-    full = cls(from_dict(cls.Config, {"factors": 8, "iterations": 3}, "als"), 0).fit(history, items)
-    a = cls(from_dict(cls.Config, capped, "als"), 0).fit(history, items)
+    full = _params.source("als", factors=8, iterations=3).fit(history, items)
+    a = _params.source("als", **capped).fit(history, items)
     shuffled = history.sample(fraction=1.0, shuffle=True, seed=5)
-    b = cls(from_dict(cls.Config, capped, "als"), 0).fit(shuffled, items)
+    b = _params.source("als", **capped).fit(shuffled, items)
     np.testing.assert_array_equal(a.vectors, b.vectors)
     assert not np.array_equal(a.vectors, full.vectors)
 
@@ -187,7 +186,9 @@ class TestAttributeColumn(SourceContract):
     type_, cfg = "attribute", {"key": "price"}
 
 
-_TINY_DEEP = {"dim": 8, "epochs": 2, "batch_size": 32, "negatives": 16, "lr": 0.01, "dropout": 0.0}
+_TINY_DEEP = {"dim": 8, "layers": 1, "heads": 2, "dropout": 0.0, "max_len": 20, "epochs": 2, "batch_size": 32,
+              "lr": 0.01, "weight_decay": 0.0, "negatives": 16, "logq": True, "skip_repeats": True,
+              "max_epoch_sessions": 0, "max_train_seconds": 0.0}  # every ModelConfig knob but arch
 
 
 class TestGru4rec(SourceContract):  # trains in fit (no checkpoint): the contract, not the model's quality
@@ -211,7 +212,7 @@ def _events(*sessions: list[int]) -> pl.DataFrame:
 
 
 def _weights(events: pl.DataFrame, **cfg) -> dict[tuple[int, int], float]:
-    w = pair_weights(events, CovisitConfig(**cfg))
+    w = pair_weights(events, _params.source_config("covisit", **cfg))
     return {(a, b): v for a, b, v in w.iter_rows()}
 
 
@@ -240,8 +241,8 @@ def test_product_key_transfers_across_locales():
     queries = pl.DataFrame({"session": [9], "locale": ["ES"], "position": [0], "item": [32]},
                            schema={"session": pl.Int32, "locale": pl.String, "position": pl.Int32,
                                    "item": pl.Int32})
-    by_item = Covisit(CovisitConfig(key="item"), 0).fit(history, items).generate(queries, 5)
-    by_product = Covisit(CovisitConfig(key="product"), 0).fit(history, items).generate(queries, 5)
+    by_item = _params.source("covisit", key="item").fit(history, items).generate(queries, 5)
+    by_product = _params.source("covisit", key="product").fit(history, items).generate(queries, 5)
     assert by_item.height == 0
     assert by_product["item"].to_list() == [33]  # ES item of product 3
 
@@ -249,7 +250,7 @@ def test_product_key_transfers_across_locales():
 # --- leakage --------------------------------------------------------------------------------------
 
 def _target_score(history: pl.DataFrame, query: pl.DataFrame, target: int) -> float:
-    out = Covisit(CovisitConfig(window=3), 0).fit(history, tiny_items()).generate(query, 50)
+    out = _params.source("covisit", window=3).fit(history, tiny_items()).generate(query, 50)
     hit = out.filter(pl.col("item") == target)
     return float(hit["score"][0]) if hit.height else 0.0
 
@@ -309,16 +310,23 @@ def test_union_empty_source_keeps_its_columns():
 
 
 def test_build_sources_reads_params_entries():
-    specs = build_sources({"pop": {"type": "popularity", "k": 5},
-                           "fwd": {"type": "covisit", "k": 7, "direction": "forward"}}, seed=3)
+    specs = _params.sources({"pop": {"type": "popularity", "k": 5},
+                             "fwd": {"type": "covisit", "k": 7, "direction": "forward"}}, seed=3)
     assert [(s.name, s.type, s.k) for s in specs] == [("pop", "popularity", 5), ("fwd", "covisit", 7)]
     assert specs[1].source.cfg.direction == "forward"
-    with pytest.raises(ParamsError):
-        build_sources({"x": {"type": "covisit", "k": 5, "windw": 2}}, seed=0)
-    with pytest.raises(ParamsError):
-        build_sources({"x": {"type": "covisit"}}, seed=0)
-    with pytest.raises(KeyError):
-        build_sources({"x": {"type": "nope", "k": 1}}, seed=0)
+    assert specs[1].source.cfg.window == _params.source_defaults()["covisit"]["window"]
+    defaults = _params.source_defaults()
+    with pytest.raises(ParamsError, match=r"sources\.x: unknown key\(s\) \['windw'\]"):
+        with_defaults({"x": {"type": "covisit", "k": 5, "windw": 2}}, defaults)
+    with pytest.raises(ParamsError, match=r"sources\.x: needs 'type' and 'k'"):
+        with_defaults({"x": {"type": "covisit"}}, defaults)
+    with pytest.raises(ParamsError, match="unknown source type 'nope'"):
+        with_defaults({"x": {"type": "nope", "k": 1}}, defaults)
+    with pytest.raises(ParamsError, match=r"no source_defaults\.sknn block"):
+        with_defaults({"x": {"type": "sknn", "k": 1}}, {"covisit": defaults["covisit"]})
+    # build_sources takes completed entries: a knob left out is an error naming it
+    with pytest.raises(ParamsError, match=r"missing key 'window' \(candidates\.sources\.x\.window\)"):
+        build_sources({"x": {"type": "covisit", "k": 5}}, seed=0)
 
 
 # --- recall report --------------------------------------------------------------------------------
@@ -356,9 +364,7 @@ def test_prefix_proposes_the_family_in_the_session_locale_by_views():
     # Ids A0..A29 (DE) and A0..A19 (ES): prefix "A1" holds products 1 and 10..19.
     items = tiny_items()
     history = _events([12, 12, 12], [13], [30 + 12])  # DE 12 viewed 3x, DE 13 once; ES 12 once
-    out = (source_class("attribute")(from_dict(source_class("attribute").Config,
-                                               {"key": "prefix", "prefix_chars": 2},
-                                               "t"), 0)
+    out = (_params.source("attribute", key="prefix", prefix_chars=2)
            .fit(history, items).generate(_one_query("DE", 11), 20))
     got = out["item"].to_list()
     assert set(got) == {1, 10, 12, 13, 14, 15, 16, 17, 18, 19}   # the DE family, not ES, not itself
@@ -369,7 +375,7 @@ def test_lift_weights_words_that_persist_along_sessions():
     """A title word that consecutive items share (the block word) gets a large weight; a word that
     is shared only as often as chance (one of two colours) gets about none, though it is rarer
     than nothing in IDF terms."""
-    from candidates.text import TextConfig, title_tokens, token_lift
+    from candidates.text import title_tokens, token_lift
 
     n = 40
     colour = np.random.default_rng(0).integers(0, 2, n)
@@ -377,7 +383,7 @@ def test_lift_weights_words_that_persist_along_sessions():
                           "title": [f"block{i // 4} colour{c}" for i, c in enumerate(colour)]},
                          schema_overrides={"item": pl.Int32})
     history = _events(*[[b * 4 + j for j in range(4)] for b in range(n // 4)] * 5)
-    tokens = title_tokens(items, TextConfig(max_df=1.0))
+    tokens = title_tokens(items, _params.source_config("text", max_df=1.0))
     weight = token_lift(history, tokens).join(tokens.group_by("token").agg(df=pl.len()), on="token")
     block, col = weight.filter(pl.col("df") == 4), weight.filter(pl.col("df") > 4)
     assert block.height == n // 4 and col.height == 2
@@ -386,7 +392,6 @@ def test_lift_weights_words_that_persist_along_sessions():
 
 
 def test_popularity_is_the_locale_top_k_without_own_items_for_long_and_short_sessions():
-    from candidates.popularity import Popularity, PopularityConfig
 
     history, items = tiny_history(), tiny_items()
     queries = tiny_queries()
@@ -404,7 +409,7 @@ def test_popularity_is_the_locale_top_k_without_own_items_for_long_and_short_ses
     sessions = pl.concat([long, queries.filter(pl.col("session") != first["session"])
                           .select("session", "locale", "position", "item")])
     k = 6
-    out = Popularity(PopularityConfig(), 0).fit(history, items).generate(sessions, k)
+    out = _params.source("popularity").fit(history, items).generate(sessions, k)
     own = sessions.select("session", "item").drop_nulls()
     expected = (
         sessions.select("session", "locale").unique()

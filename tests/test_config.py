@@ -127,12 +127,61 @@ def test_a_dataclass_check_is_a_params_error(tmp_path):
         config.load_section(ChooserConfig, "task3.chooser", _write(tmp_path, params))
 
 
-def test_source_knobs_name_only_what_they_set():
-    """candidates.sources entries are partial on purpose (a variant names the knobs it changes), typed
-    all the same."""
-    from candidates.covisit import CovisitConfig
+def _sources(path: Path) -> None:
+    """What stage candidates and stage task3 do with their source entries."""
+    from candidates.union import build_sources, load_source_defaults, with_defaults
 
-    cfg = config.from_dict(CovisitConfig, {"window": 2}, "candidates.sources.x")
-    assert cfg.window == 2
-    with pytest.raises(config.ParamsError, match=r"candidates\.sources\.x\.window: expected int"):
-        config.from_dict(CovisitConfig, {"window": "2"}, "candidates.sources.x")
+    params, defaults = config.read_params(path), load_source_defaults(path)
+    for where, specs in (("candidates.sources", params["candidates"]["sources"]),
+                         ("task3.chooser.sources", params["task3"]["chooser"]["sources"])):
+        build_sources(with_defaults(specs, defaults, f"{path}:{where}"), 0, f"{path}:{where}")
+
+
+def test_every_source_entry_builds_from_its_defaults():
+    """Every candidate source type has a complete source_defaults block, and every entry of
+    candidates.sources and task3.chooser.sources builds from it."""
+    from candidates.registry import SOURCES
+    from candidates.union import load_source_defaults
+
+    assert set(load_source_defaults(REPO / "params.yaml")) == set(SOURCES)
+    _sources(REPO / "params.yaml")
+
+
+@pytest.mark.parametrize("kind", ["covisit", "als", "gru4rec", "text"])
+def test_a_deleted_source_default_is_an_error_naming_it(tmp_path, kind):
+    from candidates.registry import source_class
+
+    for name in [f.name for f in dataclasses.fields(source_class(kind).Config)]:
+        params = _params()
+        del params["source_defaults"][kind][name]
+        named = rf"missing key '{name}' \(.*:source_defaults\.{kind}\.{name}\)"
+        with pytest.raises(config.ParamsError, match=named):
+            _sources(_write(tmp_path, params))
+
+
+@pytest.mark.parametrize("path, key, value, expected", [
+    ("candidates.sources.covisit_fwd", "windw", 2,
+     r"params\.yaml:candidates\.sources\.covisit_fwd: unknown key\(s\) \['windw'\]"),
+    ("task3.chooser.sources.covisit", "recency_decy", 0.5, r"task3\.chooser\.sources\.covisit: unknown key"),
+    ("source_defaults.sknn", "neighbours", 100, r"source_defaults\.sknn: unknown key\(s\) \['neighbours'\]"),
+    ("candidates.sources.covisit_dist", "window", "8",
+     r"candidates\.sources\.covisit_dist\.window: expected int"),
+    ("source_defaults.covisit", "top_n", 5.5, r"source_defaults\.covisit\.top_n: expected int"),
+], ids=["entry typo", "task3 entry typo", "defaults typo", "entry mistyped", "default mistyped"])
+def test_a_source_knob_typo_or_mistype_is_an_error_naming_it(tmp_path, path, key, value, expected):
+    params = _params()
+    _node(params, path)[key] = value
+    with pytest.raises(config.ParamsError, match=expected):
+        _sources(_write(tmp_path, params))
+
+
+def test_no_config_has_a_default():
+    """params.yaml is the only source of values: no dataclass read from it carries a default."""
+    from candidates.deep.config import ModelConfig
+    from candidates.registry import SOURCES, source_class
+
+    classes = [*SECTIONS.values(), ModelConfig, *(source_class(kind).Config for kind in SOURCES)]
+    for cls in classes:
+        with_default = [f.name for f in dataclasses.fields(cls) if f.default is not dataclasses.MISSING
+                        or f.default_factory is not dataclasses.MISSING]
+        assert not with_default, f"{cls.__name__}: defaults for {with_default}"

@@ -13,7 +13,14 @@ from candidates.covisit import (
     weighted_pairs,
     with_query_flag,
 )
+from tests import _params
 from tests.test_candidates import SourceContract, tiny_history, tiny_items
+
+
+def covisit_cfg(**knobs) -> CovisitConfig:
+    """params.yaml ``source_defaults.covisit`` with ``knobs`` replaced."""
+    return _params.source_config("covisit", **knobs)
+
 
 EVENTS = {"session": pl.Int32, "position": pl.Int32, "item": pl.Int32}
 
@@ -67,12 +74,12 @@ def test_query_weight_scales_only_query_pairs():
     w = {
         (a, b): v
         for a, b, v in weighted_pairs(
-            ev, CovisitConfig(window=1, direction="forward", query_weight=4.0)
+            ev, covisit_cfg(window=1, direction="forward", query_weight=4.0)
         ).iter_rows()
     }
     assert w == {(1, 2): 1.0, (1, 3): 4.0}
     plain = {
-        (a, b): v for a, b, v in weighted_pairs(ev, CovisitConfig(window=1, direction="forward")).iter_rows()
+        (a, b): v for a, b, v in weighted_pairs(ev, covisit_cfg(window=1, direction="forward")).iter_rows()
     }
     assert plain == {(1, 2): 1.0, (1, 3): 1.0}
 
@@ -80,7 +87,7 @@ def test_query_weight_scales_only_query_pairs():
 def test_two_hops_reach_neighbours_of_neighbours_of_rare_items_only():
     # 1 -> 2 once (rare: one neighbour); 2 -> 3, 2 -> 4 often; 5 has three direct neighbours.
     ev = _events([1, 2], *[[2, 3]] * 3, [2, 4], [5, 6], [5, 7], [5, 8], [6, 9])
-    cfg = CovisitConfig(
+    cfg = covisit_cfg(
         window=1, direction="forward", normalize="conditional", hops=2, hop_weight=0.5, hop_below=2
     )
     nb = neighbours(ev, cfg)
@@ -88,14 +95,14 @@ def test_two_hops_reach_neighbours_of_neighbours_of_rare_items_only():
     assert set(of[1]) == {2, 3, 4}
     assert of[1][3] == pytest.approx(0.5 * 1.0 * 0.75) and of[1][2] == pytest.approx(1.0)
     assert set(of[5]) == {6, 7, 8}  # three direct neighbours: not rare, not expanded
-    one = neighbours(ev, CovisitConfig(window=1, direction="forward"))
-    assert expand_hops(one, CovisitConfig(hops=1)).equals(one)
+    one = neighbours(ev, covisit_cfg(window=1, direction="forward"))
+    assert expand_hops(one, covisit_cfg(hops=1)).equals(one)
 
 
 def test_lag_expands_only_that_recent_item():
     history = _events(*[[1, 2]] * 3, *[[3, 4]] * 3)
-    last1 = Covisit(CovisitConfig(window=1, direction="forward", lag=1), 0).fit(history, tiny_items())
-    last2 = Covisit(CovisitConfig(window=1, direction="forward", lag=2), 0).fit(history, tiny_items())
+    last1 = Covisit(covisit_cfg(window=1, direction="forward", lag=1), 0).fit(history, tiny_items())
+    last2 = Covisit(covisit_cfg(window=1, direction="forward", lag=2), 0).fit(history, tiny_items())
     q = _query(1, 3)  # last item 3, the one before 1
     assert last1.generate(q, 5)["item"].to_list() == [4]
     assert last2.generate(q, 5)["item"].to_list() == [2]
@@ -106,7 +113,7 @@ def test_grid_chooses_the_variant_that_ranks_held_out_targets_best():
     a forward window of 2 finds it, a consecutive-pair variant cannot; the grid picks window 2."""
     rows = [[i, i + 1, i + 2] for i in range(0, 26)] * 4
     history = _events(*rows)
-    cfg = CovisitConfig(
+    cfg = covisit_cfg(
         grid=({"window": 1, "direction": "backward"}, {"window": 2, "direction": "forward"}),
         select_share=0.5,
         max_session_items=2,
@@ -120,14 +127,14 @@ def test_grid_chooses_the_variant_that_ranks_held_out_targets_best():
 
 def test_grid_rejects_unknown_knobs():
     with pytest.raises(ValueError, match="unknown knob"):
-        CovisitConfig(grid=({"windw": 2},))
+        covisit_cfg(grid=({"windw": 2},))
     with pytest.raises(ValueError):
-        CovisitConfig(grid=({"direction": "sideways"},))
+        covisit_cfg(grid=({"direction": "sideways"},))
 
 
 def test_grid_on_tiny_history_is_deterministic():
     history = tiny_history()
-    cfg = CovisitConfig(grid=({"window": 1}, {"window": 3, "normalize": "lift"}), select_share=0.3)
+    cfg = covisit_cfg(grid=({"window": 1}, {"window": 3, "normalize": "lift"}), select_share=0.3)
     a = Covisit(cfg, 0).fit(history, tiny_items())
     b = Covisit(cfg, 0).fit(history, tiny_items())
     assert a.selection == b.selection and a.nbrs.equals(b.nbrs)

@@ -12,7 +12,14 @@ pytest.importorskip("distributed")
 from candidates.covisit import CovisitConfig, neighbours  # noqa: E402
 from pipeline.engine import DaskConfig, dask_client, session_ranges, write_session_partitions  # noqa: E402
 from pipeline.engine import covisit as dask_covisit  # noqa: E402
+from tests import _params  # noqa: E402
 from tests._params import section  # noqa: E402
+
+
+def covisit_cfg(**knobs) -> CovisitConfig:
+    """params.yaml ``source_defaults.covisit`` with ``knobs`` replaced."""
+    return _params.source_config("covisit", **knobs)
+
 
 pytestmark = pytest.mark.dask
 
@@ -28,10 +35,10 @@ def client():
 
 
 @pytest.mark.parametrize("cfg", [
-    CovisitConfig(window=1, direction="forward", normalize="conditional", top_n=50),
-    CovisitConfig(window=8, direction="forward", distance_weight=1.0, normalize="conditional", top_n=50),
-    CovisitConfig(window=3, direction="both", normalize="cosine", top_n=20),
-    CovisitConfig(window=2, direction="backward", normalize="lift", unique_per_session=False, top_n=10),
+    covisit_cfg(window=1, direction="forward", normalize="conditional", top_n=50),
+    covisit_cfg(window=8, direction="forward", distance_weight=1.0, normalize="conditional", top_n=50),
+    covisit_cfg(window=3, direction="both", normalize="cosine", top_n=20),
+    covisit_cfg(window=2, direction="backward", normalize="lift", unique_per_session=False, top_n=10),
 ], ids=["fwd", "dist", "cosine", "lift"])
 def test_covisit_neighbours_equal(tiny_world, client, cfg, tmp_path):
     history = pl.read_parquet(tiny_world.split / "valid" / "history.parquet")
@@ -68,17 +75,15 @@ def _split_inputs(world, split: str):
 @pytest.fixture(scope="module")
 def unions(tiny_world, client, tmp_path_factory):
     """valid split: (polars union, dask union), tiny_world's params-like sources, chunks of CHUNK sessions."""
-    from candidates.union import build_sources
     from pipeline.candidate_gen import fit_sources, generate_union
     from pipeline.engine.union import parts_on
 
     history, _, items, sessions = _split_inputs(tiny_world, "valid")
-    specs = build_sources(SOURCES, 7)
+    specs = _params.sources(SOURCES, 7)
     fit_sources(specs, history, items)
     expected = pl.concat(generate_union(specs, sessions, CHUNK, 120))
-    got = pl.concat(parts_on(client, tmp_path_factory.mktemp("union"), 4, build_sources(SOURCES, 7), history,
-                             items,
-                             sessions, CHUNK, 120))
+    got = pl.concat(parts_on(client, tmp_path_factory.mktemp("union"), 4, _params.sources(SOURCES, 7),
+                             history, items, sessions, CHUNK, 120))
     return expected, got
 
 
@@ -98,7 +103,7 @@ def valid_features(tiny_world, client, unions, tmp_path_factory):
 
     tmp = tmp_path_factory.mktemp("features")
     history, queries, items, _ = _split_inputs(tiny_world, "valid")
-    cfg = FeaturesConfig(chunk_sessions=CHUNK, deep_models={})
+    cfg = section(FeaturesConfig, "features", chunk_sessions=CHUNK, deep_models={})
     inputs = Inputs(history=history, items=items,
                     sessions=tiny_world.read("sessions").select("session", "dataset", "locale", "length"))
     union_path = tmp / "union.parquet"

@@ -14,13 +14,17 @@ from candidates.base import CandidateSource
 from candidates.deep.config import ModelConfig
 from candidates.deep.data import pad_left, session_sequences
 from candidates.deep.models import build
-from candidates.deep.source import DeepSourceConfig, GRU4RecSource, NoCheckpointError, SASRecSource
+from candidates.deep.source import GRU4RecSource, NoCheckpointError, SASRecSource
 from candidates.deep.train import length_batches, load, repeated_targets, train, trim
 from candidates.registry import source_class
 from pipeline import schemas
+from tests import _params
+from tests._params import source_config
 
 N_PER_LOCALE = 24
-TINY = {"dim": 16, "epochs": 10, "batch_size": 32, "negatives": 16, "lr": 0.01, "dropout": 0.0}
+TINY = {"dim": 16, "layers": 1, "heads": 2, "dropout": 0.0, "max_len": 20, "epochs": 10, "batch_size": 32,
+        "lr": 0.01, "weight_decay": 0.0, "negatives": 16, "logq": True, "skip_repeats": True,
+        "max_epoch_sessions": 0, "max_train_seconds": 0.0}  # every ModelConfig knob but arch
 
 
 @pytest.fixture(autouse=True)
@@ -113,7 +117,7 @@ def test_length_batches_cover_every_session_once():
 @pytest.mark.parametrize("arch", ["gru4rec", "sasrec"])
 def test_tiny_model_learns_the_chain(world, arch):
     items, history, sessions = world
-    source = source_class(arch)(DeepSourceConfig(threads=1, model=TINY), seed=3).fit(history, items)
+    source = source_class(arch)(source_config(arch, threads=1, model=TINY), seed=3).fit(history, items)
     assert source.trained.meta["losses"][-1] < source.trained.meta["losses"][0]
     cands = source.generate(sessions, 3)
     last = sessions.drop_nulls("item").sort("position").group_by("session").agg(pl.col("item").last())
@@ -158,7 +162,8 @@ def test_mismatched_checkpoint_is_retrained_not_resumed(world, tmp_path):
 @pytest.fixture(scope="module", params=[GRU4RecSource, SASRecSource])
 def fitted(request, world) -> CandidateSource:
     items, history, _ = world
-    return request.param(DeepSourceConfig(threads=1, model={**TINY, "epochs": 1}), seed=2).fit(history, items)
+    knobs = source_config(request.param.name, threads=1, model={**TINY, "epochs": 1})
+    return request.param(knobs, seed=2).fit(history, items)
 
 
 def test_source_contract(fitted, world):
@@ -200,14 +205,14 @@ def test_source_loads_only_the_checkpoint_of_its_history(world, tmp_path):
               progress=False)
     pattern = str(tmp_path / "*" / "gru4rec.pt")
     valid_hist = history.filter(pl.col("session") >= 100)
-    src = GRU4RecSource(DeepSourceConfig(checkpoint=pattern, threads=1)).fit(valid_hist, items)
+    src = GRU4RecSource(source_config("gru4rec", checkpoint=pattern, threads=1)).fit(valid_hist, items)
     assert src.trained.meta["key"]["fingerprint"] == torch.load(
         tmp_path / "valid" / "gru4rec.pt", weights_only=False)["key"]["fingerprint"]
     assert src.generate(sessions, 3).height > 0
     with pytest.raises(NoCheckpointError):
-        SASRecSource(DeepSourceConfig(checkpoint=pattern, threads=1)).fit(valid_hist, items)
+        SASRecSource(source_config("sasrec", checkpoint=pattern, threads=1)).fit(valid_hist, items)
     with pytest.raises(NoCheckpointError):
-        GRU4RecSource(DeepSourceConfig(checkpoint=pattern, threads=1)).fit(history.head(50), items)
+        GRU4RecSource(source_config("gru4rec", checkpoint=pattern, threads=1)).fit(history.head(50), items)
 
 
 def test_valid_model_encodes_test_queries_and_never_the_reverse(world, tmp_path):
@@ -221,16 +226,17 @@ def test_valid_model_encodes_test_queries_and_never_the_reverse(world, tmp_path)
     train(valid_hist, items, cfg("gru4rec", epochs=1), seed=1, checkpoint=tmp_path / "valid" / "gru4rec.pt",
           progress=False)
     valid_only = str(tmp_path / "valid" / "gru4rec.pt")
-    on_test = GRU4RecSource(DeepSourceConfig(checkpoint=valid_only, threads=1)).fit(history, items)
-    on_valid = GRU4RecSource(DeepSourceConfig(checkpoint=valid_only, threads=1)).fit(valid_hist, items)
+    valid_cfg = source_config("gru4rec", checkpoint=valid_only, threads=1)
+    on_test = GRU4RecSource(valid_cfg).fit(history, items)
+    on_valid = GRU4RecSource(valid_cfg).fit(valid_hist, items)
     assert on_test.generate(sessions, 5).equals(on_valid.generate(sessions, 5))
     train(history, items, cfg("gru4rec", epochs=1), seed=1, checkpoint=tmp_path / "test" / "gru4rec.pt",
           progress=False)
     with pytest.raises(NoCheckpointError):
-        GRU4RecSource(DeepSourceConfig(checkpoint=str(tmp_path / "test" / "gru4rec.pt"), threads=1)).fit(
-            valid_hist, items)
+        test_only = str(tmp_path / "test" / "gru4rec.pt")
+        GRU4RecSource(source_config("gru4rec", checkpoint=test_only, threads=1)).fit(valid_hist, items)
     # both present: each split takes the one trained on exactly its history
-    both = GRU4RecSource(DeepSourceConfig(checkpoint=str(tmp_path / "*" / "gru4rec.pt"), threads=1))
+    both = GRU4RecSource(source_config("gru4rec", checkpoint=str(tmp_path / "*" / "gru4rec.pt"), threads=1))
     assert both.fit(history, items).trained.meta["key"] == torch.load(
         tmp_path / "test" / "gru4rec.pt", weights_only=False)["key"]
 
@@ -263,7 +269,8 @@ def test_deep_feature_family_scores_every_candidate(world, tmp_path):
     items, history, sessions = world
     train(history, items, cfg("gru4rec", epochs=1), seed=1, checkpoint=tmp_path / "gru4rec.pt",
           progress=False)
-    features_cfg = FeaturesConfig(deep_models={"gru4rec": str(tmp_path / "*.pt")})
+    features_cfg = _params.section(FeaturesConfig, "features",
+                                   deep_models={"gru4rec": str(tmp_path / "*.pt")})
     state = deep_family.fit(Inputs(history=history, items=items, sessions=pl.DataFrame()), features_cfg)
     frame = pl.DataFrame({"session": [0, 0, 0, 1, 999], "item": [3, 9, 5, 30, 40]},
                          schema={"session": pl.Int32, "item": pl.Int32})

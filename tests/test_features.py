@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import polars as pl
 import pytest
 
@@ -10,8 +12,10 @@ from features.assemble import add_features, assemble_chunks, fit_families
 from features.base import FeaturesConfig, covisit_pairs, last_distinct, with_target_flag
 from features.candidate import source_names
 from tests import _features_world as world
+from tests._params import section
 
-CFG = FeaturesConfig(chunk_sessions=1, covisit_window=3, last_k=3, prefix_chars=5)
+CFG = section(FeaturesConfig, "features", chunk_sessions=1, covisit_window=3, last_k=3, prefix_chars=5,
+              deep_models={})
 
 
 @pytest.fixture(scope="module")
@@ -109,7 +113,7 @@ def test_chunked_equals_unchunked():
     union = world.union()
     chunked = pl.concat(assemble_chunks(union.lazy(), world.queries(), world.chunk().events, state, CFG))
     whole = pl.concat(assemble_chunks(union.lazy(), world.queries(), world.chunk().events, state,
-                                      FeaturesConfig(chunk_sessions=1000)))
+                                      dataclasses.replace(CFG, chunk_sessions=1000)))
     assert chunked.equals(whole)
 
 

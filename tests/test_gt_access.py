@@ -21,7 +21,7 @@ from tests.conftest import REPO
 
 SCORER = "score"
 WRITER_STAGES = {"generate"}  # it copies/writes gt/ into data/raw
-WRITER_FUNCTIONS = {("pipeline/synthetic.py", "generate")}
+WRITER_FUNCTIONS = {("pipeline/synthetic/write.py", "generate")}
 READERS = {
     "read_ground_truth",
     "read_oracle",
@@ -141,9 +141,10 @@ finally:
 @pytest.fixture(scope="module")
 def generated(tmp_path_factory) -> Path:
     from pipeline import synthetic
+    from tests._params import synthetic_config
 
     root = tmp_path_factory.mktemp("gt_access")
-    synthetic.generate(root / "data" / "raw", 0.002, seed=3)
+    synthetic.generate(root / "data" / "raw", 0.002, seed=3, cfg=synthetic_config())
     assert (root / "data" / "raw" / "gt" / "gt_task1_phase1.csv").exists()
     (root / "params.yaml").write_text((REPO / "params.yaml").read_text())
     return root

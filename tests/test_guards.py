@@ -26,7 +26,7 @@ def test_check_rows_passes_under_the_budget_and_names_the_knobs_over_it():
 
 def test_family_column_bound_holds():
     """The guard's FAMILY_COLUMNS must bound what the families really add, or it under-estimates."""
-    cfg, cands = FeaturesConfig(), world.union()
+    cfg, cands = section(FeaturesConfig, "features", deep_models={}), world.union()
     frame = add_features(cands, world.chunk(), fit_families(world.inputs(), cfg), cfg)
     assert frame.width - cands.width <= registry.FAMILY_COLUMNS
 

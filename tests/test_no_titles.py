@@ -18,11 +18,12 @@ import polars as pl
 import pytest
 import yaml
 
-from candidates.text import TextConfig, TitleSimilarity
+from candidates.text import TitleSimilarity
 from features.assemble import add_features, fit_families
 from features.base import FeaturesConfig
 from pipeline import raw, submission, synthetic
 from tests import _features_world as world
+from tests._params import section, source_config, synthetic_config
 from tests.conftest import REPO, SEED, TINY_SCALE
 
 ATTRIBUTES = [c for c in raw.PRODUCT_COLUMNS if c not in ("id", "locale", "title")]
@@ -57,7 +58,7 @@ def untitled(tmp_path_factory) -> tuple[Path, int]:
     params["task3"]["chooser"]["n_estimators"] = 20
     (project / "params.yaml").write_text(yaml.safe_dump(params))
     raw_dir = project / "data" / "raw"
-    synthetic.generate(raw_dir, scale=TINY_SCALE, seed=SEED)
+    synthetic.generate(raw_dir, scale=TINY_SCALE, seed=SEED, cfg=synthetic_config())
     n_products = strip_catalogue(raw_dir)
     _run(project, "pipeline.prepare", "--raw", "data/raw", "--out", "data/prepared", "--report",
          "metrics/prepare.json")
@@ -91,7 +92,7 @@ def test_text_source_proposes_nothing_without_titles(untitled):
     items = pl.read_parquet(project / "data" / "prepared" / "items.parquet")
     history = pl.read_parquet(project / "data" / "split" / "valid" / "history.parquet")
     queries = pl.read_parquet(project / "data" / "split" / "valid" / "queries.parquet")
-    source = TitleSimilarity(TextConfig(weighting="lift")).fit(history, items)
+    source = TitleSimilarity(source_config("text", weighting="lift")).fit(history, items)
     sessions = history.join(queries.select("session", "locale"), on="session")
     assert source.generate(sessions, 50).height == 0
 
@@ -102,7 +103,8 @@ def test_attribute_features_are_null_without_attributes():
                                           for c in ("brand", "color", "model")},
                                        price=pl.lit(None, dtype=pl.Float64))
     inputs = dataclasses.replace(world.inputs(), items=items)
-    cfg = FeaturesConfig(chunk_sessions=1, covisit_window=3, last_k=3, prefix_chars=5)
+    cfg = section(FeaturesConfig, "features", chunk_sessions=1, covisit_window=3, last_k=3, prefix_chars=5,
+                  deep_models={})
     frame = add_features(world.union(), world.chunk(), fit_families(inputs, cfg), cfg)
     attribute_features = [c for c in frame.columns
                           if any(w in c for w in ("price", "brand", "color", "model"))

@@ -2,11 +2,20 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import faiss
 import numpy as np
 import polars as pl
 
 from candidates.retrieval import IndexConfig, LocaleIndex, build_index
+from tests._params import source_defaults
+
+
+def index_cfg(**knobs) -> IndexConfig:
+    """The retrieval knobs of params.yaml ``source_defaults.als``, ``knobs`` replaced."""
+    als = source_defaults()["als"]
+    return IndexConfig(**{**{f.name: als[f.name] for f in dataclasses.fields(IndexConfig)}, **knobs})
 
 
 def _world(n_items: int = 4000, dim: int = 16, n_queries: int = 200, seed: int = 0):
@@ -23,10 +32,10 @@ def _world(n_items: int = 4000, dim: int = 16, n_queries: int = 200, seed: int =
 
 def test_exact_below_threshold_ivf_above():
     vectors, _ = _world()
-    assert isinstance(build_index(vectors, IndexConfig(ivf_min_items=0), 0), faiss.IndexFlatIP)
-    assert isinstance(build_index(vectors, IndexConfig(ivf_min_items=5000), 0), faiss.IndexFlatIP)
+    assert isinstance(build_index(vectors, index_cfg(ivf_min_items=0), 0), faiss.IndexFlatIP)
+    assert isinstance(build_index(vectors, index_cfg(ivf_min_items=5000), 0), faiss.IndexFlatIP)
     ivf = faiss.downcast_index(
-        build_index(vectors, IndexConfig(ivf_min_items=1000, ivf_nlist=32, ivf_nprobe=4), 0)
+        build_index(vectors, index_cfg(ivf_min_items=1000, ivf_nlist=32, ivf_nprobe=4), 0)
     )
     assert (
         isinstance(ivf, faiss.IndexIVFFlat)
@@ -41,11 +50,11 @@ def test_ivf_is_seeded_and_close_to_exact():
     items = {"DE": np.arange(0, 4000, dtype=np.int64)}
     session = np.arange(len(queries), dtype=np.int32)
     locale = np.array(["DE"] * len(queries), dtype=object)
-    cfg = IndexConfig(ivf_min_items=1000, ivf_nlist=32, ivf_nprobe=8, ivf_train_points=2000)
+    cfg = index_cfg(ivf_min_items=1000, ivf_nlist=32, ivf_nprobe=8, ivf_train_points=2000)
     a = LocaleIndex(vectors, items, cfg, seed=3).search(session, locale, queries, 20)
     b = LocaleIndex(vectors, items, cfg, seed=3).search(session, locale, queries, 20)
     assert a.equals(b)
-    exact = LocaleIndex(vectors, items, IndexConfig(), seed=3).search(session, locale, queries, 20)
+    exact = LocaleIndex(vectors, items, index_cfg(), seed=3).search(session, locale, queries, 20)
     overlap = a.join(exact, on=["session", "item"]).height / exact.height
     assert overlap > 0.8, overlap
 
@@ -56,7 +65,7 @@ def test_search_stays_in_locale_and_drops_unfilled_slots():
     locale = np.array(["DE", "ES"] * 5, dtype=object)
     session = np.arange(10, dtype=np.int32)
     # ES has 50 items: IVF with 16 cells and 1 probed reaches fewer than k=40 of them, never a -1 row
-    cfg = IndexConfig(ivf_min_items=40, ivf_nlist=16, ivf_nprobe=1, ivf_train_points=300)
+    cfg = index_cfg(ivf_min_items=40, ivf_nlist=16, ivf_nprobe=1, ivf_train_points=300)
     out = LocaleIndex(vectors, items, cfg, seed=0).search(session, locale, queries[:10], 40)
     assert out.schema == {"session": pl.Int32, "item": pl.Int32, "score": pl.Float32}
     es = out.filter(pl.col("session") % 2 == 1)
@@ -69,7 +78,7 @@ def test_per_query_depth_is_the_prefix_of_the_deepest_search():
     items = {"DE": np.arange(0, 500, dtype=np.int64)}
     session = np.arange(60, dtype=np.int32)
     locale = np.array(["DE"] * 60, dtype=object)
-    index = LocaleIndex(vectors, items, IndexConfig(), seed=0)
+    index = LocaleIndex(vectors, items, index_cfg(), seed=0)
     want = np.where(session % 7 == 0, 300, 5 + session % 13)  # a few long sessions among short ones
     out = index.search(session, locale, queries, want)
     deep = index.search(session, locale, queries, 300)

@@ -6,12 +6,13 @@ from __future__ import annotations
 import pytest
 
 from pipeline import probes, stats, synthetic
+from tests._params import synthetic_config
 
 
 @pytest.fixture(scope="module")
 def raw_dir(tmp_path_factory):
     out = tmp_path_factory.mktemp("stats") / "raw"
-    synthetic.generate(out, 0.002, seed=5)
+    synthetic.generate(out, 0.002, seed=5, cfg=synthetic_config())
     return out
 
 

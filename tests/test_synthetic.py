@@ -13,7 +13,11 @@ import pytest
 from pipeline import raw, synthetic
 from pipeline.dataconfig import DataConfig
 from pipeline.generate import MissingFilesError, build, link_files
-from tests._params import section
+from pipeline.synthetic.catalogue import build_world
+from pipeline.synthetic.config import BRAND, CAT, DRIFT, POP, REL, TIER, VAR
+from pipeline.synthetic.oracle import oracle_ranks
+from pipeline.synthetic.sessions import simulate
+from tests._params import section, synthetic_config
 
 SCALE = 0.002
 
@@ -21,7 +25,7 @@ SCALE = 0.002
 @pytest.fixture(scope="module")
 def world(tmp_path_factory) -> tuple[Path, dict]:
     out = tmp_path_factory.mktemp("synthetic") / "raw"
-    return out, synthetic.generate(out, SCALE, seed=3)
+    return out, synthetic.generate(out, SCALE, seed=3, cfg=synthetic_config())
 
 
 def _digest(directory: Path) -> dict[str, str]:
@@ -60,9 +64,9 @@ def test_prev_items_are_numpy_reprs_wrapping_five_per_line(world):
 
 
 def test_deterministic_for_seed_and_different_across_seeds(tmp_path):
-    synthetic.generate(tmp_path / "a", SCALE, seed=11)
-    synthetic.generate(tmp_path / "b", SCALE, seed=11)
-    synthetic.generate(tmp_path / "c", SCALE, seed=12)
+    synthetic.generate(tmp_path / "a", SCALE, seed=11, cfg=synthetic_config())
+    synthetic.generate(tmp_path / "b", SCALE, seed=11, cfg=synthetic_config())
+    synthetic.generate(tmp_path / "c", SCALE, seed=12, cfg=synthetic_config())
     assert _digest(tmp_path / "a") == _digest(tmp_path / "b")
     assert _digest(tmp_path / "a")["sessions_train.csv"] != _digest(tmp_path / "c")["sessions_train.csv"]
 
@@ -111,22 +115,22 @@ def test_task3_titles_are_new_and_share_words_with_the_catalogue(world):
 def test_oracle_rank_matches_brute_force():
     """The class-count oracle equals ranking every locale item by the explicit mixture."""
     rng = np.random.default_rng(0)
-    cfg = synthetic.SyntheticConfig()
-    w = synthetic._build_world(rng, 0.001, cfg)
+    cfg = synthetic_config()
+    w = build_world(rng, 0.001, cfg)
     loc = np.repeat(np.arange(6), 40)
-    sim = synthetic._simulate(rng, w, loc, np.full(len(loc), 4), cfg)
+    sim = simulate(rng, w, loc, np.full(len(loc), 4), cfg)
     idx = np.arange(len(loc))
-    fast = synthetic._oracle_ranks(w, sim, idx)
+    fast = oracle_ranks(w, sim, idx)
     st, W = sim["state"], sim["weights"]
     for s in idx[::7]:
         items = np.flatnonzero(w.ent_loc == st.loc[s])
         score = np.zeros(len(w.pop))
         g = w.g_li.lookup(w.code_li(st.loc[[s]], st.intent[[s]]))[0]
         in_cat = (w.ent_cat == st.intent[s]) & (w.ent_loc == st.loc[s])
-        score[items] += W[s, synthetic.POP] * w.pop[items] / w.pop[items].sum()
-        score[in_cat] += W[s, synthetic.CAT] * w.pop[in_cat] / w.g_li.mass[g]
-        for comp, extra in ((synthetic.BRAND, w.ent_brand == st.brand[s]),
-                            (synthetic.TIER, w.ent_tier == st.tier[s])):
+        score[items] += W[s, POP] * w.pop[items] / w.pop[items].sum()
+        score[in_cat] += W[s, CAT] * w.pop[in_cat] / w.g_li.mass[g]
+        for comp, extra in ((BRAND, w.ent_brand == st.brand[s]),
+                            (TIER, w.ent_tier == st.tier[s])):
             m = in_cat & extra
             if m.any():
                 score[m] += W[s, comp] * w.pop[m] / w.pop[m].sum()
@@ -134,15 +138,15 @@ def test_oracle_rank_matches_brute_force():
                           strict=True):
             m = (w.ent_cat == cat) & (w.ent_loc == st.loc[s])
             if q > 0:
-                score[m] += W[s, synthetic.DRIFT] * q * w.pop[m] / w.pop[m].sum()
+                score[m] += W[s, DRIFT] * q * w.pop[m] / w.pop[m].sum()
         cur = st.cur[s]
         fam = (w.ent_fam == w.ent_fam[cur]) & (w.ent_loc == st.loc[s])
         fam[cur] = False
         if fam.any():
-            score[fam] += W[s, synthetic.VAR] * w.pop[fam] / w.pop[fam].sum()
+            score[fam] += W[s, VAR] * w.pop[fam] / w.pop[fam].sum()
         for r, rw in zip(w.rel[cur], w.rel_w[cur], strict=True):
             if r >= 0:
-                score[r] += W[s, synthetic.REL] * rw / w.rel_tot[cur]
+                score[r] += W[s, REL] * rw / w.rel_tot[cur]
         own = sim["flat"][sim["offsets"][s]: sim["offsets"][s] + sim["n_prev"][s]]
         candidates = np.setdiff1d(items, own)
         target = sim["target"][s]
@@ -161,12 +165,12 @@ def test_generate_stage_files_source_links_and_names_missing(tmp_path):
     # data.test_files lists the test files that exist; one listed but absent is an error naming it
     with pytest.raises(MissingFilesError, match="sessions_test_task1_phase2.csv: file not found"):
         build(out, section(DataConfig, "data", source="files", raw_dir=str(sample)),
-              synthetic.SyntheticConfig(), 1)
+              synthetic_config(), 1)
     build(out, section(DataConfig, "data", source="files", raw_dir=str(sample), test_files=("task1_phase1",)),
-          synthetic.SyntheticConfig(), 1)
+          synthetic_config(), 1)
     assert (out / "sessions_train.csv").read_bytes() == (sample / "sessions_train.csv").read_bytes()
     assert (out / "gt" / "gt_task1_phase1.csv").exists()
-    build(out, section(DataConfig, "data", source="synthetic", scale=0.001), synthetic.SyntheticConfig(), 1)
+    build(out, section(DataConfig, "data", source="synthetic", scale=0.001), synthetic_config(), 1)
     assert (out / "gt" / "ceiling.json").exists()
     assert not any(p.name.startswith(".") for p in out.parent.iterdir())
 
@@ -179,7 +183,7 @@ def test_oracle_files_classify_every_target_and_agree_with_the_ceiling(world):
         oracle = pl.read_csv(out / "gt" / raw.oracle_file(task, phase))
         gt = raw.read_ground_truth(out / "gt" / raw.gt_file(task, phase), task)
         assert oracle.height == gt.height and (oracle["locale"] == gt["locale"]).all()
-        assert set(oracle["target_class"].unique()) <= set(synthetic.TARGET_CLASSES)
+        assert set(oracle["target_class"].unique()) <= set(raw.TARGET_CLASSES)
         related = oracle.filter(pl.col("target_class").str.starts_with("related"))
         assert (related["related_rank"] >= 1).all()
         assert (oracle.filter(~pl.col("target_class").str.starts_with("related"))["related_rank"] == 0).all()

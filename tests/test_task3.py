@@ -8,9 +8,10 @@ import numpy as np
 import polars as pl
 import pytest
 
+from candidates.union import with_defaults
 from pipeline import task3
 from pipeline.metrics import bleu
-from tests._params import section
+from tests._params import section, source_defaults
 from titles import chooser as tc
 from titles import features as title_features
 from titles.last_title import last_titles
@@ -116,8 +117,10 @@ def mt5_config(**overrides):
 
 
 def chooser_config(**overrides) -> tc.ChooserConfig:
-    """params.yaml's task3.chooser with ``overrides`` (smaller models for the hand-made world)."""
-    return section(tc.ChooserConfig, "task3.chooser", **overrides)
+    """params.yaml's task3.chooser with ``overrides`` (smaller models for the hand-made world), its
+    sources completed from source_defaults as stage task3 completes them."""
+    cfg = section(tc.ChooserConfig, "task3.chooser", **overrides)
+    return dataclasses.replace(cfg, sources=with_defaults(cfg.sources, source_defaults()))
 
 
 def test_chooser_beats_last_title(world):

@@ -11,7 +11,7 @@ deep:
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 ARCHS = ("gru4rec", "sasrec")
@@ -20,22 +20,20 @@ ARCHS = ("gru4rec", "sasrec")
 @dataclass(frozen=True)
 class ModelConfig:
     arch: str  # gru4rec | sasrec
-    dim: int = 64  # item/locale embedding and session vector size
-    layers: int = 1  # GRU layers or transformer blocks
-    heads: int = 2  # sasrec attention heads
-    dropout: float = 0.1
-    max_len: int = 20  # sessions are truncated to their last max_len items (left-padded)
-    epochs: int = 3
-    batch_size: int = 256  # sessions per step
-    lr: float = 0.002
-    weight_decay: float = 0.0
-    negatives: int = 1024  # uniform sampled negatives shared by a batch, besides its in-batch targets
-    logq: bool = True  # subtract log batch frequency of in-batch negatives (popularity correction)
-    skip_repeats: bool = True  # no loss on a target already in its prefix: a real next item never repeats one
-    max_epoch_sessions: int = 0  # sample budget: each epoch trains on at most this many sessions (0: all)
-    max_train_seconds: float = (
-        0.0  # time budget: no epoch starts that would end past it (0: off; not reproducible)
-    )
+    dim: int  # item/locale embedding and session vector size
+    layers: int  # GRU layers or transformer blocks
+    heads: int  # sasrec attention heads
+    dropout: float
+    max_len: int  # sessions are truncated to their last max_len items (left-padded)
+    epochs: int
+    batch_size: int  # sessions per step
+    lr: float
+    weight_decay: float
+    negatives: int  # uniform sampled negatives shared by a batch, besides its in-batch targets
+    logq: bool  # subtract log batch frequency of in-batch negatives (popularity correction)
+    skip_repeats: bool  # no loss on a target already in its prefix: a real next item never repeats one
+    max_epoch_sessions: int  # sample budget: each epoch trains on at most this many sessions (0: all)
+    max_train_seconds: float  # time budget: no epoch starts that would end past it (0: off; not reproducible)
 
     def __post_init__(self) -> None:
         if self.arch not in ARCHS:
@@ -55,6 +53,6 @@ class ModelConfig:
 
 @dataclass(frozen=True)
 class DeepConfig:
-    threads: int = 0
-    amp: bool = True
-    models: dict[str, ModelConfig] = field(default_factory=dict)
+    threads: int
+    amp: bool
+    models: dict[str, ModelConfig]

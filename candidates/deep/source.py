@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import glob
 import logging
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Self
 
 import numpy as np
@@ -36,6 +36,7 @@ from candidates.deep.train import (
 )
 from candidates.retrieval import IndexConfig, LocaleIndex
 from candidates.session_items import catalogue_locale
+from pipeline.config import from_dict
 from pipeline.device import pick_device, set_threads
 
 log = logging.getLogger(__name__)
@@ -43,10 +44,10 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class DeepSourceConfig(IndexConfig):
-    checkpoint: str = ""  # glob of train_deep checkpoints; empty: train in fit with ``model``
-    threads: int = 0  # torch CPU threads (0: every core)
-    device: str = ""  # "" = CUDA when present, else CPU
-    model: dict[str, Any] = field(default_factory=dict)  # ModelConfig knobs when fit trains
+    checkpoint: str  # glob of train_deep checkpoints; empty: train in fit with ``model``
+    threads: int  # torch CPU threads (0: every core)
+    device: str  # "" = CUDA when present, else CPU
+    model: dict[str, Any]  # ModelConfig knobs when fit trains
 
 
 class NoCheckpointError(FileNotFoundError):
@@ -87,6 +88,47 @@ def load_matching(
     )
 
 
+def _session_vectors(trained: Trained, sessions: pl.DataFrame):
+    enc = encode_queries(sessions, trained.cfg.max_len, trained.locales)
+    return enc, session_vectors(trained, enc)
+
+
+@dataclass(frozen=True)
+class Scorer:
+    """A trained encoder that scores given (session, item) pairs; needs no retrieval index."""
+
+    trained: Trained
+
+    def score_pairs(self, sessions: pl.DataFrame, pairs: pl.DataFrame) -> pl.DataFrame:
+        """The model's score for given (session, item) pairs, e.g. every candidate of the union.
+
+        Args:
+            sessions: session:Int32, locale:String, position:Int32, item:Int32 (the query sessions).
+            pairs: session:Int32, item:Int32.
+        Returns:
+            session:Int32, item:Int32, score:Float32, in the order of ``pairs``; the score is null
+            for a pair whose session is not in ``sessions``.
+        """
+        enc, queries = _session_vectors(self.trained, sessions)
+        table = item_vectors(self.trained)
+        row_of = pl.DataFrame(
+            {"session": enc.session.astype(np.int32), "_row": np.arange(len(enc.session), dtype=np.int64)}
+        )
+        joined = pairs.select("session", "item").join(row_of, on="session", how="left", maintain_order="left")
+        rows = joined["_row"].fill_null(-1).to_numpy()
+        item = joined["item"].to_numpy()
+        score = np.full(len(rows), np.nan, dtype=np.float32)
+        known = np.flatnonzero(rows >= 0)
+        for start in range(0, len(known), 1 << 20):  # bounded memory: 1M pairs x dim at a time
+            part = known[start : start + (1 << 20)]
+            score[part] = np.einsum("ij,ij->i", queries[rows[part]], table[item[part]])
+        return joined.select(
+            pl.col("session").cast(pl.Int32),
+            pl.col("item").cast(pl.Int32),
+            score=pl.Series(score).fill_nan(None).cast(pl.Float32),
+        )
+
+
 class DeepSource(CandidateSource):
     """A trained session encoder as a candidate source: faiss top-k in the session's locale
     (candidates.retrieval: one index per locale, built in ``fit``)."""
@@ -94,8 +136,8 @@ class DeepSource(CandidateSource):
     arch = "base"
     Config = DeepSourceConfig
 
-    def __init__(self, cfg: DeepSourceConfig | None = None, seed: int = 0):
-        self.cfg, self.seed = cfg or DeepSourceConfig(), seed
+    def __init__(self, cfg: DeepSourceConfig, seed: int = 0):
+        self.cfg, self.seed = cfg, seed
         self.trained: Trained | None = None
 
     def fit(self, history: pl.DataFrame, items: pl.DataFrame) -> Self:
@@ -105,7 +147,7 @@ class DeepSource(CandidateSource):
         if self.cfg.checkpoint:
             self.trained = load_matching(self.cfg.checkpoint, history, items, self.arch, device)
         else:
-            cfg = ModelConfig(arch=self.arch, **self.cfg.model)
+            cfg = from_dict(ModelConfig, {"arch": self.arch, **self.cfg.model}, f"{self.name}.model")
             self.trained = train(history, items, cfg, self.seed, device=device, progress=False)
         self._index: LocaleIndex | None = None  # built on the first generate (score_pairs needs none)
         return self
@@ -126,8 +168,7 @@ class DeepSource(CandidateSource):
 
     def _vectors(self, sessions: pl.DataFrame):
         assert self.trained is not None, "fit first"
-        enc = encode_queries(sessions, self.trained.cfg.max_len, self.trained.locales)
-        return enc, session_vectors(self.trained, enc)
+        return _session_vectors(self.trained, sessions)
 
     def generate(self, sessions: pl.DataFrame, k: int) -> pl.DataFrame:
         """sessions (session, locale, position, item) -> top-k (session, item, score, rank)."""
@@ -137,33 +178,17 @@ class DeepSource(CandidateSource):
         return finalize(scores, sessions, self._items, k)
 
     def score_pairs(self, sessions: pl.DataFrame, pairs: pl.DataFrame) -> pl.DataFrame:
-        """The model's score for given (session, item) pairs, e.g. every candidate of the union.
+        """:meth:`Scorer.score_pairs` of the fitted model."""
+        assert self.trained is not None, "fit first"
+        return Scorer(self.trained).score_pairs(sessions, pairs)
 
-        Args:
-            sessions: session:Int32, locale:String, position:Int32, item:Int32 (the query sessions).
-            pairs: session:Int32, item:Int32.
-        Returns:
-            session:Int32, item:Int32, score:Float32, in the order of ``pairs``; the score is null
-            for a pair whose session is not in ``sessions``.
-        """
-        enc, queries = self._vectors(sessions)
-        table = item_vectors(self.trained)
-        row_of = pl.DataFrame(
-            {"session": enc.session.astype(np.int32), "_row": np.arange(len(enc.session), dtype=np.int64)}
-        )
-        joined = pairs.select("session", "item").join(row_of, on="session", how="left", maintain_order="left")
-        rows = joined["_row"].fill_null(-1).to_numpy()
-        item = joined["item"].to_numpy()
-        score = np.full(len(rows), np.nan, dtype=np.float32)
-        known = np.flatnonzero(rows >= 0)
-        for start in range(0, len(known), 1 << 20):  # bounded memory: 1M pairs x dim at a time
-            part = known[start : start + (1 << 20)]
-            score[part] = np.einsum("ij,ij->i", queries[rows[part]], table[item[part]])
-        return joined.select(
-            pl.col("session").cast(pl.Int32),
-            pl.col("item").cast(pl.Int32),
-            score=pl.Series(score).fill_nan(None).cast(pl.Float32),
-        )
+    @classmethod
+    def scorer(cls, pattern: str, history: pl.DataFrame, items: pl.DataFrame) -> Scorer:
+        """The checkpoint under ``pattern`` matching ``history`` (:func:`load_matching`) as a Scorer,
+        on every CPU core and the default device, as ``fit`` of a source with ``threads: 0`` and
+        ``device: ""`` loads it; no retrieval index (features/deep.py scores given pairs only)."""
+        set_threads(0)
+        return Scorer(load_matching(pattern, history, items, cls.arch, pick_device(None)))
 
 
 class GRU4RecSource(DeepSource):

@@ -153,7 +153,8 @@ def save_checkpoint(path: Path, model: SessionEncoder, optim: Optimizer, meta: d
 def load(path: str | Path, device: torch.device | None = None) -> Trained:
     """A checkpoint written by :func:`train`, ready for inference."""
     ckpt = torch.load(path, map_location="cpu", weights_only=False)
-    cfg = ModelConfig(**{**ckpt["key"]["cfg"], "epochs": ckpt["epoch"]})
+    # the key leaves out the RESUMABLE knobs: the epochs trained, and no time budget (0: off) for inference
+    cfg = ModelConfig(**{**ckpt["key"]["cfg"], "epochs": ckpt["epoch"], "max_train_seconds": 0.0})
     model = build(cfg, ckpt["key"]["n_items"], len(ckpt["key"]["locales"]))
     model.load_state_dict(ckpt["model"])
     model.to(device or pick_device()).eval()
