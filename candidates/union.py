@@ -21,6 +21,7 @@ from typing import Any
 import polars as pl
 
 from candidates.base import CandidateSource
+from candidates.columns import rank_col, score_col
 from candidates.registry import SOURCES, source_class
 from pipeline import config
 from pipeline.config import ParamsError, from_dict
@@ -91,14 +92,6 @@ def build_sources(
         cfg = from_dict(cls.Config, spec, f"{where}.{name}")
         out.append(SourceSpec(name=name, type=kind, k=k, source=cls(cfg, seed)))
     return out
-
-
-def score_col(name: str) -> str:
-    return f"cand_{name}_score"
-
-
-def rank_col(name: str) -> str:
-    return f"cand_{name}_rank"
 
 
 def union(cands: dict[str, pl.DataFrame], max_per_session: int) -> pl.DataFrame:

@@ -6,18 +6,10 @@ so adding a source to params ``candidates.sources`` adds its features without to
 
 from __future__ import annotations
 
-import re
-
 import polars as pl
 
+from candidates.columns import rank_col, score_col, source_names
 from features.base import Chunk, FeaturesConfig, Inputs
-
-_SCORE = re.compile(r"^cand_(.+)_score$")
-
-
-def source_names(columns: list[str]) -> list[str]:
-    """Names of the candidate sources present in a union frame, in column order."""
-    return [m.group(1) for c in columns if (m := _SCORE.match(c)) and f"cand_{m.group(1)}_rank" in columns]
 
 
 def fit(inputs: Inputs, cfg: FeaturesConfig) -> None:
@@ -31,7 +23,7 @@ def add(frame: pl.DataFrame, chunk: Chunk, state: None, cfg: FeaturesConfig) -> 
     source did not propose the item (LightGBM routes missing values)."""
     exprs = [pl.col("n_sources").cast(pl.Int32).alias("cand_n_sources")]
     for name in source_names(frame.columns):
-        score, rank = pl.col(f"cand_{name}_score"), pl.col(f"cand_{name}_rank")
+        score, rank = pl.col(score_col(name)), pl.col(rank_col(name))
         best = score.max().over("session")
         exprs += [
             pl.when(best > 0).then(score / best).otherwise(None).cast(pl.Float32).alias(f"cand_{name}_norm"),

@@ -19,7 +19,7 @@ from pathlib import Path
 import polars as pl
 from tqdm import tqdm
 
-from features.candidate import source_names
+from candidates.columns import score_col, source_names
 from features.parts import part_paths
 from pipeline import engine, submission
 from pipeline.io import setup_logging, timed
@@ -46,7 +46,7 @@ def write_submissions(top: pl.DataFrame, queries: pl.DataFrame, items: pl.DataFr
 def source_tops(parts: list[Path], names: list[str]) -> dict[str, pl.DataFrame]:
     """name -> session, item, rank: each source's top ``K`` by its own score, in one pass over the parts."""
     ranks = {name: source_ranker(name) for name in names}
-    columns = ["session", "item", *(f"cand_{name}_score" for name in names)]
+    columns = ["session", "item", *map(score_col, names)]
     tops: dict[str, list[pl.DataFrame]] = {name: [] for name in names}
     for path in tqdm(parts, desc=f"predict {len(names)} sources", unit="part"):
         frame = pl.read_parquet(path, columns=columns)
@@ -88,10 +88,10 @@ def main() -> None:
     rank = model_ranker(args.model) if args.model else source_ranker(args.source)
     what = f"ranker {args.model}" if args.model else f"source {args.source}"
     with timed(f"predict {what}"):
-        if args.source and parts and f"cand_{args.source}_score" not in pl.read_parquet_schema(parts[0]):
-            raise SystemExit(f"{args.features}: no column cand_{args.source}_score; is {args.source!r} "
+        if args.source and parts and score_col(args.source) not in pl.read_parquet_schema(parts[0]):
+            raise SystemExit(f"{args.features}: no column {score_col(args.source)}; is {args.source!r} "
                              "a source of the union these features were built from?")
-        columns = None if args.model else ["session", "item", f"cand_{args.source}_score"]
+        columns = None if args.model else ["session", "item", score_col(args.source)]
         if args.model and engine.engine() == "dask":  # the ranker scores the parts on a Dask cluster
             from pipeline.engine import ranker as dask_ranker
             top = complete(dask_ranker.ranked_top(engine.dask_config(), parts, rank, columns, K), queries,

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import polars as pl
 
+from candidates.columns import score_col
 from pipeline import submission
 from pipeline.metrics import ranking_metrics_from_ranks
 from pipeline.predictions import fill_with_popular, locale_popularity
@@ -35,7 +36,7 @@ def ranked_top(frames: Iterable[pl.DataFrame], rank: Callable[[pl.DataFrame], pl
 
 def source_ranker(name: str) -> Callable[[pl.DataFrame], pl.DataFrame]:
     """Rank a candidate frame by source ``name``'s own score (items it did not propose are left out)."""
-    column = f"cand_{name}_score"
+    column = score_col(name)
 
     def rank(frame: pl.DataFrame) -> pl.DataFrame:
         if column not in frame.columns:

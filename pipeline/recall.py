@@ -18,35 +18,28 @@ from __future__ import annotations
 
 import argparse
 import logging
-import re
 from pathlib import Path
 
 import polars as pl
 
+from candidates.columns import rank_col, source_names
 from pipeline import schemas
 from pipeline.io import setup_logging, write_json, write_text
 
 log = logging.getLogger(__name__)
 
 KS = (20, 50, 100, 200)
-_RANK = re.compile(r"^cand_(.+)_rank$")
-
-
-def source_names(union: pl.DataFrame) -> list[str]:
-    return [m.group(1) for c in union.columns if (m := _RANK.match(c))]
-
-
 def target_hits(union: pl.DataFrame, targets: pl.DataFrame, queries: pl.DataFrame) -> pl.DataFrame:
     """One row per evaluated session: session, locale, in_union:Boolean, n_sources, cand_<name>_rank."""
-    names = source_names(union)
-    ranks = [f"cand_{n}_rank" for n in names]
+    names = source_names(union.columns)
+    ranks = [rank_col(n) for n in names]
     return (targets.join(queries.select("session", "locale"), on="session")
             .join(union.select("session", "item", "n_sources", *ranks), on=["session", "item"], how="left")
             .with_columns(in_union=pl.col("n_sources").is_not_null()))
 
 
 def _summary(hits: pl.DataFrame, names: list[str], per_session: pl.DataFrame, ks: tuple[int, ...]) -> dict:
-    ranks = {n: pl.col(f"cand_{n}_rank") for n in names}
+    ranks = {n: pl.col(rank_col(n)) for n in names}
     exprs = [pl.len().alias("n"), pl.col("in_union").mean().alias("union/recall")]
     for k in ks:
         exprs.append(pl.any_horizontal([(r <= k).fill_null(False) for r in ranks.values()] or [pl.lit(False)])
@@ -69,14 +62,14 @@ def _summary(hits: pl.DataFrame, names: list[str], per_session: pl.DataFrame, ks
 def recall_report(union: pl.DataFrame, targets: pl.DataFrame, queries: pl.DataFrame,
                   ks: tuple[int, ...] = KS) -> tuple[dict, pl.DataFrame]:
     """The metrics dict (overall and by_locale) and the plot frame source:String, k:Int32, recall:Float64."""
-    names = source_names(union)
+    names = source_names(union.columns)
     hits = target_hits(union, targets, queries)
     sizes = (queries.select("session", "locale").join(targets.select("session"), on="session")
              .join(union.group_by("session").len(), on="session", how="left").fill_null(0))
     report = {"overall": _summary(hits, names, sizes, ks), "by_locale": {}}
     # The deepest rank each source proposed: its recall@K stops changing there (the report's curves end).
     for n in names:
-        report["overall"]["sources"][n]["max_rank"] = int(union.get_column(f"cand_{n}_rank").max() or 0)
+        report["overall"]["sources"][n]["max_rank"] = int(union.get_column(rank_col(n)).max() or 0)
     for (locale,), group in hits.sort("locale").group_by("locale", maintain_order=True):
         report["by_locale"][locale] = _summary(group, names, sizes.filter(pl.col("locale") == locale), ks)
     overall = report["overall"]

@@ -23,8 +23,8 @@ import polars as pl
 import pyarrow.parquet as pq
 from tqdm import tqdm
 
+from candidates.columns import score_col, source_names
 from features.base import LOCALE_CODE
-from features.candidate import source_names
 from features.parts import part_paths
 from features.registry import feature_columns
 from pipeline import config, engine, guards, sampling
@@ -108,7 +108,7 @@ def evaluate(parts: list[Path], models: dict[str, tuple], queries: pl.DataFrame,
                                             queries, history, items), queries, targets)}
     columns = pl.read_parquet_schema(parts[0]) if parts else {}
     for name in source_names(list(columns)):
-        top = ranked_top(frames(["session", "item", f"cand_{name}_score"]), source_ranker(name))
+        top = ranked_top(frames(["session", "item", score_col(name)]), source_ranker(name))
         report[f"source_{name}"] = mrr_report(complete(top, queries, history, items), queries, targets)
     return report
 

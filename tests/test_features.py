@@ -7,10 +7,10 @@ import dataclasses
 import polars as pl
 import pytest
 
+from candidates.columns import source_names
 from features import registry
 from features.assemble import add_features, assemble_chunks, fit_families
 from features.base import FeaturesConfig, covisit_pairs, last_distinct, with_target_flag
-from features.candidate import source_names
 from tests import _features_world as world
 from tests._params import section
 
