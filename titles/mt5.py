@@ -226,7 +226,10 @@ def train(model: MT5ForConditionalGeneration, tok, pairs: pl.DataFrame, cfg: Mt5
             idx, order = order[:cfg.batch_size], order[cfg.batch_size:]
             ids = _pad([sources[i] for i in idx], tok.pad_token_id).to(dev)
             lab = _pad([targets[i] for i in idx], -100).to(dev)
-            logits = model(input_ids=ids, attention_mask=(ids != tok.pad_token_id).long(), labels=lab).logits
+            # decoder inputs, not labels: with labels the model would also compute an unsmoothed loss
+            # over the whole vocabulary that nothing uses (the same logits either way)
+            logits = model(input_ids=ids, attention_mask=(ids != tok.pad_token_id).long(),
+                           decoder_input_ids=model.prepare_decoder_input_ids_from_labels(labels=lab)).logits
             loss = torch.nn.functional.cross_entropy(logits.view(-1, logits.size(-1)), lab.view(-1),
                                                      ignore_index=-100, label_smoothing=cfg.label_smoothing)
             loss.backward()
