@@ -1,20 +1,27 @@
-"""Stage ``train_deep``: train one deep session encoder on one split's history.
+"""Stage ``train_deep``: train the deep session encoders of params ``deep.models`` on one split's history.
 
     python -m pipeline.train_deep --history data/split/valid/history.parquet \
-        --items data/prepared/items.parquet --model gru4rec \
-        --out models/deep/valid/gru4rec.pt --metrics metrics/deep/valid/gru4rec.json
+        --items data/prepared/items.parquet --out models/deep/valid --metrics metrics/deep/valid.json
+    python -m pipeline.train_deep ... --model sasrec     # one of them (the others' metrics are left out)
 
-Reads params ``seed`` and ``deep`` (``deep.models.<model>`` picks the architecture and knobs).
-The checkpoint is rewritten after every epoch and resumed when it matches (same knobs but the
-epoch count, seed, vocabulary and history), so an interrupted run, or raising ``epochs``, continues
-where it stopped; dvc.yaml marks it ``persist`` for that reason. The candidate sources load it
-(candidates.deep.source); the metrics file holds the loss and seconds of every epoch.
+Reads params ``seed`` and ``deep`` (``deep.models.<model>`` picks the architecture and knobs) and
+writes ``<out>/<model>.pt`` per model. ``deep.parallel`` trainings run at once, each in a process of
+its own with ``deep.threads`` torch threads: these encoders are small, and on a 2-core CPU one thread
+trains one as fast as two, so two trainings side by side take about the time of the longer one. A
+training's result depends on its thread count, never on what runs beside it.
+
+Each checkpoint is rewritten after every epoch and resumed when it matches (same knobs but the epoch
+count, seed, vocabulary and history), so an interrupted run, or raising ``epochs``, continues where
+it stopped; dvc.yaml marks the folder ``persist`` for that reason. The candidate sources load them
+(candidates.deep.source); the metrics file holds, per model, the loss and seconds of every epoch.
 """
 
 from __future__ import annotations
 
 import argparse
 import logging
+import multiprocessing
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import polars as pl
@@ -28,39 +35,57 @@ from pipeline.io import peak_rss_mib, setup_logging, timed, write_json
 log = logging.getLogger(__name__)
 
 
+def train_one(model: str, history_path: Path, items_path: Path, out: Path, device_name: str | None,
+              params: Path, progress: bool) -> dict:
+    """Train ``deep.models.<model>`` into ``out`` (in this process) and return its metrics."""
+    setup_logging()
+    deep = config.load_section(DeepConfig, "deep", params)
+    cfg = deep.models[model]
+    device = pick_device(device_name)
+    threads = set_threads(deep.threads)
+    history = pl.read_parquet(history_path, columns=["session", "position", "item"])
+    items = pl.read_parquet(items_path, columns=["item", "locale", "in_catalog"])
+    log.info("%s: %d history events, %d items, device %s, %d CPU threads", model, history.height,
+             items.height, device, threads)
+    with timed(f"train_deep {model}"):
+        trained = train(history, items, cfg, config.seed(params), device=device, amp=deep.amp,
+                        checkpoint=out, progress=progress)
+    return {
+        "model": model, "arch": cfg.arch, "device": str(device), "threads": threads,
+        "epochs": trained.meta["epoch"], "loss": trained.meta["losses"],
+        "epoch_seconds": trained.meta["seconds"],
+        "train_seconds": sum(trained.meta["seconds"]), "peak_rss_mib": peak_rss_mib(),
+        "steps": sum(trained.meta.get("steps", [])), "session_passes": sum(trained.meta.get("sessions", [])),
+        "stopped_by": trained.meta.get("stopped_by", "epochs"),
+    }
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--history", type=Path, required=True)
     parser.add_argument("--items", type=Path, required=True)
-    parser.add_argument("--model", required=True, help="a key of params deep.models")
-    parser.add_argument("--out", type=Path, required=True, help="checkpoint (.pt)")
-    parser.add_argument("--metrics", type=Path, required=True, help="per-epoch loss and timing (.json)")
+    parser.add_argument("--out", type=Path, required=True, help="checkpoint folder: <out>/<model>.pt")
+    parser.add_argument("--metrics", type=Path, required=True, help="per model: losses and timing (.json)")
+    parser.add_argument("--model", default=None, help="only this key of params deep.models")
     parser.add_argument("--device", default=None, help="cpu | cuda (default: CUDA when present)")
     parser.add_argument("--params", type=Path, default=config.PARAMS_FILE)
     args = parser.parse_args(argv)
     setup_logging()
 
     deep = config.load_section(DeepConfig, "deep", args.params)
-    if args.model not in deep.models:
+    if args.model is not None and args.model not in deep.models:
         parser.error(f"--model {args.model!r} not in params deep.models {sorted(deep.models)}")
-    cfg = deep.models[args.model]
-    seed = config.seed(args.params)
-    device = pick_device(args.device)
-    threads = set_threads(deep.threads)
-    history = pl.read_parquet(args.history, columns=["session", "position", "item"])
-    items = pl.read_parquet(args.items, columns=["item", "locale", "in_catalog"])
-    log.info("%s: %d history events, %d items, device %s, %d CPU threads", args.model, history.height,
-             items.height, device, threads)
-    with timed(f"train_deep {args.model}"):
-        trained = train(history, items, cfg, seed, device=device, amp=deep.amp, checkpoint=args.out)
-    write_json({
-        "model": args.model, "arch": cfg.arch, "device": str(device), "threads": threads,
-        "epochs": trained.meta["epoch"], "loss": trained.meta["losses"],
-        "epoch_seconds": trained.meta["seconds"],
-        "train_seconds": sum(trained.meta["seconds"]), "peak_rss_mib": peak_rss_mib(),
-        "steps": sum(trained.meta.get("steps", [])), "session_passes": sum(trained.meta.get("sessions", [])),
-        "stopped_by": trained.meta.get("stopped_by", "epochs"),
-    }, args.metrics)
+    models = [args.model] if args.model else list(deep.models)
+    jobs = {m: (m, args.history, args.items, args.out / f"{m}.pt", args.device, args.params) for m in models}
+    workers = min(max(deep.parallel, 1), len(models))
+    log.info("training %s, %d at a time", ", ".join(models), workers)
+    if workers == 1:
+        metrics = {m: train_one(*job, progress=True) for m, job in jobs.items()}
+    else:  # spawn: a forked child would inherit torch's thread pool state
+        with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:
+            futures = {m: pool.submit(train_one, *job, progress=False) for m, job in jobs.items()}
+            metrics = {m: future.result() for m, future in futures.items()}
+    write_json(metrics, args.metrics)
 
 
 if __name__ == "__main__":

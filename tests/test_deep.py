@@ -253,11 +253,18 @@ def test_train_deep_stage_main(world, project_dir, monkeypatch):
     (project_dir / "params.yaml").write_text(params)
     monkeypatch.chdir(project_dir)
     train_deep.main(["--history", "history.parquet", "--items", "items.parquet", "--model", "sasrec",
-                     "--out", "models/valid/sasrec.pt", "--metrics", "metrics/sasrec.json", "--device",
-                     "cpu"])
-    metrics = json.loads((project_dir / "metrics" / "sasrec.json").read_text())
-    assert metrics["epochs"] == 1 and len(metrics["loss"]) == 1
-    assert load(project_dir / "models" / "valid" / "sasrec.pt").cfg.dim == 8
+                     "--out", "models/one", "--metrics", "metrics/one.json", "--device", "cpu"])
+    metrics = json.loads((project_dir / "metrics" / "one.json").read_text())
+    assert list(metrics) == ["sasrec"] and metrics["sasrec"]["epochs"] == 1
+    assert load(project_dir / "models" / "one" / "sasrec.pt").cfg.dim == 8
+    # every model of deep.models, two processes side by side (deep.parallel: 2): the same weights
+    train_deep.main(["--history", "history.parquet", "--items", "items.parquet", "--out", "models/valid",
+                     "--metrics", "metrics/valid.json", "--device", "cpu"])
+    metrics = json.loads((project_dir / "metrics" / "valid.json").read_text())
+    assert set(metrics) == {"gru4rec", "sasrec"} and all(m["threads"] == 1 for m in metrics.values())
+    alone, beside = (load(project_dir / "models" / d / "sasrec.pt").model.state_dict()
+                     for d in ("one", "valid"))
+    assert all(torch.equal(alone[k], beside[k]) for k in alone)
 
 
 def test_deep_feature_family_scores_every_candidate(world, tmp_path):

@@ -1,7 +1,8 @@
 """The ``deep`` section of params.yaml.
 
 deep:
-  threads: 0          # CPU threads for torch (0: every core of the machine)
+  threads: 1          # CPU threads for torch per training (0: every core of the machine)
+  parallel: 2         # trainings at once, each in its own process (stage train_deep)
   amp: true           # bf16 autocast when training on CUDA; ignored on CPU
   models:
     gru4rec: {arch: gru4rec, dim: 64, ...}
@@ -54,5 +55,6 @@ class ModelConfig:
 @dataclass(frozen=True)
 class DeepConfig:
     threads: int
+    parallel: int
     amp: bool
     models: dict[str, ModelConfig]
