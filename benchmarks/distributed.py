@@ -146,7 +146,9 @@ def measure(what: str, engine: str, root: Path, args: argparse.Namespace) -> dic
         from pipeline import config
 
         cfg = config.load_section(FeaturesConfig, "features", REPO / "params.yaml")
-        cfg = FeaturesConfig(**{**cfg.__dict__, "deep_models": {}})
+        cfg = FeaturesConfig(**{**cfg.__dict__, "deep_models": {},
+                                "chunk_sessions": args.chunk_sessions or cfg.chunk_sessions})
+        out["chunk_sessions"] = cfg.chunk_sessions
         queries = pl.read_parquet(root / "split" / "valid" / "queries.parquet")
         inputs = Inputs(history=history, items=items,
                         sessions=pl.read_parquet(root / "prepared" / "sessions.parquet",
@@ -185,6 +187,8 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--partitions-per-worker", type=int, default=2)
     parser.add_argument("--memory-limit", default="4GiB")
+    parser.add_argument("--chunk-sessions", type=int, default=None,
+                        help="features.chunk_sessions for both engines (default: params.yaml's)")
     parser.add_argument("--workdir", type=Path, default=Path("/tmp/m2_distributed"))
     parser.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results" / "distributed.json")
     parser.add_argument("--child", nargs=3, metavar=("WHAT", "ENGINE", "ROOT"), help=argparse.SUPPRESS)
@@ -206,6 +210,8 @@ def main() -> None:
                        "--partitions-per-worker", str(args.partitions_per_worker), "--memory-limit",
                        args.memory_limit,
                        "--workdir", str(args.workdir)]
+                if args.chunk_sessions:
+                    cmd += ["--chunk-sessions", str(args.chunk_sessions)]
                 proc = subprocess.run(cmd, capture_output=True, text=True, cwd=REPO)
                 lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("RESULT ")]
                 if proc.returncode or not lines:
