@@ -6,9 +6,10 @@
 
 Reads params ``seed`` and ``deep`` (``deep.models.<model>`` picks the architecture and knobs) and
 writes ``<out>/<model>.pt`` per model. ``deep.parallel`` trainings run at once, each in a process of
-its own with ``deep.threads`` torch threads: these encoders are small, and on a 2-core CPU one thread
-trains one as fast as two, so two trainings side by side take about the time of the longer one. A
-training's result depends on its thread count, never on what runs beside it.
+its own with ``deep.threads`` torch threads: these encoders are small and use a second thread poorly,
+so on 2 cores the two side by side with one thread each finish sooner than one after the other with
+two (162.5 s against 202.0 s at scale 0.02, benchmarks/results/scale.json). A training's result
+depends on its thread count, never on what runs beside it.
 
 Each checkpoint is rewritten after every epoch and resumed when it matches (same knobs but the epoch
 count, seed, vocabulary and history), so an interrupted run, or raising ``epochs``, continues where
