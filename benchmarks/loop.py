@@ -45,8 +45,8 @@ from features.registry import FAMILIES  # noqa: E402
 from pipeline import raw, score  # noqa: E402
 from pipeline.candidate_gen import CandidatesConfig, fit_sources, generate_union  # noqa: E402
 from pipeline.config import from_dict, read_params  # noqa: E402
-from pipeline.predict import complete, mrr_report, source_ranker  # noqa: E402
 from pipeline.predictions import submission_frames  # noqa: E402
+from pipeline.ranking import complete, mrr_report, source_ranker  # noqa: E402
 from pipeline.train_ranker import fit as fit_ranker  # noqa: E402
 from rankers import lgbm  # noqa: E402
 
