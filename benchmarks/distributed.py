@@ -212,10 +212,12 @@ def main() -> None:
                        "--workdir", str(args.workdir)]
                 if args.chunk_sessions:
                     cmd += ["--chunk-sessions", str(args.chunk_sessions)]
-                proc = subprocess.run(cmd, capture_output=True, text=True, cwd=REPO)
+                child_log = args.workdir / f"child-{what}-{engine}-{scale:g}.log"
+                with child_log.open("w") as err:  # the child's progress and Dask's warnings, as they come
+                    proc = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=err, text=True, cwd=REPO)
                 lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("RESULT ")]
                 if proc.returncode or not lines:
-                    raise SystemExit(f"{what}/{engine} at {scale:g} failed:\n{proc.stderr[-3000:]}")
+                    raise SystemExit(f"{what}/{engine} at {scale:g} failed:\n{child_log.read_text()[-3000:]}")
                 run = {"scale": scale, "workers": args.workers,
                        "partitions_per_worker": args.partitions_per_worker,
                        "memory_limit": args.memory_limit, "cores": len(os.sched_getaffinity(0)),

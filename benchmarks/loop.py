@@ -42,7 +42,7 @@ from candidates.union import build_sources, with_defaults  # noqa: E402
 from features.assemble import assemble_chunks, fit_families  # noqa: E402
 from features.base import FeaturesConfig, Inputs  # noqa: E402
 from features.registry import FAMILIES  # noqa: E402
-from pipeline import raw, score  # noqa: E402
+from pipeline import raw, sampling, score  # noqa: E402
 from pipeline.candidate_gen import CandidatesConfig, fit_sources, generate_union  # noqa: E402
 from pipeline.config import from_dict, read_params  # noqa: E402
 from pipeline.predictions import submission_frames  # noqa: E402
@@ -183,7 +183,7 @@ def train(frame: pl.DataFrame, split: Split, cfg: lgbm.RankerConfig, seed: int) 
     """(lgbm.load-shaped models, eval-fold queries): what stage train_ranker fits."""
     folds = lgbm.assign_folds(split.queries["session"], cfg.eval_fraction, seed)
     labelled = lgbm.label(frame, split.targets).join(folds, on="session", how="left")
-    train_ids = lgbm.sample_sessions(
+    train_ids = sampling.sample_sessions(
         folds.filter(~pl.col("is_eval")).join(split.targets, on="session", how="semi")["session"],
         cfg.max_train_sessions,
         seed,
