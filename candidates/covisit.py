@@ -34,11 +34,11 @@ from typing import Any, Self
 import polars as pl
 
 from candidates.base import CandidateSource, finalize
+from candidates.pairs import DIRECTIONS, count_pairs, pack_bits
 from candidates.session_items import ordered_sum, recent_items
 
 log = logging.getLogger(__name__)
 
-DIRECTIONS = ("both", "forward", "backward")
 NORMALIZATIONS = ("none", "conditional", "cosine", "lift")
 KEYS = ("item", "product")
 
@@ -100,69 +100,16 @@ class CovisitConfig:
         return [dataclasses.replace(base, **entry) for entry in self.grid] or [base]
 
 
-def _pack_bits(events: pl.DataFrame, window: int) -> tuple[int, int]:
-    """Bits for an item and for a distance in the packed int64 pair key a | b | d."""
-    item_bits = max(int(events.get_column("item").max() or 0).bit_length(), 1)
-    dist_bits = window.bit_length()
-    if 2 * item_bits + dist_bits > 62:
-        raise ValueError(f"co-visitation key needs {2 * item_bits + dist_bits} bits; items must be < 2**29")
-    return item_bits, dist_bits
-
-
 def pair_counts(events: pl.DataFrame, cfg: CovisitConfig, item_bits: int) -> pl.DataFrame:
     """Pair occurrences of ``events`` as packed keys: value:Int64 (a | b | d), len:UInt32, sorted by value.
 
-    Every pair is counted within its own session, so the counts of disjoint session sets add up
-    (pipeline.engine.covisit sums them over session partitions).
+    :func:`candidates.pairs.count_pairs` with ``cfg``'s window, direction, unique_per_session and
+    collapse_repeats. Every pair is counted within its own session, so the counts of disjoint session
+    sets add up (pipeline.engine.covisit sums them over session partitions).
     """
-    ev = events.select("session", "position", "item").sort("session", "position")
-    if cfg.collapse_repeats:
-        ev = ev.filter(
-            (pl.col("item") != pl.col("item").shift(1))
-            | (pl.col("session") != pl.col("session").shift(1))
-            | pl.col("item").shift(1).is_null()
-        )
-    ev = ev.select("session", pl.col("item").cast(pl.Int64))
-    dist_bits = cfg.window.bit_length()
-    a_mul, b_mul = 1 << (item_bits + dist_bits), 1 << dist_bits
-    if cfg.unique_per_session:
-        # A pair can repeat within a session only if an item does: flag those sessions so that
-        # only their pairs go through the (costlier) per-session dedup.
-        si = (
-            ev.select(pl.col("session").cast(pl.Int64) * (1 << item_bits) + pl.col("item")).to_series().sort()
-        )
-        repeats = (si.filter(si.diff() == 0) // (1 << item_bits)).unique()
-        ev = ev.with_columns(rep=pl.col("session").is_in(repeats.implode()))
-    else:
-        ev = ev.with_columns(rep=pl.lit(False))
-    parts = []
-    for d in range(1, cfg.window + 1):
-        fwd = (
-            ev.lazy()
-            .select(
-                "session", "rep", a=pl.col("item"), b=pl.col("item").shift(-d), _s=pl.col("session").shift(-d)
-            )
-            .filter((pl.col("_s") == pl.col("session")) & (pl.col("a") != pl.col("b")))
-        )
-        if cfg.direction in ("both", "forward"):
-            parts.append(fwd.select("session", "rep", key=pl.col("a") * a_mul + pl.col("b") * b_mul + d))
-        if cfg.direction in ("both", "backward"):
-            parts.append(fwd.select("session", "rep", key=pl.col("b") * a_mul + pl.col("a") * b_mul + d))
-    pairs = pl.concat(parts).collect()
-    # Sorted by (session, key), a pair's rows in one session are adjacent with the closest
-    # distance (the highest weight) first: keep that one.
-    ab = pl.col("key") // b_mul
-    deduped = (
-        pairs.filter("rep")
-        .sort("session", "key")
-        .filter(
-            (pl.col("session") != pl.col("session").shift(1))
-            | (ab != ab.shift(1))
-            | pl.col("session").shift(1).is_null()
-        )
+    return count_pairs(
+        events, cfg.window, cfg.direction, cfg.unique_per_session, cfg.collapse_repeats, item_bits
     )
-    keys = pl.concat([pairs.filter(~pl.col("rep")).get_column("key"), deduped.get_column("key")])
-    return keys.sort().rle().struct.unnest()
 
 
 def weights_from_counts(counts: pl.DataFrame, cfg: CovisitConfig, item_bits: int) -> pl.DataFrame:
@@ -198,7 +145,7 @@ def pair_weights(events: pl.DataFrame, cfg: CovisitConfig) -> pl.DataFrame:
     Returns:
         a:Int32, b:Int32, w:Float64, one row per ordered pair with a != b, sorted by (a, b).
     """
-    item_bits, _ = _pack_bits(events, cfg.window)
+    item_bits, _ = pack_bits(events, cfg.window)
     return weights_from_counts(pair_counts(events, cfg, item_bits), cfg, item_bits)
 
 
@@ -257,7 +204,7 @@ def weighted_pairs(events: pl.DataFrame, cfg: CovisitConfig) -> pl.DataFrame:
     """
     if cfg.query_weight == 1.0 or "query" not in events.columns:
         return pair_weights(events, cfg)
-    item_bits, _ = _pack_bits(events, cfg.window)
+    item_bits, _ = pack_bits(events, cfg.window)
     parts = []
     for flag, weight in ((False, 1.0), (True, cfg.query_weight)):
         part = events.filter(pl.col("query") == flag)

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 
 import polars as pl
 
+from candidates.pairs import count_pairs, pack_bits, pair_totals
 from pipeline.raw import LOCALES
 
 
@@ -83,24 +84,38 @@ def last_distinct(events: pl.DataFrame, k: int) -> pl.DataFrame:
 def covisit_pairs(
     history: pl.DataFrame, window: int, key: str = "item", by: tuple[str, ...] = ()
 ) -> pl.LazyFrame:
-    """src, dst, n: how often ``dst`` appears within ``window`` positions of ``src`` in a session.
+    """src, dst, n:Int32: in how many sessions ``dst`` appears within ``window`` positions of ``src``.
 
     Both directions, self pairs dropped, each ordered pair counted once per session so a session
-    of repeats does not dominate. ``key`` is the id column of ``history`` (item or product); ``by``
-    names per-session columns of ``history`` (e.g. locale) the counts are kept apart by.
+    of repeats does not dominate. ``key`` is the id column of ``history`` (item or product:
+    non-negative ints below 2**29); ``by`` names per-session columns of ``history`` (e.g. locale)
+    the counts are kept apart by (columns first: *by, src, dst, n). Sorted by (*by, src, dst).
+
+    Counted by the co-visitation source's code (:func:`candidates.pairs.count_pairs`, unique per
+    session, no collapsing of repeats), one ``by`` group at a time: a session lies in one group, and
+    its positions are consecutive, so ``window`` events apart is ``window`` positions apart.
     """
-    lazy = history.lazy().select("session", "position", *by, pl.col(key).alias("src"))
-    shifted = [
-        lazy.select("session", (pl.col("position") + d).alias("position"), pl.col("src").alias("dst"))
-        for d in [*range(-window, 0), *range(1, window + 1)]
-    ]
-    return (
-        lazy.join(pl.concat(shifted), on=["session", "position"])
-        .filter(pl.col("src") != pl.col("dst"))
-        .unique(["session", "src", "dst"])
-        .group_by(*by, "src", "dst")
-        .agg(n=pl.len().cast(pl.Int32))
-    )
+    out_dtype = history.schema[key]
+    schema = {**{c: history.schema[c] for c in by}, "src": out_dtype, "dst": out_dtype, "n": pl.Int32}
+    groups = history.partition_by(list(by), maintain_order=True) if by else [history]
+    frames = []
+    for group in groups:
+        if group.is_empty():
+            continue
+        item_bits, _ = pack_bits(group, window, key)
+        counts = count_pairs(group, window, "both", True, False, item_bits, key)
+        totals = pair_totals(counts, window, item_bits)
+        frames.append(
+            totals.select(
+                *[pl.lit(group.get_column(c)[0], dtype=schema[c]).alias(c) for c in by],
+                src=pl.col("a").cast(out_dtype),
+                dst=pl.col("b").cast(out_dtype),
+                n=pl.col("n").cast(pl.Int32),
+            )
+        )
+    if not frames:
+        return pl.LazyFrame(schema=schema)
+    return pl.concat(frames).sort(*by, "src", "dst").lazy()
 
 
 def transition_counts(history: pl.DataFrame, key: str = "item") -> pl.LazyFrame:

@@ -46,7 +46,7 @@ _NBRS_META = pd.DataFrame(
 
 
 def item_bits_of(max_item: int, window: int) -> int:
-    """Bits per key in the packed pair key (as candidates.covisit._pack_bits)."""
+    """Bits per key in the packed pair key (as candidates.pairs.pack_bits)."""
     bits = max(int(max_item).bit_length(), 1)
     if 2 * bits + window.bit_length() > 62:
         raise ValueError(
