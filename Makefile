@@ -8,7 +8,8 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 REAL_DIR ?= ../shared/amazon_m2_real
 # Real-data settings (README "Real data: settings"): measured on the local valid split and task2_phase1
-REAL_SETS ?= -S candidates.sources.covisit_product.distance_weight=1.0 -S candidates.sources.covisit_product.recency_decay=0.3
+REAL_SETS ?= -S candidates.sources.covisit_product.distance_weight=1.0 -S candidates.sources.covisit_product.recency_decay=0.3 \
+             -S candidates.sources.covisit_product.hops=2 -S ranker.neg_sample_rate=0.3
 
 export OPENBLAS_NUM_THREADS ?= 1
 
