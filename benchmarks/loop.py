@@ -285,7 +285,9 @@ def run(
     families = families or tuple(f for f in FAMILIES if f != "deep")
     tag = hashlib.sha1(
         json.dumps(
-            [seed, params["candidates"], sorted(specs), tag_extra], sort_keys=True, default=str
+            [str(Path(workspace).resolve()), seed, params["candidates"], sorted(specs), tag_extra],
+            sort_keys=True,
+            default=str,
         ).encode()
     ).hexdigest()[:12]
     result: dict[str, Any] = {"sources": list(specs)}
