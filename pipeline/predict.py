@@ -24,7 +24,7 @@ from features.parts import part_paths
 from pipeline import engine, submission
 from pipeline.io import setup_logging, timed
 from pipeline.predictions import submission_frames
-from pipeline.ranking import K, complete, model_ranker, ranked_top, source_ranker
+from pipeline.ranking import K, complete, completion, model_ranker, ranked_top, source_ranker
 from pipeline.raw import exit_on_data_error
 
 log = logging.getLogger(__name__)
@@ -81,9 +81,9 @@ def main() -> None:
     if args.sources:
         names = source_names(pl.read_parquet_schema(parts[0]).names()) if parts else []
         with timed(f"predict {len(names)} sources"):
+            fill = completion(queries, history, items)
             for name, top in source_tops(parts, names).items():
-                write_submissions(complete(top, queries, history, items), queries, items, args.raw,
-                                  args.out / f"source_{name}", catalogue)
+                write_submissions(fill(top), queries, items, args.raw, args.out / f"source_{name}", catalogue)
         return
     rank = model_ranker(args.model) if args.model else source_ranker(args.source)
     what = f"ranker {args.model}" if args.model else f"source {args.source}"

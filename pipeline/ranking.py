@@ -52,6 +52,15 @@ def model_ranker(model_dir: str | Path) -> Callable[[pl.DataFrame], pl.DataFrame
     return lambda frame: lgbm.score_models(models, frame)
 
 
+def completion(queries: pl.DataFrame, history: pl.DataFrame, items: pl.DataFrame,
+               k: int = K) -> Callable[[pl.DataFrame], pl.DataFrame]:
+    """:func:`complete` for many rankings of the same queries: the own items and the popularity are
+    computed once."""
+    own = history.join(queries.select("session"), on="session", how="semi").select("session", "item")
+    popular = locale_popularity(history, items)
+    return lambda ranked: fill_with_popular(ranked, queries, own, popular, k=k)
+
+
 def complete(ranked: pl.DataFrame, queries: pl.DataFrame, history: pl.DataFrame, items: pl.DataFrame,
              k: int = K) -> pl.DataFrame:
     """session, item, rank (1..k) for every query: ``ranked`` first, then locale popularity.
@@ -59,8 +68,7 @@ def complete(ranked: pl.DataFrame, queries: pl.DataFrame, history: pl.DataFrame,
     ``history`` (the split's) gives both the sessions' own items (never predicted: the next item
     never repeats one) and the popularity the gaps are filled from.
     """
-    own = history.join(queries.select("session"), on="session", how="semi").select("session", "item")
-    return fill_with_popular(ranked, queries, own, locale_popularity(history, items), k=k)
+    return completion(queries, history, items, k)(ranked)
 
 
 def mrr_report(top: pl.DataFrame, queries: pl.DataFrame, targets: pl.DataFrame) -> dict[str, dict]:

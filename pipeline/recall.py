@@ -29,6 +29,8 @@ from pipeline.io import setup_logging, write_json, write_text
 log = logging.getLogger(__name__)
 
 KS = (20, 50, 100, 200)
+
+
 def target_hits(union: pl.DataFrame, targets: pl.DataFrame, queries: pl.DataFrame) -> pl.DataFrame:
     """One row per evaluated session: session, locale, in_union:Boolean, n_sources, cand_<name>_rank."""
     names = source_names(union.columns)

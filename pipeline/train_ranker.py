@@ -29,7 +29,7 @@ from features.parts import part_paths
 from features.registry import feature_columns
 from pipeline import config, engine, guards, sampling
 from pipeline.io import atomic_path, peak_rss_mib, setup_logging, timed, write_json
-from pipeline.ranking import complete, mrr_report, ranked_top, source_ranker
+from pipeline.ranking import completion, mrr_report, ranked_top, source_ranker
 from rankers import lgbm
 
 log = logging.getLogger(__name__)
@@ -104,12 +104,13 @@ def evaluate(parts: list[Path], models: dict[str, tuple], queries: pl.DataFrame,
         for path in parts:
             yield pl.read_parquet(path, columns=columns).filter(pl.col("session").is_in(eval_ids))
 
-    report = {"ranker": mrr_report(complete(ranked_top(frames(), lambda f: lgbm.score_models(models, f)),
-                                            queries, history, items), queries, targets)}
+    fill = completion(queries, history, items)
+    report = {"ranker": mrr_report(fill(ranked_top(frames(), lambda f: lgbm.score_models(models, f))),
+                                   queries, targets)}
     columns = pl.read_parquet_schema(parts[0]) if parts else {}
     for name in source_names(list(columns)):
         top = ranked_top(frames(["session", "item", score_col(name)]), source_ranker(name))
-        report[f"source_{name}"] = mrr_report(complete(top, queries, history, items), queries, targets)
+        report[f"source_{name}"] = mrr_report(fill(top), queries, targets)
     return report
 
 
