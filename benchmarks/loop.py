@@ -72,6 +72,14 @@ def apply_sets(params: dict, sets: list[str]) -> dict:
     return out
 
 
+def cache_tag(workspace: Path, params: dict, specs: dict[str, dict], extra: str = "") -> str:
+    """The cache key of a workspace's unions and features: the workspace itself (two worlds may share
+    params), the seed, the candidates and source_defaults sections, the runnable sources and ``extra``."""
+    key = [str(Path(workspace).resolve()), int(params["seed"]), params["candidates"],
+           params["source_defaults"], sorted(specs), extra]
+    return hashlib.sha1(json.dumps(key, sort_keys=True, default=str).encode()).hexdigest()[:12]
+
+
 def runnable_sources(specs: dict[str, dict], workspace: Path) -> dict[str, dict]:
     """The configured sources minus deep ones whose checkpoint glob matches nothing in ``workspace``."""
     out = {}
@@ -224,10 +232,7 @@ def sources_only(
     specs = runnable_sources(params["candidates"]["sources"], workspace)
     ccfg = from_dict(CandidatesConfig, {**params["candidates"], "sources": with_defaults(
         specs, params["source_defaults"])}, "candidates")
-    tag = hashlib.sha1(
-        json.dumps([seed, params["candidates"], params["source_defaults"], sorted(specs)], sort_keys=True,
-                   default=str).encode()
-    ).hexdigest()[:12]
+    tag = cache_tag(workspace, params, specs)
     valid = Split(workspace, "valid", None)
     vunion = candidates(valid, ccfg, seed, cache, tag)
     result: dict[str, Any] = {
@@ -283,13 +288,7 @@ def run(
     fcfg = from_dict(FeaturesConfig, params["features"], "features")
     rcfg = from_dict(lgbm.RankerConfig, params["ranker"], "ranker")
     families = families or tuple(f for f in FAMILIES if f != "deep")
-    tag = hashlib.sha1(
-        json.dumps(
-            [str(Path(workspace).resolve()), seed, params["candidates"], sorted(specs), tag_extra],
-            sort_keys=True,
-            default=str,
-        ).encode()
-    ).hexdigest()[:12]
+    tag = cache_tag(workspace, params, specs, tag_extra)
     result: dict[str, Any] = {"sources": list(specs)}
     hook = split_hook or (lambda s: s)
 
