@@ -84,4 +84,4 @@ class SharedAttribute(CandidateSource):
             .select("session", item="cand", score=pl.col("weight") * pl.col("share"), _r="recency")
             .pipe(ordered_sum, ["session", "item"], ["_r"])
         )
-        return finalize(scores, sessions, self._items, k)
+        return finalize(scores, sessions, self._items, k, summed=True)

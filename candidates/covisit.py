@@ -314,7 +314,7 @@ class Covisit(CandidateSource):
             )
         else:
             scores = scores.rename({"b": "item"})
-        return finalize(scores, sessions, self._items, k)
+        return finalize(scores, sessions, self._items, k, summed=True)
 
     def select(self, history: pl.DataFrame, items: pl.DataFrame) -> CovisitConfig:
         """The grid variant with the best MRR@100 on held-out history sessions (ties: the first listed).

@@ -129,7 +129,7 @@ class _Factors(CandidateSource):
         locale = np.empty(len(ids), dtype=object)
         locale[rows] = q.get_column("locale").to_numpy()
         scores = self.index.search(ids, locale, queries, depth(sessions, ids, k))
-        return finalize(scores, sessions, self._items, k)
+        return finalize(scores, sessions, self._items, k, summed=True)
 
 
 class Als(_Factors):

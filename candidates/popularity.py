@@ -61,4 +61,4 @@ class Popularity(CandidateSource):
             .filter(pl.col("_r") < k + pl.col("n_own"))
             .select("session", "item", "score")
         )
-        return finalize(scores, sessions, self._items, k)
+        return finalize(scores, sessions, self._items, k, summed=True)

@@ -61,4 +61,4 @@ class Sknn(CandidateSource):
         )
         scores = ordered_sum(nbrs.join(self.sets, on="t").select("session", "item", "t", score="sim"),
                              ["session", "item"], ["t"])
-        return finalize(scores, sessions, self._items, k)
+        return finalize(scores, sessions, self._items, k, summed=True)

@@ -175,7 +175,7 @@ class DeepSource(CandidateSource):
         enc, queries = self._vectors(sessions)
         locale = np.asarray(self.trained.locales)[enc.locale]
         scores = self.index().search(enc.session, locale, queries, depth(sessions, enc.session, k))
-        return finalize(scores, sessions, self._items, k)
+        return finalize(scores, sessions, self._items, k, summed=True)
 
     def score_pairs(self, sessions: pl.DataFrame, pairs: pl.DataFrame) -> pl.DataFrame:
         """:meth:`Scorer.score_pairs` of the fitted model."""
