@@ -154,16 +154,15 @@ class TitleSimilarity(CandidateSource):
     def generate(self, sessions: pl.DataFrame, k: int) -> pl.DataFrame:
         assert self.tokens is not None, "fit first"
         recent = recent_items(sessions, self.cfg.max_session_items, self.cfg.recency_decay)
-        session_tokens = recent.join(self.tokens.select("item", "token"), on="item")
+        # A word shared by several of the last items is looked up once, with their weights summed:
+        # the recent items of a session share most words, so this divides the index rows read.
+        session_tokens = (
+            recent.join(self.tokens.select("item", "token"), on="item")
+            .pipe(ordered_sum, ["session", "token"], ["recency"], "weight")
+        )
         scores = (
             session_tokens.join(self.index.drop("locale"), on="token")
-            .select(
-                "session",
-                item="cand",
-                score=pl.col("weight") * pl.col("idf") * pl.col("prior"),
-                _r="recency",
-                _t="token",
-            )
-            .pipe(ordered_sum, ["session", "item"], ["_r", "_t"])
+            .select("session", item="cand", score=pl.col("weight") * pl.col("idf") * pl.col("prior"), _t="token")
+            .pipe(ordered_sum, ["session", "item"], ["_t"])
         )
-        return finalize(scores, sessions, self._items, k)
+        return finalize(scores, sessions, self._items, k, summed=True)
