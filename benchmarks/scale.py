@@ -177,6 +177,8 @@ def parquet_rows(path: Path) -> int:
 
 def stage_rows(workspace: Path) -> dict[str, dict[str, int]]:
     """Stage -> rows_in / rows_out: parquet rows under its deps and outs, as dvc.lock lists them."""
+    if not (workspace / "dvc.lock").exists():
+        return {}
     lock = yaml.safe_load((workspace / "dvc.lock").read_text())["stages"]
     rows = {}
     for name, stage in lock.items():
@@ -222,13 +224,13 @@ def run_scale(
     for line in log.read_text().splitlines() if log.exists() else []:
         rec = json.loads(line)
         stages[rec.pop("stage")] = rec
-    if rc != 0:
-        raise SystemExit(
-            f"error: dvc repro failed at scale {scale:g} (rc {rc}); see {workspace / 'repro.log'}"
-        )
+    complete = rc == 0
+    if not complete:
+        print(f"error: dvc repro failed at scale {scale:g} (rc {rc}); see {workspace / 'repro.log'}", flush=True)
     for name, rows in stage_rows(workspace).items():
         stages.setdefault(name, {}).update(rows)
-    board = json.loads((workspace / "metrics" / "leaderboard.json").read_text())
+    board_path = workspace / "metrics" / "leaderboard.json"
+    board = json.loads(board_path.read_text()) if complete and board_path.exists() else {}
     leaderboard = {}
     for dataset, methods in board.items():
         sub = methods.get("submission", {}).get("all", {}) if isinstance(methods, dict) else {}
@@ -251,6 +253,7 @@ def run_scale(
         "total_wall_s": round(total_wall, 1),
         "last_repro_wall_s": round(total, 1),
         "resumed": resume,
+        "complete": complete,
         "peak_rss_gib": max((s.get("peak_rss_gib", 0.0) for s in stages.values()), default=0.0),
         "stages": dict(sorted(stages.items())),
         "leaderboard": leaderboard,
@@ -325,6 +328,8 @@ def main(argv: list[str] | None = None) -> None:
         runs = [r for r in runs if (r["scale"], r["label"]) != (scale, args.label)] + [run]
         write_record(args.out, runs)
         print(f"wrote {args.out}", flush=True)
+        if not run["complete"]:
+            raise SystemExit(1)  # the partial record is written: --resume continues it
         if not args.keep:
             shutil.rmtree(args.workdir / f"{args.label}_{scale:g}" / "data", ignore_errors=True)
 
