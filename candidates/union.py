@@ -116,13 +116,15 @@ def union(cands: dict[str, pl.DataFrame], max_per_session: int) -> pl.DataFrame:
     if out is None:
         return pl.DataFrame(schema={"session": pl.Int32, "item": pl.Int32, "n_sources": pl.Int8})
     ranks = [rank_col(name) for name in cands]
+    # One int64 per row orders a session's rows as the cap wants them (best rank, then more sources,
+    # then item): rank < 2**29, n_sources < 16, item < 2**29 (pack_bits' bound on ids).
+    order = (
+        pl.min_horizontal(ranks).cast(pl.Int64) * (1 << 34)
+        + (15 - pl.sum_horizontal(pl.col(r).is_not_null() for r in ranks)).cast(pl.Int64) * (1 << 29)
+        + pl.col("item").cast(pl.Int64)
+    )
     return (
-        out.with_columns(
-            n_sources=pl.sum_horizontal(pl.col(r).is_not_null() for r in ranks).cast(pl.Int8),
-            _best=pl.min_horizontal(ranks),
-        )
-        .sort(["session", "_best", "n_sources", "item"], descending=[False, False, True, False])
-        .filter(pl.int_range(pl.len()).over("session") < max_per_session)
-        .drop("_best")
+        out.with_columns(n_sources=pl.sum_horizontal(pl.col(r).is_not_null() for r in ranks).cast(pl.Int8))
+        .filter(order.rank("ordinal").over("session") <= max_per_session)
         .sort(key)
     )
