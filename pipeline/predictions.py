@@ -37,16 +37,26 @@ def fill_with_popular(ranked: pl.DataFrame, queries: pl.DataFrame, own: pl.DataF
     for start in range(0, sessions.height, chunk):
         part = sessions.slice(start, chunk)
         part_own = own.join(part.select("session"), on="session")
-        n_own = part_own.group_by("session").len()
-        depth = k + (int(n_own["len"].max()) if n_own.height else 0)
-        fill = (part.join(popular.filter(pl.col("pop_rank") <= depth), on="locale")
-                .select("session", "item", (pl.col("pop_rank") + 10**9).alias("rank")))
         head = (ranked.join(part.select("session"), on="session")
+                .join(part_own, on=["session", "item"], how="anti")
                 .select("session", "item", pl.col("rank").cast(pl.Int64)))
-        merged = (pl.concat([head, fill.with_columns(pl.col("rank").cast(pl.Int64))])
-                  .join(part_own, on=["session", "item"], how="anti")
+        # Popular items a session may need: k + its own item count (own items are dropped), none when
+        # its ranked head already holds k; never more than that (one long session must not make the
+        # whole chunk read hundreds of fill rows each).
+        need = (part.join(part_own.group_by("session").agg(_own=pl.len()), on="session", how="left")
+                .join(head.group_by("session").agg(_head=pl.len()), on="session", how="left")
+                .select("session", "locale",
+                        _depth=pl.when(pl.col("_head").fill_null(0) >= k).then(0)
+                        .otherwise(k + pl.col("_own").fill_null(0))))
+        depth = int(need["_depth"].max() or 0)
+        fill = (need.filter(pl.col("_depth") > 0)
+                .join(popular.filter(pl.col("pop_rank") <= depth), on="locale")
+                .filter(pl.col("pop_rank") <= pl.col("_depth"))
+                .select("session", "item", (pl.col("pop_rank").cast(pl.Int64) + 10**9).alias("rank"))
+                .join(head, on=["session", "item"], how="anti")  # a ranked item keeps its own rank
+                .join(part_own, on=["session", "item"], how="anti"))
+        merged = (pl.concat([head, fill])
                   .sort("session", "rank")
-                  .unique(["session", "item"], keep="first", maintain_order=True)
                   .with_columns(rank=pl.int_range(1, pl.len() + 1, dtype=pl.Int32).over("session"))
                   .filter(pl.col("rank") <= k))
         out.append(merged)

@@ -9,6 +9,7 @@ import polars as pl
 import pytest
 
 from pipeline import sampling
+from pipeline.predictions import fill_with_popular
 from pipeline.ranking import complete, mrr_report, ranked_top, source_ranker
 from rankers import lgbm
 from tests._params import section
@@ -138,6 +139,34 @@ def test_complete_fills_from_popularity_and_reports_mrr():
     report = mrr_report(top, queries, targets)
     assert report["all"]["mrr@100"] == pytest.approx(0.25)
     assert report["task1"]["mrr@100"] == pytest.approx(0.5) and report["ES"]["recall@100"] == 0.0
+
+
+def test_popularity_fill_equals_a_plain_merge():
+    """fill_with_popular reads only the fill each session needs: the same rows as merging every
+    session's ranked items with its locale's whole popularity list, own items out, first rank kept."""
+    rng = np.random.default_rng(3)
+    n_items, k = 60, 10
+    popular = pl.DataFrame({"item": np.arange(n_items, dtype=np.int32), "locale": ["DE"] * 40 + ["ES"] * 20})
+    popular = popular.with_columns(pop_rank=pl.int_range(1, pl.len() + 1, dtype=pl.Int32).over("locale"))
+    queries = pl.DataFrame({"session": np.arange(30, dtype=np.int32), "locale": ["DE"] * 20 + ["ES"] * 10})
+    # own items: session 0 is long (30 items), others 0-4; ranked heads of 0, a few, or more than k
+    own = pl.DataFrame({"session": np.r_[np.zeros(30), rng.integers(1, 30, 60)].astype(np.int32),
+                        "item": np.r_[np.arange(30), rng.integers(0, 40, 60)].astype(np.int32)}).unique()
+    own = own.join(queries, on="session").join(popular.select("item", "locale"), on=["item", "locale"],
+                                                   how="semi").select("session", "item")
+    heads = [(s, i, r + 1) for s in range(0, 30, 2) for r, i in
+             enumerate(rng.choice(popular.filter(pl.col("locale") == ("DE" if s < 20 else "ES"))["item"],
+                                  size=int(rng.integers(1, 15)), replace=False))]
+    schema = {"session": pl.Int32, "item": pl.Int32, "rank": pl.Int32}
+    ranked = pl.DataFrame(heads, schema=schema, orient="row")
+    got = fill_with_popular(ranked, queries, own, popular, k=k, chunk=7)
+    fill = queries.join(popular, on="locale").select("session", "item", rank=pl.col("pop_rank") + 10**9)
+    want = (pl.concat([frame.with_columns(pl.col("rank").cast(pl.Int64)) for frame in (ranked, fill)])
+            .join(own, on=["session", "item"], how="anti").sort("session", "rank")
+            .unique(["session", "item"], keep="first", maintain_order=True)
+            .with_columns(rank=pl.int_range(1, pl.len() + 1, dtype=pl.Int32).over("session"))
+            .filter(pl.col("rank") <= k))
+    assert got.sort("session", "rank").equals(want.sort("session", "rank"))
 
 
 def test_negative_sampling_does_not_depend_on_chunking():
