@@ -102,7 +102,8 @@ def _dataset(frame: pl.DataFrame, features: list[str], cfg: RankerConfig,
         # lambdarank weights are per query; LightGBM reads them per row, so repeat within the session.
         codes = {LOCALE_CODE[loc]: float(w) for loc, w in cfg.locale_weights.items()}
         weight = frame["s_locale"].replace_strict(codes, default=1.0, return_dtype=pl.Float64).to_numpy()
-    return lgb.Dataset(frame.select(features).to_numpy().astype(np.float32), label=frame["label"].to_numpy(),
+    matrix = frame.select(pl.col(features).cast(pl.Float32)).to_numpy()
+    return lgb.Dataset(matrix, label=frame["label"].to_numpy(),
                        group=groups, weight=weight, feature_name=features,
                        categorical_feature=[c for c in CATEGORICAL if c in features],
                        reference=reference, free_raw_data=True)
@@ -147,7 +148,8 @@ def score(booster: lgb.Booster, frame: pl.DataFrame) -> pl.DataFrame:
     missing = set(features) - set(frame.columns)
     if missing:
         raise ValueError(f"feature frame lacks the model's features {sorted(missing)}")
-    values = booster.predict(frame.select(features).to_numpy().astype(np.float32),
+    # cast column by column in polars: one float32 matrix, no float64 copy of the whole frame
+    values = booster.predict(frame.select(pl.col(features).cast(pl.Float32)).to_numpy(),
                              num_iteration=booster.best_iteration or None)
     return rank_by(frame.select("session", "item").with_columns(score=pl.Series(values, dtype=pl.Float64)),
                    "score")
