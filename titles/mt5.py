@@ -264,21 +264,24 @@ def generate(model: MT5ForConditionalGeneration, tok, sources: list[str], cfg: M
     model.to(dev).eval()
     keys = locales if locales is not None and limits else [None] * len(sources)
     bounds = {key: (limits or {}).get(key, (0, cfg.max_target_len)) for key in set(keys)}
-    out: list[str] = [""] * len(sources)
-    # Batches never mix locales, so each batch has one length window.
-    order = sorted(range(len(sources)), key=lambda i: (keys[i] or "", i))
-    batches = [order[i:i + cfg.gen_batch_size] for i in range(0, len(order), cfg.gen_batch_size)]
-    batches = [[i for i in b if keys[i] == key] for b in batches for key in dict.fromkeys(keys[i] for i in b)]
+    # Decoding is deterministic: each distinct (locale, source) is generated once (sessions ending on
+    # the same popular item share their last title). Batches never mix locales, so each batch has one
+    # length window.
+    distinct = sorted({(keys[i] or "", sources[i]) for i in range(len(sources))})
+    batches = [distinct[i:i + cfg.gen_batch_size] for i in range(0, len(distinct), cfg.gen_batch_size)]
+    batches = [[p for p in b if p[0] == key] for b in batches for key in dict.fromkeys(p[0] for p in b)]
+    text_of: dict[tuple[str, str], str] = {}
     for batch in tqdm(batches, desc="mt5 generate", mininterval=10):
-        ids = _pad(encode(tok, [sources[i] for i in batch], cfg.max_source_len), tok.pad_token_id).to(dev)
-        lo, hi = bounds[keys[batch[0]]]
+        ids = _pad(encode(tok, [source for _, source in batch], cfg.max_source_len), tok.pad_token_id).to(dev)
+        lo, hi = bounds[batch[0][0] or None]
         gen = model.generate(input_ids=ids, attention_mask=(ids != tok.pad_token_id).long(),
                              num_beams=cfg.num_beams, max_new_tokens=hi, min_new_tokens=lo,
                              length_penalty=cfg.length_penalty, no_repeat_ngram_size=cfg.no_repeat_ngram_size,
                              early_stopping=True, do_sample=False)
-        for i, text in zip(batch, tok.batch_decode(gen, skip_special_tokens=True), strict=True):
-            out[i] = text.strip()
-    return out
+        for pair, text in zip(batch, tok.batch_decode(gen, skip_special_tokens=True), strict=True):
+            text_of[pair] = text.strip()
+    log.info("mt5 generate: %d sources, %d distinct", len(sources), len(distinct))
+    return [text_of[(keys[i] or "", sources[i])] for i in range(len(sources))]
 
 
 def save(model: MT5ForConditionalGeneration, tok, out_dir: Path) -> None:
