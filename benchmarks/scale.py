@@ -226,7 +226,8 @@ def run_scale(
         stages[rec.pop("stage")] = rec
     complete = rc == 0
     if not complete:
-        print(f"error: dvc repro failed at scale {scale:g} (rc {rc}); see {workspace / 'repro.log'}", flush=True)
+        print(f"error: dvc repro failed at scale {scale:g} (rc {rc}); see {workspace / 'repro.log'}",
+              flush=True)
     for name, rows in stage_rows(workspace).items():
         stages.setdefault(name, {}).update(rows)
     board_path = workspace / "metrics" / "leaderboard.json"

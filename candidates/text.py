@@ -162,7 +162,9 @@ class TitleSimilarity(CandidateSource):
         )
         scores = (
             session_tokens.join(self.index.drop("locale"), on="token")
-            .select("session", item="cand", score=pl.col("weight") * pl.col("idf") * pl.col("prior"), _t="token")
+            .select(
+                "session", item="cand", score=pl.col("weight") * pl.col("idf") * pl.col("prior"), _t="token"
+            )
             .pipe(ordered_sum, ["session", "item"], ["_t"])
         )
         return finalize(scores, sessions, self._items, k, summed=True)
