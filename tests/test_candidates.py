@@ -188,7 +188,8 @@ class TestAttributeColumn(SourceContract):
 
 _TINY_DEEP = {"dim": 8, "layers": 1, "heads": 2, "dropout": 0.0, "max_len": 20, "epochs": 2, "batch_size": 32,
               "lr": 0.01, "weight_decay": 0.0, "negatives": 16, "logq": True, "skip_repeats": True,
-              "max_epoch_sessions": 0, "max_train_seconds": 0.0}  # every ModelConfig knob but arch
+              "max_epoch_sessions": 0, "max_train_seconds": 0.0, "finetune_locales": [],
+              "finetune_epochs": 0}  # every ModelConfig knob but arch
 
 
 class TestGru4rec(SourceContract):  # trains in fit (no checkpoint): the contract, not the model's quality

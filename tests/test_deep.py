@@ -24,7 +24,8 @@ from tests._params import source_config
 N_PER_LOCALE = 24
 TINY = {"dim": 16, "layers": 1, "heads": 2, "dropout": 0.0, "max_len": 20, "epochs": 10, "batch_size": 32,
         "lr": 0.01, "weight_decay": 0.0, "negatives": 16, "logq": True, "skip_repeats": True,
-        "max_epoch_sessions": 0, "max_train_seconds": 0.0}  # every ModelConfig knob but arch
+        "max_epoch_sessions": 0, "max_train_seconds": 0.0, "finetune_locales": [],
+        "finetune_epochs": 0}  # every ModelConfig knob but arch
 
 
 @pytest.fixture(autouse=True)
@@ -315,3 +316,25 @@ def test_time_budget_stops_between_epochs(world):
     items, history, _ = world
     trained = train(history, items, cfg("gru4rec", epochs=50, max_train_seconds=1e-6), seed=1, progress=False)
     assert trained.meta["epoch"] == 1 and trained.meta["stopped_by"] == "max_train_seconds"
+
+
+def test_finetune_continues_on_the_chosen_locales_and_resumes(world, tmp_path):
+    items, history, _ = world
+    path = tmp_path / "m.pt"
+    tuned = cfg("gru4rec", epochs=2, finetune_locales=["UK"], finetune_epochs=2)
+    straight = train(history, items, tuned, seed=1, progress=False)
+    assert straight.meta["epoch"] == 4
+    assert straight.meta["sessions"] == [300, 300, 150, 150]  # UK holds the odd half of the sessions
+    # pretrained alone, then resumed with fine-tuning: the same weights as in one go
+    train(history, items, cfg("gru4rec", epochs=2, finetune_locales=["UK"]), seed=1, checkpoint=path,
+          progress=False)
+    resumed = train(history, items, tuned, seed=1, checkpoint=path, progress=False)
+    assert same_weights(state(resumed), state(straight))
+    assert same_weights(state(load(path, torch.device("cpu"))), state(straight))
+    plain = train(history, items, cfg("gru4rec", epochs=4), seed=1, progress=False)
+    assert not same_weights(state(plain), state(straight))
+    with pytest.raises(ValueError, match="no training session of finetune_locales"):
+        train(history, items, cfg("gru4rec", epochs=1, finetune_locales=["JP"], finetune_epochs=1), seed=1,
+              progress=False)
+    with pytest.raises(ValueError, match="finetune_epochs"):
+        cfg("gru4rec", finetune_epochs=1)

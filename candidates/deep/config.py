@@ -35,6 +35,8 @@ class ModelConfig:
     skip_repeats: bool  # no loss on a target already in its prefix: a real next item never repeats one
     max_epoch_sessions: int  # sample budget: each epoch trains on at most this many sessions (0: all)
     max_train_seconds: float  # time budget: no epoch starts that would end past it (0: off; not reproducible)
+    finetune_locales: list[str]  # after ``epochs`` on every session, fine-tune on these locales only
+    finetune_epochs: int  # epochs of that fine-tuning (0: off): the dataset paper's pretrain -> fine-tune
 
     def __post_init__(self) -> None:
         if self.arch not in ARCHS:
@@ -43,6 +45,8 @@ class ModelConfig:
             raise ValueError(f"sasrec dim {self.dim} not divisible by heads {self.heads}")
         if self.max_epoch_sessions < 0 or self.max_train_seconds < 0:
             raise ValueError("deep model max_epoch_sessions and max_train_seconds must be >= 0 (0: off)")
+        if self.finetune_epochs < 0 or (self.finetune_epochs and not self.finetune_locales):
+            raise ValueError("deep model finetune_epochs must be >= 0, and > 0 only with finetune_locales")
 
     def replace(self, **changes: Any) -> ModelConfig:
         return dataclasses.replace(self, **changes)

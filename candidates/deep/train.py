@@ -106,7 +106,8 @@ def _batch_loss(
     return F.cross_entropy(logits.masked_fill(hit, float("-inf")), positive)
 
 
-RESUMABLE = ("epochs", "max_train_seconds")  # knobs a checkpoint may be resumed under with another value
+# knobs a checkpoint may be resumed under with another value
+RESUMABLE = ("epochs", "max_train_seconds", "finetune_epochs")
 
 
 def _checkpoint_key(cfg: ModelConfig, seed: int, n_items: int, locales: list[str], fingerprint: str) -> dict:
@@ -154,7 +155,9 @@ def load(path: str | Path, device: torch.device | None = None) -> Trained:
     """A checkpoint written by :func:`train`, ready for inference."""
     ckpt = torch.load(path, map_location="cpu", weights_only=False)
     # the key leaves out the RESUMABLE knobs: the epochs trained, and no time budget (0: off) for inference
-    cfg = ModelConfig(**{**ckpt["key"]["cfg"], "epochs": ckpt["epoch"], "max_train_seconds": 0.0})
+    # (checkpoints older than fine-tuning lack its knobs: none was fine-tuned)
+    cfg = ModelConfig(**{"finetune_locales": [], **ckpt["key"]["cfg"], "epochs": ckpt["epoch"],
+                         "max_train_seconds": 0.0, "finetune_epochs": 0})
     model = build(cfg, ckpt["key"]["n_items"], len(ckpt["key"]["locales"]))
     model.load_state_dict(ckpt["model"])
     model.to(device or pick_device()).eval()
@@ -193,7 +196,7 @@ def train(
     path = Path(checkpoint) if checkpoint else None
     if path and path.exists():
         ckpt = torch.load(path, map_location="cpu", weights_only=False)
-        if ckpt.get("key") == key and ckpt["epoch"] <= cfg.epochs:
+        if ckpt.get("key") == key and ckpt["epoch"] <= cfg.epochs + cfg.finetune_epochs:
             model.load_state_dict(ckpt["model"])
             optim.load_state_dict(ckpt["optim"])
             meta = {k: v for k, v in ckpt.items() if k not in ("model", "optim")}
@@ -215,10 +218,14 @@ def train(
     )
     tokens = torch.from_numpy(data.tokens)
     locale = torch.from_numpy(data.locale)
+    tuned = torch.from_numpy(np.isin(np.asarray(locales)[data.locale], cfg.finetune_locales))
+    if cfg.finetune_epochs and not bool(tuned.any()):
+        raise ValueError(f"{cfg.arch}: no training session of finetune_locales {cfg.finetune_locales}")
     use_amp = amp and device.type == "cuda"
     meta.setdefault("steps", [])
     meta["stopped_by"] = "epochs"
-    for epoch in range(meta["epoch"], cfg.epochs):
+    total_epochs = cfg.epochs + cfg.finetune_epochs
+    for epoch in range(meta["epoch"], total_epochs):
         if over_time_budget(cfg, meta["seconds"]):
             meta["stopped_by"] = "max_train_seconds"
             log.warning(
@@ -227,15 +234,21 @@ def train(
                 cfg.arch,
                 cfg.max_train_seconds,
                 epoch,
-                cfg.epochs,
+                total_epochs,
                 sum(meta["seconds"]),
             )
             if path:
                 save_checkpoint(path, model, optim, meta)
             break
-        meta = _run_epoch(
-            model, optim, tokens, locale, cfg, n_items, seed, epoch, device, use_amp, progress, meta
-        )
+        if epoch < cfg.epochs:
+            meta = _run_epoch(
+                model, optim, tokens, locale, cfg, n_items, seed, epoch, device, use_amp, progress, meta
+            )
+        else:  # fine-tuning: the same loop on the sessions of cfg.finetune_locales only
+            meta = _run_epoch(
+                model, optim, tokens[tuned], locale[tuned], cfg, n_items, seed, epoch, device, use_amp,
+                progress, meta,
+            )
         if path:
             save_checkpoint(path, model, optim, meta)
     log.info(
@@ -314,8 +327,9 @@ def _run_epoch(
         tokens, locale = tokens[rows], locale[rows]
     batches = length_batches(tokens, cfg.batch_size, gen)
     total, start = 0.0, time.perf_counter()
+    total_epochs = cfg.epochs + cfg.finetune_epochs
     for idx in tqdm(
-        batches, desc=f"{cfg.arch} epoch {epoch + 1}/{cfg.epochs}", disable=not progress, mininterval=5
+        batches, desc=f"{cfg.arch} epoch {epoch + 1}/{total_epochs}", disable=not progress, mininterval=5
     ):
         batch_tokens = trim(tokens[idx]).to(device, non_blocking=True)
         batch_locale = locale[idx].to(device, non_blocking=True)
@@ -328,10 +342,11 @@ def _run_epoch(
     seconds = time.perf_counter() - start
     mean = total / max(len(batches), 1)
     log.info(
-        "%s epoch %d/%d: loss %.4f, %.1fs, %.0f sessions/s",
+        "%s epoch %d/%d%s: loss %.4f, %.1fs, %.0f sessions/s",
         cfg.arch,
         epoch + 1,
-        cfg.epochs,
+        total_epochs,
+        f" (fine-tuning on {cfg.finetune_locales})" if epoch >= cfg.epochs else "",
         mean,
         seconds,
         len(tokens) / max(seconds, 1e-9),
