@@ -325,12 +325,15 @@ def test_finetune_continues_on_the_chosen_locales_and_resumes(world, tmp_path):
     straight = train(history, items, tuned, seed=1, progress=False)
     assert straight.meta["epoch"] == 4
     assert straight.meta["sessions"] == [300, 300, 150, 150]  # UK holds the odd half of the sessions
-    # pretrained alone, then resumed with fine-tuning: the same weights as in one go
-    train(history, items, cfg("gru4rec", epochs=2, finetune_locales=["UK"]), seed=1, checkpoint=path,
-          progress=False)
+    # pretrained alone (no fine-tuning knobs), then resumed with fine-tuning: the same weights as in one go
+    train(history, items, cfg("gru4rec", epochs=2), seed=1, checkpoint=path, progress=False)
     resumed = train(history, items, tuned, seed=1, checkpoint=path, progress=False)
     assert same_weights(state(resumed), state(straight))
     assert same_weights(state(load(path, torch.device("cpu"))), state(straight))
+    # a checkpoint already fine-tuned on UK is not resumed for DE: trained again from the start
+    de = cfg("gru4rec", epochs=2, finetune_locales=["DE"], finetune_epochs=2)
+    on_de = train(history, items, de, seed=1, checkpoint=path, progress=False)
+    assert same_weights(state(on_de), state(train(history, items, de, seed=1, progress=False)))
     plain = train(history, items, cfg("gru4rec", epochs=4), seed=1, progress=False)
     assert not same_weights(state(plain), state(straight))
     with pytest.raises(ValueError, match="no training session of finetune_locales"):

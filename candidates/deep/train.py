@@ -106,8 +106,9 @@ def _batch_loss(
     return F.cross_entropy(logits.masked_fill(hit, float("-inf")), positive)
 
 
-# knobs a checkpoint may be resumed under with another value
-RESUMABLE = ("epochs", "max_train_seconds", "finetune_epochs")
+# knobs a checkpoint may be resumed under with another value (finetune_locales: only before fine-tuning
+# began, so a pretrained checkpoint is fine-tuned on any locales)
+RESUMABLE = ("epochs", "max_train_seconds", "finetune_epochs", "finetune_locales")
 
 
 def _checkpoint_key(cfg: ModelConfig, seed: int, n_items: int, locales: list[str], fingerprint: str) -> dict:
@@ -192,15 +193,30 @@ def train(
     optim = Optimizer(model, cfg)
     # what it is trained on, per session: lets a split whose history extends this one reuse the model
     trained_on = session_event_counts(history)
-    meta: dict[str, Any] = {"key": key, "trained_on": trained_on, "epoch": 0, "losses": [], "seconds": []}
+    meta: dict[str, Any] = {
+        "key": key,
+        "trained_on": trained_on,
+        "epoch": 0,
+        "losses": [],
+        "seconds": [],
+        "finetune_locales": cfg.finetune_locales,  # of the fine-tuning epochs (those past cfg.epochs)
+    }
     path = Path(checkpoint) if checkpoint else None
     if path and path.exists():
         ckpt = torch.load(path, map_location="cpu", weights_only=False)
-        if ckpt.get("key") == key and ckpt["epoch"] <= cfg.epochs + cfg.finetune_epochs:
+        # a checkpoint past its pretraining epochs was fine-tuned on its own locales
+        fine_tuned = ckpt.get("epoch", 0) > cfg.epochs
+        tuned_on = ckpt.get("finetune_locales", []) if fine_tuned else cfg.finetune_locales
+        if (
+            ckpt.get("key") == key
+            and ckpt["epoch"] <= cfg.epochs + cfg.finetune_epochs
+            and tuned_on == cfg.finetune_locales
+        ):
             model.load_state_dict(ckpt["model"])
             optim.load_state_dict(ckpt["optim"])
             meta = {k: v for k, v in ckpt.items() if k not in ("model", "optim")}
             meta["trained_on"] = trained_on  # the key matched: same history
+            meta["finetune_locales"] = cfg.finetune_locales
             log.info("%s: resuming %s at epoch %d/%d", cfg.arch, path, meta["epoch"], cfg.epochs)
         else:
             log.warning(
