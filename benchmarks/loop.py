@@ -25,6 +25,7 @@ import glob
 import hashlib
 import json
 import logging
+import os
 import sys
 import time
 from collections.abc import Callable
@@ -74,9 +75,18 @@ def apply_sets(params: dict, sets: list[str]) -> dict:
 
 def cache_tag(workspace: Path, params: dict, specs: dict[str, dict], extra: str = "") -> str:
     """The cache key of a workspace's unions and features: the workspace itself (two worlds may share
-    params), the seed, the candidates and source_defaults sections, the runnable sources and ``extra``."""
+    params), the seed, the candidates and source_defaults sections, the runnable sources, the deep
+    checkpoints they and the deep features read (path, size and mtime: a retrained encoder is another
+    entry) and ``extra``."""
+    patterns = [spec.get("checkpoint", "") for spec in specs.values() if spec.get("type") in DEEP_TYPES]
+    patterns += list(params.get("features", {}).get("deep_models", {}).values())
+    checkpoints = sorted(
+        (path, os.stat(path).st_size, os.stat(path).st_mtime_ns)
+        for pattern in patterns
+        for path in glob.glob(str(Path(workspace) / pattern))
+    )
     key = [str(Path(workspace).resolve()), int(params["seed"]), params["candidates"],
-           params["source_defaults"], sorted(specs), extra]
+           params["source_defaults"], sorted(specs), checkpoints, extra]
     return hashlib.sha1(json.dumps(key, sort_keys=True, default=str).encode()).hexdigest()[:12]
 
 
