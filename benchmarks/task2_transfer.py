@@ -20,7 +20,8 @@ runs benchmarks/loop.py's in-memory candidates -> features -> ranker and is scor
   workspace holds ``train_deep``'s own checkpoints (``models/deep/valid/``), fine-tuning resumes them
   instead of pretraining again.
 - ``published``: what params.yaml ships, every source whose model exists in the workspace (the deep
-  encoders need ``train_deep`` checkpoints; without them they are left out, and the JSON says which).
+  encoders need ``train_deep`` checkpoints in ``models/deep/valid/``; without them the deep sources and
+  the deep feature family are left out, and the JSON says which).
 
 Writes {"synthetic": {VARIANT: {"ES": mrr, "FR": mrr, "IT": mrr, "all": mrr}}, "real": {...},
 "details": {...}} (MRR@100 on task2_phase1, as ``m2 score`` computes it).
@@ -112,6 +113,7 @@ def with_encoders(params: dict, encoders: dict[str, Path]) -> dict:
     for spec in p["candidates"]["sources"].values():
         if spec.get("type") in loop.DEEP_TYPES and spec["type"] in encoders:
             spec["checkpoint"] = str(encoders[spec["type"]])
+    # deep features only from encoders that exist (without any, the family is left out)
     p["features"]["deep_models"] = {
         kind: str(encoders[kind]) for kind in p["features"]["deep_models"] if kind in encoders
     }
@@ -141,6 +143,12 @@ def run_variant(
     p, families = variant_params(params, variant, skip_types)
     if variant == "pretrain_finetune":
         p = with_encoders(p, finetuned_encoders(workspace, params, finetune_epochs))
+    elif variant == "published":  # train_deep's encoders where the workspace has them
+        p = with_encoders(p, {
+            name: workspace / PUBLISHED / f"{name}.pt"
+            for name in p["deep"]["models"] if (workspace / PUBLISHED / f"{name}.pt").exists()
+        })
+    if variant in ("published", "pretrain_finetune") and p["features"]["deep_models"]:
         families = tuple(loop.FAMILIES)  # the deep family too: every candidate scored by each encoder
     hook = (lambda s: restrict(s, TASK_LOCALES[2])) if variant == "local_only" else None
     result = loop.run(
