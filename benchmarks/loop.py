@@ -80,11 +80,12 @@ def cache_tag(workspace: Path, params: dict, specs: dict[str, dict], extra: str 
     entry) and ``extra``."""
     patterns = [spec.get("checkpoint", "") for spec in specs.values() if spec.get("type") in DEEP_TYPES]
     patterns += list(params.get("features", {}).get("deep_models", {}).values())
-    checkpoints = sorted(
-        (path, os.stat(path).st_size, os.stat(path).st_mtime_ns)
-        for pattern in patterns
-        for path in glob.glob(str(Path(workspace) / pattern))
-    )
+    checkpoints = []
+    for pattern in patterns:
+        for path in glob.glob(str(Path(workspace) / pattern)):
+            stat = os.stat(path)
+            checkpoints.append((path, stat.st_size, stat.st_mtime_ns))
+    checkpoints.sort()
     key = [str(Path(workspace).resolve()), int(params["seed"]), params["candidates"],
            params["source_defaults"], sorted(specs), checkpoints, extra]
     return hashlib.sha1(json.dumps(key, sort_keys=True, default=str).encode()).hexdigest()[:12]

@@ -120,7 +120,7 @@ def union(cands: dict[str, pl.DataFrame], max_per_session: int) -> pl.DataFrame:
     # then item): rank < 2**29, n_sources < 16, item < 2**29 (pack_bits' bound on ids).
     order = (
         pl.min_horizontal(ranks).cast(pl.Int64) * (1 << 34)
-        + (15 - pl.sum_horizontal(pl.col(r).is_not_null() for r in ranks)).cast(pl.Int64) * (1 << 29)
+        + (15 - pl.col("n_sources")).cast(pl.Int64) * (1 << 29)
         + pl.col("item").cast(pl.Int64)
     )
     return (

@@ -262,18 +262,18 @@ def generate(model: MT5ForConditionalGeneration, tok, sources: list[str], cfg: M
     """
     dev = pick_device()
     model.to(dev).eval()
-    keys = locales if locales is not None and limits else [None] * len(sources)
+    keys = locales if locales is not None and limits else [""] * len(sources)  # "": no per-locale limits
     bounds = {key: (limits or {}).get(key, (0, cfg.max_target_len)) for key in set(keys)}
     # Decoding is deterministic: each distinct (locale, source) is generated once (sessions ending on
     # the same popular item share their last title). Batches never mix locales, so each batch has one
     # length window.
-    distinct = sorted({(keys[i] or "", sources[i]) for i in range(len(sources))})
+    distinct = sorted(set(zip(keys, sources, strict=True)))
     batches = [distinct[i:i + cfg.gen_batch_size] for i in range(0, len(distinct), cfg.gen_batch_size)]
     batches = [[p for p in b if p[0] == key] for b in batches for key in dict.fromkeys(p[0] for p in b)]
     text_of: dict[tuple[str, str], str] = {}
     for batch in tqdm(batches, desc="mt5 generate", mininterval=10):
         ids = _pad(encode(tok, [source for _, source in batch], cfg.max_source_len), tok.pad_token_id).to(dev)
-        lo, hi = bounds[batch[0][0] or None]
+        lo, hi = bounds[batch[0][0]]
         gen = model.generate(input_ids=ids, attention_mask=(ids != tok.pad_token_id).long(),
                              num_beams=cfg.num_beams, max_new_tokens=hi, min_new_tokens=lo,
                              length_penalty=cfg.length_penalty, no_repeat_ngram_size=cfg.no_repeat_ngram_size,
@@ -281,7 +281,7 @@ def generate(model: MT5ForConditionalGeneration, tok, sources: list[str], cfg: M
         for pair, text in zip(batch, tok.batch_decode(gen, skip_special_tokens=True), strict=True):
             text_of[pair] = text.strip()
     log.info("mt5 generate: %d sources, %d distinct", len(sources), len(distinct))
-    return [text_of[(keys[i] or "", sources[i])] for i in range(len(sources))]
+    return [text_of[pair] for pair in zip(keys, sources, strict=True)]
 
 
 def save(model: MT5ForConditionalGeneration, tok, out_dir: Path) -> None:

@@ -48,6 +48,11 @@ class ModelConfig:
         if self.finetune_epochs < 0 or (self.finetune_epochs and not self.finetune_locales):
             raise ValueError("deep model finetune_epochs must be >= 0, and > 0 only with finetune_locales")
 
+    @property
+    def total_epochs(self) -> int:
+        """Pretraining epochs plus fine-tuning epochs."""
+        return self.epochs + self.finetune_epochs
+
     def replace(self, **changes: Any) -> ModelConfig:
         return dataclasses.replace(self, **changes)
 

@@ -156,6 +156,7 @@ class DeepSource(CandidateSource):
             cfg = from_dict(ModelConfig, {"arch": self.arch, **self.cfg.model}, f"{self.name}.model")
             self.trained = train(history, items, cfg, self.seed, device=device, progress=False)
         self._index: LocaleIndex | None = None  # built on the first generate (score_pairs needs none)
+        self._scorer = Scorer(self.trained)  # its item table is computed once, on the first score_pairs
         return self
 
     def index(self) -> LocaleIndex:
@@ -186,8 +187,6 @@ class DeepSource(CandidateSource):
     def score_pairs(self, sessions: pl.DataFrame, pairs: pl.DataFrame) -> pl.DataFrame:
         """:meth:`Scorer.score_pairs` of the fitted model."""
         assert self.trained is not None, "fit first"
-        if getattr(self, "_scorer", None) is None or self._scorer.trained is not self.trained:
-            self._scorer = Scorer(self.trained)
         return self._scorer.score_pairs(sessions, pairs)
 
     @classmethod

@@ -209,7 +209,7 @@ def train(
         tuned_on = ckpt.get("finetune_locales", []) if fine_tuned else cfg.finetune_locales
         if (
             ckpt.get("key") == key
-            and ckpt["epoch"] <= cfg.epochs + cfg.finetune_epochs
+            and ckpt["epoch"] <= cfg.total_epochs
             and tuned_on == cfg.finetune_locales
         ):
             model.load_state_dict(ckpt["model"])
@@ -240,8 +240,7 @@ def train(
     use_amp = amp and device.type == "cuda"
     meta.setdefault("steps", [])
     meta["stopped_by"] = "epochs"
-    total_epochs = cfg.epochs + cfg.finetune_epochs
-    for epoch in range(meta["epoch"], total_epochs):
+    for epoch in range(meta["epoch"], cfg.total_epochs):
         if over_time_budget(cfg, meta["seconds"]):
             meta["stopped_by"] = "max_train_seconds"
             log.warning(
@@ -250,21 +249,17 @@ def train(
                 cfg.arch,
                 cfg.max_train_seconds,
                 epoch,
-                total_epochs,
+                cfg.total_epochs,
                 sum(meta["seconds"]),
             )
             if path:
                 save_checkpoint(path, model, optim, meta)
             break
-        if epoch < cfg.epochs:
-            meta = _run_epoch(
-                model, optim, tokens, locale, cfg, n_items, seed, epoch, device, use_amp, progress, meta
-            )
-        else:  # fine-tuning: the same loop on the sessions of cfg.finetune_locales only
-            meta = _run_epoch(
-                model, optim, tokens[tuned], locale[tuned], cfg, n_items, seed, epoch, device, use_amp,
-                progress, meta,
-            )
+        rows = slice(None) if epoch < cfg.epochs else tuned  # fine-tuning: cfg.finetune_locales only
+        meta = _run_epoch(
+            model, optim, tokens[rows], locale[rows], cfg, n_items, seed, epoch, device, use_amp, progress,
+            meta,
+        )
         if path:
             save_checkpoint(path, model, optim, meta)
     log.info(
@@ -343,9 +338,8 @@ def _run_epoch(
         tokens, locale = tokens[rows], locale[rows]
     batches = length_batches(tokens, cfg.batch_size, gen)
     total, start = 0.0, time.perf_counter()
-    total_epochs = cfg.epochs + cfg.finetune_epochs
     for idx in tqdm(
-        batches, desc=f"{cfg.arch} epoch {epoch + 1}/{total_epochs}", disable=not progress, mininterval=5
+        batches, desc=f"{cfg.arch} epoch {epoch + 1}/{cfg.total_epochs}", disable=not progress, mininterval=5
     ):
         batch_tokens = trim(tokens[idx]).to(device, non_blocking=True)
         batch_locale = locale[idx].to(device, non_blocking=True)
@@ -361,7 +355,7 @@ def _run_epoch(
         "%s epoch %d/%d%s: loss %.4f, %.1fs, %.0f sessions/s",
         cfg.arch,
         epoch + 1,
-        total_epochs,
+        cfg.total_epochs,
         f" (fine-tuning on {cfg.finetune_locales})" if epoch >= cfg.epochs else "",
         mean,
         seconds,
