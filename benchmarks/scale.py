@@ -195,10 +195,14 @@ def interactions(workspace: Path) -> int:
 
 
 def run_scale(
-    scale: float, label: str, overrides: list[str], workdir: Path, resume: bool = False, ref: str = ""
+    scale: float, label: str, overrides: list[str], workdir: Path, resume: bool = False, ref: str = "",
+    keep_code: str = "",
 ) -> dict:
+    """``keep_code`` (a params-only resume): the workspace's code and wrapped dvc.yaml stay as they are,
+    only ``overrides`` change, and the record's ``code`` is ``keep_code`` (the run's own)."""
     workspace = workdir / f"{label}_{scale:g}"
-    copy_tree(workspace, fresh=not resume, ref=ref)
+    if not keep_code:
+        copy_tree(workspace, fresh=not resume, ref=ref)
     params = yaml.safe_load((workspace / "params.yaml").read_text())
     set_param(params, "data.scale", str(scale))
     for item in overrides:
@@ -206,7 +210,8 @@ def run_scale(
         set_param(params, key, value)
     (workspace / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     log = workspace / "probe.jsonl"
-    wrap_stages(workspace / "dvc.yaml", log)
+    if not keep_code:
+        wrap_stages(workspace / "dvc.yaml", log)
     env = {
         **os.environ,
         "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
@@ -249,7 +254,7 @@ def run_scale(
         "label": label,
         "overrides": overrides,
         "cores": len(os.sched_getaffinity(0)),
-        "code": commit if ref else f"{commit} + working tree",
+        "code": keep_code or (commit if ref else f"{commit} + working tree"),
         "interactions": interactions(workspace),
         "total_wall_s": round(total_wall, 1),
         "last_repro_wall_s": round(total, 1),
@@ -322,9 +327,23 @@ def main(argv: list[str] | None = None) -> None:
         help="continue an interrupted run in its workspace (the code is copied again)",
     )
     parser.add_argument("--ref", default="", help="run this commit's tree instead of the working tree")
+    parser.add_argument(
+        "--params-only",
+        action="store_true",
+        help="with --resume: keep the workspace's code (the recorded run's), change only the -S params",
+    )
     args = parser.parse_args(argv)
+    if args.params_only and not args.resume:
+        parser.error("--params-only continues a run: add --resume")
     for scale in args.scales:
-        run = run_scale(scale, args.label, args.overrides, args.workdir, args.resume, args.ref)
+        runs = json.loads(args.out.read_text())["runs"] if args.out.exists() else []
+        keep_code = ""
+        if args.params_only:
+            before = [r for r in runs if (r["scale"], r["label"]) == (scale, args.label)]
+            if not before:
+                parser.error(f"--params-only: no recorded run ({scale:g}, {args.label}) in {args.out}")
+            keep_code = f"{before[0]['code']}; params-only resume: {' '.join(args.overrides)}"
+        run = run_scale(scale, args.label, args.overrides, args.workdir, args.resume, args.ref, keep_code)
         runs = json.loads(args.out.read_text())["runs"] if args.out.exists() else []
         runs = [r for r in runs if (r["scale"], r["label"]) != (scale, args.label)] + [run]
         write_record(args.out, runs)
