@@ -123,6 +123,20 @@ class Split:
         self.prev_items = pl.read_parquet(prepared / "events.parquet", columns=["session"])
 
 
+def thin_history(split: Split, fraction: float, seed: int) -> Split:
+    """``split`` with a hash-drawn ``fraction`` of its other train sessions in the history: every query
+    session's own events and every test prefix stay, the same sessions are dropped from both splits, and
+    queries and targets are unchanged. The learning curve of the sources and ranker in history size."""
+    train = split.sessions.filter(pl.col("dataset") == "train").select("session")
+    drawn = train.filter(pl.Series(sampling.seeded_uniform(train["session"], None, seed) >= fraction)).join(
+        split.queries.select("session"), on="session", how="anti"
+    )
+    split.history = split.history.join(drawn, on="session", how="anti")
+    log.info("history thinned to %.2f: %d train sessions dropped, %d events kept", fraction,
+             drawn.height, split.history.height)
+    return split
+
+
 def candidates(split: Split, cfg: CandidatesConfig, seed: int, cache: Path | None, tag: str) -> pl.DataFrame:
     """The union of stage candidates for ``split`` (cached by the params that make it)."""
     path = None
@@ -375,13 +389,25 @@ def main() -> None:
     parser.add_argument(
         "--sources-only", action="store_true", help="each source alone: no features, no ranker"
     )
+    parser.add_argument(
+        "--history-fraction", type=float, default=1.0,
+        help="keep this hash-drawn share of the history's other train sessions (queries unchanged)",
+    )
     args = parser.parse_args()
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S"
     )
     params = apply_sets(read_params(args.params), args.sets)
-    how = sources_only if args.sources_only else run
-    result = how(args.workspace, params, args.gt, tuple(args.datasets), args.cache)
+    if args.history_fraction < 1.0:
+        if args.sources_only:
+            parser.error("--history-fraction runs the ranker: drop --sources-only")
+        fraction, seed = args.history_fraction, int(params["seed"])
+        result = run(args.workspace, params, args.gt, tuple(args.datasets), args.cache,
+                     split_hook=lambda s: thin_history(s, fraction, seed), tag_extra=f"history{fraction:g}")
+    else:
+        how = sources_only if args.sources_only else run
+        result = how(args.workspace, params, args.gt, tuple(args.datasets), args.cache)
+    result["history_fraction"] = args.history_fraction
     result["sets"] = args.sets
     print(json.dumps(summary(result)), flush=True)
     if args.out:

@@ -53,3 +53,25 @@ def test_scale_params_only_needs_a_recorded_run(tmp_path, monkeypatch):
         scale.main(["--scales", "1.0", "--resume", "--params-only", "--out", str(tmp_path / "s.json"),
                     "--workdir", str(tmp_path)])
     assert not (tmp_path / "s.json").exists() and not (tmp_path / "scale_1").exists()
+
+
+def test_loop_thin_history_keeps_queries_and_test_prefixes(monkeypatch):
+    monkeypatch.setattr(sys, "path", list(sys.path))
+    import polars as pl
+
+    loop = _load("loop")
+    n = 2000
+    split = object.__new__(loop.Split)
+    split.sessions = pl.DataFrame({"session": list(range(n)),
+                                   "dataset": ["train"] * 1500 + ["task2_phase1"] * 500})
+    split.history = pl.DataFrame({"session": [s for s in range(n) for _ in range(2)],
+                                  "item": list(range(2 * n))})
+    split.queries = pl.DataFrame({"session": list(range(0, 1500, 10))})  # 150 held-out train sessions
+    kept = loop.thin_history(split, 0.25, 7).history["session"].unique()
+    assert set(range(0, 1500, 10)) <= set(kept) and set(range(1500, n)) <= set(kept)
+    others = [s for s in kept if s < 1500 and s % 10]
+    assert 0.2 < len(others) / 1350 < 0.3  # about a quarter of the other train sessions
+    again = object.__new__(loop.Split)
+    again.sessions, again.queries = split.sessions, split.queries
+    again.history = pl.DataFrame({"session": list(range(n))})
+    assert set(loop.thin_history(again, 0.25, 7).history["session"]) == set(kept)  # the same draw
