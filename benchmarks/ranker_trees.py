@@ -24,13 +24,8 @@ import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from pipeline.ranking import mrr_report  # noqa: E402
 from rankers import lgbm  # noqa: E402
-
-
-def mrr(ranked: pl.DataFrame, targets: pl.DataFrame, sessions: pl.Series) -> float:
-    hit = ranked.join(targets, on=["session", "item"]).filter(pl.col("rank") <= 100)
-    hit = hit.filter(pl.col("session").is_in(sessions.implode()))
-    return float(hit.select((1.0 / pl.col("rank")).sum()).item() / max(len(sessions), 1))
 
 
 def main() -> None:
@@ -45,9 +40,7 @@ def main() -> None:
     targets = pl.read_parquet(ws / "data/split/valid/targets.parquet").select("session", "item")
     folds = lgbm.assign_folds(queries["session"], params["ranker"]["eval_fraction"], int(params["seed"]))
     eval_ids = folds.filter(pl.col("is_eval"))["session"]
-    task2_ids = queries.filter(
-        pl.col("session").is_in(eval_ids.implode()) & pl.col("locale").is_in(["ES", "FR", "IT"])
-    )["session"]
+    eval_queries = queries.filter(pl.col("session").is_in(eval_ids.implode()))
     booster = lgb.Booster(model_file=str(ws / "models/ranker/model.txt"))
     features = booster.feature_name()
     frame = pl.concat(
@@ -61,12 +54,11 @@ def main() -> None:
         raw += booster.predict(matrix, start_iteration=done, num_iteration=k - done, raw_score=True)
         done = k
         ranked = lgbm.rank_by(frame.select("session", "item").with_columns(s=pl.Series(raw)), "s")
-        result[k] = {
-            "all": round(mrr(ranked, targets, eval_ids), 4),
-            "task2": round(mrr(ranked, targets, task2_ids), 4),
-        }
+        report = mrr_report(ranked.filter(pl.col("rank") <= 100), eval_queries, targets)
+        result[k] = {group: round(report[group]["mrr@100"], 4) for group in ("all", "task2")}
         print(k, json.dumps(result[k]), flush=True)
-    record = {"workspace": str(ws), "eval_sessions": len(eval_ids), "task2_eval_sessions": len(task2_ids),
+    record = {"workspace": str(ws), "eval_sessions": len(eval_ids),
+              "task2_eval_sessions": report["task2"]["n"],
               "trees": booster.num_trees(), "mrr@100_by_trees": result}
     if args.out:
         args.out.write_text(json.dumps(record, indent=1) + "\n")
