@@ -336,10 +336,10 @@ def main(argv: list[str] | None = None) -> None:
     if args.params_only and not args.resume:
         parser.error("--params-only continues a run: add --resume")
     for scale in args.scales:
-        runs = json.loads(args.out.read_text())["runs"] if args.out.exists() else []
         keep_code = ""
         if args.params_only:
-            before = [r for r in runs if (r["scale"], r["label"]) == (scale, args.label)]
+            recorded = json.loads(args.out.read_text())["runs"] if args.out.exists() else []
+            before = [r for r in recorded if (r["scale"], r["label"]) == (scale, args.label)]
             if not before:
                 parser.error(f"--params-only: no recorded run ({scale:g}, {args.label}) in {args.out}")
             keep_code = f"{before[0]['code']}; params-only resume: {' '.join(args.overrides)}"
