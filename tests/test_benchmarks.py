@@ -12,21 +12,22 @@ import pytest
 BENCHMARKS = sorted((Path(__file__).resolve().parents[1] / "benchmarks").glob("*.py"))
 
 
-@pytest.mark.parametrize("path", BENCHMARKS, ids=[p.stem for p in BENCHMARKS])
-def test_benchmark_script_imports(path, monkeypatch):
-    monkeypatch.setattr(sys, "path", list(sys.path))  # a script may edit sys.path at import
+def _load_path(path: Path):
     spec = importlib.util.spec_from_file_location(f"benchmark_{path.stem}", path)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
-    assert callable(getattr(module, "main", None)), f"{path.name}: no main()"
+    return module
 
 
 def _load(name: str):
-    path = Path(__file__).resolve().parents[1] / "benchmarks" / f"{name}.py"
-    spec = importlib.util.spec_from_file_location(f"benchmark_{name}", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return _load_path(BENCHMARKS[0].parent / f"{name}.py")
+
+
+@pytest.mark.parametrize("path", BENCHMARKS, ids=[p.stem for p in BENCHMARKS])
+def test_benchmark_script_imports(path, monkeypatch):
+    monkeypatch.setattr(sys, "path", list(sys.path))  # a script may edit sys.path at import
+    module = _load_path(path)
+    assert callable(getattr(module, "main", None)), f"{path.name}: no main()"
 
 
 def test_scale_exponents_fit_scale_runs_from_0_1(monkeypatch):
