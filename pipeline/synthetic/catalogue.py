@@ -289,8 +289,9 @@ def build_world(rng: np.random.Generator, scale: float, cfg: SyntheticConfig) ->
     ent_sorter = np.argsort(ent_code)
     rp = rel_prod[ent_prod]
     want = rp * n_loc + ent_loc[:, None]
-    i = np.minimum(np.searchsorted(ent_code, want, sorter=ent_sorter), n_ent - 1)
-    hit = (ent_code[ent_sorter[i]] == want) & (rp >= 0)
+    sorted_code = ent_code[ent_sorter]  # a plain search: sorter= reads through the permutation, slow at size
+    i = np.minimum(np.searchsorted(sorted_code, want), n_ent - 1)
+    hit = (sorted_code[i] == want) & (rp >= 0)
     rel = np.where(hit, ent_sorter[i], -1)
     # Slots whose product is not sold in this locale get a locale-specific related item instead,
     # so shared products keep transitions in small locales (learnt there, not from DE).

@@ -8,7 +8,7 @@ import numpy as np
 from pipeline.raw import LOCALES, TARGET_CLASSES
 from pipeline.synthetic.catalogue import World
 from pipeline.synthetic.config import BRAND, CAT, DRIFT, POP, REL, TIER, VAR
-from pipeline.synthetic.groups import Groups, member
+from pipeline.synthetic.groups import Groups, member, sorted_unique
 
 
 def oracle_ranks(w: World, sim: dict, idx: np.ndarray) -> np.ndarray:
@@ -101,8 +101,8 @@ def oracle_ranks(w: World, sim: dict, idx: np.ndarray) -> np.ndarray:
     j_own = sim["flat"][np.repeat(sim["offsets"][idx], n_prev)
                         + (np.arange(n_prev.sum()) - np.repeat(np.cumsum(n_prev) - n_prev, n_prev))]
     ne = len(w.pop)
-    own_codes = np.unique(s_own * ne + j_own)
-    codes = np.unique(np.concatenate([s_fam * ne + j_fam, s_rel * ne + j_rel, own_codes]))
+    own_codes = sorted_unique(s_own * ne + j_own)
+    codes = sorted_unique(np.concatenate([s_fam * ne + j_fam, s_rel * ne + j_rel, own_codes]))
     ps, pj = codes // ne, codes % ne
     mult = multiplier(ps, pj)
     cls_above = w.pop[pj] > thr_val[ps] / mult

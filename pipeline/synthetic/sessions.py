@@ -20,7 +20,7 @@ from pipeline.synthetic.config import (
     VAR,
     SyntheticConfig,
 )
-from pipeline.synthetic.groups import member
+from pipeline.synthetic.groups import member, sorted_unique
 
 
 @dataclass
@@ -129,7 +129,7 @@ def simulate(rng: np.random.Generator, w: World, loc: np.ndarray, length: np.nda
         st.cur[:k], st.intent[:k] = nxt, intent
     # Target: same mixture without re-views, session items excluded (rejection = renormalisation).
     sess_of = np.repeat(np.arange(n), n_prev)
-    seen = np.unique(sess_of * len(w.pop) + flat)
+    seen = sorted_unique(sess_of * len(w.pop) + flat)
     wt = _weights(w, st, base, None)
     target = np.full(n, -1, dtype=np.int64)
     pending = np.arange(n)
