@@ -2,6 +2,7 @@
 
     python benchmarks/scale.py --scales 0.05 0.1 0.25 0.5 1.0    # appends to benchmarks/results/scale.json
     python benchmarks/scale.py --scales 0.02 --label default -S deep.threads=2
+    python benchmarks/scale.py --scales 0.1 1.0 --retime generate  # one stage again, its outputs unchanged
 
 For each scale it copies the tracked tree into a scratch workspace (``--workdir``, default
 /tmp/m2_scale), sets ``data.scale`` (and any ``-S key=value``), and runs ``dvc repro`` there with every
@@ -268,6 +269,53 @@ def run_scale(
     return run
 
 
+def retime(run: dict, stages: list[str], workdir: Path, ref: str = "") -> dict:
+    """``run`` with ``stages`` measured again by the current code (or ``ref``'s) at its scale and
+    overrides, in a fresh workspace where ``dvc repro STAGE`` runs them and their upstream stages.
+
+    For code changes that leave a stage's outputs byte-identical (the caller checks that), so the
+    rest of the run stays valid: only those stages' wall, CPU and RSS are replaced, the run's
+    ``retimed`` names the code that measured each, and ``total_wall_s`` and the peak follow."""
+    workspace = workdir / f"{run['label']}_{run['scale']:g}_retime"
+    copy_tree(workspace, fresh=True, ref=ref)
+    params = yaml.safe_load((workspace / "params.yaml").read_text())
+    set_param(params, "data.scale", str(run["scale"]))
+    for item in run["overrides"]:
+        key, _, value = item.partition("=")
+        set_param(params, key, value)
+    (workspace / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    log = workspace / "probe.jsonl"
+    wrap_stages(workspace / "dvc.yaml", log)
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
+           "OPENBLAS_NUM_THREADS": "1", "PYTHONPATH": str(workspace)}
+    print(f"scale {run['scale']:g} ({run['label']}): retiming {stages} in {workspace}", flush=True)
+    with (workspace / "repro.log").open("w") as out:
+        subprocess.run(["dvc", "repro", *stages], cwd=workspace, env=env, stdout=out,
+                       stderr=subprocess.STDOUT, check=True)
+    measured = {}
+    for line in log.read_text().splitlines():
+        rec = json.loads(line)
+        measured[rec.pop("stage")] = rec
+    commit = subprocess.run(["git", "rev-parse", ref or "HEAD"], cwd=REPO, capture_output=True,
+                            text=True).stdout.strip()
+    shutil.rmtree(workspace)
+    print(json.dumps({name: measured[name] for name in stages}), flush=True)
+    return merge_retimed(run, {name: measured[name] for name in stages},
+                         commit if ref else f"{commit} + working tree")
+
+
+def merge_retimed(run: dict, measured: dict[str, dict], code: str) -> dict:
+    """A copy of ``run`` whose ``measured`` stages carry the new wall, CPU and RSS (rows kept),
+    named in ``retimed`` with ``code``; the total and the peak recomputed."""
+    run = json.loads(json.dumps(run))
+    for name, rec in measured.items():
+        run["stages"].setdefault(name, {}).update(rec)
+        run.setdefault("retimed", {})[name] = code
+    run["total_wall_s"] = round(sum(s.get("wall_s", 0.0) for s in run["stages"].values()), 1)
+    run["peak_rss_gib"] = max(s.get("peak_rss_gib", 0.0) for s in run["stages"].values())
+    return run
+
+
 def base_stage(name: str) -> str:
     return name.split("@")[0]
 
@@ -332,9 +380,27 @@ def main(argv: list[str] | None = None) -> None:
         action="store_true",
         help="with --resume: keep the workspace's code (the recorded run's), change only the -S params",
     )
+    parser.add_argument(
+        "--retime",
+        nargs="+",
+        default=[],
+        metavar="STAGE",
+        help="measure these stages of each recorded (scale, label) run again with the current code, "
+        "for a change that leaves their outputs byte-identical; the rest of the run is kept",
+    )
     args = parser.parse_args(argv)
     if args.params_only and not args.resume:
         parser.error("--params-only continues a run: add --resume")
+    if args.retime:
+        runs = json.loads(args.out.read_text())["runs"] if args.out.exists() else []
+        for scale in args.scales:
+            match = [i for i, r in enumerate(runs) if (r["scale"], r["label"]) == (scale, args.label)]
+            if not match:
+                parser.error(f"--retime: no recorded run ({scale:g}, {args.label}) in {args.out}")
+            runs[match[0]] = retime(runs[match[0]], args.retime, args.workdir, args.ref)
+            write_record(args.out, runs)
+            print(f"wrote {args.out}", flush=True)
+        return
     for scale in args.scales:
         keep_code = ""
         if args.params_only:

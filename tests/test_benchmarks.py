@@ -56,6 +56,21 @@ def test_scale_params_only_needs_a_recorded_run(tmp_path, monkeypatch):
     assert not (tmp_path / "s.json").exists() and not (tmp_path / "scale_1").exists()
 
 
+def test_scale_retime_replaces_only_the_named_stage(tmp_path, monkeypatch):
+    monkeypatch.setattr(sys, "path", list(sys.path))
+    scale = _load("scale")
+    with pytest.raises(SystemExit):  # a retime needs the recorded run it amends
+        scale.main(["--scales", "1.0", "--retime", "generate", "--out", str(tmp_path / "s.json")])
+    run = {"scale": 1.0, "label": "scale", "total_wall_s": 110.0, "peak_rss_gib": 5.0,
+           "stages": {"generate": {"wall_s": 90.0, "cpu_s": 91.0, "peak_rss_gib": 5.0, "rows_out": 7},
+                      "split": {"wall_s": 20.0, "cpu_s": 20.0, "peak_rss_gib": 2.0}}}
+    new = scale.merge_retimed(run, {"generate": {"wall_s": 60.0, "cpu_s": 61.0, "peak_rss_gib": 4.5}}, "abc")
+    assert new["stages"]["generate"] == {"wall_s": 60.0, "cpu_s": 61.0, "peak_rss_gib": 4.5, "rows_out": 7}
+    assert new["stages"]["split"] == run["stages"]["split"] and new["retimed"] == {"generate": "abc"}
+    assert (new["total_wall_s"], new["peak_rss_gib"]) == (80.0, 4.5)
+    assert run["stages"]["generate"]["wall_s"] == 90.0  # the recorded run is not changed in place
+
+
 def test_loop_thin_history_keeps_queries_and_test_prefixes(monkeypatch):
     monkeypatch.setattr(sys, "path", list(sys.path))
     import polars as pl
