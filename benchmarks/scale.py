@@ -195,6 +195,47 @@ def interactions(workspace: Path) -> int:
     return parquet_rows(workspace / "data" / "prepared" / "events.parquet")
 
 
+def set_params(workspace: Path, scale: float, overrides: list[str]) -> None:
+    """The workspace's params.yaml with ``data.scale`` and each ``key=value`` of ``overrides`` set."""
+    params = yaml.safe_load((workspace / "params.yaml").read_text())
+    set_param(params, "data.scale", str(scale))
+    for item in overrides:
+        key, _, value = item.partition("=")
+        set_param(params, key, value)
+    (workspace / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+
+
+def repro(workspace: Path, targets: list[str]) -> int:
+    """``dvc repro [targets]`` in the workspace with its own code on the path; output in repro.log."""
+    env = {
+        **os.environ,
+        "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
+        "OPENBLAS_NUM_THREADS": "1",
+        "PYTHONPATH": str(workspace),
+    }
+    with (workspace / "repro.log").open("w") as out:
+        return subprocess.run(
+            ["dvc", "repro", *targets], cwd=workspace, env=env, stdout=out, stderr=subprocess.STDOUT
+        ).returncode
+
+
+def read_probe(log: Path) -> dict[str, dict]:
+    """Stage -> its probe record; a stage run twice (a resume) keeps its last run."""
+    stages = {}
+    for line in log.read_text().splitlines() if log.exists() else []:
+        rec = json.loads(line)
+        stages[rec.pop("stage")] = rec
+    return stages
+
+
+def code_of(ref: str) -> str:
+    """The code a run measured: commit ``ref``, or HEAD plus the working tree."""
+    commit = subprocess.run(
+        ["git", "rev-parse", ref or "HEAD"], cwd=REPO, capture_output=True, text=True
+    ).stdout.strip()
+    return commit if ref else f"{commit} + working tree"
+
+
 def run_scale(
     scale: float, label: str, overrides: list[str], workdir: Path, resume: bool = False, ref: str = "",
     keep_code: str = "",
@@ -204,32 +245,15 @@ def run_scale(
     workspace = workdir / f"{label}_{scale:g}"
     if not keep_code:
         copy_tree(workspace, fresh=not resume, ref=ref)
-    params = yaml.safe_load((workspace / "params.yaml").read_text())
-    set_param(params, "data.scale", str(scale))
-    for item in overrides:
-        key, _, value = item.partition("=")
-        set_param(params, key, value)
-    (workspace / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    set_params(workspace, scale, overrides)
     log = workspace / "probe.jsonl"
     if not keep_code:
         wrap_stages(workspace / "dvc.yaml", log)
-    env = {
-        **os.environ,
-        "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
-        "OPENBLAS_NUM_THREADS": "1",
-        "PYTHONPATH": str(workspace),
-    }
     print(f"scale {scale:g} ({label}): dvc repro in {workspace}", flush=True)
     start = time.perf_counter()
-    with (workspace / "repro.log").open("w") as out:
-        rc = subprocess.run(
-            ["dvc", "repro"], cwd=workspace, env=env, stdout=out, stderr=subprocess.STDOUT
-        ).returncode
+    rc = repro(workspace, [])
     total = time.perf_counter() - start
-    stages = {}
-    for line in log.read_text().splitlines() if log.exists() else []:
-        rec = json.loads(line)
-        stages[rec.pop("stage")] = rec
+    stages = read_probe(log)
     complete = rc == 0
     if not complete:
         print(f"error: dvc repro failed at scale {scale:g} (rc {rc}); see {workspace / 'repro.log'}",
@@ -247,15 +271,12 @@ def run_scale(
             leaderboard[dataset] = {"bleu": sub["bleu"]}
     # The sum of the stages' final runs: a resumed run's total counts each stage once.
     total_wall = sum(s.get("wall_s", 0.0) for s in stages.values())
-    commit = subprocess.run(
-        ["git", "rev-parse", ref or "HEAD"], cwd=REPO, capture_output=True, text=True
-    ).stdout.strip()
     run = {
         "scale": scale,
         "label": label,
         "overrides": overrides,
         "cores": len(os.sched_getaffinity(0)),
-        "code": keep_code or (commit if ref else f"{commit} + working tree"),
+        "code": keep_code or code_of(ref),
         "interactions": interactions(workspace),
         "total_wall_s": round(total_wall, 1),
         "last_repro_wall_s": round(total, 1),
@@ -278,30 +299,18 @@ def retime(run: dict, stages: list[str], workdir: Path, ref: str = "") -> dict:
     ``retimed`` names the code that measured each, and ``total_wall_s`` and the peak follow."""
     workspace = workdir / f"{run['label']}_{run['scale']:g}_retime"
     copy_tree(workspace, fresh=True, ref=ref)
-    params = yaml.safe_load((workspace / "params.yaml").read_text())
-    set_param(params, "data.scale", str(run["scale"]))
-    for item in run["overrides"]:
-        key, _, value = item.partition("=")
-        set_param(params, key, value)
-    (workspace / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    set_params(workspace, run["scale"], run["overrides"])
     log = workspace / "probe.jsonl"
     wrap_stages(workspace / "dvc.yaml", log)
-    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
-           "OPENBLAS_NUM_THREADS": "1", "PYTHONPATH": str(workspace)}
     print(f"scale {run['scale']:g} ({run['label']}): retiming {stages} in {workspace}", flush=True)
-    with (workspace / "repro.log").open("w") as out:
-        subprocess.run(["dvc", "repro", *stages], cwd=workspace, env=env, stdout=out,
-                       stderr=subprocess.STDOUT, check=True)
-    measured = {}
-    for line in log.read_text().splitlines():
-        rec = json.loads(line)
-        measured[rec.pop("stage")] = rec
-    commit = subprocess.run(["git", "rev-parse", ref or "HEAD"], cwd=REPO, capture_output=True,
-                            text=True).stdout.strip()
+    rc = repro(workspace, stages)
+    if rc:
+        raise subprocess.CalledProcessError(rc, ["dvc", "repro", *stages])
+    records = read_probe(log)
+    measured = {name: records[name] for name in stages}
     shutil.rmtree(workspace)
-    print(json.dumps({name: measured[name] for name in stages}), flush=True)
-    return merge_retimed(run, {name: measured[name] for name in stages},
-                         commit if ref else f"{commit} + working tree")
+    print(json.dumps(measured), flush=True)
+    return merge_retimed(run, measured, code_of(ref))
 
 
 def merge_retimed(run: dict, measured: dict[str, dict], code: str) -> dict:
