@@ -24,6 +24,7 @@ import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from features.parts import part_paths  # noqa: E402
 from pipeline.ranking import mrr_report  # noqa: E402
 from rankers import lgbm  # noqa: E402
 
@@ -46,7 +47,7 @@ def main() -> None:
     frame = pl.concat(
         pl.scan_parquet(p).filter(pl.col("session").is_in(eval_ids.implode()))
         .select("session", "item", *features).collect()
-        for p in sorted((ws / "data/features/valid").glob("*.parquet"))
+        for p in part_paths(ws / "data/features/valid")
     )
     matrix = frame.select(pl.col(features).cast(pl.Float32)).to_numpy()
     raw, done, result = np.zeros(frame.height), 0, {}
