@@ -3,6 +3,7 @@
     python benchmarks/scale.py --scales 0.05 0.1 0.25 0.5 1.0    # appends to benchmarks/results/scale.json
     python benchmarks/scale.py --scales 0.02 --label default -S deep.threads=2
     python benchmarks/scale.py --scales 0.1 1.0 --retime generate  # one stage again, its outputs unchanged
+    python benchmarks/scale.py --scales 0.5 1.0 --repeat predict   # one more measurement, same code and data
 
 For each scale it copies the tracked tree into a scratch workspace (``--workdir``, default
 /tmp/m2_scale), sets ``data.scale`` (and any ``-S key=value``), and runs ``dvc repro`` there with every
@@ -14,7 +15,8 @@ metrics/leaderboard.json.
 
 The record (``--out``) keeps one run per (scale, label): a rerun replaces it. ``exponents`` is each
 stage's least-squares slope of log wall time against log interactions over the runs of scale >= 0.1
-(label "scale" only), so 1.0 means time grows linearly with the data.
+(label "scale" only), so 1.0 means time grows linearly with the data. A stage measured more than once
+(``--repeat``) enters the fit with the median of its measurements.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ import json
 import math
 import os
 import shutil
+import statistics
 import subprocess
 import sys
 import threading
@@ -205,15 +208,15 @@ def set_params(workspace: Path, scale: float, overrides: list[str]) -> None:
     (workspace / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
 
 
-def repro(workspace: Path, targets: list[str]) -> int:
-    """``dvc repro [targets]`` in the workspace with its own code on the path; output in repro.log."""
+def repro(workspace: Path, targets: list[str], log_name: str = "repro.log") -> int:
+    """``dvc repro [targets]`` in the workspace with its own code on the path; output in ``log_name``."""
     env = {
         **os.environ,
         "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
         "OPENBLAS_NUM_THREADS": "1",
         "PYTHONPATH": str(workspace),
     }
-    with (workspace / "repro.log").open("w") as out:
+    with (workspace / log_name).open("w") as out:
         return subprocess.run(
             ["dvc", "repro", *targets], cwd=workspace, env=env, stdout=out, stderr=subprocess.STDOUT
         ).returncode
@@ -325,12 +328,45 @@ def merge_retimed(run: dict, measured: dict[str, dict], code: str) -> dict:
     return run
 
 
+def repeat(run: dict, stages: list[str], workdir: Path) -> dict:
+    """``run`` with ``stages`` measured once more in its kept workspace, by the code and on the data
+    there (the run's own): ``dvc repro --force --single-item``, through the probe its dvc.yaml already
+    has. Each measurement is appended to the run's ``repeats``; the first one in ``stages`` stays."""
+    workspace = workdir / f"{run['label']}_{run['scale']:g}"
+    log = workspace / "probe.jsonl"
+    if not log.exists():
+        raise FileNotFoundError(f"{workspace}: no kept workspace of this run (it needs --keep)")
+    print(f"scale {run['scale']:g} ({run['label']}): repeating {stages} in {workspace}", flush=True)
+    run = json.loads(json.dumps(run))
+    for stage in stages:
+        before = len(log.read_text().splitlines())
+        args = ["--force", "--single-item", stage]
+        rc = repro(workspace, args, f"repeat_{stage}.log")
+        if rc:
+            raise subprocess.CalledProcessError(rc, ["dvc", "repro", *args])
+        new = [json.loads(line) for line in log.read_text().splitlines()[before:]]
+        for rec in new:  # a foreach stage repeats every item
+            name = rec.pop("stage")
+            run.setdefault("repeats", {}).setdefault(name, []).append(
+                {**{k: rec[k] for k in ("wall_s", "cpu_s", "peak_rss_gib", "mean_load")},
+                 "at": time.strftime("%Y-%m-%d %H:%M", time.gmtime())})
+    print(json.dumps(run.get("repeats", {})), flush=True)
+    return run
+
+
+def stage_wall(run: dict, name: str) -> float:
+    """A stage's wall seconds in ``run``: the median of its first measurement and its repeats."""
+    walls = [run["stages"][name]["wall_s"], *(r["wall_s"] for r in run.get("repeats", {}).get(name, []))]
+    return statistics.median(walls)
+
+
 def base_stage(name: str) -> str:
     return name.split("@")[0]
 
 
 def exponents(runs: list[dict], min_scale: float = 0.1) -> dict[str, float]:
-    """Per stage (foreach/matrix items summed), the slope of log wall against log interactions."""
+    """Per stage (foreach/matrix items summed), the slope of log wall against log interactions
+    (:func:`stage_wall`: the median where a stage was measured more than once)."""
     pts: dict[str, list[tuple[float, float]]] = {}
     for run in runs:
         if run["label"] != "scale" or run["scale"] < min_scale:
@@ -338,7 +374,7 @@ def exponents(runs: list[dict], min_scale: float = 0.1) -> dict[str, float]:
         walls: dict[str, float] = {}
         for name, rec in run["stages"].items():
             if "wall_s" in rec:
-                walls[base_stage(name)] = walls.get(base_stage(name), 0.0) + rec["wall_s"]
+                walls[base_stage(name)] = walls.get(base_stage(name), 0.0) + stage_wall(run, name)
         for name, wall in walls.items():
             pts.setdefault(name, []).append((math.log(run["interactions"]), math.log(max(wall, 1e-3))))
     out = {}
@@ -397,16 +433,27 @@ def main(argv: list[str] | None = None) -> None:
         help="measure these stages of each recorded (scale, label) run again with the current code, "
         "for a change that leaves their outputs byte-identical; the rest of the run is kept",
     )
+    parser.add_argument(
+        "--repeat",
+        nargs="+",
+        default=[],
+        metavar="STAGE",
+        help="measure these stages of each recorded (scale, label) run once more in its kept workspace, "
+        "same code and data; the exponents use the median of a stage's measurements",
+    )
     args = parser.parse_args(argv)
     if args.params_only and not args.resume:
         parser.error("--params-only continues a run: add --resume")
-    if args.retime:
+    if args.retime and args.repeat:
+        parser.error("--retime and --repeat: one at a time")
+    if args.retime or args.repeat:
         runs = json.loads(args.out.read_text())["runs"] if args.out.exists() else []
         for scale in args.scales:
             match = [i for i, r in enumerate(runs) if (r["scale"], r["label"]) == (scale, args.label)]
             if not match:
-                parser.error(f"--retime: no recorded run ({scale:g}, {args.label}) in {args.out}")
-            runs[match[0]] = retime(runs[match[0]], args.retime, args.workdir, args.ref)
+                parser.error(f"--retime/--repeat: no recorded run ({scale:g}, {args.label}) in {args.out}")
+            runs[match[0]] = (retime(runs[match[0]], args.retime, args.workdir, args.ref) if args.retime
+                              else repeat(runs[match[0]], args.repeat, args.workdir))
             write_record(args.out, runs)
             print(f"wrote {args.out}", flush=True)
         return

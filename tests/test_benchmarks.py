@@ -4,6 +4,7 @@ imported ``mrr_report`` from a stage module that no longer had it, and nothing r
 from __future__ import annotations
 
 import importlib.util
+import math
 import sys
 from pathlib import Path
 
@@ -69,6 +70,27 @@ def test_scale_retime_replaces_only_the_named_stage(tmp_path, monkeypatch):
     assert new["stages"]["split"] == run["stages"]["split"] and new["retimed"] == {"generate": "abc"}
     assert (new["total_wall_s"], new["peak_rss_gib"]) == (80.0, 4.5)
     assert run["stages"]["generate"]["wall_s"] == 90.0  # the recorded run is not changed in place
+
+
+def test_scale_repeats_enter_the_fit_as_the_median(tmp_path, monkeypatch):
+    monkeypatch.setattr(sys, "path", list(sys.path))
+    scale = _load("scale")
+
+    def run(s, wall):
+        return {"scale": s, "label": "scale", "interactions": int(1_000_000 * s),
+                "stages": {"predict": {"wall_s": wall}}}
+
+    runs = [run(0.1, 10.0), run(1.0, 150.0)]
+    assert scale.exponents(runs) == {"predict": round(math.log10(15.0), 3)}
+    runs[1]["repeats"] = {"predict": [{"wall_s": 100.0}, {"wall_s": 90.0}]}  # median of 150, 100, 90
+    assert scale.stage_wall(runs[1], "predict") == 100.0
+    assert scale.exponents(runs) == {"predict": 1.0}
+    assert runs[1]["stages"]["predict"]["wall_s"] == 150.0  # the first measurement stays in the record
+    with pytest.raises(FileNotFoundError):  # a repeat runs in the run's kept workspace
+        scale.repeat(runs[1], ["predict"], tmp_path)
+    with pytest.raises(SystemExit):  # one kind of re-measurement at a time
+        scale.main(["--scales", "1.0", "--retime", "predict", "--repeat", "predict",
+                    "--out", str(tmp_path / "s.json")])
 
 
 def test_loop_thin_history_keeps_queries_and_test_prefixes(monkeypatch):
