@@ -2,18 +2,22 @@
 
     python benchmarks/deep_standalone.py gru4rec
     python benchmarks/deep_standalone.py sasrec --set epochs=8 --set negatives=2048
+    python benchmarks/deep_standalone.py gru4rec --set max_epoch_sessions=25000 \
+        --record benchmarks/results/deep_budget.json
 
 Reads the knobs of ``deep.models.<model>`` from params.yaml, overrides them with ``--set key=value``
 (YAML values), trains on data/split/valid/history.parquet (no valid target in it) and prints one JSON
 line: the overrides, MRR@100 and Recall@100 of the model's own top 100 over all valid queries, and
-the training seconds. This is how the epoch/negative sweep in params.yaml was measured; the pipeline's
-own figure for the same model is ``source_<model>`` on the leaderboard.
+the training seconds (``--record``: also appended, with the scale, the session passes trained and the
+items of the history, to a JSON record). This is how the epoch/negative sweep in params.yaml was
+measured; the pipeline's own figure for the same model is ``source_<model>`` on the leaderboard.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import subprocess
 import time
 from pathlib import Path
 
@@ -24,6 +28,7 @@ from candidates.base import query_sessions
 from candidates.deep.source import GRU4RecSource, SASRecSource
 from candidates.union import load_source_defaults
 from pipeline import config
+from pipeline.io import write_json
 from pipeline.metrics import ranking_metrics_from_ranks
 
 SOURCES = {"gru4rec": GRU4RecSource, "sasrec": SASRecSource}
@@ -37,6 +42,7 @@ def main() -> None:
     parser.add_argument("--split", type=Path, default=Path("data/split/valid"))
     parser.add_argument("--prepared", type=Path, default=Path("data/prepared"))
     parser.add_argument("--threads", type=int, default=0)
+    parser.add_argument("--record", type=Path, help="append the result to this JSON record ({'runs': [...]})")
     args = parser.parse_args()
     overrides = {k: yaml.safe_load(v) for k, _, v in (s.partition("=") for s in args.set)}
     knobs = {**config.read_params()["deep"]["models"][args.model], **overrides}
@@ -58,9 +64,24 @@ def main() -> None:
     ranks = (queries.select("session").join(targets.rename({target_col: "target"}), on="session", how="left")
              .join(top, left_on=["session", "target"], right_on=["session", "item"], how="left")["rank"])
     metrics = ranking_metrics_from_ranks(ranks)
-    print(json.dumps({"model": args.model, **overrides, "mrr@100": round(metrics["mrr@100"], 4),
-                      "recall@100": round(metrics["recall@100"], 4), "train_s": round(seconds, 1)}))
+    result = {"model": args.model, **overrides, "mrr@100": round(metrics["mrr@100"], 4),
+              "recall@100": round(metrics["recall@100"], 4), "train_s": round(seconds, 1),
+              "scale": config.read_params()["data"]["scale"],
+              "session_passes": int(sum(source.trained.meta.get("sessions", []))),
+              "history_items": history["item"].n_unique(), "code": code_of()}
+    print(json.dumps(result))
+    if args.record:
+        runs = json.loads(args.record.read_text())["runs"] if args.record.exists() else []
+        write_json({"runs": [*runs, result]}, args.record)
 
+
+def code_of() -> str:
+    """The commit the result was measured with (plus ``+ working tree`` when the tree has changes)."""
+    git = ["git", "-C", str(Path(__file__).resolve().parent)]
+    commit = subprocess.run([*git, "rev-parse", "HEAD"], capture_output=True, text=True).stdout.strip()
+    dirty = subprocess.run([*git, "status", "--porcelain", "--untracked-files=no"], capture_output=True,
+                           text=True).stdout.strip()
+    return f"{commit} + working tree" if dirty else commit
 
 if __name__ == "__main__":
     main()
