@@ -58,6 +58,7 @@ def train_one(model: str, history_path: Path, items_path: Path, out: Path, devic
         "train_seconds": sum(trained.meta["seconds"]), "peak_rss_mib": peak_rss_mib(),
         "steps": sum(trained.meta.get("steps", [])), "session_passes": sum(trained.meta.get("sessions", [])),
         "stopped_by": trained.meta.get("stopped_by", "epochs"),
+        "passes_per_item": round(trained.meta["passes_per_item"], 3),
     }
 
 

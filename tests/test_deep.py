@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import re
 
 import numpy as np
@@ -310,6 +311,22 @@ def test_sample_budget_caps_each_epoch_and_is_recorded(world, tmp_path):
     loose = train(history, items, cfg("gru4rec", epochs=2, max_epoch_sessions=10_000), seed=1, progress=False)
     free = train(history, items, cfg("gru4rec", epochs=2), seed=1, progress=False)
     assert same_weights(state(loose), state(free))
+
+
+def test_thin_sample_budget_is_logged_with_its_knob(world, caplog):
+    items, history, _ = world
+    sessions = history.group_by("session").agg(pl.len()).filter(pl.col("len") >= 2).height
+    n_items = history["item"].n_unique()
+    with caplog.at_level(logging.WARNING, logger="candidates.deep.train"):
+        thin = train(history, items, cfg("gru4rec", epochs=1, max_epoch_sessions=32), seed=1, progress=False)
+    assert thin.meta["passes_per_item"] == pytest.approx(32 / n_items)
+    assert "max_epoch_sessions" in caplog.text
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="candidates.deep.train"):
+        full = train(history, items, cfg("gru4rec", epochs=50, max_train_seconds=1e-6), seed=1,
+                     progress=False)
+    assert full.meta["passes_per_item"] == pytest.approx(sessions * 50 / n_items)
+    assert full.meta["passes_per_item"] >= 5 and "passes per item" not in caplog.text
 
 
 def test_time_budget_stops_between_epochs(world):
