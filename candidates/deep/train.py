@@ -112,11 +112,15 @@ def _batch_loss(
 THIN_PASSES_PER_ITEM = 5.0
 
 
+def epoch_sessions(n_sessions: int, cfg: ModelConfig) -> int:
+    """Sessions one epoch trains on under the sample budget ``max_epoch_sessions`` (0: all)."""
+    return min(n_sessions, cfg.max_epoch_sessions) if cfg.max_epoch_sessions else n_sessions
+
+
 def passes_per_item(n_sessions: int, n_items: int, cfg: ModelConfig) -> float:
     """Session passes that ``cfg``'s pretraining epochs plan per item of the history, under the sample budget
     (fine-tuning epochs, on a subset, and a binding time budget are left out)."""
-    per_epoch = min(n_sessions, cfg.max_epoch_sessions) if cfg.max_epoch_sessions else n_sessions
-    return per_epoch * cfg.epochs / max(n_items, 1)
+    return epoch_sessions(n_sessions, cfg) * cfg.epochs / max(n_items, 1)
 
 
 # knobs a checkpoint may be resumed under with another value (finetune_locales: only before fine-tuning
@@ -245,7 +249,8 @@ def train(
         sum(p.numel() for p in model.parameters()),
         device,
     )
-    meta["passes_per_item"] = passes_per_item(len(data.session), history["item"].n_unique(), cfg)
+    history_items = history["item"].n_unique()
+    meta["passes_per_item"] = passes_per_item(len(data.session), history_items, cfg)
     if meta["passes_per_item"] < THIN_PASSES_PER_ITEM:
         log.warning(
             "%s: %.1f session passes per item of the history planned (%d sessions an epoch x %d epochs over "
@@ -253,9 +258,9 @@ def train(
             "max_epoch_sessions or epochs",
             cfg.arch,
             meta["passes_per_item"],
-            min(len(data.session), cfg.max_epoch_sessions or len(data.session)),
+            epoch_sessions(len(data.session), cfg),
             cfg.epochs,
-            history["item"].n_unique(),
+            history_items,
             THIN_PASSES_PER_ITEM,
         )
     tokens = torch.from_numpy(data.tokens)
