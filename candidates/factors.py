@@ -93,8 +93,10 @@ class _Factors(CandidateSource):
                 )
                 history = history.filter(pl.col("session").is_in(kept.implode()))
         matrix = session_item_matrix(history, n_items)
-        model = self._model()
+        # implicit checks the BLAS threads when the model is built; faiss's OpenMP OpenBLAS ignores
+        # OPENBLAS_NUM_THREADS, so both the build and the fit run under the limit
         with threadpool_limits(limits=1, user_api="blas"):
+            model = self._model()
             model.fit(matrix, show_progress=False)
         vectors = self._item_factors(model)
         norms = np.linalg.norm(vectors, axis=1, keepdims=True)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import polars as pl
 import pytest
@@ -168,6 +170,18 @@ def test_factor_fit_sample_ignores_row_order():
     b = _params.source("als", **capped).fit(shuffled, items)
     np.testing.assert_array_equal(a.vectors, b.vectors)
     assert not np.array_equal(a.vectors, full.vectors)
+
+
+@pytest.mark.parametrize("kind", ["als", "bpr"])
+def test_factor_model_is_built_and_fitted_under_one_blas_thread(kind, monkeypatch):
+    """implicit warns at model build when a BLAS pool has more than one thread; faiss's OpenMP OpenBLAS
+    ignores OPENBLAS_NUM_THREADS, so the build must run under the limit as the fit does."""
+    import implicit.utils
+
+    monkeypatch.setattr(implicit.utils, "_checked_blas_config", False)  # it warns once per process
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RuntimeWarning)
+        _params.source(kind, factors=8, iterations=2).fit(tiny_history(), tiny_items())
 
 
 class TestText(SourceContract):
