@@ -17,19 +17,22 @@ from __future__ import annotations
 
 import argparse
 import json
-import subprocess
+import sys
 import time
 from pathlib import Path
 
 import polars as pl
 import yaml
 
-from candidates.base import query_sessions
-from candidates.deep.source import GRU4RecSource, SASRecSource
-from candidates.union import load_source_defaults
-from pipeline import config
-from pipeline.io import write_json
-from pipeline.metrics import ranking_metrics_from_ranks
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from benchmarks.scale import code_of  # noqa: E402
+from candidates.base import query_sessions  # noqa: E402
+from candidates.deep.source import GRU4RecSource, SASRecSource  # noqa: E402
+from candidates.union import load_source_defaults  # noqa: E402
+from pipeline import config  # noqa: E402
+from pipeline.io import write_json  # noqa: E402
+from pipeline.metrics import ranking_metrics_from_ranks  # noqa: E402
 
 SOURCES = {"gru4rec": GRU4RecSource, "sasrec": SASRecSource}
 
@@ -45,7 +48,8 @@ def main() -> None:
     parser.add_argument("--record", type=Path, help="append the result to this JSON record ({'runs': [...]})")
     args = parser.parse_args()
     overrides = {k: yaml.safe_load(v) for k, _, v in (s.partition("=") for s in args.set)}
-    knobs = {**config.read_params()["deep"]["models"][args.model], **overrides}
+    params = config.read_params()
+    knobs = {**params["deep"]["models"][args.model], **overrides}
     knobs.pop("arch", None)
 
     history = pl.read_parquet(args.split / "history.parquet")
@@ -66,7 +70,7 @@ def main() -> None:
     metrics = ranking_metrics_from_ranks(ranks)
     result = {"model": args.model, **overrides, "mrr@100": round(metrics["mrr@100"], 4),
               "recall@100": round(metrics["recall@100"], 4), "train_s": round(seconds, 1),
-              "scale": config.read_params()["data"]["scale"],
+              "scale": params["data"]["scale"],
               "session_passes": int(sum(source.trained.meta.get("sessions", []))),
               "history_items": history["item"].n_unique(), "code": code_of()}
     print(json.dumps(result))
@@ -75,13 +79,6 @@ def main() -> None:
         write_json({"runs": [*runs, result]}, args.record)
 
 
-def code_of() -> str:
-    """The commit the result was measured with (plus ``+ working tree`` when the tree has changes)."""
-    git = ["git", "-C", str(Path(__file__).resolve().parent)]
-    commit = subprocess.run([*git, "rev-parse", "HEAD"], capture_output=True, text=True).stdout.strip()
-    dirty = subprocess.run([*git, "status", "--porcelain", "--untracked-files=no"], capture_output=True,
-                           text=True).stdout.strip()
-    return f"{commit} + working tree" if dirty else commit
 
 if __name__ == "__main__":
     main()

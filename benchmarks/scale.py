@@ -231,12 +231,17 @@ def read_probe(log: Path) -> dict[str, dict]:
     return stages
 
 
-def code_of(ref: str) -> str:
-    """The code a run measured: commit ``ref``, or HEAD plus the working tree."""
-    commit = subprocess.run(
-        ["git", "rev-parse", ref or "HEAD"], cwd=REPO, capture_output=True, text=True
+def code_of(ref: str = "") -> str:
+    """The code a run measured: commit ``ref``, or HEAD (plus ``+ working tree`` when tracked files
+    differ from it)."""
+    git = ["git", "-C", str(REPO)]
+    commit = subprocess.run([*git, "rev-parse", ref or "HEAD"], capture_output=True, text=True).stdout.strip()
+    if ref:
+        return commit
+    dirty = subprocess.run(
+        [*git, "status", "--porcelain", "--untracked-files=no"], capture_output=True, text=True
     ).stdout.strip()
-    return commit if ref else f"{commit} + working tree"
+    return f"{commit} + working tree" if dirty else commit
 
 
 def run_scale(
