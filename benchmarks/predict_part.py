@@ -23,7 +23,9 @@ import polars as pl
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from benchmarks.scale import read_probe  # noqa: E402
 from features.parts import part_paths  # noqa: E402
+from pipeline.io import write_text  # noqa: E402
 from rankers import lgbm  # noqa: E402
 
 
@@ -47,10 +49,9 @@ def measure(workspace: Path, part: int) -> dict:
     out["rows"] = frame.height
     out["ns_per_row_tree"] = out["predict_s"] / frame.height / out["trees"] * 1e9
     out["part_s"] = out["read_s"] + out["matrix_s"] + out["predict_s"] + out["rank_s"]
-    stage = [json.loads(line) for line in (workspace / "probe.jsonl").read_text().splitlines()]
-    predict = [rec for rec in stage if rec["stage"] == "predict"]
+    predict = read_probe(workspace / "probe.jsonl").get("predict")  # the stage's last run there
     if predict:
-        out["stage_s_per_part"] = predict[-1]["wall_s"] / len(parts)
+        out["stage_s_per_part"] = predict["wall_s"] / len(parts)
     return {k: round(v, 2) if isinstance(v, float) else v for k, v in out.items()}
 
 
@@ -64,7 +65,7 @@ def main() -> None:
     for ws in args.workspaces:
         record[ws.name] = measure(ws, args.part)
         print(ws.name, json.dumps(record[ws.name]), flush=True)
-    args.out.write_text(json.dumps(record, indent=2) + "\n")
+    write_text(json.dumps(record, indent=2) + "\n", args.out)
     print(f"wrote {args.out}")
 
 
