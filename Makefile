@@ -1,15 +1,13 @@
 # Two commands do everything on a fresh machine:
 #   make run   - create .venv, install, run the whole DVC pipeline on the embedded synthetic data
 #   make test  - create .venv, install with the dev extra, run ruff, the deps check and the test suite
-#   make real  - the same graph on the real Amazon-M2 files in REAL_DIR (../shared/amazon_m2_real)
+#   make real REAL_DIR=DIR - the same graph on the KDD Cup 2023 files in DIR (params.yaml files_overrides apply);
+#                params.yaml is left as it was, so a later `make run` runs the synthetic world again
 PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
-REAL_DIR ?= ../shared/amazon_m2_real
-# Real-data settings (README "Real data: settings"): measured on the local valid split and task2_phase1
-REAL_SETS ?= -S candidates.sources.covisit_product.distance_weight=1.0 -S candidates.sources.covisit_product.recency_decay=0.3 \
-             -S candidates.sources.covisit_product.hops=2 -S ranker.neg_sample_rate=0.3
+REAL_DIR ?=
 
 export OPENBLAS_NUM_THREADS ?= 1
 
@@ -27,8 +25,13 @@ run: $(STAMP)
 	. $(BIN)/activate && dvc repro
 	@cat metrics/leaderboard.md
 
+# dvc exp run writes its -S values into params.yaml (and reformats it): the copy puts the file back
 real: $(STAMP)
-	. $(BIN)/activate && dvc exp run -S data.source=files -S data.raw_dir=$(REAL_DIR) $(REAL_SETS)
+	@$(if $(REAL_DIR),,echo "make real: REAL_DIR is not set; run make real REAL_DIR=<folder holding sessions_train.csv, products_train.csv and sessions_test_task*_phase*.csv>" >&2; exit 2)
+	@$(BIN)/m2 check-files $(REAL_DIR)
+	@cp params.yaml .params.yaml.make-real
+	. $(BIN)/activate && dvc exp run -S data.source=files -S data.raw_dir=$(abspath $(REAL_DIR)); \
+	  rc=$$?; mv .params.yaml.make-real params.yaml; exit $$rc
 	@cat metrics/leaderboard.md
 
 # lint, then the dvc.yaml deps against the stages' imports (fast, static), then the suite

@@ -4,6 +4,7 @@
     m2 stats data/raw
     m2 validate --task 1 --phase 1 submissions/task1_phase1.parquet
     m2 score --task 1 --phase 1 FILE [--gt-dir data/raw/gt]
+    m2 check-files RAW_DIR
 
 A malformed raw file ends a command with one ``error: <file>:<line> field '<f>': <reason>`` line
 and exit status 1 (pipeline.raw.exit_on_data_error), as in the stages.
@@ -99,6 +100,20 @@ def generate(
                f"in {result['seconds']}s")
     if stats:
         typer.echo(data_stats.format_stats(data_stats.compute_stats(out)))
+
+
+@app.command("check-files")
+@exit_on_data_error
+def check_files_command(raw_dir: Path = typer.Argument(..., help="folder with the competition CSVs")) -> None:
+    """Check that RAW_DIR holds the competition files that params.yaml `data.test_files` lists."""
+    from pipeline import config
+    from pipeline.dataconfig import DataConfig
+    from pipeline.generate import REQUIRED, check_files
+
+    params = config.PARAMS_FILE if config.PARAMS_FILE.exists() else REPO_PARAMS
+    cfg = config.load_section(DataConfig, "data", params)
+    wanted = check_files(raw_dir, cfg.test_files)
+    typer.echo(f"OK: {raw_dir} holds {len(REQUIRED) + len(wanted)} competition files")
 
 
 @app.command("stats")

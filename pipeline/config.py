@@ -32,6 +32,31 @@ def read_params(path: str | Path = PARAMS_FILE) -> dict[str, Any]:
         params = yaml.safe_load(fh) or {}
     if not isinstance(params, dict):
         raise ParamsError(f"{path}: top level must be a mapping")
+    return apply_files_overrides(params, path)
+
+
+def apply_files_overrides(params: dict[str, Any], path: str | Path = PARAMS_FILE) -> dict[str, Any]:
+    """``params`` with section ``files_overrides`` applied when ``data.source`` is ``files``.
+
+    ``files_overrides`` maps dotted keys (``ranker.neg_sample_rate``) to the values the real
+    competition files run with, so `make real` and ``dvc exp run -S data.source=files`` read one list.
+    A dotted key may add the last key (a source entry that leaves a knob to source_defaults), never a
+    section: a key whose parent is missing is a ParamsError naming it.
+    """
+    overrides = params.get("files_overrides") or {}
+    if not isinstance(overrides, dict):
+        raise ParamsError(f"{path}:files_overrides: expected a mapping of dotted keys")
+    if (params.get("data") or {}).get("source") != "files":
+        return params
+    for dotted, value in overrides.items():
+        *parents, last = str(dotted).split(".")
+        node: Any = params
+        for i, part in enumerate(parents):
+            if not isinstance(node, dict) or not isinstance(node.get(part), dict):
+                where = ".".join(parents[: i + 1])
+                raise ParamsError(f"{path}:files_overrides: {dotted!r}: no section {where!r}")
+            node = node[part]
+        node[last] = value
     return params
 
 

@@ -11,6 +11,7 @@ beside ``--out`` and renamed into place, so an interrupted run never leaves a ha
 from __future__ import annotations
 
 import argparse
+import difflib
 import logging
 import os
 import shutil
@@ -41,23 +42,43 @@ def _link_or_copy(src: Path, dst: Path) -> None:
         shutil.copy2(src, dst)
 
 
+def check_files(raw_dir: Path, test_files: tuple[str, ...] | None = None) -> tuple[str, ...]:
+    """The test files to take from ``raw_dir``; a MissingFilesError naming the first required or listed
+    file that is not there (and the file it was probably saved as, when one is close to the name)."""
+    raw_dir = Path(raw_dir)
+    if not raw_dir.is_dir():
+        raise MissingFilesError(raw_dir, None, None, "folder not found: data.raw_dir must hold the KDD Cup "
+                                f"2023 files {list(REQUIRED)} and sessions_test_task*_phase*.csv")
+    missing = [name for name in REQUIRED if not (raw_dir / name).is_file()]
+    if missing:
+        raise MissingFilesError(raw_dir / missing[0], None, None,
+                                f"file not found: data.source=files needs {list(REQUIRED)} in {raw_dir} "
+                                f"(lacks {missing}){_near_name(raw_dir, missing[0])}; put the KDD Cup 2023 "
+                                "files there or set data.raw_dir")
+    wanted = OPTIONAL if test_files is None else tuple(f"sessions_test_{name}.csv" for name in test_files)
+    absent = [name for name in wanted if test_files is not None and not (raw_dir / name).is_file()]
+    if absent:
+        raise MissingFilesError(raw_dir / absent[0], None, None,
+                                f"file not found{_near_name(raw_dir, absent[0])} (data.test_files lists it; "
+                                "drop it from data.test_files if this test file does not exist)")
+    return wanted
+
+
+def _near_name(raw_dir: Path, name: str) -> str:
+    """``; found X: rename it to NAME`` for the unexpected file of raw_dir closest to ``name``, else ''."""
+    known = set(REQUIRED + OPTIONAL)
+    others = [p.name for p in raw_dir.iterdir() if p.is_file() and p.name not in known]
+    close = difflib.get_close_matches(name, others, n=1, cutoff=0.75)
+    return f"; found {close[0]}: rename it to {name}" if close else ""
+
+
 def link_files(raw_dir: Path, out: Path, test_files: tuple[str, ...] | None = None) -> dict:
     """Hard-link (or copy) the competition files of ``raw_dir`` into ``out``; returns what was taken.
 
     ``test_files`` (data.test_files): the test datasets that must be there (an absent one is an
     error naming it; unlisted ones are not taken); None takes every test file present."""
     raw_dir = Path(raw_dir)
-    missing = [name for name in REQUIRED if not (raw_dir / name).is_file()]
-    if missing:
-        raise MissingFilesError(raw_dir / missing[0], None, None,
-                                f"file not found: data.source=files needs {list(REQUIRED)} in {raw_dir} "
-                                f"(lacks {missing}); put the KDD Cup 2023 files there or set data.raw_dir")
-    wanted = OPTIONAL if test_files is None else tuple(f"sessions_test_{name}.csv" for name in test_files)
-    absent = [name for name in wanted if test_files is not None and not (raw_dir / name).is_file()]
-    if absent:
-        raise MissingFilesError(raw_dir / absent[0], None, None,
-                                "file not found (data.test_files lists it; drop it from data.test_files "
-                                "if this test file does not exist)")
+    wanted = check_files(raw_dir, test_files)
     taken = {"files": [], "gt": [], "missing_optional": []}
     out.mkdir(parents=True, exist_ok=True)
     for name in REQUIRED + OPTIONAL:

@@ -185,3 +185,25 @@ def test_no_config_has_a_default():
         with_default = [f.name for f in dataclasses.fields(cls) if f.default is not dataclasses.MISSING
                         or f.default_factory is not dataclasses.MISSING]
         assert not with_default, f"{cls.__name__}: defaults for {with_default}"
+
+
+def test_files_overrides_apply_only_to_the_real_files(tmp_path):
+    text = ("data: {source: synthetic}\nranker: {neg_sample_rate: 0.15}\n"
+            "candidates: {sources: {co: {type: covisit}}}\n"
+            "files_overrides: {ranker.neg_sample_rate: 0.3, candidates.sources.co.hops: 2}\n")
+    path = tmp_path / "params.yaml"
+    path.write_text(text)
+    assert config.read_params(path)["ranker"]["neg_sample_rate"] == 0.15
+    path.write_text(text.replace("synthetic", "files"))
+    params = config.read_params(path)
+    assert params["ranker"]["neg_sample_rate"] == 0.3
+    assert params["candidates"]["sources"]["co"] == {"type": "covisit", "hops": 2}  # a knob may be added
+    path.write_text(text.replace("synthetic", "files").replace("sources.co.hops", "sourcez.co.hops"))
+    with pytest.raises(config.ParamsError, match="no section 'candidates.sourcez'"):
+        config.read_params(path)
+
+
+def test_the_shipped_files_overrides_reach_existing_sections():
+    params = yaml.safe_load(Path("params.yaml").read_text())
+    params["data"]["source"] = "files"
+    config.apply_files_overrides(params)  # raises on a key whose section is gone

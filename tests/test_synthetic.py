@@ -12,7 +12,7 @@ import pytest
 
 from pipeline import raw, synthetic
 from pipeline.dataconfig import DataConfig
-from pipeline.generate import MissingFilesError, build, link_files
+from pipeline.generate import MissingFilesError, build, check_files, link_files
 from pipeline.synthetic.catalogue import build_world
 from pipeline.synthetic.config import BRAND, CAT, DRIFT, POP, REL, TIER, VAR
 from pipeline.synthetic.oracle import oracle_ranks
@@ -234,3 +234,15 @@ def test_leaderboard_gap_board_reads_oracle_files_and_is_empty_without_them(worl
     real_gt.mkdir()
     shutil.copy(out / "gt" / raw.gt_file(1, 1), real_gt / raw.gt_file(1, 1))
     assert score.leaderboard(tmp_path / "submissions", real_gt)[1] == {}
+
+
+def test_check_files_names_the_missing_folder_and_a_misnamed_file(tmp_path):
+    with pytest.raises(MissingFilesError, match="folder not found"):
+        check_files(tmp_path / "absent")
+    for name in ("products_train.csv", "sessions_train.csv", "sessions_test_task1.csv"):
+        (tmp_path / name).write_text("")
+    with pytest.raises(MissingFilesError, match="found sessions_test_task1.csv: rename it to "
+                                                "sessions_test_task1_phase1.csv"):
+        check_files(tmp_path, ("task1_phase1",))
+    (tmp_path / "sessions_test_task1.csv").rename(tmp_path / "sessions_test_task1_phase1.csv")
+    assert check_files(tmp_path, ("task1_phase1",)) == ("sessions_test_task1_phase1.csv",)
