@@ -40,7 +40,7 @@ test: lint $(STAMP)
 	$(BIN)/python -m pytest -p no:cacheprovider tests
 
 lint: $(STAMP)
-	$(BIN)/ruff check pipeline candidates features rankers titles tests benchmarks
+	$(BIN)/ruff check core pipeline candidates features rankers titles tests benchmarks
 
 clean:
 	rm -rf data/prepared data/split data/candidates data/features models metrics plots reports

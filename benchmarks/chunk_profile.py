@@ -43,13 +43,12 @@ def main(argv: list[str] | None = None) -> None:
     os.chdir(args.workspace)  # params.yaml and the checkpoint globs are relative to the workspace
     sys.path.insert(0, str(REPO))
     from candidates.base import query_sessions
-    from candidates.union import build_sources, load_source_defaults, union, with_defaults
+    from candidates.union import CandidatesConfig, build_sources, load_source_defaults, union, with_defaults
+    from core import config
+    from core.io import peak_rss_mib
     from features import registry
     from features.assemble import chunk_of, fit_families, session_chunks
     from features.base import FeaturesConfig, Inputs
-    from pipeline import config
-    from pipeline.candidate_gen import CandidatesConfig
-    from pipeline.io import peak_rss_mib
 
     cfg = config.load_section(CandidatesConfig, "candidates")
     specs = [

@@ -30,7 +30,7 @@ def covisit_config(cfg_kwargs: dict):
     """params.yaml ``source_defaults.covisit`` (of the repository) with ``cfg_kwargs`` replaced."""
     from candidates.covisit import CovisitConfig
     from candidates.union import load_source_defaults
-    from pipeline.config import from_dict
+    from core.config import from_dict
 
     defaults = load_source_defaults(Path(__file__).resolve().parents[1] / "params.yaml")["covisit"]
     return from_dict(CovisitConfig, {**defaults, **cfg_kwargs}, "covisit")
@@ -112,7 +112,8 @@ def in_fresh_process(fn, *args) -> dict:
 
 def make_events(scale: float, seed: int, workdir: Path) -> Path:
     """Generate the synthetic world at ``scale`` and prepare it; returns the events parquet path."""
-    from pipeline import config, prepare, synthetic
+    from core import config
+    from pipeline import prepare, synthetic
 
     events = workdir / f"events_scale{scale}.parquet"
     if events.exists():

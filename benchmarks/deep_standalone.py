@@ -30,9 +30,9 @@ from benchmarks.scale import code_of  # noqa: E402
 from candidates.base import query_sessions  # noqa: E402
 from candidates.deep.source import GRU4RecSource, SASRecSource  # noqa: E402
 from candidates.union import load_source_defaults  # noqa: E402
-from pipeline import config  # noqa: E402
-from pipeline.io import write_json  # noqa: E402
-from pipeline.metrics import ranking_metrics_from_ranks  # noqa: E402
+from core import config  # noqa: E402
+from core.io import write_json  # noqa: E402
+from core.metrics import ranking_metrics_from_ranks  # noqa: E402
 
 SOURCES = {"gru4rec": GRU4RecSource, "sasrec": SASRecSource}
 

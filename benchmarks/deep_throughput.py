@@ -25,9 +25,9 @@ import torch
 from candidates.deep.config import DeepConfig
 from candidates.deep.data import training_sequences
 from candidates.deep.train import train, vocabulary
-from pipeline import config
-from pipeline.device import pick_device, set_threads
-from pipeline.io import setup_logging
+from core import config
+from core.device import pick_device, set_threads
+from core.io import setup_logging
 
 FULL_SCALE_SESSIONS = 3_606_249 + 361_659
 FULL_SCALE_ITEMS = 1_410_675

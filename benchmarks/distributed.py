@@ -48,7 +48,8 @@ def peak_rss_mib() -> float:
 
 def world(scale: float, workdir: Path) -> Path:
     """Generate, prepare and split the synthetic world of ``scale`` (params.yaml's seed and split)."""
-    from pipeline import config, prepare, split, synthetic
+    from core import config
+    from pipeline import prepare, split, synthetic
 
     root = workdir / f"scale_{scale:g}"
     if (root / "split" / "valid" / "history.parquet").exists():
@@ -73,9 +74,8 @@ def world(scale: float, workdir: Path) -> Path:
 
 
 def _sources(types: tuple[str, ...]):
-    from candidates.union import build_sources, load_source_defaults, with_defaults
-    from pipeline import config
-    from pipeline.candidate_gen import CandidatesConfig
+    from candidates.union import CandidatesConfig, build_sources, load_source_defaults, with_defaults
+    from core import config
 
     cfg = config.load_section(CandidatesConfig, "candidates", REPO / "params.yaml")
     picked = {k: v for k, v in cfg.sources.items() if v["type"] in types}
@@ -86,7 +86,7 @@ def _sources(types: tuple[str, ...]):
 def union(root: Path) -> Path:
     """The valid split's union of the cheap sources (polars), cached."""
     from candidates.base import query_sessions
-    from pipeline.candidate_gen import fit_sources, generate_union
+    from candidates.union import fit_sources, generate_union
 
     path = root / "union-valid.parquet"
     if path.exists():
@@ -141,9 +141,9 @@ def measure(what: str, engine: str, root: Path, args: argparse.Namespace) -> dic
                 out["worker_peak_rss_mib"] = _worker_peaks(client)
         out["neighbour_rows"] = {s.name: s.source.nbrs.height for s in specs}
     else:
+        from core import config
         from features.assemble import assemble_chunks, fit_families
         from features.base import FeaturesConfig, Inputs
-        from pipeline import config
 
         cfg = config.load_section(FeaturesConfig, "features", REPO / "params.yaml")
         cfg = FeaturesConfig(**{**cfg.__dict__, "deep_models": {},

@@ -39,13 +39,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from candidates.base import query_sessions  # noqa: E402
 from candidates.covisit import with_query_flag  # noqa: E402
-from candidates.union import build_sources, with_defaults  # noqa: E402
+from candidates.union import CandidatesConfig, build_sources, fit_sources, generate_union, with_defaults  # noqa: E402  # noqa: E402
+from core import raw, sampling  # noqa: E402
+from core.config import from_dict, read_params  # noqa: E402
 from features.assemble import assemble_chunks, fit_families  # noqa: E402
 from features.base import FeaturesConfig, Inputs  # noqa: E402
 from features.registry import FAMILIES  # noqa: E402
-from pipeline import raw, sampling, score  # noqa: E402
-from pipeline.candidate_gen import CandidatesConfig, fit_sources, generate_union  # noqa: E402
-from pipeline.config import from_dict, read_params  # noqa: E402
+from pipeline import score  # noqa: E402
 from pipeline.predictions import submission_frames  # noqa: E402
 from pipeline.ranking import complete, mrr_report, source_ranker  # noqa: E402
 from pipeline.train_ranker import fit as fit_ranker  # noqa: E402

@@ -24,8 +24,8 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from benchmarks.scale import read_probe  # noqa: E402
+from core.io import write_text  # noqa: E402
 from features.parts import part_paths  # noqa: E402
-from pipeline.io import write_text  # noqa: E402
 from rankers import lgbm  # noqa: E402
 
 

@@ -43,8 +43,8 @@ import yaml
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks import loop  # noqa: E402
-from pipeline.config import read_params  # noqa: E402
-from pipeline.raw import TASK_LOCALES  # noqa: E402
+from core.config import read_params  # noqa: E402
+from core.raw import TASK_LOCALES  # noqa: E402
 
 log = logging.getLogger("task2_transfer")
 

@@ -46,8 +46,8 @@ def main(argv: list[str] | None = None) -> None:
     args.out = args.out.resolve()
     os.chdir(args.workspace)
     sys.path.insert(0, str(REPO))
+    from core import config
     from features.parts import part_paths
-    from pipeline import config
     from pipeline.train_ranker import evaluate, fit, load_training
     from rankers import lgbm
 

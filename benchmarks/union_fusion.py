@@ -27,10 +27,15 @@ import polars as pl
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from candidates.base import query_sessions  # noqa: E402
-from candidates.union import build_sources, load_source_defaults, union, with_defaults  # noqa: E402
-from pipeline import config  # noqa: E402
-from pipeline.candidate_gen import CandidatesConfig  # noqa: E402
-from pipeline.raw import TASK_LOCALES  # noqa: E402
+from candidates.union import (  # noqa: E402
+    CandidatesConfig,  # noqa: E402
+    build_sources,
+    load_source_defaults,
+    union,
+    with_defaults,
+)
+from core import config  # noqa: E402
+from core.raw import TASK_LOCALES  # noqa: E402
 
 CHUNK = 10_000
 

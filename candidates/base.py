@@ -3,7 +3,7 @@
     source = SomeSource(cfg, seed).fit(history, items)
     cands = source.generate(sessions, k)
 
-``history``: session:Int32, position:Int32, item:Int32 (long form; see pipeline.schemas).
+``history``: session:Int32, position:Int32, item:Int32 (long form; see core.schemas).
 ``items``: the prepared item table (item, locale, product, in_catalog, ...).
 ``sessions``: the query sessions in long form with their locale:
 session:Int32, locale:String, position:Int32, item:Int32 (a session with no events may appear

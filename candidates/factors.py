@@ -29,7 +29,7 @@ from threadpoolctl import threadpool_limits
 from candidates.base import CandidateSource, depth, finalize
 from candidates.retrieval import IndexConfig, LocaleIndex
 from candidates.session_items import catalogue_locale, recent_items
-from pipeline.sampling import sample_sessions
+from core.sampling import sample_sessions
 
 log = logging.getLogger(__name__)
 

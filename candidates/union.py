@@ -14,17 +14,24 @@ Union frame (one row per distinct (session, item)):
 from __future__ import annotations
 
 import dataclasses
+import logging
+import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import polars as pl
+from tqdm import tqdm
 
 from candidates.base import CandidateSource
 from candidates.columns import rank_col, score_col
 from candidates.registry import SOURCES, source_class
-from pipeline import config
-from pipeline.config import ParamsError, from_dict
+from core import config, schemas
+from core.config import ParamsError, from_dict
+from core.io import peak_rss_mib, timed
+
+log = logging.getLogger(__name__)
 
 DEFAULTS = "source_defaults"  # params.yaml section: registry type -> every knob of its Config
 
@@ -128,3 +135,53 @@ def union(cands: dict[str, pl.DataFrame], max_per_session: int) -> pl.DataFrame:
         .filter(order.rank("ordinal").over("session") <= max_per_session)
         .sort(key)
     )
+
+
+@dataclass(frozen=True)
+class CandidatesConfig:
+    chunk_size: int  # query sessions per generate() call
+    max_per_session: int  # cap on the union per session
+    sources: dict[str, dict[str, Any]]  # name -> {type, k, knobs}
+
+
+def fit_sources(specs: list[SourceSpec], history: pl.DataFrame, items: pl.DataFrame) -> None:
+    for spec in specs:
+        with timed(f"fit {spec.name} ({spec.type}) on {history.height} events"):
+            spec.source.fit(history, items)
+
+
+def generate_union(
+    specs: list[SourceSpec], sessions: pl.DataFrame, chunk_size: int, max_per_session: int
+) -> Iterator[pl.DataFrame]:
+    """Generate every fitted source chunk by chunk; yield each chunk's union (candidates.union schema).
+
+    Chunks are ranges of sorted session ids, so the parts concatenated are sorted by session and item.
+    """
+    ids = sessions.get_column("session").unique().sort()
+    spent = {spec.name: 0.0 for spec in specs}
+    rows = {spec.name: 0 for spec in specs}
+    for start in tqdm(range(0, len(ids), chunk_size), desc="candidate chunks", unit="chunk"):
+        chunk_ids = ids.slice(start, chunk_size)
+        chunk = sessions.filter(pl.col("session").is_in(chunk_ids.implode()))
+        cands = {}
+        for spec in specs:
+            t0 = time.perf_counter()
+            cands[spec.name] = schemas.check(
+                spec.source.generate(chunk, spec.k), schemas.CANDIDATES, spec.name
+            )
+            spent[spec.name] += time.perf_counter() - t0
+            rows[spec.name] += cands[spec.name].height
+        yield union(cands, max_per_session)
+    for spec in specs:
+        log.info(
+            "generate %s: %d rows for %d sessions, %.1fs, peak RSS %.0f MiB",
+            spec.name,
+            rows[spec.name],
+            len(ids),
+            spent[spec.name],
+            peak_rss_mib(),
+        )
+
+
+def empty_union(specs: list[SourceSpec], max_per_session: int) -> pl.DataFrame:
+    return union({spec.name: pl.DataFrame(schema=schemas.CANDIDATES) for spec in specs}, max_per_session)

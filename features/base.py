@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import polars as pl
 
 from candidates.pairs import count_pairs, pack_bits, pair_totals
-from pipeline.raw import LOCALES
+from core.raw import LOCALES
 
 
 @dataclass(frozen=True)

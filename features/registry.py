@@ -21,7 +21,7 @@ FAMILIES: dict[str, str] = {
 PREFIXES = ("cand_", "s_", "i_", "si_")
 
 # An upper bound on the columns the families add to a candidate frame, for the memory guard
-# (pipeline.guards); tests/test_guards.py checks the families stay within it.
+# (core.guards); tests/test_guards.py checks the families stay within it.
 FAMILY_COLUMNS = 90
 
 # Integer codes that are categories, not magnitudes.

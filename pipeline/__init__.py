@@ -1,1 +1,1 @@
-"""Amazon-M2 (KDD Cup 2023) pipeline: shared infrastructure and one module per DVC stage."""
+"""Amazon-M2 (KDD Cup 2023) pipeline: one module per DVC stage, the report, the generator and the engines."""

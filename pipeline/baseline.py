@@ -15,10 +15,10 @@ from pathlib import Path
 
 import polars as pl
 
-from pipeline import submission
-from pipeline.io import setup_logging, timed
+from core import submission
+from core.io import setup_logging, timed
+from core.raw import exit_on_data_error
 from pipeline.predictions import fill_with_popular, locale_popularity, submission_frames
-from pipeline.raw import exit_on_data_error
 from titles.last_title import last_titles
 
 log = logging.getLogger(__name__)

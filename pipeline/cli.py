@@ -7,7 +7,7 @@
     m2 check-files RAW_DIR
 
 A malformed raw file ends a command with one ``error: <file>:<line> field '<f>': <reason>`` line
-and exit status 1 (pipeline.raw.exit_on_data_error), as in the stages.
+and exit status 1 (core.raw.exit_on_data_error), as in the stages.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from pathlib import Path
 
 import typer
 
-from pipeline.raw import RawDataError, exit_on_data_error
+from core.raw import RawDataError, exit_on_data_error
 
 # m2 generate outside a checkout of this repository: its params.yaml (the package is installed editable)
 REPO_PARAMS = Path(__file__).resolve().parents[1] / "params.yaml"
@@ -34,7 +34,7 @@ def validate(
                                  help="directory with the test files and products_train.csv"),
 ) -> None:
     """Check a submission against its test file: rows, order, locales, 100 distinct catalogue ids."""
-    from pipeline import submission
+    from core import submission
 
     try:
         frame = submission.read(file)
@@ -58,8 +58,8 @@ def score(
     gt_dir: Path = typer.Option(Path("data/raw/gt"), help="directory with gt_task{T}_phase{P}.csv"),
 ) -> None:
     """Print MRR@100, Recall@100, NDCG@100 (tasks 1/2) or BLEU (task 3), overall and per locale."""
+    from core.submission import SubmissionError
     from pipeline import score as scoring
-    from pipeline.submission import SubmissionError
 
     try:
         result = scoring.score_file(file, task, phase, gt_dir, scoring.load_ceiling(gt_dir))
@@ -85,9 +85,9 @@ def generate(
 ) -> None:
     """Generate the synthetic Amazon-M2 (knobs from params.yaml `synthetic`: the current directory's,
     else the repository's)."""
-    from pipeline import config
+    from core import config
+    from core.io import setup_logging
     from pipeline import stats as data_stats
-    from pipeline.io import setup_logging
     from pipeline.synthetic import SyntheticConfig
     from pipeline.synthetic import generate as run
 
@@ -106,8 +106,8 @@ def generate(
 @exit_on_data_error
 def check_files_command(raw_dir: Path = typer.Argument(..., help="folder with the competition CSVs")) -> None:
     """Check that RAW_DIR holds the competition files that params.yaml `data.test_files` lists."""
-    from pipeline import config
-    from pipeline.dataconfig import DataConfig
+    from core import config
+    from core.dataconfig import DataConfig
     from pipeline.generate import REQUIRED, check_files
 
     params = config.PARAMS_FILE if config.PARAMS_FILE.exists() else REPO_PARAMS
@@ -120,8 +120,8 @@ def check_files_command(raw_dir: Path = typer.Argument(..., help="folder with th
 @exit_on_data_error
 def stats_command(raw_dir: Path = typer.Argument(..., help="raw directory, generated or real")) -> None:
     """Print the data report of RAW_DIR beside the real Amazon-M2 figures."""
+    from core.io import setup_logging
     from pipeline import stats as data_stats
-    from pipeline.io import setup_logging
 
     setup_logging()
     typer.echo(data_stats.format_stats(data_stats.compute_stats(raw_dir)))

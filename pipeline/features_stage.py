@@ -18,13 +18,14 @@ from pathlib import Path
 import polars as pl
 from tqdm import tqdm
 
+from core import guards
+from core.config import load_section
+from core.io import peak_rss_mib, setup_logging, timed, write_json, write_parquet
 from features.assemble import add_features, chunk_of, fit_families, session_chunks
 from features.base import FeaturesConfig, Inputs
 from features.parts import part_path, part_paths
 from features.registry import FAMILY_COLUMNS, feature_columns
-from pipeline import engine, guards
-from pipeline.config import load_section
-from pipeline.io import peak_rss_mib, setup_logging, timed, write_json, write_parquet
+from pipeline import engine
 
 log = logging.getLogger(__name__)
 

@@ -18,10 +18,10 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from pipeline import config
-from pipeline.dataconfig import DataConfig
-from pipeline.io import setup_logging, timed, write_json
-from pipeline.raw import PHASES, TASKS, RawDataError, exit_on_data_error, gt_file, test_file
+from core import config
+from core.dataconfig import DataConfig
+from core.io import setup_logging, timed, write_json
+from core.raw import PHASES, TASKS, RawDataError, exit_on_data_error, gt_file, test_file
 from pipeline.synthetic import SyntheticConfig, generate
 
 log = logging.getLogger(__name__)

@@ -20,12 +20,13 @@ import polars as pl
 from tqdm import tqdm
 
 from candidates.columns import score_col, source_names
+from core import submission
+from core.io import setup_logging, timed
+from core.raw import exit_on_data_error
 from features.parts import part_paths
-from pipeline import engine, submission
-from pipeline.io import setup_logging, timed
+from pipeline import engine
 from pipeline.predictions import submission_frames
 from pipeline.ranking import K, complete, completion, model_ranker, ranked_top, source_ranker
-from pipeline.raw import exit_on_data_error
 
 log = logging.getLogger(__name__)
 

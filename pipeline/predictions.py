@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import polars as pl
 
-from pipeline.submission import N_PREDICTIONS
+from core.submission import N_PREDICTIONS
 
 
 def locale_popularity(history: pl.DataFrame, items: pl.DataFrame) -> pl.DataFrame:

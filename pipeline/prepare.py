@@ -1,4 +1,4 @@
-"""Stage ``prepare``: parse and validate the raw CSVs into typed parquet (schemas in pipeline.schemas).
+"""Stage ``prepare``: parse and validate the raw CSVs into typed parquet (schemas in core.schemas).
 
     python -m pipeline.prepare --raw data/raw --out data/prepared --report metrics/prepare.json
 
@@ -16,10 +16,10 @@ from pathlib import Path
 
 import polars as pl
 
-from pipeline import raw
-from pipeline.config import load_section
-from pipeline.dataconfig import TEST_DATASETS, DataConfig
-from pipeline.io import setup_logging, timed, write_json, write_parquet
+from core import raw
+from core.config import load_section
+from core.dataconfig import TEST_DATASETS, DataConfig
+from core.io import setup_logging, timed, write_json, write_parquet
 
 log = logging.getLogger(__name__)
 

@@ -25,9 +25,9 @@ from pathlib import Path
 
 import polars as pl
 
-from pipeline import raw
-from pipeline.io import peak_rss_mib
-from pipeline.metrics import within_targets
+from core import raw
+from core.io import peak_rss_mib
+from core.metrics import within_targets
 
 log = logging.getLogger(__name__)
 

@@ -20,10 +20,10 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
-from pipeline import raw, submission
-from pipeline.config import load_section
-from pipeline.dataconfig import DataConfig
-from pipeline.io import setup_logging
+from core import raw, submission
+from core.config import load_section
+from core.dataconfig import DataConfig
+from core.io import setup_logging
 
 log = logging.getLogger(__name__)
 

@@ -15,10 +15,10 @@ from pathlib import Path
 import polars as pl
 
 from candidates.columns import score_col
-from pipeline import submission
-from pipeline.metrics import ranking_metrics_from_ranks
+from core import submission
+from core.metrics import ranking_metrics_from_ranks
+from core.raw import TASK_LOCALES
 from pipeline.predictions import fill_with_popular, locale_popularity
-from pipeline.raw import TASK_LOCALES
 from rankers import lgbm
 
 K = submission.N_PREDICTIONS

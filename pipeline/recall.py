@@ -23,8 +23,8 @@ from pathlib import Path
 import polars as pl
 
 from candidates.columns import rank_col, source_names
-from pipeline import schemas
-from pipeline.io import setup_logging, write_json, write_text
+from core import schemas
+from core.io import setup_logging, write_json, write_text
 
 log = logging.getLogger(__name__)
 

@@ -8,7 +8,7 @@ sections; the work is in pipeline/reporting: ``analysis`` (frames from the prepa
 other stages' files), ``plots`` (one PNG per figure, one colour per method in every figure) and
 ``page`` (the blocks, rendered by the Jinja2 templates in pipeline/reporting/templates).
 
-The dataset analysis reads only data/prepared (see pipeline/schemas.py), so it runs on generated and
+The dataset analysis reads only data/prepared (see core/schemas.py), so it runs on generated and
 real files alike: session length distribution per locale, product popularity long tail, share of
 sessions with a repeated item, and the locale-by-locale product overlap heatmap.
 
@@ -32,8 +32,8 @@ from pathlib import Path
 
 import polars as pl
 
-from pipeline import config, raw, schemas
-from pipeline.io import setup_logging, timed, write_text
+from core import config, raw, schemas
+from core.io import setup_logging, timed, write_text
 from pipeline.reporting.analysis import (
     dataset_summary,
     interactions,
@@ -248,7 +248,7 @@ def method_names(results: Results) -> list[str]:
 def build_report(prepared: dict[str, pl.DataFrame], results: Results, out: Path, cfg: ReportConfig) -> Page:
     """Write every plot under ``out`` and return the page (not yet written).
 
-    ``prepared``: items, sessions, events, targets frames (pipeline/schemas.py).
+    ``prepared``: items, sessions, events, targets frames (core/schemas.py).
     """
     out.mkdir(parents=True, exist_ok=True)
     page = Page("Amazon-M2 pipeline report")

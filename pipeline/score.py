@@ -34,8 +34,9 @@ from pathlib import Path
 
 import polars as pl
 
-from pipeline import metrics, probes, raw, submission
-from pipeline.io import setup_logging, write_json, write_text
+from core import metrics, raw, submission
+from core.io import setup_logging, write_json, write_text
+from pipeline import probes
 
 log = logging.getLogger(__name__)
 

@@ -2,7 +2,7 @@
 
     python -m pipeline.split --prepared data/prepared --out data/split
 
-Writes data/split/{valid,test}/ (schemas in pipeline.schemas):
+Writes data/split/{valid,test}/ (schemas in core.schemas):
   valid: ``valid_fraction`` of train sessions (at most ``max_valid_sessions``) are held out as
          queries with their targets; sources are fitted on the other train sessions (prev_items +
          next_item) plus the prev_items of the held-out and test sessions (known at prediction
@@ -21,8 +21,8 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
-from pipeline import config
-from pipeline.io import setup_logging, timed, write_parquet
+from core import config
+from core.io import setup_logging, timed, write_parquet
 
 log = logging.getLogger(__name__)
 

@@ -21,10 +21,10 @@ from pathlib import Path
 
 import polars as pl
 
-from pipeline import raw
-from pipeline.io import peak_rss_mib, setup_logging, timed, write_json
-from pipeline.metrics import within_targets
-from pipeline.paper import PRODUCTS, TRAIN_SESSIONS
+from core import raw
+from core.io import peak_rss_mib, setup_logging, timed, write_json
+from core.metrics import within_targets
+from core.paper import PRODUCTS, TRAIN_SESSIONS
 
 log = logging.getLogger(__name__)
 

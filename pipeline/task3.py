@@ -14,7 +14,7 @@ the test history, the model refitted on all valid sessions, and the editor tuned
 Writes submissions/task3_chooser/task3_phase{P}.parquet and the validation BLEU of each method and
 chooser step to --metrics (the last-title submission itself comes from the ``baseline`` stage).
 
-Without titles (a catalogue of placeholders, read as missing by pipeline.raw) there is nothing to
+Without titles (a catalogue of placeholders, read as missing by core.raw) there is nothing to
 learn: the chooser is skipped (logged, ``"skipped"`` in --metrics) and the submissions hold the
 last-title fallback, an empty title where no session item has one; the score stage reports them
 unscored when there is no ground truth.
@@ -32,10 +32,10 @@ from typing import TYPE_CHECKING
 import polars as pl
 
 from candidates.union import load_source_defaults, with_defaults
-from pipeline import config, submission
-from pipeline.io import setup_logging, timed, write_json
-from pipeline.metrics import bleu
-from pipeline.raw import PHASES, exit_on_data_error
+from core import config, submission
+from core.io import setup_logging, timed, write_json
+from core.metrics import bleu
+from core.raw import PHASES, exit_on_data_error
 from titles import chooser as tc
 from titles.candidates import sources as title_sources
 from titles.features import candidate_titles

@@ -27,11 +27,11 @@ from pathlib import Path
 import polars as pl
 import torch
 
-from pipeline import config, submission
-from pipeline.device import pick_device
-from pipeline.io import setup_logging, timed, write_json
-from pipeline.metrics import bleu
-from pipeline.raw import PHASES, exit_on_data_error
+from core import config, submission
+from core.device import pick_device
+from core.io import setup_logging, timed, write_json
+from core.metrics import bleu
+from core.raw import PHASES, exit_on_data_error
 from titles import mt5
 from titles.folds import no_titles, test_sessions, valid_references
 from titles.last_title import last_titles

@@ -29,9 +29,9 @@ import polars as pl
 
 from candidates.deep.config import DeepConfig
 from candidates.deep.train import train
-from pipeline import config
-from pipeline.device import pick_device, set_threads
-from pipeline.io import peak_rss_mib, setup_logging, timed, write_json
+from core import config
+from core.device import pick_device, set_threads
+from core.io import peak_rss_mib, setup_logging, timed, write_json
 
 log = logging.getLogger(__name__)
 

@@ -24,11 +24,12 @@ import pyarrow.parquet as pq
 from tqdm import tqdm
 
 from candidates.columns import score_col, source_names
+from core import config, guards, sampling
+from core.io import atomic_path, peak_rss_mib, setup_logging, timed, write_json
 from features.base import LOCALE_CODE
 from features.parts import part_paths
 from features.registry import feature_columns
-from pipeline import config, engine, guards, sampling
-from pipeline.io import atomic_path, peak_rss_mib, setup_logging, timed, write_json
+from pipeline import engine
 from pipeline.ranking import completion, mrr_report, ranked_top, source_ranker
 from rankers import lgbm
 

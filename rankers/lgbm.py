@@ -22,11 +22,11 @@ import lightgbm as lgb
 import numpy as np
 import polars as pl
 
+from core.io import atomic_path, write_json
+from core.raw import TASK_LOCALES
+from core.sampling import seeded_uniform
 from features.base import LOCALE_CODE
 from features.registry import CATEGORICAL
-from pipeline.io import atomic_path, write_json
-from pipeline.raw import TASK_LOCALES
-from pipeline.sampling import seeded_uniform
 
 log = logging.getLogger(__name__)
 

@@ -1,6 +1,6 @@
 """Configs for tests: the repository's params.yaml section, then the test's overrides.
 
-params.yaml is the only source of values (pipeline.config), so a test that wants a smaller or
+params.yaml is the only source of values (core.config), so a test that wants a smaller or
 different setting says which, instead of leaning on dataclass defaults that no longer exist.
 """
 
@@ -10,7 +10,7 @@ import dataclasses
 from pathlib import Path
 from typing import Any, TypeVar
 
-from pipeline import config
+from core import config
 
 T = TypeVar("T")
 

@@ -17,8 +17,8 @@ What counts as an import:
                                 (``"candidates.covisit:Covisit"``, ``"features.item"``): every module
                                 that references the loader (``source_class``, ``registry.family``)
                                 imports all of those modules, since params pick which one loads
-Imports under ``if TYPE_CHECKING:`` never run, so they do not count; nor does an ``__init__.py`` holding
-only a docstring: it runs, but no edit to it can change an output.
+Imports under ``if TYPE_CHECKING:`` never run, so they do not count. Every package ``__init__.py`` on the
+way counts, a docstring-only one too: it runs, and an edit may add code that changes an output.
 
 dvc.yaml: plain stages, ``foreach`` over a list, a dict or a ``${...}`` reference into params.yaml
 (or ``vars``), and ``matrix``; ``${item}``, ``${item.x}``, ``${key}`` and params references are
@@ -39,7 +39,7 @@ from pathlib import Path
 
 import yaml
 
-PACKAGES = ("pipeline", "candidates", "features", "rankers", "titles")
+PACKAGES = ("core", "pipeline", "candidates", "features", "rankers", "titles")
 
 _REF = re.compile(r"\$\{\s*([^}]+?)\s*\}")
 _DOTTED = re.compile(r"^[A-Za-z_]\w*(?:\.[A-Za-z_]\w*)+(?::\w+)?$")
@@ -88,7 +88,6 @@ class Project:
         self.root = Path(root)
         self.packages = tuple(packages)
         self._edges: dict[str, tuple[Import, ...]] = {}
-        self._trivial: dict[str, bool] = {}
         self._trees: dict[str, ast.Module] = {}
         self._source: dict[str, str] = {}
         self._registries: dict[str, tuple[frozenset[str], bool, tuple[str, ...]]] = {}
@@ -147,7 +146,7 @@ class Project:
 
         def emit(names: Iterable[str], line: int) -> Iterator[Import]:
             for dst in names:
-                if dst != rel and dst not in seen and not self.trivial(dst):
+                if dst != rel and dst not in seen:
                     seen.add(dst)
                     yield Import(rel, dst, line)
 
@@ -196,23 +195,6 @@ class Project:
             self._trees[rel] = ast.parse(self._source[rel], filename=rel)
         return self._trees[rel]
 
-    def trivial(self, rel: str) -> bool:
-        """An ``__init__.py`` holding nothing but a docstring and ``__future__`` imports.
-
-        It runs, but no edit to it can change a stage's output, so deps need not name it.
-        """
-        if not rel.endswith("__init__.py"):
-            return False
-        if rel not in self._trivial:
-            body = self._tree(rel).body
-            self._trivial[rel] = all(
-                (isinstance(n, ast.Expr) and isinstance(n.value, ast.Constant)
-                 and isinstance(n.value.value, str))
-                or (isinstance(n, ast.ImportFrom) and n.module == "__future__")
-                for n in body
-            )
-        return self._trivial[rel]
-
     def _registry(self, rel: str) -> tuple[frozenset[str], bool, tuple[str, ...]]:
         """(loader function names, whether it loads at import time, target files) of module ``rel``.
 
@@ -254,8 +236,7 @@ class Project:
         reached: dict[str, tuple[Import, ...]] = {}
         queue: list[str] = []
         for rel in self.files_run_by(module):
-            if not self.trivial(rel):
-                reached[rel] = ()
+            reached[rel] = ()
             queue.append(rel)
         while queue:
             src = queue.pop(0)

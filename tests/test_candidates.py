@@ -12,8 +12,8 @@ from candidates.base import CandidateSource
 from candidates.covisit import pair_weights
 from candidates.registry import SOURCES
 from candidates.union import build_sources, union, with_defaults
-from pipeline import schemas
-from pipeline.config import ParamsError
+from core import schemas
+from core.config import ParamsError
 from pipeline.recall import recall_report
 from tests import _params
 

@@ -9,12 +9,12 @@ import pytest
 import yaml
 
 from candidates.deep.config import DeepConfig
+from candidates.union import CandidatesConfig
+from core import config
+from core.dataconfig import DataConfig
+from core.guards import ResourcesConfig
 from features.base import FeaturesConfig
-from pipeline import config
-from pipeline.candidate_gen import CandidatesConfig
-from pipeline.dataconfig import DataConfig
 from pipeline.engine import DaskConfig, dask_config, engine
-from pipeline.guards import ResourcesConfig
 from pipeline.publish import PublishConfig
 from pipeline.report import ReportConfig
 from pipeline.split import SplitConfig

@@ -75,7 +75,7 @@ def _split_inputs(world, split: str):
 @pytest.fixture(scope="module")
 def unions(tiny_world, client, tmp_path_factory):
     """valid split: (polars union, dask union), tiny_world's params-like sources, chunks of CHUNK sessions."""
-    from pipeline.candidate_gen import fit_sources, generate_union
+    from candidates.union import fit_sources, generate_union
     from pipeline.engine.union import parts_on
 
     history, _, items, sessions = _split_inputs(tiny_world, "valid")

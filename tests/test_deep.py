@@ -18,7 +18,7 @@ from candidates.deep.models import build
 from candidates.deep.source import GRU4RecSource, NoCheckpointError, SASRecSource
 from candidates.deep.train import length_batches, load, repeated_targets, train, trim
 from candidates.registry import source_class
-from pipeline import schemas
+from core import schemas
 from tests import _params
 from tests._params import source_config
 

@@ -7,8 +7,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from core.raw import RawDataError, format_prev_items, parse_prev_items, read_products, read_sessions
 from pipeline import prepare
-from pipeline.raw import RawDataError, format_prev_items, parse_prev_items, read_products, read_sessions
 
 DIRTY = Path(__file__).parent / "dirty"
 

@@ -7,7 +7,7 @@ import sys
 import polars as pl
 import yaml
 
-from pipeline import submission
+from core import submission
 from tests.conftest import TINY_SCALE
 
 

@@ -8,10 +8,10 @@ import sys
 import pytest
 import yaml
 
+from core.guards import ResourceBudgetError, ResourcesConfig, check_rows
 from features import registry
 from features.assemble import add_features, fit_families
 from features.base import FeaturesConfig
-from pipeline.guards import ResourceBudgetError, ResourcesConfig, check_rows
 from tests import _features_world as world
 from tests._params import section
 

@@ -12,12 +12,12 @@ import polars as pl
 import pytest
 import yaml
 
-from pipeline.io import write_parquet
+from core.io import write_parquet
 from tests.conftest import REPO, TINY_SCALE
 
 WRITER = """
 import sys, polars as pl, numpy as np
-from pipeline.io import write_parquet
+from core.io import write_parquet
 rng = np.random.default_rng(0)
 frame = pl.DataFrame({"x": rng.random(40_000_000)})
 write_parquet(frame, sys.argv[1])

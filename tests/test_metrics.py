@@ -3,7 +3,7 @@ import math
 import polars as pl
 import pytest
 
-from pipeline.metrics import bleu, ranking_metrics, target_ranks
+from core.metrics import bleu, ranking_metrics, target_ranks
 
 
 def test_ranks_and_metrics_by_hand():

@@ -19,9 +19,10 @@ import pytest
 import yaml
 
 from candidates.text import TitleSimilarity
+from core import raw, submission
 from features.assemble import add_features, fit_families
 from features.base import FeaturesConfig
-from pipeline import raw, submission, synthetic
+from pipeline import synthetic
 from tests import _features_world as world
 from tests._params import section, source_config, synthetic_config
 from tests.conftest import REPO, SEED, TINY_SCALE

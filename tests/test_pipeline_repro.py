@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from pipeline import submission
+from core import submission
 from tests.conftest import REPO, TINY_SCALE
 
 

@@ -1,6 +1,7 @@
 import polars as pl
 
-from pipeline import prepare, schemas, split
+from core import schemas
+from pipeline import prepare, split
 from tests._params import section
 
 

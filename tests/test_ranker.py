@@ -8,7 +8,7 @@ import numpy as np
 import polars as pl
 import pytest
 
-from pipeline import sampling
+from core import sampling
 from pipeline.predictions import fill_with_popular
 from pipeline.ranking import complete, mrr_report, ranked_top, source_ranker
 from rankers import lgbm

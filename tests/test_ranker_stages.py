@@ -13,8 +13,8 @@ import sys
 import polars as pl
 import yaml
 
+from core import submission
 from features.base import covisit_pairs
-from pipeline import submission
 
 
 def run(project, *args):

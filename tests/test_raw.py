@@ -3,8 +3,8 @@ from pathlib import Path
 import polars as pl
 import pytest
 
-from pipeline import raw
-from pipeline.raw import RawDataError, parse_prev_items, read_products, read_sessions
+from core import raw
+from core.raw import RawDataError, parse_prev_items, read_products, read_sessions
 
 
 def write(path: Path, text: str) -> Path:

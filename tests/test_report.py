@@ -12,8 +12,9 @@ import polars as pl
 import pytest
 import yaml
 
-from pipeline import recall, report, schemas
-from pipeline.io import write_json
+from core import schemas
+from core.io import write_json
+from pipeline import recall, report
 from pipeline.reporting import analysis, page, plots
 
 CFG = report.ReportConfig(top_features=5, tail_points=20, dpi=40)

@@ -1,8 +1,8 @@
 import polars as pl
 import pytest
 
-from pipeline import submission
-from pipeline.submission import SubmissionError, validate
+from core import submission
+from core.submission import SubmissionError, validate
 
 CATALOGUE = pl.DataFrame({"id": [f"D{i:03d}" for i in range(150)] + [f"U{i:03d}" for i in range(150)],
                           "locale": ["DE"] * 150 + ["UK"] * 150})

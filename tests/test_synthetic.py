@@ -10,8 +10,9 @@ import numpy as np
 import polars as pl
 import pytest
 
-from pipeline import raw, synthetic
-from pipeline.dataconfig import DataConfig
+from core import raw
+from core.dataconfig import DataConfig
+from pipeline import synthetic
 from pipeline.generate import MissingFilesError, build, check_files, link_files
 from pipeline.synthetic.catalogue import build_world
 from pipeline.synthetic.config import BRAND, CAT, DRIFT, POP, REL, TIER, VAR
@@ -196,7 +197,8 @@ def test_oracle_files_classify_every_target_and_agree_with_the_ceiling(world):
 
 
 def test_oracle_gap_of_a_perfect_and_an_empty_submission(world, tmp_path):
-    from pipeline import score, submission
+    from core import submission
+    from pipeline import score
 
     out, _ = world
     gt = raw.read_ground_truth(out / "gt" / raw.gt_file(1, 1), 1)

@@ -9,8 +9,8 @@ import polars as pl
 import pytest
 
 from candidates.union import with_defaults
+from core.metrics import bleu
 from pipeline import task3
-from pipeline.metrics import bleu
 from tests._params import section, source_defaults
 from titles import chooser as tc
 from titles import features as title_features

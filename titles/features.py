@@ -3,7 +3,7 @@
 Names say their entity, as the task 1-2 features do: ``s_`` the session, ``i_`` the candidate
 item's title, ``si_`` the candidate within its session, ``cand_<source>_`` a title source's rank
 and score; the locale code ``s_locale`` is Int32 with the codes of ``features.base.locale_code``
-(pipeline.raw.LOCALES order, -1 unknown). The chooser's columns come from :func:`columns`, never
+(core.raw.LOCALES order, -1 unknown). The chooser's columns come from :func:`columns`, never
 from a hand-kept list elsewhere.
 """
 
@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 
 import polars as pl
 
-from pipeline.raw import LOCALES
+from core.raw import LOCALES
 from titles.candidates import candidates, neighbours, own_items, score_rel_col
 from titles.text import session_events
 

@@ -32,7 +32,7 @@ import torch
 from tqdm import tqdm
 from transformers import AutoTokenizer, MT5Config, MT5ForConditionalGeneration, T5Tokenizer
 
-from pipeline.device import pick_device
+from core.device import pick_device
 
 log = logging.getLogger(__name__)
 

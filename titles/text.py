@@ -1,6 +1,6 @@
 """Helpers shared by the Task 3 title methods: tokens, BLEU statistics, session title frames.
 
-BLEU is computed the way ``pipeline.metrics.bleu`` (sacrebleu) does it: 13a tokens, n = 1..4,
+BLEU is computed the way ``core.metrics.bleu`` (sacrebleu) does it: 13a tokens, n = 1..4,
 clipped n-gram matches, brevity penalty on the summed lengths. Keeping the per-sentence statistics
 (matches and totals per order, hypothesis and reference length) lets the chooser learn a sentence
 label and lets the editor tune its edits against the exact corpus score by summing rows.

@@ -1,6 +1,6 @@
 """From the long-form history frame to the padded tensors the encoders read.
 
-Item index ``i`` (pipeline.schemas items.item) is token ``i + 1``; token 0 is padding. Sequences
+Item index ``i`` (core.schemas items.item) is token ``i + 1``; token 0 is padding. Sequences
 are left-padded so the last real item always sits in the last column: both encoders read their
 session vector from there, and sasrec's position embedding then counts back from the newest item.
 """

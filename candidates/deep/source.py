@@ -37,8 +37,8 @@ from candidates.deep.train import (
 )
 from candidates.retrieval import IndexConfig, LocaleIndex
 from candidates.session_items import catalogue_locale
-from pipeline.config import from_dict
-from pipeline.device import pick_device, set_threads
+from core.config import from_dict
+from core.device import pick_device, set_threads
 
 log = logging.getLogger(__name__)
 

@@ -28,9 +28,9 @@ from tqdm import tqdm
 from candidates.deep.config import ModelConfig
 from candidates.deep.data import PAD, Encoded, history_fingerprint, session_event_counts, training_sequences
 from candidates.deep.models import SessionEncoder, build
-from pipeline.config import as_dict
-from pipeline.device import pick_device
-from pipeline.io import atomic_path
+from core.config import as_dict
+from core.device import pick_device
+from core.io import atomic_path
 
 log = logging.getLogger(__name__)
 

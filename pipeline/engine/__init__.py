@@ -28,7 +28,7 @@ from typing import Any
 
 import polars as pl
 
-from pipeline.config import PARAMS_FILE, ParamsError, load_section, read_params
+from core.config import PARAMS_FILE, ParamsError, load_section, read_params
 
 log = logging.getLogger(__name__)
 

@@ -29,6 +29,7 @@ from typing import Any
 import pandas as pd
 import polars as pl
 
+from core.io import write_parquet
 from features import cross_locale, registry, session_item
 from features.assemble import add_features, chunk_of, session_chunks
 from features.base import Chunk, FeaturesConfig, Inputs
@@ -41,7 +42,6 @@ from pipeline.engine import (
     session_ranges,
     write_session_partitions,
 )
-from pipeline.io import write_parquet
 
 log = logging.getLogger(__name__)
 

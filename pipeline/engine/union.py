@@ -7,7 +7,7 @@ Every ``covisit`` source is fitted by ``pipeline.engine.covisit.fit`` (the count
 other sources are fitted here as on one machine. The fitted sources are scattered to every worker once;
 the query sessions are cut into contiguous session ranges that are whole multiples of
 ``candidates.chunk_size`` and written as parquet partitions, so each task runs
-``pipeline.candidate_gen.generate_union`` on exactly the chunks the polars path runs. The parts come
+``candidates.union.generate_union`` on exactly the chunks the polars path runs. The parts come
 back in session order: concatenated, they are the polars union.
 """
 
@@ -21,6 +21,7 @@ import polars as pl
 
 from candidates.covisit import Covisit
 from candidates.union import SourceSpec
+from core.io import timed
 from pipeline.engine import (
     DaskConfig,
     dask_client,
@@ -30,14 +31,13 @@ from pipeline.engine import (
     write_session_partitions,
 )
 from pipeline.engine import covisit as dask_covisit
-from pipeline.io import timed
 
 log = logging.getLogger(__name__)
 
 
 def _union_task(specs: list[SourceSpec], path: str, chunk_size: int,
                 max_per_session: int) -> list[pl.DataFrame]:
-    from pipeline.candidate_gen import generate_union
+    from candidates.union import generate_union
 
     return list(generate_union(specs, pl.read_parquet(path), chunk_size, max_per_session))
 
@@ -45,7 +45,7 @@ def _union_task(specs: list[SourceSpec], path: str, chunk_size: int,
 def fit(client, specs: list[SourceSpec], history: pl.DataFrame, items: pl.DataFrame, n_parts: int,
         tmp: Path) -> None:
     """Fit every source: the covisit ones with their counting on the cluster, the others here."""
-    from pipeline.candidate_gen import fit_sources
+    from candidates.union import fit_sources
 
     covisit = [s for s in specs if isinstance(s.source, Covisit)]
     with timed(f"dask: fit {[s.name for s in covisit]} on {history.height} events"):

@@ -1,6 +1,6 @@
 """The report's analysis: pure functions of the prepared frames and of the other stages' files.
 
-Dataset analysis reads only data/prepared (pipeline/schemas.py); the results functions reshape
+Dataset analysis reads only data/prepared (core/schemas.py); the results functions reshape
 metrics/recall.json, metrics/leaderboard.json and plots/ranker_importance.csv into frames the plots
 and tables take. Nothing here draws or writes.
 """
@@ -12,7 +12,7 @@ from typing import Any
 
 import polars as pl
 
-from pipeline import raw
+from core import raw
 
 
 def locale_order(frame: pl.DataFrame, column: str = "locale") -> list[str]:

@@ -16,7 +16,7 @@ import polars as pl
 from jinja2 import Environment, FileSystemLoader, StrictUndefined
 from markupsafe import Markup, escape
 
-from pipeline import raw
+from core import raw
 from pipeline.reporting.analysis import flatten
 
 TEMPLATES = Path(__file__).resolve().parent / "templates"

@@ -17,7 +17,7 @@ from matplotlib.figure import Figure
 from matplotlib.patches import Patch
 from matplotlib.ticker import NullFormatter
 
-from pipeline.io import atomic_path
+from core.io import atomic_path
 from pipeline.reporting.analysis import locale_order
 
 log = logging.getLogger(__name__)

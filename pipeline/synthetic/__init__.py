@@ -4,7 +4,7 @@
     m2 generate --out data/raw --scale 0.02 --stats
 
 The world (every knob lives in :class:`SyntheticConfig`, its values in params.yaml ``synthetic``; the
-published sizes it scales are pipeline/paper.py's):
+published sizes it scales are core/paper.py's):
 
 * Products: categories -> brands -> families (one model) -> variants (colour/size). A family's
   variants get ids issued together (the same first five characters), and a share of categories
@@ -27,7 +27,7 @@ published sizes it scales are pipeline/paper.py's):
 * The oracle ranks every catalogue item of the locale by the exact next-item probability given
   the hidden state and reports MRR@100 / Recall@100 of the drawn target (gt/ceiling.json). For
   tasks 1 and 2, gt/oracle_task{T}_phase{P}.csv gives per ground-truth row the target's class
-  (its relation to the hidden state, ``pipeline.raw.TARGET_CLASSES``) and its oracle rank, so the
+  (its relation to the hidden state, ``core.raw.TARGET_CLASSES``) and its oracle rank, so the
   leaderboard can show where a method loses against the oracle.
 
 Everything is vectorised numpy over sessions, one step of the process at a time. Modules: config

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 import numpy as np
 import polars as pl
 
-from pipeline.raw import LOCALES
+from core.raw import LOCALES
 from pipeline.synthetic.config import SyntheticConfig, scaled_counts
 from pipeline.synthetic.groups import Groups
 

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from pipeline.paper import PRODUCTS, TASK1_TEST, TASK2_TEST_TOTAL, TASK3_TEST_TOTAL, TRAIN_SESSIONS
+from core.paper import PRODUCTS, TASK1_TEST, TASK2_TEST_TOTAL, TASK3_TEST_TOTAL, TRAIN_SESSIONS
 
 # Mixture components of the next-item process, in the order of SyntheticConfig.mixture().
 DUP, BACK, VAR, REL, CAT, BRAND, TIER, DRIFT, POP = range(9)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from pipeline.raw import LOCALES, TARGET_CLASSES
+from core.raw import LOCALES, TARGET_CLASSES
 from pipeline.synthetic.catalogue import World
 from pipeline.synthetic.config import BRAND, CAT, DRIFT, POP, REL, TIER, VAR
 from pipeline.synthetic.groups import Groups, member, sorted_unique

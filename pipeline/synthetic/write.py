@@ -10,8 +10,8 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
-from pipeline.io import atomic_path, peak_rss_mib, write_json
-from pipeline.raw import LOCALES, gt_file, oracle_file, test_file
+from core.io import atomic_path, peak_rss_mib, write_json
+from core.raw import LOCALES, gt_file, oracle_file, test_file
 from pipeline.synthetic.catalogue import build_world, make_titles, products_frame
 from pipeline.synthetic.config import SyntheticConfig, scaled_counts
 from pipeline.synthetic.oracle import ceiling, oracle_ranks, target_classes

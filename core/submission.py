@@ -13,8 +13,8 @@ from pathlib import Path
 import polars as pl
 import pyarrow.parquet as pq
 
-from pipeline import raw
-from pipeline.io import atomic_path
+from core import raw
+from core.io import atomic_path
 
 N_PREDICTIONS = 100
 COLUMNS = {1: ("locale", "next_item_prediction"), 2: ("locale", "next_item_prediction"),

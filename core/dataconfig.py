@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from pipeline.raw import TEST_DATASETS
+from core.raw import TEST_DATASETS
 
 
 @dataclass(frozen=True)
