@@ -201,8 +201,10 @@ class TestAttributeColumn(SourceContract):
 
 
 _TINY_DEEP = {"dim": 8, "layers": 1, "heads": 2, "dropout": 0.0, "max_len": 20, "epochs": 2, "batch_size": 32,
-              "lr": 0.01, "weight_decay": 0.0, "negatives": 16, "logq": True, "skip_repeats": True,
-              "max_epoch_sessions": 0, "max_train_seconds": 0.0, "finetune_locales": [],
+              "lr": 0.01, "emb_lr": 0.05, "warmup_steps": 0, "clip_norm": 1.0, "weight_decay": 0.0,
+        "negatives": 16, "neg_alpha": 0.0, "logq": True, "skip_repeats": True, "min_count": 1,
+        "valid_sessions": 0, "patience": 0, "passes_per_item": 0.0,
+              "max_train_seconds": 0.0, "finetune_locales": [],
               "finetune_epochs": 0}  # every ModelConfig knob but arch
 
 

@@ -16,7 +16,7 @@ from candidates.deep.config import ModelConfig
 from candidates.deep.data import pad_left, session_sequences
 from candidates.deep.models import build
 from candidates.deep.source import GRU4RecSource, NoCheckpointError, SASRecSource
-from candidates.deep.train import length_batches, load, repeated_targets, train, trim
+from candidates.deep.train import Sampler, length_batches, load, repeated_targets, train, trim
 from candidates.registry import source_class
 from core import schemas
 from tests import _params
@@ -24,8 +24,10 @@ from tests._params import source_config
 
 N_PER_LOCALE = 24
 TINY = {"dim": 16, "layers": 1, "heads": 2, "dropout": 0.0, "max_len": 20, "epochs": 10, "batch_size": 32,
-        "lr": 0.01, "weight_decay": 0.0, "negatives": 16, "logq": True, "skip_repeats": True,
-        "max_epoch_sessions": 0, "max_train_seconds": 0.0, "finetune_locales": [],
+        "lr": 0.01, "emb_lr": 0.05, "warmup_steps": 0, "clip_norm": 1.0, "weight_decay": 0.0,
+        "negatives": 16, "neg_alpha": 0.0, "logq": True, "skip_repeats": True, "min_count": 1,
+        "valid_sessions": 0, "patience": 0, "passes_per_item": 0.0,
+        "max_train_seconds": 0.0, "finetune_locales": [],
         "finetune_epochs": 0}  # every ModelConfig knob but arch
 
 
@@ -299,16 +301,17 @@ def test_deep_feature_family_scores_every_candidate(world, tmp_path):
 def test_sample_budget_caps_each_epoch_and_is_recorded(world, tmp_path):
     items, history, _ = world
     path = tmp_path / "m.pt"
-    capped = train(history, items, cfg("gru4rec", epochs=3, max_epoch_sessions=64), seed=1, checkpoint=path,
+    n_items = history["item"].n_unique()  # 48: 4 passes per item over 3 epochs is 64 sessions an epoch
+    capped = train(history, items, cfg("gru4rec", epochs=3, passes_per_item=4), seed=1, checkpoint=path,
                    progress=False)
-    assert capped.meta["sessions"] == [64, 64, 64]
-    assert capped.meta["steps"] == [2, 2, 2]  # 64 sessions in batches of 32
+    assert n_items == 48 and capped.meta["sessions"] == [64, 64, 64]
+    assert capped.meta["passes_per_item"] == pytest.approx(4)
     assert capped.meta["stopped_by"] == "epochs"
-    assert torch.load(path, weights_only=False)["steps"] == [2, 2, 2]
-    again = train(history, items, cfg("gru4rec", epochs=3, max_epoch_sessions=64), seed=1, progress=False)
+    assert torch.load(path, weights_only=False)["steps"] == capped.meta["steps"]
+    again = train(history, items, cfg("gru4rec", epochs=3, passes_per_item=4), seed=1, progress=False)
     assert same_weights(state(capped), state(again))
     # A cap above the data is no cap: the same weights as without one.
-    loose = train(history, items, cfg("gru4rec", epochs=2, max_epoch_sessions=10_000), seed=1, progress=False)
+    loose = train(history, items, cfg("gru4rec", epochs=2, passes_per_item=1000), seed=1, progress=False)
     free = train(history, items, cfg("gru4rec", epochs=2), seed=1, progress=False)
     assert same_weights(state(loose), state(free))
 
@@ -318,15 +321,94 @@ def test_thin_sample_budget_is_logged_with_its_knob(world, caplog):
     sessions = history.group_by("session").agg(pl.len()).filter(pl.col("len") >= 2).height
     n_items = history["item"].n_unique()
     with caplog.at_level(logging.WARNING, logger="candidates.deep.train"):
-        thin = train(history, items, cfg("gru4rec", epochs=1, max_epoch_sessions=32), seed=1, progress=False)
-    assert thin.meta["passes_per_item"] == pytest.approx(32 / n_items)
-    assert "max_epoch_sessions" in caplog.text
+        thin = train(history, items, cfg("gru4rec", epochs=1, passes_per_item=0.5), seed=1, progress=False)
+    assert thin.meta["passes_per_item"] == pytest.approx(24 / n_items)
+    assert "passes_per_item" in caplog.text
     caplog.clear()
     with caplog.at_level(logging.WARNING, logger="candidates.deep.train"):
         full = train(history, items, cfg("gru4rec", epochs=50, max_train_seconds=1e-6), seed=1,
                      progress=False)
     assert full.meta["passes_per_item"] == pytest.approx(sessions * 50 / n_items)
     assert full.meta["passes_per_item"] >= 5 and "passes per item" not in caplog.text
+
+
+def test_sasrec_positions_count_from_the_session_start():
+    """A training prefix [a] inside a longer window and the query [a] are the same input."""
+    torch.manual_seed(0)
+    model = build(cfg("sasrec", max_len=6), n_items=10, n_locales=2).eval()
+    with torch.no_grad():
+        window = model(torch.tensor([[0, 0, 3, 4, 5, 6]]), torch.tensor([1]))
+        query = model(torch.tensor([[0, 0, 0, 0, 0, 3]]), torch.tensor([1]))
+        pair = model(torch.tensor([[0, 0, 0, 0, 3, 4]]), torch.tensor([1]))
+    torch.testing.assert_close(window[0, 2], query[0, -1])
+    torch.testing.assert_close(window[0, 3], pair[0, -1])
+
+
+def test_negatives_come_from_the_batch_locale_seen_items():
+    counts = np.array([0, 5, 0, 1, 9, 2])  # tokens 1..5: 1, 2 (unseen), 3 in locale 0; 4, 5 in locale 1
+    token_locale = np.array([-1, 0, 0, 0, 1, 1])
+    sampler = Sampler.build(counts, token_locale, 2, cfg("gru4rec", negatives=400, neg_alpha=1.0), 100,
+                            torch.device("cpu"))
+    drawn = sampler.draw(0, torch.Generator().manual_seed(0))
+    assert set(drawn.tolist()) == {1, 3}
+    assert 0.75 < (drawn == 1).float().mean() < 0.92  # 5 / 6 of the draws by count ** 1
+    # the expected count of token 1 in a sample: 100 targets x 5/6 plus 400 negatives x 5/6
+    assert float(sampler.log_expected[0][1].exp()) == pytest.approx(500 * 5 / 6, rel=1e-5)
+    assert set(sampler.draw(1, torch.Generator().manual_seed(0)).tolist()) <= {4, 5}
+
+
+def test_held_out_sessions_score_each_epoch_and_the_best_epoch_is_served(world, tmp_path):
+    items, history, _ = world
+    path = tmp_path / "m.pt"
+    trained = train(history, items, cfg("gru4rec", epochs=12, valid_sessions=40, patience=2), seed=1,
+                    checkpoint=path, progress=False)
+    mrr = trained.meta["valid_mrr"]
+    assert len(mrr) == trained.meta["epoch"] and max(mrr) > 0.3  # a chain is easy
+    assert mrr[trained.meta["best_epoch"] - 1] == max(mrr)
+    if trained.meta["stopped_by"] == "early_stop":
+        assert trained.meta["epoch"] - trained.meta["best_epoch"] == 2
+    assert same_weights(state(load(path, torch.device("cpu"))), state(trained))
+    assert trained.meta["sessions"][0] == 300  # the held-out sessions still train on their prefix
+
+
+def test_unseen_items_are_never_indexed(world):
+    items, history, sessions = world
+    history = history.filter(pl.col("item") != 5)
+    model = {**TINY, "epochs": 1}
+    source = GRU4RecSource(source_config("gru4rec", threads=1, model=model)).fit(history, items)
+    assert 5 not in source.index().items_of["DE"] and 4 in source.index().items_of["DE"]
+
+
+def test_a_checkpoint_of_other_encoder_code_is_retrained_and_never_served(world, tmp_path, monkeypatch,
+                                                                            caplog):
+    from candidates.deep import source as deep_source
+    from candidates.deep import train as deep_train
+
+    items, history, _ = world
+    path = tmp_path / "valid" / "gru4rec.pt"
+    path.parent.mkdir()
+    train(history, items, cfg("gru4rec", epochs=2), seed=1, checkpoint=path, progress=False)
+    with caplog.at_level(logging.INFO, logger="candidates.deep.train"):
+        train(history, items, cfg("gru4rec", epochs=2), seed=1, checkpoint=path, progress=False)
+    assert "resuming" in caplog.text and "retraining" not in caplog.text
+    caplog.clear()
+    changed = deep_train.code_fingerprint()[::-1]  # as if models.py or train.py had been edited
+    monkeypatch.setattr(deep_train, "code_fingerprint", lambda: changed)
+    monkeypatch.setattr(deep_source, "code_fingerprint", lambda: changed)
+    with pytest.raises(NoCheckpointError, match="by this code"):
+        GRU4RecSource(source_config("gru4rec", checkpoint=str(path), threads=1)).fit(history, items)
+    with caplog.at_level(logging.INFO, logger="candidates.deep.train"):
+        train(history, items, cfg("gru4rec", epochs=2), seed=1, checkpoint=path, progress=False)
+    assert "retraining" in caplog.text and "resuming" not in caplog.text
+    assert torch.load(path, weights_only=False)["key"]["code"] == changed
+    GRU4RecSource(source_config("gru4rec", checkpoint=str(path), threads=1)).fit(history, items)
+
+
+def test_code_fingerprint_covers_the_encoder_modules():
+    from candidates.deep import train as deep_train
+
+    assert set(deep_train.CODE_FILES) == {"config.py", "data.py", "models.py", "train.py"}
+    assert len(deep_train.code_fingerprint()) == 16
 
 
 def test_time_budget_stops_between_epochs(world):

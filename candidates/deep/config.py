@@ -26,14 +26,22 @@ class ModelConfig:
     heads: int  # sasrec attention heads
     dropout: float
     max_len: int  # sessions are truncated to their last max_len items (left-padded)
-    epochs: int
-    batch_size: int  # sessions per step
-    lr: float
-    weight_decay: float
-    negatives: int  # uniform sampled negatives shared by a batch, besides its in-batch targets
-    logq: bool  # subtract log batch frequency of in-batch negatives (popularity correction)
+    epochs: int  # most epochs (early stopping may end sooner)
+    batch_size: int  # sessions per step, all of one locale
+    lr: float  # AdamW learning rate of the dense weights (GRU / transformer, locale and position vectors)
+    emb_lr: float  # SparseAdam learning rate of the item embedding and bias rows
+    warmup_steps: int  # the dense learning rate rises linearly over the first steps (0: off)
+    clip_norm: float  # the dense gradients' norm is clipped to this (0: off)
+    weight_decay: float  # AdamW weight decay of the dense weights
+    negatives: int  # sampled negatives per batch from its locale's items, besides the batch's own targets
+    neg_alpha: float  # negatives drawn with probability count ** neg_alpha (0: uniform over seen items)
+    logq: bool  # subtract log expected count of each candidate in the sample (sampled-softmax correction)
     skip_repeats: bool  # no loss on a target already in its prefix: a real next item never repeats one
-    max_epoch_sessions: int  # sample budget: each epoch trains on at most this many sessions (0: all)
+    min_count: int  # retrieval indexes only items seen at least this often in the training history
+    valid_sessions: int  # sessions whose last item is held out to score MRR@100 each epoch (0: off)
+    patience: int  # stop after this many epochs without a better validation MRR; the best is kept (0: off)
+    passes_per_item: float  # budget: session passes per item of the history over all epochs (0: every
+    #                         session each epoch); each epoch then trains on the next slice of one permutation
     max_train_seconds: float  # time budget: no epoch starts that would end past it (0: off; not reproducible)
     finetune_locales: list[str]  # after ``epochs`` on every session, fine-tune on these locales only
     finetune_epochs: int  # epochs of that fine-tuning (0: off): the dataset paper's pretrain -> fine-tune
@@ -43,8 +51,10 @@ class ModelConfig:
             raise ValueError(f"deep model arch {self.arch!r} not in {ARCHS}")
         if self.arch == "sasrec" and self.dim % self.heads:
             raise ValueError(f"sasrec dim {self.dim} not divisible by heads {self.heads}")
-        if self.max_epoch_sessions < 0 or self.max_train_seconds < 0:
-            raise ValueError("deep model max_epoch_sessions and max_train_seconds must be >= 0 (0: off)")
+        if self.passes_per_item < 0 or self.max_train_seconds < 0:
+            raise ValueError("deep model passes_per_item and max_train_seconds must be >= 0 (0: off)")
+        if self.min_count < 1 or self.valid_sessions < 0 or self.patience < 0 or self.neg_alpha < 0:
+            raise ValueError("deep model min_count must be >= 1; valid_sessions, patience, neg_alpha >= 0")
         if self.finetune_epochs < 0 or (self.finetune_epochs and not self.finetune_locales):
             raise ValueError("deep model finetune_epochs must be >= 0, and > 0 only with finetune_locales")
 

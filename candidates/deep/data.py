@@ -46,6 +46,14 @@ def session_locales(events: pl.DataFrame, items: pl.DataFrame) -> pl.DataFrame:
     )
 
 
+def item_locales(items: pl.DataFrame, n_items: int, locales: list[str]) -> np.ndarray:
+    """(n_items,) int64: the index into ``locales`` of each item index's locale (-1: no such item)."""
+    out = np.full(n_items, -1, dtype=np.int64)
+    known = items.filter(pl.col("locale").is_in(locales))
+    out[known["item"].to_numpy()] = locale_ids(known["locale"], locales)
+    return out
+
+
 def pad_left(lists: pl.Series, length: int) -> np.ndarray:
     """List[Int32] series of item indices -> int64 array (n, length) of tokens, left-padded with PAD.
 

@@ -3,6 +3,15 @@
 The score of item ``i`` after a prefix is ``<h, E[i]> + b[i]``: the output layer *is* the input
 item embedding ``E`` (tied weights) plus a per-item bias, which carries popularity. For faiss the
 bias rides along as one extra dimension: query ``[h, 1]``, item ``[E[i], b[i]]``.
+
+GRU4Rec follows Hidasi et al. (ICLR 2016; the official GRU4Rec repository's "GRU4Rec with
+embedding" variant): one GRU layer over item embeddings, trained on every step of the session with
+a sampled softmax; the negatives and their correction live in train.py. SASRec follows Kang &
+McAuley (ICDM 2018) and the pmixer/SASRec.pytorch reference: pre-norm causal transformer blocks with
+learned absolute positions counted from the session's first item. Deliberate differences: the
+output layer is tied to the input embedding plus a bias (both), a locale vector is added to every
+input (one model serves all locales), and the loss is a sampled softmax rather than BCE with one
+negative (train.py).
 """
 
 from __future__ import annotations
@@ -73,25 +82,30 @@ class GRU4Rec(SessionEncoder):
         self.out = nn.Linear(cfg.dim, cfg.dim)
 
     def forward(self, tokens: torch.Tensor, locale: torch.Tensor) -> torch.Tensor:
-        # The GRU runs over the real items only (packed), so the state after an item does not
-        # depend on how many pads precede it and batches can be trimmed to their longest session.
-        # An empty session runs one step on its (pad) slot, i.e. on its locale vector alone.
+        # The GRU reads each session left-aligned (real items first, pads after): its output at a real
+        # step depends on that step and the ones before only, so the pads change nothing and batches
+        # can be trimmed to their longest session, with no packing (no host sync on a GPU). An empty
+        # session runs one step on its (pad) slot, i.e. on its locale vector alone.
         n, length = tokens.shape
         steps = (tokens != PAD).sum(1).clamp(min=1)
         cols = torch.arange(length, device=tokens.device)[None, :]
         shift = (length - steps)[:, None]
         x = self.inputs(tokens, locale)
         x = x.gather(1, ((cols + shift) % length)[..., None].expand_as(x))  # left-align
-        packed = nn.utils.rnn.pack_padded_sequence(x, steps.cpu(), batch_first=True, enforce_sorted=False)
-        hidden, _ = nn.utils.rnn.pad_packed_sequence(
-            self.gru(packed)[0], batch_first=True, total_length=length
-        )
+        # fp32 recurrence: under CUDA autocast a cuDNN GRU would run in half precision
+        with torch.autocast(x.device.type, enabled=False):
+            hidden, _ = self.gru(x.float())
+        hidden = hidden * (cols < steps[:, None])[..., None]  # the steps past the session's end: 0, as packed
         hidden = hidden.gather(1, ((cols - shift) % length)[..., None].expand_as(hidden))  # right-align back
         return self.out(self.dropout(hidden))
 
 
 class SASRec(SessionEncoder):
-    """SASRec-style: pre-norm causal transformer blocks with learned position embeddings."""
+    """SASRec-style: pre-norm causal transformer blocks with learned position embeddings.
+
+    Position ``p`` is the item's place from the session's first item (of the last ``max_len``), as
+    in the paper: a training prefix ``[a]`` and a query ``[a]`` both put ``a`` at position 0.
+    """
 
     def __init__(self, cfg: ModelConfig, n_items: int, n_locales: int) -> None:
         super().__init__(cfg, n_items, n_locales)
@@ -112,11 +126,11 @@ class SASRec(SessionEncoder):
 
     def forward(self, tokens: torch.Tensor, locale: torch.Tensor) -> torch.Tensor:
         n, length = tokens.shape
-        # Position counts back from the newest item (left padding), so recency means the same
-        # thing for every session length, and a batch trimmed to fewer than max_len columns
-        # (train.py) uses the last slots: the same positions it would have untrimmed.
-        pos = torch.arange(self.cfg.max_len - length, self.cfg.max_len, device=tokens.device)
-        x = self.inputs(tokens, locale) + self.pos_emb(pos)[None]
+        # Left padding: the first real item of a row is at position 0 whatever the padding before it,
+        # so the positions do not depend on trimming either; pads take position 0 and are masked.
+        real = tokens != PAD
+        pos = (real.cumsum(1) - 1).clamp(min=0)
+        x = self.inputs(tokens, locale) + self.pos_emb(pos)
         # Causal and padding masks in one; every position may see itself, so a row that is all
         # padding never softmaxes over nothing (NaN).
         future = torch.ones(length, length, dtype=torch.bool, device=tokens.device).triu(1)

@@ -29,6 +29,7 @@ from candidates.deep.config import ModelConfig
 from candidates.deep.data import encode_queries, history_fingerprint, history_prefix
 from candidates.deep.train import (
     Trained,
+    code_fingerprint,
     item_vectors,
     load,
     session_vectors,
@@ -66,12 +67,16 @@ def load_matching(
     """
     fingerprint = history_fingerprint(history)
     n_items, locales = vocabulary(items)
+    code = code_fingerprint()
     paths = sorted(glob.glob(pattern))
     prefixed = []
     for path in paths:
         ckpt = torch.load(path, map_location="cpu", weights_only=False, mmap=True)
         key = ckpt["key"]
         if (key["n_items"], key["locales"], key["cfg"]["arch"]) != (n_items, locales, arch):
+            continue
+        if key.get("code") != code:
+            log.warning("%s: %s was trained by other encoder code; not used", arch, path)
             continue
         if key["fingerprint"] == fingerprint:
             log.info("%s: loading %s (trained on this history)", arch, path)
@@ -85,7 +90,7 @@ def load_matching(
             return load(path, device)
     raise NoCheckpointError(
         f"none of {paths or pattern!r} is a {arch} checkpoint trained on this history or a prefix of it "
-        f"({fingerprint}); run `dvc repro train_deep`"
+        f"({fingerprint}) by this code ({code}); run `dvc repro train_deep`"
     )
 
 
@@ -160,8 +165,14 @@ class DeepSource(CandidateSource):
         return self
 
     def index(self) -> LocaleIndex:
+        """Per-locale faiss indexes over the catalogue items the encoder saw in training (at least
+        ``min_count`` times): an unseen item's row is its random init, never a candidate."""
         if self._index is None:
-            catalogue = catalogue_locale(self._items).sort("item")
+            listed = catalogue_locale(self._items)
+            indexable = pl.Series("item", self.trained.meta["indexable"], dtype=pl.Int32)
+            catalogue = listed.filter(pl.col("item").is_in(indexable.implode())).sort("item")
+            log.info("%s: %d of %d catalogue items indexed (seen in training at least min_count times)",
+                     self.arch, catalogue.height, listed.height)
             self._index = LocaleIndex(
                 item_vectors(self.trained),
                 {
