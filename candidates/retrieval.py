@@ -9,11 +9,14 @@ it). The quantiser is trained on a seeded sample of the locale's vectors, so the
 seed give the same index and the same candidates.
 
 faiss-gpu is used when it is installed and sees a GPU (``faiss.get_num_gpus() > 0``); faiss-cpu
-otherwise.
+otherwise. The process holds one ``StandardGpuResources`` (its scratch memory) for every index of
+every source, and a GPU search returns at most :data:`GPU_MAX_K` neighbours (faiss's GPU k-selection
+limit), so deeper requests are clamped to it.
 """
 
 from __future__ import annotations
 
+import functools
 import logging
 from dataclasses import dataclass
 
@@ -36,10 +39,19 @@ class IndexConfig:
     ivf_train_points: int  # vectors sampled (seeded) to train the quantiser
 
 
+GPU_MAX_K = 2048  # faiss GPU k-selection handles k <= 2048
+
+
 def gpu_faiss() -> bool:
     return (
         hasattr(faiss, "get_num_gpus") and hasattr(faiss, "StandardGpuResources") and faiss.get_num_gpus() > 0
     )
+
+
+@functools.cache
+def gpu_resources() -> object:
+    """The process's one faiss GPU resource object, shared by every index."""
+    return faiss.StandardGpuResources()
 
 
 def build_index(
@@ -70,7 +82,8 @@ class LocaleIndex:
     """Per-locale indexes over the rows ``items_of[locale]`` of one vector table."""
 
     def __init__(self, vectors: np.ndarray, items_of: dict[str, np.ndarray], cfg: IndexConfig, seed: int):
-        resources = faiss.StandardGpuResources() if gpu_faiss() else None
+        resources = gpu_resources() if gpu_faiss() else None
+        self.max_k = GPU_MAX_K if resources is not None else None
         self.items_of = {
             loc: np.asarray(items, dtype=np.int64) for loc, items in items_of.items() if len(items)
         }
@@ -104,6 +117,8 @@ class LocaleIndex:
             items = self.items_of[loc]
             rows = np.flatnonzero(locale == loc)
             bucket = np.left_shift(1, np.ceil(np.log2(np.maximum(want[rows], 1))).astype(np.int64))
+            if self.max_k is not None:
+                bucket = np.minimum(bucket, self.max_k)
             for depth in np.unique(bucket):
                 part = rows[bucket == depth]
                 scores, labels = self.indexes[loc].search(

@@ -91,3 +91,14 @@ def test_per_query_depth_is_the_prefix_of_the_deepest_search():
         .filter(pl.col("r") < pl.col("want"))
     )
     assert out.join(top, on=["session", "item"], how="anti").height == 0
+
+
+def test_depth_is_clamped_to_the_gpu_k_limit():
+    """On a GPU faiss answers at most GPU_MAX_K neighbours: deeper requests are clamped (CPU stand-in)."""
+    vectors, queries = _world(n_items=500, n_queries=20)
+    index = LocaleIndex(vectors, {"DE": np.arange(500, dtype=np.int64)}, index_cfg(), seed=0)
+    assert index.max_k is None  # faiss-cpu: no limit
+    index.max_k = 64
+    out = index.search(np.arange(20, dtype=np.int32), np.array(["DE"] * 20, dtype=object), queries, 300)
+    assert (out.group_by("session").len()["len"] == 64).all()
+
