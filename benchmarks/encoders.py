@@ -35,7 +35,7 @@ from candidates.base import query_sessions  # noqa: E402
 from candidates.deep.source import GRU4RecSource, SASRecSource  # noqa: E402
 from candidates.union import load_source_defaults  # noqa: E402
 from core import config  # noqa: E402
-from core.io import write_json  # noqa: E402
+from core.io import setup_logging, write_json  # noqa: E402
 from core.metrics import ranking_metrics_from_ranks  # noqa: E402
 from core.raw import TASK_LOCALES, gt_file, read_ground_truth  # noqa: E402
 
@@ -76,6 +76,7 @@ def main() -> None:
     parser.add_argument("--label", default="")
     parser.add_argument("--record", type=Path, help="append the result to this JSON record ({'runs': [...]})")
     args = parser.parse_args()
+    setup_logging()
     overrides = {k: yaml.safe_load(v) for k, _, v in (s.partition("=") for s in args.set)}
     params = config.read_params()
     knobs = {**params["deep"]["models"][args.model], **overrides}
