@@ -200,7 +200,8 @@ class TestAttributeColumn(SourceContract):
     type_, cfg = "attribute", {"key": "price"}
 
 
-_TINY_DEEP = {"dim": 8, "layers": 1, "heads": 2, "dropout": 0.0, "max_len": 20, "epochs": 2, "batch_size": 32,
+_TINY_DEEP = {"dim": 8, "layers": 1, "heads": 2, "dropout": 0.0, "max_len": 20, "init": "random", "epochs": 2,
+              "batch_size": 32,
               "lr": 0.01, "emb_lr": 0.05, "warmup_steps": 0, "clip_norm": 1.0, "weight_decay": 0.0,
         "negatives": 16, "neg_alpha": 0.0, "logq": True, "skip_repeats": True, "min_count": 1,
         "valid_sessions": 0, "patience": 0, "passes_per_item": 0.0,

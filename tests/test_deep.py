@@ -23,7 +23,8 @@ from tests import _params
 from tests._params import source_config
 
 N_PER_LOCALE = 24
-TINY = {"dim": 16, "layers": 1, "heads": 2, "dropout": 0.0, "max_len": 20, "epochs": 10, "batch_size": 32,
+TINY = {"dim": 16, "layers": 1, "heads": 2, "dropout": 0.0, "max_len": 20, "init": "random", "epochs": 10,
+        "batch_size": 32,
         "lr": 0.01, "emb_lr": 0.05, "warmup_steps": 0, "clip_norm": 1.0, "weight_decay": 0.0,
         "negatives": 16, "neg_alpha": 0.0, "logq": True, "skip_repeats": True, "min_count": 1,
         "valid_sessions": 0, "patience": 0, "passes_per_item": 0.0,
@@ -440,3 +441,27 @@ def test_finetune_continues_on_the_chosen_locales_and_resumes(world, tmp_path):
               progress=False)
     with pytest.raises(ValueError, match="finetune_epochs"):
         cfg("gru4rec", finetune_epochs=1)
+
+
+def test_ppmi_svd_warm_start_puts_covisited_items_together():
+    from candidates.deep.warmstart import item_vectors
+
+    # two disjoint groups of items that are only ever viewed together: 1-4 and 5-8; item 9 never in a pair
+    rng = np.random.default_rng(0)
+    rows = [[0, 0, *rng.permutation(g)[:3]] for g in ([1, 2, 3, 4], [5, 6, 7, 8]) for _ in range(50)]
+    tokens = np.array([*rows, [0, 0, 0, 0, 9]])
+    vectors, covered = item_vectors(tokens, 10, dim=2, seed=0)  # one dimension per group
+    assert covered.tolist() == [False] + [True] * 8 + [False] and not vectors[9].any()
+    unit = vectors / np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-9)
+    within, across = unit[1] @ unit[2], unit[1] @ unit[6]
+    assert within > 0.9 and abs(across) < 0.1
+    assert np.linalg.norm(vectors[covered], axis=1).mean() == pytest.approx(1.0, rel=1e-4)
+
+
+def test_warm_start_knob_sets_the_covered_item_rows(world):
+    items, history, _ = world
+    warm = train(history, items, cfg("gru4rec", epochs=1, init="ppmi_svd"), seed=1, progress=False)
+    cold = train(history, items, cfg("gru4rec", epochs=1), seed=1, progress=False)
+    assert not same_weights(state(warm), state(cold))
+    with pytest.raises(ValueError, match="init"):
+        cfg("gru4rec", init="glove")

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 
 ARCHS = ("gru4rec", "sasrec")
+INITS = ("random", "ppmi_svd")
 
 
 @dataclass(frozen=True)
@@ -26,6 +27,7 @@ class ModelConfig:
     heads: int  # sasrec attention heads
     dropout: float
     max_len: int  # sessions are truncated to their last max_len items (left-padded)
+    init: str  # item embeddings: random | ppmi_svd (the history's co-visitation: deep/warmstart.py)
     epochs: int  # most epochs (early stopping may end sooner)
     batch_size: int  # sessions per step, all of one locale
     lr: float  # AdamW learning rate of the dense weights (GRU / transformer, locale and position vectors)
@@ -49,6 +51,8 @@ class ModelConfig:
     def __post_init__(self) -> None:
         if self.arch not in ARCHS:
             raise ValueError(f"deep model arch {self.arch!r} not in {ARCHS}")
+        if self.init not in INITS:
+            raise ValueError(f"deep model init {self.init!r} not in {INITS}")
         if self.arch == "sasrec" and self.dim % self.heads:
             raise ValueError(f"sasrec dim {self.dim} not divisible by heads {self.heads}")
         if self.passes_per_item < 0 or self.max_train_seconds < 0:

@@ -51,6 +51,7 @@ from candidates.deep.data import (
     training_sequences,
 )
 from candidates.deep.models import SessionEncoder, build
+from candidates.deep.warmstart import item_vectors as warm_item_vectors
 from core.config import as_dict
 from core.device import pick_device
 from core.io import atomic_path
@@ -81,7 +82,7 @@ def _epoch_seed(seed: int, epoch: int) -> int:
 
 
 # The modules whose code shapes the weights: a checkpoint made by other code is never resumed or served.
-CODE_FILES = ("config.py", "data.py", "models.py", "train.py")
+CODE_FILES = ("config.py", "data.py", "models.py", "train.py", "warmstart.py")
 
 
 def code_fingerprint() -> str:
@@ -370,6 +371,13 @@ def train(
 
     torch.manual_seed(seed)
     model = build(cfg, n_items, len(locales)).to(device)
+    if cfg.init == "ppmi_svd":
+        warm, covered = warm_item_vectors(train_tokens, n_items + 1, cfg.dim, seed)
+        with torch.no_grad():
+            rows = torch.from_numpy(covered).to(device)
+            model.item_emb.weight[rows] = torch.from_numpy(warm[covered]).to(device)
+        log.info("%s: %d item rows warm-started from the history's co-visitation (PPMI + SVD)", cfg.arch,
+                 int(covered.sum()))
     optim = Optimizer(model, cfg)
     best: dict | None = None
     # what it is trained on, per session: lets a split whose history extends this one reuse the model
