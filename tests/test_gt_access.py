@@ -108,7 +108,7 @@ def test_the_check_sees_the_score_stage_read_gt(stages):
 def test_gt_references_finds_a_planted_read(tmp_path):
     (tmp_path / "pipeline").mkdir()
     (tmp_path / "pipeline" / "leak.py").write_text(
-        "from pipeline import raw\n\ndef main(d):\n    return raw.read_ground_truth(d / 'gt' / raw.gt_file(1, 1), 1)\n"  # noqa: E501
+        "from core import raw\n\ndef main(d):\n    return raw.read_ground_truth(d / 'gt' / raw.gt_file(1, 1), 1)\n"  # noqa: E501
     )
     assert gt_references(tmp_path, "pipeline/leak.py") == [
         "pipeline/leak.py:4 read_ground_truth()",
@@ -175,7 +175,7 @@ def test_stages_open_nothing_under_gt(generated, argv):
 
 def test_the_hook_sees_a_gt_read(generated):
     (generated / "reads_gt.py").write_text(
-        "from pipeline import raw\nraw.read_ground_truth('data/raw/gt/gt_task1_phase1.csv', 1)\n"
+        "from core import raw\nraw.read_ground_truth('data/raw/gt/gt_task1_phase1.csv', 1)\n"
     )
     result = subprocess.run(
         [sys.executable, "-c", HOOK, "reads_gt.py"], cwd=generated, capture_output=True, text=True
