@@ -47,7 +47,8 @@ def test_combine_by_locale_takes_each_row_from_its_locales_method():
         "task3_chooser0", "last_title1", "task3_chooser2", "task3_mt5_fallback3"]}
     # a locale without a choice keeps the default
     out = choose.combine_by_locale(frames, {"DE": "task3_chooser"}, "last_title")
-    assert out["next_item_title"].to_list() == ["task3_chooser0", "last_title1", "task3_chooser2", "last_title3"]
+    assert out["next_item_title"].to_list() == ["task3_chooser0", "last_title1", "task3_chooser2",
+                                                "last_title3"]
     frames["task3_chooser"] = frames["task3_chooser"].reverse()
     with pytest.raises(Exception, match="rows differ"):
         choose.combine_by_locale(frames, {"DE": "task3_chooser"}, "last_title")

@@ -327,9 +327,10 @@ def _str(values: np.ndarray) -> pl.Series:
 
 
 def make_titles(w: World, cfg: SyntheticConfig, fam: np.ndarray, loc: np.ndarray, colour: np.ndarray,
-                size: np.ndarray, model: np.ndarray | None = None, code: np.ndarray | None = None) -> pl.Series:
+                size: np.ndarray, model: np.ndarray | None = None,
+                code: np.ndarray | None = None) -> pl.Series:
     """Titles in each row's locale: brand, the family's model words, category noun, model code, colour,
-    size, in the order of ``cfg.title_layout``; ``model``/``code``: other model words/codes than the family's."""
+    size, in the order of ``cfg.title_layout``; ``model``/``code``: other words/codes than the family's."""
     model = w.fam_model[fam] if model is None else model
     cat = w.fam_cat[fam]
     wd = w.words

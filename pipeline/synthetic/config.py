@@ -99,7 +99,8 @@ class SyntheticConfig:
         if not all(0 <= x <= 1 for x in overlaps):
             raise ValueError("synthetic: overlaps must lie in [0, 1]")
         if self.title_layout not in TITLE_LAYOUTS:
-            raise ValueError(f"synthetic: title_layout must be one of {TITLE_LAYOUTS}, got {self.title_layout!r}")
+            raise ValueError(f"synthetic: title_layout must be one of {TITLE_LAYOUTS}, "
+                             f"got {self.title_layout!r}")
         if not 0 <= self.task3_new_code <= 1:
             raise ValueError("synthetic: task3_new_code must lie in [0, 1]")
         if self.family_size_max < 1 or self.n_related < 1 or self.related_categories < 1:

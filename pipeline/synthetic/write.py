@@ -115,7 +115,8 @@ def generate(out_dir: Path, scale: float, seed: int, cfg: SyntheticConfig) -> di
             if cfg.task3_new_code > 0:  # drawn only when asked, so the default world's stream is unchanged
                 new_code = (rng.random(len(sess)) < cfg.task3_new_code) & (code != "")
                 letters = base36(rng.integers(10 * 36, 36 * 36, len(sess)), 2)
-                drawn = np.char.add(np.char.add(letters, "-"), rng.integers(1000, 9999, len(sess)).astype(str))
+                digits = rng.integers(1000, 9999, len(sess)).astype(str)  # catalogue codes have three
+                drawn = np.char.add(np.char.add(letters, "-"), digits)
                 code = np.where(new_code, drawn, code)
             title = make_titles(w, cfg, fam, loc_of[sess], colour, size, model, code)
             gt = pl.DataFrame({"next_item_title": title, "locale": locale})
