@@ -135,10 +135,11 @@ def main() -> None:
     ranker = json.loads((args.metrics / "ranker.json").read_text())["eval"]
     catalogue = None
     for task in (1, 2):
+        phases = [p for p in raw.PHASES if (args.raw / raw.test_file(task, p)).exists()]
+        if not phases:
+            continue
         report[f"task{task}"] = ranking_choice(ranker, task)
-        for phase in raw.PHASES:
-            if not (args.raw / raw.test_file(task, phase)).exists():
-                continue
+        for phase in phases:
             catalogue = submission.load_catalogue(args.raw) if catalogue is None else catalogue
             method = report[f"task{task}"]["method"]
             source = submission.submission_path(args.submissions / method, task, phase)

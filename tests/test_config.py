@@ -12,6 +12,7 @@ from candidates.deep.config import DeepConfig
 from features.base import FeaturesConfig
 from pipeline import config
 from pipeline.candidate_gen import CandidatesConfig
+from pipeline.choose import ChooseConfig
 from pipeline.dataconfig import DataConfig
 from pipeline.engine import DaskConfig, dask_config, engine
 from pipeline.guards import ResourcesConfig
@@ -30,7 +31,7 @@ SECTIONS = {
     "data": DataConfig, "synthetic": SyntheticConfig, "split": SplitConfig, "deep": DeepConfig,
     "candidates": CandidatesConfig, "features": FeaturesConfig, "resources": ResourcesConfig,
     "ranker": RankerConfig, "task3.chooser": ChooserConfig, "task3.mt5": Mt5Config, "publish": PublishConfig,
-    "report": ReportConfig, "dask": DaskConfig,
+    "report": ReportConfig, "dask": DaskConfig, "choose": ChooseConfig,
 }
 
 
