@@ -45,6 +45,7 @@ from pipeline.reporting.analysis import (
     repeat_shares,
     session_lengths,
     tail_curve,
+    task3_gap,
     top_share,
 )
 from pipeline.reporting.page import Page, fmt, frame_rows, nested_tables
@@ -61,8 +62,9 @@ from pipeline.reporting.plots import (
 
 log = logging.getLogger(__name__)
 
-RECALL, RANKER, IMPORTANCE, LEADERBOARD, DATA_STATS = (
-    "recall.json", "ranker.json", "ranker_importance.csv", "leaderboard.json", "data_stats.json")
+RECALL, RANKER, IMPORTANCE, LEADERBOARD, DATA_STATS, PUBLISH = (
+    "recall.json", "ranker.json", "ranker_importance.csv", "leaderboard.json", "data_stats.json",
+    "publish.json")
 PLOTS = {
     "session_length": "session_length.png",
     "popularity": "popularity_tail.png",
@@ -84,11 +86,12 @@ class Results:
     importance: Path
     leaderboard: Path
     data_stats: Path
+    publish: Path
 
     @classmethod
     def under(cls, metrics: Path, plots: Path) -> Results:
         return cls(metrics / RECALL, metrics / RANKER, plots / IMPORTANCE, metrics / LEADERBOARD,
-                   metrics / DATA_STATS)
+                   metrics / DATA_STATS, metrics / PUBLISH)
 
 
 @dataclass(frozen=True)
@@ -226,6 +229,34 @@ def leaderboard_section(page: Page, path: Path, out: Path, cfg: ReportConfig,
         page.table(head + [f"{metric} {loc}" for loc in locales], rows)
 
 
+def publish_section(page: Page, path: Path, board_path: Path) -> None:
+    page.heading("What is published, and why")
+    choice = _read_json(path)
+    if choice is None:
+        page.para(f"`{path}` (stage choose): {MISSING}.")
+        return
+    page.para("Stage `choose` picks each task's method on the local validation split (params "
+              "`publish.task{T}: validated`; naming a method there forces it). Tasks 1-2: the ranker unless "
+              "a single source has a higher MRR@100 on the ranker's eval fold. Task 3: per locale, the "
+              "method with the largest BLEU gain over the last title on that locale's validation sessions, "
+              "else the last title.")
+    rows = [[task, entry["method"], fmt(entry["valid_mrr@100"].get("ranker")),
+             max((m for m in entry["valid_mrr@100"] if m != "ranker"), default="",
+                 key=lambda m: entry["valid_mrr@100"][m])]
+            for task, entry in choice.items() if task in ("task1", "task2")]
+    page.table(["task", "published", "ranker eval MRR@100", "best single source"], rows)
+    gap = task3_gap(choice, _read_json(board_path) or {})
+    if gap.height:
+        page.para("Task 3 per locale: BLEU gain over the last title (sacrebleu scale) on the validation "
+                  "sessions and on each test phase (the valid-vs-test gap; n/a: no ground truth). "
+                  "A chosen row is marked *.")
+        page.table(["locale", "method", "valid gain", "test gain p1", "test gain p2"],
+                   [[r["locale"], r["method"] + (" *" if r["chosen"] else "")]
+                    + ["n/a" if r[c] is None else f"{r[c]:+.2f}" for c in ("valid_gain", "test_gain_p1",
+                                                                          "test_gain_p2")]
+                    for r in gap.iter_rows(named=True)])
+
+
 def _read_json(path: Path) -> dict | None:
     if not path.exists():
         log.info("%s: absent, %s", path, MISSING)
@@ -260,6 +291,7 @@ def build_report(prepared: dict[str, pl.DataFrame], results: Results, out: Path,
     recall_section(page, results.recall, out, cfg, colours)
     ranker_section(page, results.ranker, results.importance, out, cfg)
     leaderboard_section(page, results.leaderboard, out, cfg, colours)
+    publish_section(page, results.publish, results.leaderboard)
     return page
 
 

@@ -48,6 +48,9 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
+# The two submissions: the chooser with its margins alone, and with the editor (the leaderboard's row names).
+METHODS = {"plain": "task3_chooser_plain", "edited": "task3_chooser"}
+
 
 @dataclass
 class Fold:
@@ -66,8 +69,12 @@ def fit_sources(fold: Fold, items: pl.DataFrame, cfg: tc.ChooserConfig, seed: in
 
 
 def run_valid(fold: Fold, refs: pl.DataFrame, events: pl.DataFrame, items: pl.DataFrame, titles: pl.DataFrame,
-              cfg: tc.ChooserConfig, seed: int) -> tuple[pl.DataFrame, tc.Edits, dict]:
-    """Learn the chooser on the valid fold; returns the labelled candidates, tuned edits and metrics."""
+              cfg: tc.ChooserConfig, seed: int) -> tuple[pl.DataFrame, tc.Tuned, dict]:
+    """Learn the chooser on the valid fold; returns the labelled candidates, tuned margins/edits and metrics.
+
+    ``metrics["per_locale"]``: per locale the BLEU of the last title, the chooser (margins, no edits) and
+    the chooser with edits on the same sessions, for the ``choose`` stage.
+    """
     base = last_titles(refs, events, items)
     metrics: dict = {"n_sessions": refs.height,
                      "last_title": bleu(base["next_item_title"].to_list(), refs["ref_title"].to_list())}
@@ -79,17 +86,26 @@ def run_valid(fold: Fold, refs: pl.DataFrame, events: pl.DataFrame, items: pl.Da
     metrics["candidates_per_session"] = labelled.height / max(refs.height, 1)
     oof = tc.out_of_fold(labelled, cfg, seed)
     ref_of = refs.select("session", "ref")
+    fallback = refs.select("session", "locale").join(
+        base.select("session", fb=tokens(base["next_item_title"])), on="session", maintain_order="left")
+
+    def hyps(choice: pl.DataFrame, column: str = "tokens") -> pl.DataFrame:
+        # Sessions without a candidate fall back to the last title, as on test.
+        return (fallback.join(choice.select("session", hyp=column), on="session", how="left",
+                              maintain_order="left")
+                .select("session", "locale", hyp=pl.coalesce("hyp", "fb")).join(ref_of, on="session"))
 
     def step_bleu(choice: pl.DataFrame, column: str = "tokens") -> float:
-        # Sessions without a candidate fall back to the last title, as on test.
-        merged = (refs.select("session").join(choice.select("session", hyp=column), on="session", how="left")
-                  .join(base.select("session", fb=pl.col("next_item_title")), on="session")
-                  .join(ref_of, on="session"))
-        hyp = merged.select(pl.coalesce("hyp", tokens(merged["fb"]))).to_series()
-        return tc.corpus_bleu_of(hyp, merged["ref"])
+        merged = hyps(choice, column)
+        return tc.corpus_bleu_of(merged["hyp"], merged["ref"])
 
     metrics["oracle_candidate"] = step_bleu(tc.choose(labelled, "bleu"))  # best candidate by its label
-    choice = tc.tail_support(tc.choose(oof), labelled).join(ref_of, on="session", maintain_order="left")
+    best = tc.advantage(oof)
+    metrics["chooser_argmax"] = step_bleu(best)
+    metrics["argmax_departs"] = float((best["item"] != best["last_item"]).fill_null(True).mean())
+    margins, margin_figures = tc.tune_margins(best, oof, ref_of, cfg)
+    choice = (tc.tail_support(tc.stay(best, oof, margins), labelled)
+              .join(ref_of, on="session", maintain_order="left"))
     edits, steps = tc.tune_edits(choice, choice["ref"], cfg)
     edited = tc.apply_edits(choice, edits)
     metrics["chooser"] = step_bleu(choice)
@@ -98,22 +114,36 @@ def run_valid(fold: Fold, refs: pl.DataFrame, events: pl.DataFrame, items: pl.Da
     metrics["chooser_edited"] = step_bleu(edited, "edited")
     metrics["edit_steps_on_chosen_sessions"] = steps
     metrics["edits"] = {"trim": edits.trim, "drop_tail_min": edits.drop_tail_min}
+    metrics["margins"] = {loc: (m if m != float("inf") else "never") for loc, m in margins.items()}
     # How much each step adds when the others stay: the editor alone on the last title.
     last_choice = tc.tail_support(tc.choose(labelled.filter(pl.col("si_recency") == 0), "si_in_session"),
                                   labelled).join(ref_of, on="session", maintain_order="left")
     metrics["last_title_edited"] = step_bleu(tc.apply_edits(last_choice, edits), "edited")
-    return labelled, edits, metrics
+    per_locale = {}
+    columns = {"last_title": hyps(base.select("session", tokens=tokens(base["next_item_title"]))),
+               "chooser": hyps(choice), "chooser_edited": hyps(edited, "edited")}
+    for locale in sorted(refs["locale"].unique().to_list()):
+        per_locale[locale] = {name: tc.corpus_bleu_of(*frame.filter(pl.col("locale") == locale)
+                                                      .select("hyp", "ref").get_columns())
+                              for name, frame in columns.items()}
+        per_locale[locale] |= {"n": int((refs["locale"] == locale).sum()), **margin_figures.get(locale, {})}
+    metrics["per_locale"] = per_locale
+    return labelled, tc.Tuned(margins, edits), metrics
 
 
-def predict_test(fold: Fold, model, edits: tc.Edits, events: pl.DataFrame, items: pl.DataFrame,
-                 titles: pl.DataFrame, cfg: tc.ChooserConfig, seed: int) -> pl.DataFrame:
-    """session, next_item_title for ``fold.sessions`` (same order), chooser + editor, last title fallback."""
+def predict_test(fold: Fold, model, tuned: tc.Tuned, events: pl.DataFrame, items: pl.DataFrame,
+                 titles: pl.DataFrame, cfg: tc.ChooserConfig, seed: int) -> dict[str, pl.DataFrame]:
+    """session, next_item_title for ``fold.sessions`` (same order), last title fallback: {"plain": the
+    chooser with its margins, "edited": the same with the editor}."""
     cands = candidate_titles(fold.sessions.select("session", "locale"), events,
                              fit_sources(fold, items, cfg, seed),
                              items, titles, cfg.max_session_items)
-    choice = tc.apply_edits(tc.tail_support(tc.choose(tc.predict(model, cands)), cands), edits)
-    chosen = choice.select("session", next_item_title=tc.edited_titles(choice))
-    return tc.fill_missing(fold.sessions, chosen, last_titles(fold.sessions, events, items))
+    scored = tc.predict(model, cands)
+    choice = tc.apply_edits(tc.tail_support(tc.stay(tc.advantage(scored), scored, tuned.margins), cands),
+                            tuned.edits)
+    last = last_titles(fold.sessions, events, items)
+    return {name: tc.fill_missing(fold.sessions, choice.select("session", next_item_title=title), last)
+            for name, title in (("plain", pl.col("title")), ("edited", tc.edited_titles(choice)))}
 
 
 @exit_on_data_error
@@ -143,7 +173,7 @@ def main() -> None:
                      pl.read_parquet(args.splitdir / "valid" / "history.parquet"))
         metrics = no_titles(titles, refs, "task3_chooser")
         if metrics is None:
-            labelled, edits, metrics = run_valid(valid, refs, events, items, titles, cfg, seed)
+            labelled, tuned, metrics = run_valid(valid, refs, events, items, titles, cfg, seed)
             model = tc.fit(labelled, cfg, seed)
             log.info("valid BLEU: %s", {k: v for k, v in metrics.items() if isinstance(v, float)})
     with timed("test predictions"):
@@ -154,12 +184,16 @@ def main() -> None:
                 log.warning("no task3_phase%d sessions in the prepared data", phase)
                 continue
             locales = submission.load_test_locales(args.raw, 3, phase)
-            frame = (last_titles(fold.sessions, events, items) if "skipped" in metrics
-                     else predict_test(fold, model, edits, events, items, titles, cfg, seed))
-            sub = fold.sessions.select("session", "locale").join(frame, on="session", maintain_order="left")
-            submission.write(sub.select("locale", "next_item_title"),
-                             submission.submission_path(args.out / "task3_chooser", 3, phase), 3, locales,
-                             None)
+            if "skipped" in metrics:
+                frames = dict.fromkeys(("plain", "edited"), last_titles(fold.sessions, events, items))
+            else:
+                frames = predict_test(fold, model, tuned, events, items, titles, cfg, seed)
+            for name, frame in frames.items():
+                sub = fold.sessions.select("session", "locale").join(frame, on="session",
+                                                                     maintain_order="left")
+                submission.write(sub.select("locale", "next_item_title"),
+                                 submission.submission_path(args.out / METHODS[name], 3, phase), 3, locales,
+                                 None)
             log.info("task3_chooser phase %d: %d rows", phase, sub.height)
     write_json(metrics, args.metrics)
 

@@ -14,6 +14,7 @@ from core import config
 from core.dataconfig import DataConfig
 from core.guards import ResourcesConfig
 from features.base import FeaturesConfig
+from pipeline.choose import ChooseConfig
 from pipeline.engine import DaskConfig, dask_config, engine
 from pipeline.publish import PublishConfig
 from pipeline.report import ReportConfig
@@ -30,7 +31,7 @@ SECTIONS = {
     "data": DataConfig, "synthetic": SyntheticConfig, "split": SplitConfig, "deep": DeepConfig,
     "candidates": CandidatesConfig, "features": FeaturesConfig, "resources": ResourcesConfig,
     "ranker": RankerConfig, "task3.chooser": ChooserConfig, "task3.mt5": Mt5Config, "publish": PublishConfig,
-    "report": ReportConfig, "dask": DaskConfig,
+    "report": ReportConfig, "dask": DaskConfig, "choose": ChooseConfig,
 }
 
 

@@ -61,9 +61,15 @@ def fake_metrics(world, metrics_dir: Path) -> report.Results:
                                         "DE": ranking, "JP": ranking, "UK": ranking},
                          "ranker": {"all": ranking, "DE": ranking, "JP": ranking}},
         "task2_phase1": {"popularity": {"all": {k: v for k, v in ranking.items() if "ceiling" not in k}}},
-        "task3_phase1": {"last_title": {"all": {"bleu": 0.25, "n": 10}, "ES": {"bleu": 0.2, "n": 3}}},
+        "task3_phase1": {"last_title": {"all": {"bleu": 0.25, "n": 10}, "ES": {"bleu": 0.2, "n": 3}},
+                         "task3_chooser": {"all": {"bleu": 0.27, "n": 10}, "ES": {"bleu": 0.23, "n": 3}}},
     }
     write_json(board, results.leaderboard)
+    write_json({"task1": {"method": "ranker", "valid_mrr@100": {"ranker": 0.41, "source_covisit": 0.35}},
+                "task3": {"method": "per locale", "min_gain": 0.0, "per_locale": {"ES": {
+                    "method": "task3_chooser", "gain": 0.01,
+                    "valid": {"task3_chooser": {"bleu": 0.21, "last_title": 0.2, "n": 30}}}}}},
+               results.publish)
     write_json({"locales": {"DE": {"sessions": 10, "repeat_share": 0.3},
                             "ES": {"sessions": 4, "repeat_share": 0.2}},
                 "probes": {"task1_phase1": {"covisit": {"mrr@100": 0.3}, "popularity": {"mrr@100": 0.01}}}},
@@ -106,6 +112,9 @@ def test_page_holds_the_tables(built):
     union = json.loads((metrics_dir / report.RECALL).read_text())["overall"]["union"]["recall"]
     assert f"{union:.1%}" in markdown
     assert "<table>" in (out / "index.html").read_text()
+    # the Task 3 choice, its valid gain and the test gain beside it (sacrebleu scale): 1.0 vs 3.0
+    row = next(line for line in markdown.splitlines() if "task3_chooser *" in line)
+    assert [c.strip() for c in row.strip("|").split("|")][2:5] == ["+1.00", "+3.00", "n/a"], row
 
 
 def test_missing_inputs_are_reported_not_fatal(tiny_world, tmp_path, monkeypatch):
@@ -115,7 +124,8 @@ def test_missing_inputs_are_reported_not_fatal(tiny_world, tmp_path, monkeypatch
     page = report.build_report({}, report.Results.under(tmp_path / "metrics", tmp_path / "plots"), out, CFG)
     report.write_page(page, out)
     markdown = (out / "index.md").read_text()
-    for name in (report.RECALL, report.RANKER, report.IMPORTANCE, report.LEADERBOARD, report.DATA_STATS):
+    for name in (report.RECALL, report.RANKER, report.IMPORTANCE, report.LEADERBOARD, report.DATA_STATS,
+                 report.PUBLISH):
         assert re.search(rf"{re.escape(name)}`[^\n]*{report.MISSING}", markdown), name
     assert not list(out.glob("*.png")) and "<img" not in (out / "index.html").read_text()
 

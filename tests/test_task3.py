@@ -128,7 +128,7 @@ def test_chooser_beats_last_title(world):
     titles = item_titles(world["items"])
     refs = task3.valid_references(world["queries"], world["valid_targets"], titles)
     fold = task3.Fold(refs.select("session", "locale"), world["history"])
-    labelled, edits, metrics = task3.run_valid(fold, refs, world["events"], world["items"], titles, cfg,
+    labelled, tuned, metrics = task3.run_valid(fold, refs, world["events"], world["items"], titles, cfg,
                                                seed=3)
     assert set(title_features.columns(list(cfg.sources))) <= set(labelled.columns)
     # The target item itself is never a valid candidate (Task 3 targets are new products).
@@ -139,10 +139,48 @@ def test_chooser_beats_last_title(world):
     # Test-side prediction: every session gets a title, in input order, deterministically.
     model = tc.fit(labelled, cfg, seed=3)
     sessions = refs.select("session", "locale").reverse()
-    one = task3.predict_test(fold, model, edits, world["events"], world["items"], titles, cfg, seed=3)
-    two = task3.predict_test(fold, model, edits, world["events"], world["items"], titles, cfg, seed=3)
-    assert one["session"].to_list() == sessions["session"].to_list()[::-1]
-    assert one.equals(two) and one["next_item_title"].null_count() == 0
+    one = task3.predict_test(fold, model, tuned, world["events"], world["items"], titles, cfg, seed=3)
+    two = task3.predict_test(fold, model, tuned, world["events"], world["items"], titles, cfg, seed=3)
+    assert set(one) == {"plain", "edited"}
+    for name, frame in one.items():
+        assert frame["session"].to_list() == sessions["session"].to_list()[::-1]
+        assert frame.equals(two[name]) and frame["next_item_title"].null_count() == 0
+    # The per-locale figures the choose stage weighs, on the same sessions for every method.
+    assert set(metrics["per_locale"]) == set(refs["locale"].unique())
+    for figures in metrics["per_locale"].values():
+        assert {"last_title", "chooser", "chooser_edited", "n"} <= set(figures)
+        # the margins are tuned per locale, and "never depart" is one of them: no worse than the last title
+        assert figures["chooser"] >= figures["last_title"] - 1e-9
+
+
+def _scored(pred_neighbour: float) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """Two sessions, each with its last title (own, recency 0) and a neighbour the model prefers."""
+    rows = []
+    for s, (last, near) in enumerate([("red shoe size 9 leather", "blue bag with four straps"),
+                                          ("green hat wool size 2", "black car toy for kids")]):
+        rows += [{"session": s, "item": 10 * s, "locale": "DE", "title": last, "si_in_session": 1,
+                  "si_recency": 0, "pred": 0.0},
+                 {"session": s, "item": 10 * s + 1, "locale": "DE", "title": near, "si_in_session": 0,
+                  "si_recency": None, "pred": pred_neighbour + s}]
+    scored = pl.DataFrame(rows).with_columns(tokens=pl.col("title").str.split(" "),
+                                             session=pl.col("session").cast(pl.Int32))
+    return scored, scored.filter(pl.col("si_in_session") == 1).select("session", ref="tokens")
+
+
+def test_margins_keep_the_last_title_where_departing_loses():
+    cfg = chooser_config()
+    scored, ref = _scored(pred_neighbour=1.0)
+    best = tc.advantage(scored)
+    assert best["item"].to_list() == [1, 11] and best["advantage"].to_list() == [1.0, 2.0]
+    # the plain argmax departs everywhere; the references are the last titles: never departing wins
+    assert tc.stay(best, scored, {})["item"].to_list() == [1, 11]
+    margins, figures = tc.tune_margins(best, scored, ref, cfg)
+    assert margins == {"DE": float("inf")} and figures["DE"]["departed"] == 0.0
+    assert tc.stay(best, scored, margins)["item"].to_list() == [0, 10]
+    # where the neighbours are the references, departing wins and the margin lets them through
+    ref = scored.filter(pl.col("si_in_session") == 0).select("session", ref="tokens")
+    margins, _ = tc.tune_margins(best, scored, ref, cfg)
+    assert tc.stay(best, scored, margins)["item"].to_list() == [1, 11]
 
 
 def test_title_features_follow_the_feature_rules(world):

@@ -52,6 +52,7 @@ class ChooserConfig:
     bagging_freq: int
     feature_fraction: float
     num_threads: int
+    depart_quantiles: tuple[float, ...]  # departure margins tried per locale: quantiles of the advantage
     trim_grid: tuple[int, ...]     # token caps tried (0 = none)
     drop_tail_min: tuple[int, ...]  # drop_tail keeps at least this many tokens (0 = off)
 
@@ -66,6 +67,14 @@ class Edits:
 
     trim: dict[str, int]
     drop_tail_min: int
+
+
+@dataclass(frozen=True)
+class Tuned:
+    """What validation tuned after the model: per-locale departure margins (tune_margins) and the edits."""
+
+    margins: dict[str, float]
+    edits: Edits
 
 
 # -------------------------------------------------------------------------------------------- chooser
@@ -138,6 +147,64 @@ def choose(scored: pl.DataFrame, column: str = "pred") -> pl.DataFrame:
     return (scored.with_columns(_i=pl.int_range(pl.len()))
             .sort(["session", column, "_i"], descending=[False, True, False])
             .unique("session", keep="first", maintain_order=True).drop("_i"))
+
+
+def advantage(scored: pl.DataFrame, column: str = "pred") -> pl.DataFrame:
+    """Per session: the best candidate by ``column``, its ``advantage`` over the last title, the last title.
+
+    The last title is the session's most recent titled item (the own candidate of lowest recency), the
+    ``last_titles`` baseline. Returns choose()'s columns plus ``advantage`` (best minus the last title's
+    ``column``; null where the session has no own candidate) and ``last_item`` (its item, or null).
+    """
+    last = (scored.filter(pl.col("si_in_session") == 1).sort("session", "si_recency")
+            .unique("session", keep="first", maintain_order=True)
+            .select("session", last_item="item", _last=pl.col(column)))
+    return (choose(scored, column).join(last, on="session", how="left", maintain_order="left")
+            .with_columns(advantage=pl.col(column) - pl.col("_last")).drop("_last"))
+
+
+def stay(best: pl.DataFrame, scored: pl.DataFrame, margins: dict[str, float]) -> pl.DataFrame:
+    """choose()'s frame where a session keeps its last title unless the best beats it by the locale's margin.
+
+    Args:
+        best: advantage() output. scored: the candidates it was chosen from. margins: locale -> margin
+            (absent: 0, the plain argmax; inf: always the last title).
+    """
+    margin = pl.col("locale").replace_strict(margins, default=0.0, return_dtype=pl.Float64)
+    stays = pl.col("advantage").is_not_null() & (pl.col("advantage") <= margin)
+    picked = best.select("session", item=pl.when(stays).then(pl.col("last_item")).otherwise(pl.col("item")))
+    return (picked
+            .join(scored, on=["session", "item"], maintain_order="left"))
+
+
+def tune_margins(best: pl.DataFrame, scored: pl.DataFrame, ref: pl.DataFrame,
+                 cfg: ChooserConfig) -> tuple[dict[str, float], dict[str, dict[str, float]]]:
+    """Per locale, the departure margin (a quantile of the advantage, or inf) of the best corpus BLEU.
+
+    A departure from the last title pays only where the model is confident: the argmax of many noisy
+    predictions is above the last title's by chance in most sessions (the winner's curse), so where
+    the model is weak the best margin is high and the chooser keeps the last title.
+    Args:
+        best: advantage() of the out-of-fold predictions; scored: those candidates; ref: session, ref.
+    Returns the margins and, per locale, the BLEU of the chosen margin and of never departing.
+    """
+    margins, figures = {}, {}
+    for (locale,), part in best.group_by("locale", maintain_order=True):
+        adv = part["advantage"].drop_nulls()
+        grid = sorted({float(adv.quantile(q)) for q in cfg.depart_quantiles if adv.len()}
+                      | {0.0, float("inf")})
+        sub = scored.filter(pl.col("locale") == locale)
+
+        def score(m: float, part: pl.DataFrame = part, sub: pl.DataFrame = sub, loc: str = locale) -> float:
+            chosen = stay(part, sub, {loc: m}).join(ref, on="session", maintain_order="left")
+            return corpus_bleu_of(chosen["tokens"], chosen["ref"])
+
+        by = {m: score(m) for m in grid}
+        margins[locale] = max(grid, key=lambda m: (by[m], m))
+        figures[locale] = {"margin_bleu": by[margins[locale]], "never_depart_bleu": by[float("inf")],
+                           "departed": float((part["advantage"].fill_null(float("inf"))
+                                              > margins[locale]).mean())}
+    return margins, figures
 
 
 # --------------------------------------------------------------------------------------------- editor

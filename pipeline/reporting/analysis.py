@@ -185,6 +185,30 @@ def leaderboard_frame(board: dict) -> pl.DataFrame:
             .sort(["task", "score", "method"], descending=[False, True, False]))
 
 
+def task3_gap(publish: dict, board: dict) -> pl.DataFrame:
+    """The Task 3 choice per locale beside what the test files say of it.
+
+    Args:
+        publish: metrics/publish.json (stage choose); board: metrics/leaderboard.json (stage score).
+    Returns locale, method, chosen (bool), valid_gain (BLEU over the last title on the locale's valid
+    sessions) and test_gain_p1/p2 (the same on each test phase, null without ground truth); sacrebleu scale.
+    """
+    def test_gain(method: str, locale: str, phase: int) -> float | None:
+        scores = board.get(f"task3_phase{phase}", {})
+        ours, last = (scores.get(m, {}).get(locale, {}).get("bleu") for m in (method, "last_title"))
+        return None if ours is None or last is None else 100 * (ours - last)
+
+    rows = []
+    for locale, entry in publish.get("task3", {}).get("per_locale", {}).items():
+        for method, figures in entry["valid"].items():
+            valid_gain = 100 * (figures["bleu"] - figures["last_title"])
+            rows.append((locale, method, method == entry["method"], valid_gain,
+                         test_gain(method, locale, 1), test_gain(method, locale, 2)))
+    schema = {"locale": pl.String, "method": pl.String, "chosen": pl.Boolean, "valid_gain": pl.Float64,
+              "test_gain_p1": pl.Float64, "test_gain_p2": pl.Float64}
+    return pl.DataFrame(rows, schema=schema, orient="row")
+
+
 def flatten(obj: Any, prefix: tuple[str, ...] = ()) -> list[tuple[tuple[str, ...], Any]]:
     """Leaves of a nested dict as (key path, value)."""
     if isinstance(obj, dict):

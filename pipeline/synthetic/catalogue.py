@@ -106,7 +106,7 @@ def _words(rng: np.random.Generator, locale: str, n: int, cfg: SyntheticConfig) 
     return w.astype(object)
 
 
-def _base36(values: np.ndarray, width: int) -> np.ndarray:
+def base36(values: np.ndarray, width: int) -> np.ndarray:
     alphabet = np.array(list("0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ"))
     digits = np.empty((len(values), width), dtype="<U1")
     v = values.astype(np.int64).copy()
@@ -124,7 +124,7 @@ def _product_ids(rng: np.random.Generator, prefix: np.ndarray, book: np.ndarray)
     todo = np.arange(n)
     while len(todo):
         suffix = rng.integers(0, 36 ** 5, len(todo))
-        asin = np.char.add(np.char.add("B0", _base36(prefix[todo], 3)), _base36(suffix, 5))
+        asin = np.char.add(np.char.add("B0", base36(prefix[todo], 3)), base36(suffix, 5))
         isbn = np.char.add(np.char.zfill(prefix[todo].astype(str), 5),
                            np.char.zfill((suffix % 10 ** 5).astype(str), 5))
         ids[todo] = np.where(book[todo], isbn, asin)
@@ -199,7 +199,7 @@ def build_world(rng: np.random.Generator, scale: float, cfg: SyntheticConfig) ->
     fam_price = cat_price[fam_cat] * np.exp(cfg.price_family_sigma * z)
     fam_pop = cat_weight[fam_cat] * rng.lognormal(0.0, cfg.family_sigma, n_fam)
     fam_model = (n_cat + fam_cat[:, None] * cfg.model_pool + rng.integers(0, cfg.model_pool, (n_fam, 2)))
-    letters = _base36(rng.integers(10 * 36, 36 * 36, n_fam), 2)
+    letters = base36(rng.integers(10 * 36, 36 * 36, n_fam), 2)
     fam_code = np.where(rng.random(n_fam) < cfg.model_code_share,
                         np.char.add(np.char.add(letters, "-"), rng.integers(100, 999, n_fam).astype(str)), "")
     # Ids issued together: a family's variants share the first five characters ('B0' + 3 base-36
@@ -327,8 +327,10 @@ def _str(values: np.ndarray) -> pl.Series:
 
 
 def make_titles(w: World, cfg: SyntheticConfig, fam: np.ndarray, loc: np.ndarray, colour: np.ndarray,
-                size: np.ndarray, model: np.ndarray | None = None) -> pl.Series:
-    """Titles in each row's locale: brand, the family's model words, category noun, colour, size."""
+                size: np.ndarray, model: np.ndarray | None = None,
+                code: np.ndarray | None = None) -> pl.Series:
+    """Titles in each row's locale: brand, the family's model words, category noun, model code, colour,
+    size, in the order of ``cfg.title_layout``; ``model``/``code``: other words/codes than the family's."""
     model = w.fam_model[fam] if model is None else model
     cat = w.fam_cat[fam]
     wd = w.words
@@ -339,17 +341,18 @@ def make_titles(w: World, cfg: SyntheticConfig, fam: np.ndarray, loc: np.ndarray
         "m1": _str(wd[loc, model[:, 0]]),
         "m2": _str(wd[loc, model[:, 1]]),
         "noun": _str(wd[loc, cat]),
-        "code": _str(w.fam_code[fam]),
+        "code": _str(w.fam_code[fam] if code is None else code),
         "colour": _str(wd[loc, colour_c]),
         "size": _str(wd[loc, size_c]),
         "book": w.is_book_cat[cat],
     })
     m1 = pl.col("m1").str.to_titlecase()
-    general = pl.concat_str([pl.col("brand"), pl.lit(" "), m1, pl.lit(" "), pl.col("m2"), pl.lit(" "),
-                             pl.col("noun"),
-                             pl.when(pl.col("code") != "").then(pl.lit(" ") + pl.col("code"))
-                             .otherwise(pl.lit("")),
-                             pl.lit(", "), pl.col("colour"), pl.lit(", "), pl.col("size")])
+    code = pl.when(pl.col("code") != "").then(pl.lit(" ") + pl.col("code")).otherwise(pl.lit(""))
+    words = [pl.col("brand"), pl.lit(" "), m1, pl.lit(" "), pl.col("m2"), pl.lit(" "), pl.col("noun")]
+    if cfg.title_layout == "amazon":
+        general = pl.concat_str([*words, code, pl.lit(", "), pl.col("colour"), pl.lit(", "), pl.col("size")])
+    else:  # brand_words_colour_model
+        general = pl.concat_str([*words, pl.lit(" "), pl.col("colour"), pl.lit(" "), pl.col("size"), code])
     book = pl.concat_str([m1, pl.lit(" "), pl.col("m2"), pl.lit(": "), pl.col("noun").str.to_titlecase(),
                           pl.lit(" ("), pl.col("size"), pl.lit(")")])
     return frame.select(pl.when(pl.col("book")).then(book).otherwise(general).alias("title")).to_series()

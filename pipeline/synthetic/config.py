@@ -12,6 +12,7 @@ from core.paper import PRODUCTS, TASK1_TEST, TASK2_TEST_TOTAL, TASK3_TEST_TOTAL,
 # Mixture components of the next-item process, in the order of SyntheticConfig.mixture().
 DUP, BACK, VAR, REL, CAT, BRAND, TIER, DRIFT, POP = range(9)
 N_COMP = 9
+TITLE_LAYOUTS = ("amazon", "brand_words_colour_model")
 
 
 @dataclass(frozen=True)
@@ -43,6 +44,9 @@ class SyntheticConfig:
     model_pool: int                # model-word concepts per category
     word_long_share: float         # pseudo-words of three syllables (the rest two)
     word_long_share_jp: float      # JP pseudo-words of four kana (the rest three)
+    # title word order of non-book products: amazon = "Brand Model words noun CODE, colour, size";
+    # brand_words_colour_model = "Brand Model words noun colour size CODE" (no commas, the code last)
+    title_layout: str
     # |UK and DE| / |UK|; with the next two this gives ~1.41M ASINs at scale 1
     overlap_uk_de: float
     overlap_jp: float              # |JP and DE and UK| / |JP|
@@ -84,6 +88,7 @@ class SyntheticConfig:
     length_cap_divisor: int
     # task-3 target: new variant of the next item's family (else a new family)
     task3_new_variant: float
+    task3_new_code: float          # share of task-3 targets given a model code no catalogue title holds
     target_max_tries: int          # rejection rounds before falling back to locale popularity
 
     def __post_init__(self) -> None:
@@ -93,6 +98,11 @@ class SyntheticConfig:
         overlaps = (self.overlap_small_de, self.overlap_uk_de, self.overlap_jp)
         if not all(0 <= x <= 1 for x in overlaps):
             raise ValueError("synthetic: overlaps must lie in [0, 1]")
+        if self.title_layout not in TITLE_LAYOUTS:
+            raise ValueError(f"synthetic: title_layout must be one of {TITLE_LAYOUTS}, "
+                             f"got {self.title_layout!r}")
+        if not 0 <= self.task3_new_code <= 1:
+            raise ValueError("synthetic: task3_new_code must lie in [0, 1]")
         if self.family_size_max < 1 or self.n_related < 1 or self.related_categories < 1:
             raise ValueError("synthetic: family_size_max, n_related, related_categories must be >= 1")
 

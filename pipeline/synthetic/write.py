@@ -12,7 +12,7 @@ import polars as pl
 
 from core.io import atomic_path, peak_rss_mib, write_json
 from core.raw import LOCALES, gt_file, oracle_file, test_file
-from pipeline.synthetic.catalogue import build_world, make_titles, products_frame
+from pipeline.synthetic.catalogue import base36, build_world, make_titles, products_frame
 from pipeline.synthetic.config import SyntheticConfig, scaled_counts
 from pipeline.synthetic.oracle import ceiling, oracle_ranks, target_classes
 from pipeline.synthetic.sessions import lengths, simulate
@@ -110,8 +110,15 @@ def generate(out_dir: Path, scale: float, seed: int, cfg: SyntheticConfig) -> di
             model = w.fam_model[fam].copy()
             model[new_family] = (w.n_cat + w.fam_cat[fam[new_family], None] * cfg.model_pool
                                  + rng.integers(0, cfg.model_pool, (int(new_family.sum()), 2)))
-            title = make_titles(w, cfg, fam, loc_of[sess], rng.integers(0, cfg.n_colours, len(sess)),
-                                rng.integers(0, cfg.n_sizes, len(sess)), model)
+            colour, size = rng.integers(0, cfg.n_colours, len(sess)), rng.integers(0, cfg.n_sizes, len(sess))
+            code = w.fam_code[fam]
+            if cfg.task3_new_code > 0:  # drawn only when asked, so the default world's stream is unchanged
+                new_code = (rng.random(len(sess)) < cfg.task3_new_code) & (code != "")
+                letters = base36(rng.integers(10 * 36, 36 * 36, len(sess)), 2)
+                digits = rng.integers(1000, 9999, len(sess)).astype(str)  # catalogue codes have three
+                drawn = np.char.add(np.char.add(letters, "-"), digits)
+                code = np.where(new_code, drawn, code)
+            title = make_titles(w, cfg, fam, loc_of[sess], colour, size, model, code)
             gt = pl.DataFrame({"next_item_title": title, "locale": locale})
         else:
             gt = pl.DataFrame({"next_item": ids.gather(w.ent_prod[target]), "locale": locale})
