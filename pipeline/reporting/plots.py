@@ -147,7 +147,8 @@ def plot_recall(curves: pl.DataFrame, path: Path, dpi: int, colours: dict[str, s
         ends = []
         for i, ((name,), part) in enumerate(frame.group_by("name", maintain_order=True)):
             union = name == "union"
-            colour = "black" if union else colours.get(name, f"C{i % 10}")
+            # locales get their own palette (Dark2), so no locale line takes a method's colour
+            colour = "black" if union else colours.get(name) or colormaps["Dark2"](i % 8)
             ax.plot(part["k"].to_numpy(), part["recall"].to_numpy(), marker="o", markersize=3,
                     linewidth=2.5 if union else 1.2, color=colour, label=name)
             if part.height:  # named where it ends: at its deepest rank, or the last K
