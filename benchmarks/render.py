@@ -15,8 +15,8 @@ import argparse
 import json
 import sys
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 from core.io import write_text
 
@@ -579,8 +579,7 @@ def page_budgets(results: Path) -> str | None:
     return "\n\n".join(parts)
 
 
-@dataclass(frozen=True)
-class Page:
+class Page(NamedTuple):
     name: str
     sources: tuple[str, ...]
     render: Callable[[Path], str | None]
@@ -677,7 +676,7 @@ def measured_block(results: Path) -> str:
     if "real_wall_min" in h:
         rows.append(
             (
-                "the real files of `../shared/amazon_m2_real` (122,597 train sessions)",
+                "real sessions in the competition layout (122,597 train, real ES/FR/IT test sessions)",
                 f"{h['real_wall_min']} min",
                 f"{h['real_peak_gib']} GiB",
                 f"task 2 phase 1 MRR@100 {h['real_task2_phase1']}",

@@ -175,7 +175,7 @@ def test_stages_open_nothing_under_gt(generated, argv):
 
 def test_the_hook_sees_a_gt_read(generated):
     (generated / "reads_gt.py").write_text(
-        "from pipeline import raw\nraw.read_ground_truth('data/raw/gt/gt_task1_phase1.csv', 1)\n"
+        "from core import raw\nraw.read_ground_truth('data/raw/gt/gt_task1_phase1.csv', 1)\n"
     )
     result = subprocess.run(
         [sys.executable, "-c", HOOK, "reads_gt.py"], cwd=generated, capture_output=True, text=True

@@ -208,6 +208,19 @@ def plot_importance(table: pl.DataFrame, path: Path, dpi: int, top: int) -> None
     _save(fig, path, dpi)
 
 
+PUBLISHED = "submission"  # the leaderboard's name for the published files (pipeline.score)
+
+
+def _bar_colour(method: str, part: pl.DataFrame, colours: dict[str, str]) -> str:
+    """A method's colour; the published files take the colour of the method they equal (hatched)."""
+    if method == PUBLISHED:
+        score = part.filter(pl.col("method") == method)["score"][0]
+        twins = part.filter((pl.col("method") != method) & (pl.col("score") == score))["method"].to_list()
+        if twins:
+            return colours[sorted(twins)[0]]
+    return colours[method]
+
+
 def plot_leaderboard(board: pl.DataFrame, path: Path, dpi: int, colours: dict[str, str]) -> None:
     """One panel per dataset (task and phase): its methods as horizontal bars, best on top, the value
     at the end of each bar, the oracle ceiling as a dashed line where there is one.
@@ -225,7 +238,9 @@ def plot_leaderboard(board: pl.DataFrame, path: Path, dpi: int, colours: dict[st
         metric = part["metric"][0]
         y = np.arange(part.height)
         scores = part["score"].to_numpy()
-        bars = ax.barh(y, scores, color=[colours[m] for m in part["method"]], height=0.7)
+        methods = part["method"].to_list()
+        bars = ax.barh(y, scores, color=[_bar_colour(m, part, colours) for m in methods], height=0.7,
+                       hatch=["//" if m == PUBLISHED else "" for m in methods], edgecolor="white")
         ax.bar_label(bars, fmt="%.4f", fontsize=7, padding=2)
         ax.set_yticks(y, part["method"].to_list(), fontsize=7)
         ceiling = part["ceiling"].max()
@@ -241,5 +256,6 @@ def plot_leaderboard(board: pl.DataFrame, path: Path, dpi: int, colours: dict[st
         ax.grid(axis="x", alpha=0.3)
     for ax in axes[len(tasks):]:
         ax.set_visible(False)
-    fig.suptitle("Local leaderboard (sorted; one colour per method in every panel)")
+    fig.suptitle("Local leaderboard (sorted; one colour per method in every panel; hatched: the published "
+                 "submission, in the colour of the method it equals)")
     _save(fig, path, dpi)
