@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import os
 import shlex
+import shutil
 import subprocess
 import sys
 from pathlib import Path
 
+import polars as pl
 import pytest
 import yaml
 
@@ -61,3 +63,13 @@ def test_wrong_params_type_names_the_key(tmp_path: Path) -> None:
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     line = _one_error_line(_run(STAGES["train_ranker"], tmp_path))
     assert "ranker" in line and "num_leaves" in line, line
+
+
+def test_input_without_a_column_names_the_frame_and_column(tmp_path: Path) -> None:
+    shutil.copy(REPO / "params.yaml", tmp_path / "params.yaml")
+    history = tmp_path / "data" / "split" / "valid" / "history.parquet"
+    history.parent.mkdir(parents=True)
+    pl.DataFrame({"session": [0], "position": [0]}, schema={"session": pl.Int32, "position": pl.Int32}) \
+        .write_parquet(history)
+    line = _one_error_line(_run(STAGES["candidates@valid"], tmp_path))
+    assert line.startswith("error: history: missing column"), line
