@@ -25,10 +25,12 @@ run: $(STAMP)
 	. $(BIN)/activate && dvc repro
 	@cat metrics/leaderboard.md
 
-# dvc exp run writes its -S values into params.yaml (and reformats it): the copy puts the file back
+# REAL_DIR is checked before anything runs (one line naming the missing or misnamed file, exit 2).
+# dvc exp run writes its -S values into params.yaml (and reformats it): the copy puts the file back.
 real: $(STAMP)
-	@$(if $(REAL_DIR),,echo "make real: REAL_DIR is not set; run make real REAL_DIR=<folder holding sessions_train.csv, products_train.csv and sessions_test_task*_phase*.csv>" >&2; exit 2)
-	@$(BIN)/m2 check-files $(REAL_DIR)
+	$(if $(REAL_DIR),,$(error make real: REAL_DIR is not set; run make real REAL_DIR=<folder holding sessions_train.csv, products_train.csv and sessions_test_task*_phase*.csv>))
+	$(eval REAL_CHECK := $(shell $(BIN)/m2 check-files $(REAL_DIR) 2>&1 >/dev/null | tail -n 1))
+	$(if $(REAL_CHECK),$(error make real: $(REAL_CHECK)))
 	@cp params.yaml .params.yaml.make-real
 	. $(BIN)/activate && dvc exp run -S data.source=files -S data.raw_dir=$(abspath $(REAL_DIR)); \
 	  rc=$$?; mv .params.yaml.make-real params.yaml; exit $$rc

@@ -15,12 +15,14 @@ from typing import Any, TypeVar
 
 import yaml
 
+from core.errors import StageError
+
 T = TypeVar("T")
 
 PARAMS_FILE = Path("params.yaml")
 
 
-class ParamsError(ValueError):
+class ParamsError(StageError, ValueError):
     """params.yaml is missing a section, has an unknown key, or a value of the wrong type."""
 
 

@@ -15,6 +15,8 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 
+from core.errors import StageError
+
 BYTES_PER_CELL = 8
 GIB = 1 << 30
 
@@ -26,7 +28,7 @@ class ResourcesConfig:
     memory_budget_gib: float          # what one stage may hold in candidate/feature rows at once
 
 
-class ResourceBudgetError(RuntimeError):
+class ResourceBudgetError(StageError, RuntimeError):
     """The params would build more rows at once than ``resources.memory_budget_gib`` allows."""
 
 

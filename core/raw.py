@@ -6,26 +6,24 @@ lines inside a quoted CSV field for long sessions. It is parsed with a regular e
 the caller passes ``on_error="skip"``, in which case it is dropped and counted in the returned
 :class:`ReadReport` (logged by the caller). Nothing is dropped silently.
 
-Every stage ``main`` that reads raw files (and the ``m2`` commands) is wrapped in
-:func:`exit_on_data_error`: a :class:`RawDataError` ends the process with exit status 1 and one line
-on stderr, ``error: data/raw/sessions_train.csv:4 field 'prev_items': malformed prev_items array: ...``,
+Every stage ``main`` (and the ``m2`` commands) is wrapped in :func:`core.errors.exit_on_error`: a
+:class:`RawDataError` ends the process with exit status 1 and one line on stderr,
+``error: data/raw/sessions_train.csv:4 field 'prev_items': malformed prev_items array: ...``,
 without a traceback (a data error is the user's to fix, not a bug to debug).
 """
 
 from __future__ import annotations
 
 import csv
-import functools
 import io
 import logging
-import sys
 from collections import Counter
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TypeVar
 
 import polars as pl
+
+from core.errors import StageError, exit_on_error
 
 log = logging.getLogger(__name__)
 
@@ -73,7 +71,7 @@ def oracle_file(task: int, phase: int) -> str:
 TARGET_CLASSES = ("related_1", "related_2", "related_3+", "variant", "category", "other")
 
 
-class RawDataError(ValueError):
+class RawDataError(StageError, ValueError):
     """A malformed record in a raw file; the message names file, line and field."""
 
     def __init__(self, path: str | Path, line: int | None, field: str | None, message: str):
@@ -82,22 +80,8 @@ class RawDataError(ValueError):
         self.path, self.line, self.field = str(path), line, field
 
 
-F = TypeVar("F", bound=Callable)
-
-
-def exit_on_data_error(main: F) -> F:
-    """Decorate a stage main or CLI command: a RawDataError becomes one ``error: ...`` line on stderr
-    and exit status 1, no traceback. Anything else (a bug) still raises with its traceback."""
-
-    @functools.wraps(main)
-    def wrapper(*args, **kwargs):
-        try:
-            return main(*args, **kwargs)
-        except RawDataError as exc:
-            print(f"error: {exc}", file=sys.stderr, flush=True)
-            raise SystemExit(1) from None
-
-    return wrapper  # type: ignore[return-value]
+# Stage mains and m2 commands are wrapped in it: a RawDataError (any StageError) is one line, exit 1.
+exit_on_data_error = exit_on_error
 
 
 @dataclass

@@ -25,6 +25,8 @@ from __future__ import annotations
 
 import polars as pl
 
+from core.errors import StageError
+
 ITEMS = {"item": pl.Int32, "id": pl.String, "locale": pl.String, "product": pl.Int32,
          "in_catalog": pl.Boolean,
          "title": pl.String, "price": pl.Float64}
@@ -36,8 +38,8 @@ QUERIES = {"session": pl.Int32, "locale": pl.String, "dataset": pl.String, "row"
 CANDIDATES = {"session": pl.Int32, "item": pl.Int32, "score": pl.Float32, "rank": pl.Int32}
 
 
-class SchemaError(ValueError):
-    pass
+class SchemaError(StageError, ValueError):
+    """A frame lacks a column the stage needs, or has it with another dtype."""
 
 
 def check(frame: pl.DataFrame, schema: dict[str, pl.DataType], name: str) -> pl.DataFrame:

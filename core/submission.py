@@ -14,6 +14,7 @@ import polars as pl
 import pyarrow.parquet as pq
 
 from core import raw
+from core.errors import StageError
 from core.io import atomic_path
 
 N_PREDICTIONS = 100
@@ -21,7 +22,7 @@ COLUMNS = {1: ("locale", "next_item_prediction"), 2: ("locale", "next_item_predi
            3: ("locale", "next_item_title")}
 
 
-class SubmissionError(ValueError):
+class SubmissionError(StageError, ValueError):
     """The submission would be rejected; the message says which row and why."""
 
 

@@ -30,12 +30,14 @@ from candidates.union import (
     with_defaults,
 )
 from core import config, guards, schemas
+from core.errors import exit_on_error
 from core.io import parquet_parts, setup_logging, timed
 from pipeline import engine
 
 log = logging.getLogger(__name__)
 
 
+@exit_on_error
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--split", required=True, choices=("valid", "test"))

@@ -20,6 +20,7 @@ from tqdm import tqdm
 
 from core import guards
 from core.config import load_section
+from core.errors import exit_on_error
 from core.io import peak_rss_mib, setup_logging, timed, write_json, write_parquet
 from features.assemble import add_features, chunk_of, fit_families, session_chunks
 from features.base import FeaturesConfig, Inputs
@@ -30,6 +31,7 @@ from pipeline import engine
 log = logging.getLogger(__name__)
 
 
+@exit_on_error
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter

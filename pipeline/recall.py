@@ -24,6 +24,7 @@ import polars as pl
 
 from candidates.columns import rank_col, source_names
 from core import schemas
+from core.errors import exit_on_error
 from core.io import setup_logging, write_json, write_text
 
 log = logging.getLogger(__name__)
@@ -82,6 +83,7 @@ def recall_report(union: pl.DataFrame, targets: pl.DataFrame, queries: pl.DataFr
     return report, plot
 
 
+@exit_on_error
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--union", type=Path, required=True)

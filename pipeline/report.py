@@ -33,6 +33,7 @@ from pathlib import Path
 import polars as pl
 
 from core import config, raw, schemas
+from core.errors import exit_on_error
 from core.io import setup_logging, timed, write_text
 from pipeline.reporting.analysis import (
     dataset_summary,
@@ -313,6 +314,7 @@ def read_prepared(prepared: Path) -> dict[str, pl.DataFrame]:
     return frames
 
 
+@exit_on_error
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)

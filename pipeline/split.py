@@ -22,6 +22,7 @@ import numpy as np
 import polars as pl
 
 from core import config
+from core.errors import exit_on_error
 from core.io import setup_logging, timed, write_parquet
 
 log = logging.getLogger(__name__)
@@ -88,6 +89,7 @@ def make_folds(sessions: pl.DataFrame, events: pl.DataFrame, targets: pl.DataFra
     return {"valid": valid, "test": test}
 
 
+@exit_on_error
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)

@@ -31,6 +31,7 @@ from candidates.deep.config import DeepConfig
 from candidates.deep.train import train
 from core import config
 from core.device import pick_device, set_threads
+from core.errors import exit_on_error
 from core.io import peak_rss_mib, setup_logging, timed, write_json
 
 log = logging.getLogger(__name__)
@@ -62,6 +63,7 @@ def train_one(model: str, history_path: Path, items_path: Path, out: Path, devic
     }
 
 
+@exit_on_error
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--history", type=Path, required=True)

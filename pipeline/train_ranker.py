@@ -25,6 +25,7 @@ from tqdm import tqdm
 
 from candidates.columns import score_col, source_names
 from core import config, guards, sampling
+from core.errors import exit_on_error
 from core.io import atomic_path, peak_rss_mib, setup_logging, timed, write_json
 from features.base import LOCALE_CODE
 from features.parts import part_paths
@@ -115,6 +116,7 @@ def evaluate(parts: list[Path], models: dict[str, tuple], queries: pl.DataFrame,
     return report
 
 
+@exit_on_error
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)

@@ -63,6 +63,7 @@ def _digests(root: Path) -> dict[str, str]:
             for p in sorted(root.rglob("*.parquet"))}
 
 
+@pytest.mark.graph
 @pytest.mark.skipif(shutil.which("git") is None, reason="dvc needs git")
 def test_dvc_repro_whole_graph_on_a_tiny_world(tmp_path):
     project = tmp_path / "repo"

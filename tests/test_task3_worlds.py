@@ -18,8 +18,9 @@ import polars as pl
 import pytest
 
 from candidates.union import with_defaults
+from core import raw
 from core.metrics import bleu
-from pipeline import choose, prepare, raw, split, synthetic, task3
+from pipeline import choose, prepare, split, synthetic, task3
 from tests._params import section, source_defaults, synthetic_config
 from tests.conftest import SEED, TINY_SCALE
 from titles import chooser as tc

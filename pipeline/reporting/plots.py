@@ -138,33 +138,57 @@ def plot_recall(curves: pl.DataFrame, path: Path, dpi: int, colours: dict[str, s
     one at it), so a short list does not read as a flat line to K = 200.
     """
     by_locale = curves.filter(pl.col("scope") == "locale")
-    fig = Figure(figsize=(12 if by_locale.height else 7.5, 5))
+    fig = Figure(figsize=(14 if by_locale.height else 9, 5.5))
     axes = fig.subplots(1, 2 if by_locale.height else 1, squeeze=False)[0]
     panels = [(axes[0], curves.filter(pl.col("scope") == "source"), "per source (overall)")]
     if by_locale.height:
         panels.append((axes[1], by_locale, "union per locale"))
     for ax, frame, title in panels:
-        for (name,), part in frame.group_by("name", maintain_order=True):
+        ends = []
+        for i, ((name,), part) in enumerate(frame.group_by("name", maintain_order=True)):
             union = name == "union"
-            colour = "black" if union else colours.get(name)
+            # locales get their own palette (Dark2), so no locale line takes a method's colour
+            colour = "black" if union else colours.get(name) or colormaps["Dark2"](i % 8)
             ax.plot(part["k"].to_numpy(), part["recall"].to_numpy(), marker="o", markersize=3,
                     linewidth=2.5 if union else 1.2, color=colour, label=name)
-            if not union and part.height:  # named where it ends: at its deepest rank, or the last K
-                ax.annotate(name, (part["k"][-1], part["recall"][-1]), fontsize=6, xytext=(3, 0),
-                            textcoords="offset points", va="center", color=colour)
+            if part.height:  # named where it ends: at its deepest rank, or the last K
+                ends.append((name, float(part["k"][-1]), float(part["recall"][-1]), colour))
         ax.set_xscale("log")
         # Ticks at the measured K grid (the union's), and at the caps below it; caps between grid
         # points (25, 40, 45) sit too close to label.
         grid = sorted(set(frame.filter(pl.col("name") == "union")["k"].to_list())) or sorted(set(frame["k"]))
         ks = sorted(set(grid) | {k for k in frame["k"].to_list() if k < grid[0]})
         ax.set_xticks(ks, [str(k) for k in ks], fontsize=7)
+        ax.set_xlim(min(ks) / 1.15, max(ks) * 1.6)  # room on the right for the end labels
         ax.minorticks_off()
         ax.set_xlabel("K (log); a source's curve ends at its k")
         ax.set_ylabel("recall@K")
         ax.set_title(f"Candidate recall@K, {title}")
         ax.grid(alpha=0.3, which="both")
-        ax.legend(fontsize=7, ncol=2, loc="upper left")
+        _end_labels(ax, ends)
+    # The legend outside the axes, so it never covers a curve.
+    axes[0].legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.0 if len(axes) == 1 else -0.02, -0.12),
+                   ncol=6 if len(axes) > 1 else 4, frameon=False)
     _save(fig, path, dpi)
+
+
+def _end_labels(ax, ends: list[tuple[str, float, float, str]], gap: float = 0.045) -> None:
+    """Name each curve at its last point; labels of curves that end at nearby K are pushed apart
+    vertically (at least ``gap`` of the y range) so none overlaps another."""
+    low, high = ax.get_ylim()
+    step = gap * (high - low)
+    placed: list[tuple[float, float]] = []  # (x, y) of labels already placed
+    for name, x, y, colour in sorted(ends, key=lambda e: (e[2], e[0])):
+        y_text = y
+        for px, py in placed:
+            if abs(np.log(px / x)) < 0.25 and y_text < py + step:
+                y_text = py + step
+        placed.append((x, y_text))
+        ax.annotate(name, (x, y), xytext=(x * 1.06, y_text), textcoords="data", fontsize=7, va="center",
+                    color=colour, arrowprops={"arrowstyle": "-", "color": colour, "linewidth": 0.5}
+                    if abs(y_text - y) > step / 2 else None)
+    if placed:
+        ax.set_ylim(low, max(high, max(py for _, py in placed) + step))
 
 
 def plot_importance(table: pl.DataFrame, path: Path, dpi: int, top: int) -> None:
@@ -184,6 +208,19 @@ def plot_importance(table: pl.DataFrame, path: Path, dpi: int, top: int) -> None
     _save(fig, path, dpi)
 
 
+PUBLISHED = "submission"  # the leaderboard's name for the published files (pipeline.score)
+
+
+def _bar_colour(method: str, part: pl.DataFrame, colours: dict[str, str]) -> str:
+    """A method's colour; the published files take the colour of the method they equal (hatched)."""
+    if method == PUBLISHED:
+        score = part.filter(pl.col("method") == method)["score"][0]
+        twins = part.filter((pl.col("method") != method) & (pl.col("score") == score))["method"].to_list()
+        if twins:
+            return colours[sorted(twins)[0]]
+    return colours[method]
+
+
 def plot_leaderboard(board: pl.DataFrame, path: Path, dpi: int, colours: dict[str, str]) -> None:
     """One panel per dataset (task and phase): its methods as horizontal bars, best on top, the value
     at the end of each bar, the oracle ceiling as a dashed line where there is one.
@@ -201,7 +238,9 @@ def plot_leaderboard(board: pl.DataFrame, path: Path, dpi: int, colours: dict[st
         metric = part["metric"][0]
         y = np.arange(part.height)
         scores = part["score"].to_numpy()
-        bars = ax.barh(y, scores, color=[colours[m] for m in part["method"]], height=0.7)
+        methods = part["method"].to_list()
+        bars = ax.barh(y, scores, color=[_bar_colour(m, part, colours) for m in methods], height=0.7,
+                       hatch=["//" if m == PUBLISHED else "" for m in methods], edgecolor="white")
         ax.bar_label(bars, fmt="%.4f", fontsize=7, padding=2)
         ax.set_yticks(y, part["method"].to_list(), fontsize=7)
         ceiling = part["ceiling"].max()
@@ -217,5 +256,6 @@ def plot_leaderboard(board: pl.DataFrame, path: Path, dpi: int, colours: dict[st
         ax.grid(axis="x", alpha=0.3)
     for ax in axes[len(tasks):]:
         ax.set_visible(False)
-    fig.suptitle("Local leaderboard (sorted; one colour per method in every panel)")
+    fig.suptitle("Local leaderboard (sorted; one colour per method in every panel; hatched: the published "
+                 "submission, in the colour of the method it equals)")
     _save(fig, path, dpi)

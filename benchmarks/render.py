@@ -1,0 +1,784 @@
+"""The measurement pages of docs/, rendered from the records in benchmarks/results/*.json.
+
+    python -m benchmarks.render            # rewrite docs/*.md and the README's measured block
+    python -m benchmarks.render --check    # exit 1 naming every page that differs from its records
+
+Every table in docs/ is generated here, so a figure there is always the record's figure; the README
+quotes a few headline figures, between the ``<!-- measured -->`` markers, rendered here too. A page whose
+record is absent (encoders.json until the encoders are benchmarked) is not written, and ``--check``
+then expects no page. tests/test_docs.py runs the check.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Callable, Iterable, Sequence
+from pathlib import Path
+from typing import NamedTuple
+
+from core.io import write_text
+
+ROOT = Path(__file__).resolve().parent.parent
+RESULTS = ROOT / "benchmarks" / "results"
+DOCS = ROOT / "docs"
+README = ROOT / "README.md"
+BEGIN, END = "<!-- measured: rendered by python -m benchmarks.render -->", "<!-- /measured -->"
+HEADER = (
+    "<!-- rendered by python -m benchmarks.render from {sources}: "
+    "edit the records or the script, not this page -->"
+)
+
+# The runs the README's measured block quotes (scale.json and real_run.json labels): the default world at
+# the current code, and the real files with today's files_overrides.
+README_RUNS = {"default": "default_F", "real": "real_hop2"}
+LEADERBOARD = ("task1_phase1", "task1_phase2", "task2_phase1", "task2_phase2")
+GIB_PER_MIB = 1 / 1024
+
+
+# ---------------------------------------------------------------- formatting
+
+
+def table(header: Sequence[str], rows: Iterable[Sequence[object]]) -> str:
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join("" if c is None else str(c) for c in row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def num(value: object, digits: int = 1) -> str:
+    """Thousands separators; ``digits`` decimals for floats; '-' for a missing value."""
+    if value is None:
+        return "-"
+    if isinstance(value, bool):
+        return str(value)
+    if isinstance(value, int):
+        return f"{value:,}"
+    if isinstance(value, float):
+        return f"{value:,.{digits}f}"
+    return str(value)
+
+
+def mrr(value: float | None) -> str:
+    return "-" if value is None else f"{value:.4f}"
+
+
+def share(value: float | None) -> str:
+    return "" if value is None else f" ({100 * value:.1f}%)"
+
+
+def code(commit: str | None) -> str:
+    return "-" if not commit else f"`{commit[:8]}`" + (" +wt" if "working tree" in commit else "")
+
+
+def load(name: str, results: Path) -> dict | None:
+    path = results / name
+    return json.loads(path.read_text(encoding="utf-8")) if path.exists() else None
+
+
+# ------------------------------------------------ whole-graph runs (scale.json, real_run.json)
+
+
+def _board(run: dict, dataset: str) -> str:
+    entry = run.get("leaderboard", {}).get(dataset)
+    if not entry or entry.get("mrr") is None:
+        return "-"
+    return mrr(entry["mrr"]) + share(entry.get("ceiling_share"))
+
+
+def _bleu(run: dict) -> str:
+    board = run.get("leaderboard", {})
+    values = [board.get(f"task3_phase{p}", {}).get("bleu") for p in (1, 2)]
+    return " / ".join(mrr(v) for v in values) if any(v is not None for v in values) else "-"
+
+
+def runs_table(runs: list[dict]) -> str:
+    rows = [
+        (
+            r["label"],
+            r["scale"],
+            code(r.get("code")),
+            " ".join(f"`{o}`" for o in r.get("overrides", [])) or "-",
+            num(r.get("interactions")),
+            num(r.get("total_wall_s")),
+            num(r.get("peak_rss_gib"), 2),
+            *(_board(r, d) for d in LEADERBOARD),
+            _bleu(r),
+        )
+        for r in runs
+    ]
+    return table(
+        (
+            "run",
+            "scale",
+            "code",
+            "overrides",
+            "interactions",
+            "stages wall s",
+            "peak RSS GiB",
+            *(f"{d} MRR@100 (share of ceiling)" for d in LEADERBOARD),
+            "task3 BLEU p1 / p2",
+        ),
+        rows,
+    )
+
+
+def _stage_group(name: str) -> str:
+    return name.split("@")[0]
+
+
+def stage_totals(run: dict) -> dict[str, float]:
+    totals: dict[str, float] = {}
+    for name, stage in run["stages"].items():
+        totals[_stage_group(name)] = totals.get(_stage_group(name), 0.0) + stage["wall_s"]
+    return totals
+
+
+def ladder_table(runs: list[dict], exponents: dict[str, float]) -> str:
+    per_run = [stage_totals(r) for r in runs]
+    stages = sorted(
+        {s for totals in per_run for s in totals}, key=lambda s: -max(t.get(s, 0) for t in per_run)
+    )
+    rows = [(s, *(num(t.get(s)) for t in per_run), num(exponents.get(s), 2)) for s in stages]
+    return table(("stage", *(f"wall s at {r['scale']}" for r in runs), "exponent"), rows)
+
+
+def stages_table(run: dict) -> str:
+    rows = [
+        (
+            name,
+            num(s.get("wall_s")),
+            num(s.get("cpu_s")),
+            num(s.get("peak_rss_gib"), 2),
+            num(s.get("rows_in")),
+            num(s.get("rows_out")),
+            num(s.get("mean_load"), 2),
+        )
+        for name, s in sorted(run["stages"].items(), key=lambda kv: -kv[1].get("wall_s", 0))
+    ]
+    return table(("stage", "wall s", "CPU s", "peak RSS GiB", "rows in", "rows out", "mean load"), rows)
+
+
+def page_scale(results: Path) -> str | None:
+    record = load("scale.json", results)
+    if record is None:
+        return None
+    runs = record["runs"]
+    ladder = [r for r in runs if r["label"] == "scale"]
+    full = [r for r in runs if r["scale"] == 1.0]
+    parts = [
+        "# The whole graph on the synthetic world, by scale",
+        "Each run is `python benchmarks/scale.py --scales S --label L [-S KEY=VALUE ...]`: the whole `dvc "
+        "repro` "
+        "graph in a scratch workspace, stage by stage, on a 2-core machine; wall and CPU seconds, the peak "
+        "RSS "
+        "of each stage's process tree, its rows in and out and the machine's mean load. Scale 1.0 is the "
+        "paper's Table 2 size. Runs of other machines or under other load differ; compare runs of one "
+        "machine "
+        "only. The leaderboard columns are the published ranker's MRR@100 and its share of the oracle "
+        "ceiling.",
+        "## Every run",
+        runs_table(runs),
+    ]
+    if ladder:
+        parts += [
+            "## Wall seconds per stage along the scale ladder",
+            "Stages of a `foreach` summed; `exponent`: the least-squares slope of log wall time against "
+            "log interactions (scale.json `exponents`).",
+            ladder_table(ladder, record.get("exponents", {})),
+        ]
+    for run in full:
+        parts += [f"## Stages of the scale {run['scale']} run (`{run['label']}`)", stages_table(run)]
+    return "\n\n".join(parts)
+
+
+def page_real_data(results: Path) -> str | None:
+    run_record = load("real_run.json", results)
+    variants = load("real_covisit_variants.json", results)
+    knobs = load("real_ranker_knobs.json", results)
+    curve = load("real_history_curve.json", results)
+    if not any((run_record, variants, knobs, curve)):
+        return None
+    parts = [
+        "# The real competition files",
+        "Measured on the real files in `../shared/amazon_m2_real` (122,597 train sessions, the real test "
+        "files, phase-1 ground truth for task 2 and task 1; placeholder titles), so task 3 and phase 2 are "
+        "not scored there.",
+    ]
+    if run_record:
+        parts += [
+            "## The whole graph (`benchmarks/results/real_run.json`)",
+            "`python benchmarks/scale.py --scales 0.02 --label L -S data.source=files -S data.raw_dir=DIR` "
+            "plus the overrides listed.",
+            runs_table(run_record["runs"]),
+        ]
+        for run in run_record["runs"][-1:]:
+            parts += [f"### Stages of `{run['label']}`", stages_table(run)]
+    if variants:
+        rows = [
+            (
+                name,
+                ", ".join(f"{k}={v}" for k, v in r["config"].items()),
+                mrr(r.get("valid_task2_mrr")),
+                mrr(r.get("valid_all_mrr")),
+                mrr(r.get("task2_phase1_mrr")),
+                mrr(r.get("task2_phase1_recall")),
+                mrr(r.get("valid_task2_recall_top100")),
+            )
+            for name, r in variants["runs"].items()
+        ]
+        parts += [
+            "## Each co-visitation variant alone (`benchmarks/results/real_covisit_variants.json`)",
+            variants["what"],
+            table(
+                (
+                    "variant",
+                    "config",
+                    "valid ES/FR/IT MRR",
+                    "valid all MRR",
+                    "task2_phase1 MRR",
+                    "task2_phase1 recall",
+                    "valid ES/FR/IT recall@100",
+                ),
+                rows,
+            ),
+        ]
+    if knobs:
+        rows = [
+            (
+                name,
+                r["what"],
+                mrr(r.get("task2_phase1_mrr")),
+                " / ".join(mrr(r.get("task2_phase1_by_locale", {}).get(loc)) for loc in ("ES", "FR", "IT")),
+                mrr(r.get("valid_task2_mrr")),
+                mrr(r.get("union_recall_valid_task2")),
+            )
+            for name, r in knobs["runs"].items()
+        ]
+        parts += [
+            "## The ranker's knobs (`benchmarks/results/real_ranker_knobs.json`)",
+            f"`{knobs['command']}`",
+            table(
+                (
+                    "run",
+                    "what",
+                    "task2_phase1 MRR",
+                    "ES / FR / IT",
+                    "valid ES/FR/IT MRR",
+                    "union recall valid ES/FR/IT",
+                ),
+                rows,
+            ),
+        ]
+    if curve:
+        rows = [
+            (
+                f"{float(fraction):.0%}",
+                mrr(r.get("task2_phase1_mrr")),
+                mrr(r.get("valid_task2_mrr")),
+                mrr(r.get("union_recall_valid_task2")),
+                mrr(r.get("sources_task2_phase1", {}).get("source_covisit_product")),
+            )
+            for fraction, r in sorted(curve["runs"].items(), key=lambda kv: float(kv[0]))
+        ]
+        parts += [
+            "## How much history is worth (`benchmarks/results/real_history_curve.json`)",
+            curve["what"],
+            f"`{curve['command']}`",
+            table(
+                (
+                    "history",
+                    "task2_phase1 ranker MRR",
+                    "valid ES/FR/IT MRR",
+                    "union recall valid ES/FR/IT",
+                    "covisit_product alone",
+                ),
+                rows,
+            ),
+        ]
+    return "\n\n".join(parts)
+
+
+# ------------------------------------------------ task 2 transfer, distributed, encoders, budgets
+
+
+def page_transfer(results: Path) -> str | None:
+    record = load("task2_transfer.json", results)
+    if record is None:
+        return None
+    worlds = [w for w in ("synthetic", "real") if w in record]
+    variants = list(dict.fromkeys(v for w in worlds for v in record[w]))
+    rows = [
+        (
+            f"`{v}`",
+            *(
+                " / ".join(mrr(record[w].get(v, {}).get(k)) for k in ("ES", "FR", "IT", "all"))
+                for w in worlds
+            ),
+        )
+        for v in variants
+    ]
+    return "\n\n".join(
+        [
+            "# Task 2: transfer from the large locales (`benchmarks/results/task2_transfer.json`)",
+            "`python benchmarks/task2_transfer.py`: `local_only` uses ES/FR/IT history, queries and ranker "
+            "only; "
+            "`pooled` every locale's history, the product-keyed co-visitation and the cross-locale features; "
+            "`published` params.yaml as shipped; `pretrain_finetune` the encoders fine-tuned on ES/FR/IT for "
+            f"{record.get('finetune_epochs')} epochs. Sources left out: "
+            f"{', '.join(record.get('skip_types', []))}. "
+            f"Real-file overrides: {', '.join(f'`{s}`' for s in record.get('real_sets', []))}.",
+            record.get("note", ""),
+            table(("variant", *(f"{w} task2_phase1 MRR@100 ES / FR / IT / all" for w in worlds)), rows),
+        ]
+    )
+
+
+def _mib(value: object) -> str:
+    if isinstance(value, list):
+        return " / ".join(num(v * GIB_PER_MIB, 2) for v in value)
+    return "-" if value is None else num(value * GIB_PER_MIB, 2)
+
+
+def page_distributed(results: Path) -> str | None:
+    record = load("distributed.json", results)
+    if record is None:
+        return None
+    rows = []
+    for r in record["runs"]:
+        shuffle_rows = sum(r["shuffle_rows"].values()) if "shuffle_rows" in r else None
+        shuffle_mib = sum(r["shuffle_mib"].values()) if "shuffle_mib" in r else None
+        rows.append(
+            (
+                r["what"],
+                r["engine"],
+                r["scale"],
+                num(r.get("sessions")),
+                num(r.get("events")),
+                f"{r['workers']} x {r['memory_limit']}",
+                r["partitions_per_worker"],
+                num(r.get("wall_s")),
+                num(r.get("fit_s")),
+                _mib(r.get("driver_peak_rss_mib")),
+                _mib(r.get("worker_peak_rss_mib")),
+                num(shuffle_rows),
+                num(shuffle_mib),
+            )
+        )
+    return "\n\n".join(
+        [
+            "# One machine against Dask (`benchmarks/results/distributed.json`)",
+            "`python benchmarks/distributed.py --scales S [--what covisit|features] [--engines ...]`: the "
+            "co-visitation "
+            "counts of the three co-visitation sources, and the feature joins, with `engine: polars` on this "
+            "machine "
+            "and `engine: dask` on a LocalCluster of the workers listed; the same output rows either way. "
+            "Memory in "
+            "GiB (MiB / 1024); shuffle: the partial pair counts sent between workers, all sources.",
+            table(
+                (
+                    "what",
+                    "engine",
+                    "scale",
+                    "sessions",
+                    "events",
+                    "workers",
+                    "partitions per worker",
+                    "wall s",
+                    "fit s",
+                    "driver peak GiB",
+                    "worker peak GiB",
+                    "shuffle rows",
+                    "shuffle MiB",
+                ),
+                rows,
+            ),
+        ]
+    )
+
+
+def _encoder_scores(entry: dict | None) -> str:
+    if not entry:
+        return "-"
+    return f"{mrr(entry.get('mrr@100'))} / {mrr(entry.get('recall@100'))}"
+
+
+def page_encoders(results: Path) -> str | None:
+    record = load("encoders.json", results)
+    if record is None:
+        return None
+    rows = [
+        (
+            r["label"],
+            r["model"],
+            mrr((r.get("valid") or {}).get("mrr@100")),
+            mrr((r.get("valid_task2") or {}).get("mrr@100")),
+            _encoder_scores(r.get("task2_phase1")),
+            num(r.get("train_s")),
+            f"{r.get('best_epoch', '-')} / {r.get('epochs', '-')}",
+            num(r.get("passes_per_item"), 2),
+            num(r.get("indexed_items")),
+            " ".join(f"`{k}={v}`" for k, v in (r.get("overrides") or {}).items()) or "-",
+            code(r.get("code")),
+        )
+        for r in record["runs"]
+    ]
+    return "\n\n".join(
+        [
+            "# The deep encoders alone (`benchmarks/results/encoders.json`)",
+            "`python benchmarks/encoders.py`: one encoder trained as the `train_deep` stage trains it, then "
+            "ranked "
+            "alone: MRR@100 on the valid split (all locales and ES/FR/IT), and MRR@100 / Recall@100 on the "
+            "answers of task 2 phase 1. Best epoch: the epoch of the best held-out MRR, the one served.",
+            table(
+                (
+                    "run",
+                    "model",
+                    "valid MRR@100",
+                    "valid ES/FR/IT MRR@100",
+                    "task2_phase1 MRR / Recall@100",
+                    "train s",
+                    "best epoch / epochs",
+                    "passes per item",
+                    "indexed items",
+                    "overrides",
+                    "code",
+                ),
+                rows,
+            ),
+        ]
+    )
+
+
+def page_budgets(results: Path) -> str | None:
+    deep = load("deep_budget.json", results)
+    chunk = load("chunk_profile.json", results)
+    part = load("predict_part.json", results)
+    trees = load("ranker_trees.json", results)
+    stats = load("stats_prepare.json", results)
+    if not any((deep, chunk, part, trees, stats)):
+        return None
+    parts = ["# Budgets at scale: where the time goes and what the caps cost"]
+    if deep:
+        rows = [
+            (
+                r["model"],
+                r["scale"],
+                num(r["history_items"]),
+                num(r["max_epoch_sessions"]),
+                num(r["session_passes"]),
+                num(r["session_passes"] / r["history_items"], 1),
+                mrr(r["mrr@100"]),
+                mrr(r["recall@100"]),
+                num(r["train_s"]),
+            )
+            for r in deep["runs"]
+        ]
+        parts += [
+            "## Encoder passes per item (`benchmarks/results/deep_budget.json`)",
+            "One encoder alone on the valid split, 8 epochs of `max_epoch_sessions` sessions each.",
+            table(
+                (
+                    "model",
+                    "scale",
+                    "items",
+                    "sessions per epoch",
+                    "session passes",
+                    "passes per item",
+                    "MRR@100",
+                    "Recall@100",
+                    "train s",
+                ),
+                rows,
+            ),
+        ]
+    if chunk:
+        for r in chunk["runs"]:
+            sources = list(r["fit_s"])
+            rows = [
+                (s, num(r["fit_s"].get(s), 1), num(r["generate_s"].get(s), 1), num(r["rows"].get(s)))
+                for s in sources
+            ]
+            parts += [
+                f"## One candidates chunk: {r['label']} (`benchmarks/results/chunk_profile.json`)",
+                f"{r['note']} {num(r['query_sessions'])} query sessions over {num(r['history_events'])} "
+                "history "
+                f"events; union {num(r['union_s'])} s, {num(r['union_rows'])} rows; features fit "
+                f"{num(r['features_fit_s'])} s; peak RSS {num(r['peak_rss_mib'] * GIB_PER_MIB, 2)} GiB.",
+                table(("source", "fit s", "generate s", "rows"), rows),
+            ]
+            if r.get("features_s"):
+                parts.append(
+                    table(("feature family", "s"), [(k, num(v)) for k, v in r["features_s"].items()])
+                )
+    if part:
+        rows = [
+            (
+                name.replace("scale_", ""),
+                r["parts"],
+                r["trees"],
+                num(r["rows"]),
+                num(r["read_s"]),
+                num(r["matrix_s"]),
+                num(r["predict_s"]),
+                num(r["rank_s"]),
+                num(r["part_s"]),
+                num(r["ns_per_row_tree"]),
+                num(r.get("stage_s_per_part")),
+            )
+            for name, r in part.items()
+        ]
+        parts += [
+            "## One predict part (`benchmarks/results/predict_part.json`)",
+            "`python benchmarks/predict_part.py --workspaces WS ...`: one features part read, cast, "
+            "predicted "
+            "and ranked in a fresh process.",
+            table(
+                (
+                    "scale",
+                    "parts",
+                    "trees",
+                    "rows",
+                    "read s",
+                    "matrix s",
+                    "predict s",
+                    "rank s",
+                    "part s",
+                    "ns per row and tree",
+                    "stage s per part",
+                ),
+                rows,
+            ),
+        ]
+    if trees:
+        rows = [(n, mrr(v["all"]), mrr(v["task2"])) for n, v in trees["mrr@100_by_trees"].items()]
+        parts += [
+            "## Ranker trees against eval MRR (`benchmarks/results/ranker_trees.json`)",
+            f"The scale-1.0 ranker ({trees['trees']} trees) truncated; {num(trees['eval_sessions'])} eval "
+            f"sessions, {num(trees['task2_eval_sessions'])} of them ES/FR/IT.",
+            table(("trees", "eval MRR@100", "eval ES/FR/IT MRR@100"), rows),
+        ]
+    if stats:
+        rows = [
+            (
+                r["stage"],
+                r["scale"],
+                code(r.get("code")),
+                r["rc"],
+                num(r["wall_s"]),
+                num(r["cpu_s"]),
+                num(r["peak_rss_gib"], 2),
+                r.get("note", ""),
+            )
+            for r in stats["runs"]
+        ]
+        parts += [
+            "## stats and prepare at scale 1.0 (`benchmarks/results/stats_prepare.json`)",
+            table(("stage", "scale", "code", "exit", "wall s", "CPU s", "peak RSS GiB", "note"), rows),
+        ]
+    return "\n\n".join(parts)
+
+
+class Page(NamedTuple):
+    name: str
+    sources: tuple[str, ...]
+    render: Callable[[Path], str | None]
+
+
+PAGES = (
+    Page("scale.md", ("scale.json",), page_scale),
+    Page(
+        "real_data.md",
+        ("real_run.json", "real_covisit_variants.json", "real_ranker_knobs.json", "real_history_curve.json"),
+        page_real_data,
+    ),
+    Page("transfer.md", ("task2_transfer.json",), page_transfer),
+    Page("distributed.md", ("distributed.json",), page_distributed),
+    Page("encoders.md", ("encoders.json",), page_encoders),
+    Page(
+        "budgets.md",
+        (
+            "deep_budget.json",
+            "chunk_profile.json",
+            "predict_part.json",
+            "ranker_trees.json",
+            "stats_prepare.json",
+        ),
+        page_budgets,
+    ),
+)
+
+
+# ---------------------------------------------------------------- the README's headline figures
+
+
+def labelled(runs: list[dict], label: str) -> dict | None:
+    """The last run called ``label``."""
+    found = [r for r in runs if r["label"] == label]
+    return found[-1] if found else None
+
+
+def default_run(runs: list[dict]) -> dict | None:
+    return labelled(runs, README_RUNS["default"])
+
+
+def headlines(results: Path) -> dict[str, str]:
+    """The figures the README quotes, formatted as it quotes them."""
+    out: dict[str, str] = {}
+    scale = load("scale.json", results)
+    if scale:
+        run = default_run(scale["runs"])
+        if run:
+            out["default_wall_min"] = f"{run['total_wall_s'] / 60:.0f}"
+            out["default_peak_gib"] = f"{run['peak_rss_gib']:.1f}"
+            for d in LEADERBOARD:
+                out[f"default_{d}"] = mrr(run["leaderboard"][d]["mrr"])
+                out[f"default_{d}_share"] = f"{100 * run['leaderboard'][d]['ceiling_share']:.1f}"
+        full = [r for r in scale["runs"] if r["scale"] == 1.0]
+        if full:
+            out["full_wall_h"] = f"{full[-1]['total_wall_s'] / 3600:.1f}"
+            out["full_peak_gib"] = f"{full[-1]['peak_rss_gib']:.1f}"
+            out["full_interactions_m"] = f"{full[-1]['interactions'] / 1e6:.1f}"
+    real = load("real_run.json", results)
+    if real:
+        run = labelled(real["runs"], README_RUNS["real"])
+    if real and run:
+        out["real_wall_min"] = f"{run['total_wall_s'] / 60:.0f}"
+        out["real_peak_gib"] = f"{run['peak_rss_gib']:.1f}"
+        out["real_task2_phase1"] = mrr(run["leaderboard"]["task2_phase1"]["mrr"])
+    return out
+
+
+def measured_block(results: Path) -> str:
+    h = headlines(results)
+    rows = []
+    if "default_wall_min" in h:
+        rows.append(
+            (
+                "the default run (synthetic, scale 0.02)",
+                f"{h['default_wall_min']} min",
+                f"{h['default_peak_gib']} GiB",
+                f"task 1 phase 1 MRR@100 {h['default_task1_phase1']} ({h['default_task1_phase1_share']}% of "
+                "the "
+                f"oracle ceiling); task 2 phase 1 {h['default_task2_phase1']} "
+                f"({h['default_task2_phase1_share']}%)",
+            )
+        )
+    if "full_wall_h" in h:
+        rows.append(
+            (
+                f"full size (synthetic, scale 1.0, {h['full_interactions_m']}M interactions)",
+                f"{h['full_wall_h']} h",
+                f"{h['full_peak_gib']} GiB",
+                "see [docs/scale.md](docs/scale.md)",
+            )
+        )
+    if "real_wall_min" in h:
+        rows.append(
+            (
+                "real sessions in the competition layout (122,597 train, real ES/FR/IT test sessions)",
+                f"{h['real_wall_min']} min",
+                f"{h['real_peak_gib']} GiB",
+                f"task 2 phase 1 MRR@100 {h['real_task2_phase1']}",
+            )
+        )
+    return "\n".join([BEGIN, table(("run, on 2 cores", "wall", "peak RSS", "score"), rows), END])
+
+
+# ---------------------------------------------------------------- writing and checking
+
+
+def rendered(results: Path = RESULTS) -> dict[str, str | None]:
+    """docs page name -> its text (None: its records are absent, so no page)."""
+    out: dict[str, str | None] = {}
+    for page in PAGES:
+        body = page.render(results)
+        if body is None:
+            out[page.name] = None
+            continue
+        present = [s for s in page.sources if (results / s).exists()]
+        out[page.name] = (
+            HEADER.format(sources=", ".join(f"benchmarks/results/{s}" for s in present))
+            + "\n\n"
+            + body.rstrip()
+            + "\n"
+        )
+    out["index.md"] = index_page(out)
+    return out
+
+
+def index_page(pages: dict[str, str | None]) -> str:
+    rows = [
+        (f"[{p.name}]({p.name})", ", ".join(f"`{s}`" for s in p.sources)) for p in PAGES if pages.get(p.name)
+    ]
+    return (
+        "\n\n".join(
+            [
+                HEADER.format(sources="benchmarks/results/*.json"),
+                "# Measurements",
+                "Every figure on these pages is rendered from a record in `benchmarks/results/` by "
+                "`python -m benchmarks.render`; `make test` fails when a page differs from its records.",
+                table(("page", "records"), rows),
+            ]
+        )
+        + "\n"
+    )
+
+
+def readme_with_block(readme: str, results: Path = RESULTS) -> str:
+    if BEGIN not in readme or END not in readme:
+        raise SystemExit(f"error: {README.name}: no {BEGIN!r} ... {END!r} block")
+    head, rest = readme.split(BEGIN, 1)
+    _, tail = rest.split(END, 1)
+    return head + measured_block(results) + tail
+
+
+def stale(docs: Path = DOCS, readme: Path = README, results: Path = RESULTS) -> list[str]:
+    """Every page (and the README block) that differs from what the records render."""
+    problems = []
+    for name, text in rendered(results).items():
+        path = docs / name
+        current = path.read_text(encoding="utf-8") if path.exists() else None
+        if current != text:
+            problems.append(
+                f"{path}: "
+                + (
+                    "should not exist (its records are absent)"
+                    if text is None
+                    else "missing"
+                    if current is None
+                    else "differs from its records"
+                )
+            )
+    text = readme.read_text(encoding="utf-8")
+    if readme_with_block(text, results) != text:
+        problems.append(f"{readme}: the measured block differs from the records")
+    return problems
+
+
+def write(docs: Path = DOCS, readme: Path = README, results: Path = RESULTS) -> None:
+    docs.mkdir(parents=True, exist_ok=True)
+    for name, text in rendered(results).items():
+        path = docs / name
+        if text is None:
+            path.unlink(missing_ok=True)
+        else:
+            write_text(text, path)
+    write_text(readme_with_block(readme.read_text(encoding="utf-8"), results), readme)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--check", action="store_true", help="compare, write nothing; exit 1 when stale")
+    args = parser.parse_args(argv)
+    if args.check:
+        problems = stale()
+        for problem in problems:
+            print(f"error: {problem}; run python -m benchmarks.render", file=sys.stderr)
+        return 1 if problems else 0
+    write()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
