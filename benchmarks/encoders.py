@@ -90,6 +90,7 @@ def main() -> None:
     valid_targets = pl.read_parquet(data / "split" / "valid" / "targets.parquet").rename({"item": "target"})
     test_queries = pl.read_parquet(data / "split" / "test" / "queries.parquet")
 
+    code = code_of()  # the commit the run starts at
     start = time.perf_counter()  # fit trains (no checkpoint given), one thread, with params' seed
     source_knobs = {**load_source_defaults()[args.model], "threads": 1, "device": "", "model": knobs}
     source_cfg = config.from_dict(SOURCES[args.model].Config, source_knobs, f"source_defaults.{args.model}")
@@ -117,7 +118,7 @@ def main() -> None:
         "session_passes": int(sum(meta.get("sessions", []))),
         "indexed_items": int(len(meta.get("indexable", []))),
         "workspace": args.workspace.resolve().name,
-        "code": code_of(),
+        "code": code,
     }
     print(json.dumps(result))
     if args.record:
