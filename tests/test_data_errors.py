@@ -143,9 +143,9 @@ def test_stats_stage_and_cli_report_damage_in_one_line(project, kind):
 def test_stages_reading_test_files_report_damage_in_one_line(project):
     DAMAGE["unknown locale"][0](project / RAW)
     frame = pl.DataFrame({"locale": ["DE", "UK", "JP"], "next_item_prediction": [["B09W9FND7K"]] * 3})
-    (project / "submissions" / "ranker").mkdir(parents=True)  # publish.task1
+    (project / "submissions" / "validated").mkdir(parents=True)  # publish.task1 (stage choose's folder)
     frame.write_parquet(project / "submissions" / "task1_phase1.parquet")
-    frame.write_parquet(project / "submissions" / "ranker" / "task1_phase1.parquet")
+    frame.write_parquet(project / "submissions" / "validated" / "task1_phase1.parquet")
     where = "data/raw/sessions_test_task1_phase1.csv:5"
     _assert_one_line_error(_run(project, "pipeline.cli", "validate", "--task", "1", "--phase", "1",
                                 "submissions/task1_phase1.parquet"), where, "locale", "unknown locale")

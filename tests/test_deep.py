@@ -408,7 +408,7 @@ def test_a_checkpoint_of_other_encoder_code_is_retrained_and_never_served(world,
 def test_code_fingerprint_covers_the_encoder_modules():
     from candidates.deep import train as deep_train
 
-    assert set(deep_train.CODE_FILES) == {"config.py", "data.py", "models.py", "train.py"}
+    assert set(deep_train.CODE_FILES) == {"config.py", "data.py", "models.py", "train.py", "warmstart.py"}
     assert len(deep_train.code_fingerprint()) == 16
 
 
