@@ -446,6 +446,35 @@ def page_encoders(results: Path) -> str | None:
                 ),
                 rows,
             ),
+            *(
+                [
+                    "## In the pipeline (`make real`, the real files)",
+                    "The whole graph on the shared real files, the encoders before and after, and "
+                    "without them: each encoder alone (`source_<name>`), the ranker, and the recall@100 "
+                    "of the ranker's submission, on task 2 phase 1; the ranker on task 1 phase 1. Wall "
+                    "time of `make real` from a fresh clone (install included) on a shared, loaded "
+                    "2-core machine.",
+                    table(
+                        ("run", "ranker task2_phase1", "GRU4Rec alone", "SASRec alone", "ranker recall@100",
+                         "ranker task1_phase1", "wall s", "code"),
+                        [
+                            (
+                                r["label"],
+                                mrr(r["task2_phase1"]["ranker"]),
+                                mrr(r["task2_phase1"].get("source_gru4rec")),
+                                mrr(r["task2_phase1"].get("source_sasrec")),
+                                mrr(r["task2_phase1"].get("union_recall@100_ranker")),
+                                mrr(r["task1_phase1"]["ranker"]),
+                                num(r.get("wall_s")),
+                                code(r.get("code")),
+                            )
+                            for r in record["pipeline"]
+                        ],
+                    ),
+                ]
+                if record.get("pipeline")
+                else []
+            ),
         ]
     )
 
