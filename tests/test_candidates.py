@@ -16,6 +16,7 @@ from core import schemas
 from core.config import ParamsError
 from pipeline.recall import recall_report
 from tests import _params
+from tests.test_deep import TINY as DEEP_TINY
 
 N_PER_LOCALE = 30
 
@@ -200,13 +201,7 @@ class TestAttributeColumn(SourceContract):
     type_, cfg = "attribute", {"key": "price"}
 
 
-_TINY_DEEP = {"dim": 8, "layers": 1, "heads": 2, "dropout": 0.0, "max_len": 20, "init": "random", "epochs": 2,
-              "batch_size": 32,
-              "lr": 0.01, "emb_lr": 0.05, "warmup_steps": 0, "clip_norm": 1.0, "weight_decay": 0.0,
-        "negatives": 16, "neg_alpha": 0.0, "logq": True, "skip_repeats": True, "min_count": 1,
-        "valid_sessions": 0, "patience": 0, "passes_per_item": 0.0,
-              "max_train_seconds": 0.0, "finetune_locales": [],
-              "finetune_epochs": 0}  # every ModelConfig knob but arch
+_TINY_DEEP = {**DEEP_TINY, "dim": 8, "epochs": 2}  # every ModelConfig knob but arch, smaller
 
 
 class TestGru4rec(SourceContract):  # trains in fit (no checkpoint): the contract, not the model's quality

@@ -21,9 +21,8 @@ import polars as pl
 import pytest
 import yaml
 
-from core import submission
 from tests.conftest import REPO
-from tests.test_pipeline_repro import _copy_repo, _tiny_params
+from tests.test_pipeline_repro import _copy_repo, _tiny_params, validate_six_submissions
 
 pytestmark = [pytest.mark.graph,
               pytest.mark.skipif(shutil.which("make") is None or shutil.which("git") is None,
@@ -119,13 +118,7 @@ def test_make_real_runs_the_graph_on_the_folder_and_puts_params_back(project: Pa
     # the graph read the folder: data/raw holds its files
     copied = project / "data" / "raw" / "sessions_train.csv"
     assert copied.read_bytes() == (real / "sessions_train.csv").read_bytes()
-    raw = project / "data" / "raw"
-    catalogue = submission.load_catalogue(raw)
-    for task in (1, 2, 3):
-        for phase in (1, 2):
-            frame = submission.read(project / "submissions" / f"task{task}_phase{phase}.parquet")
-            submission.validate(frame, task, submission.load_test_locales(raw, task, phase),
-                                catalogue if task != 3 else None)
+    validate_six_submissions(project)
     board = (project / "metrics" / "leaderboard.md").read_text()
     assert board in result.stdout  # the leaderboard is printed at the end
     for dataset in ("task1_phase1", "task2_phase1", "task3_phase1"):

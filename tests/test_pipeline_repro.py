@@ -21,6 +21,17 @@ from core import submission
 from tests.conftest import REPO, TINY_SCALE
 
 
+def validate_six_submissions(project: Path) -> None:
+    """Every published submissions/task{T}_phase{P}.parquet of ``project`` passes submission.validate."""
+    raw = project / "data" / "raw"
+    catalogue = submission.load_catalogue(raw)
+    for task in (1, 2, 3):
+        for phase in (1, 2):
+            frame = submission.read(project / "submissions" / f"task{task}_phase{phase}.parquet")
+            submission.validate(frame, task, submission.load_test_locales(raw, task, phase),
+                                catalogue if task != 3 else None)
+
+
 def _copy_repo(dest: Path) -> None:
     listing = subprocess.run(["git", "ls-files"], cwd=REPO, capture_output=True, text=True, check=True)
     tracked = listing.stdout.split()
@@ -72,13 +83,7 @@ def test_dvc_repro_whole_graph_on_a_tiny_world(tmp_path):
     subprocess.run(["git", "init", "-q"], cwd=project, check=True)
     _dvc(project, "repro")
 
-    raw = project / "data" / "raw"
-    catalogue = submission.load_catalogue(raw)
-    for task in (1, 2, 3):
-        for phase in (1, 2):
-            frame = submission.read(project / "submissions" / f"task{task}_phase{phase}.parquet")
-            submission.validate(frame, task, submission.load_test_locales(raw, task, phase),
-                                catalogue if task != 3 else None)
+    validate_six_submissions(project)
     board = json.loads((project / "metrics" / "leaderboard.json").read_text())
     params = yaml.safe_load((project / "params.yaml").read_text())
     methods = set(board["task1_phase1"])
