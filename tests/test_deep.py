@@ -17,13 +17,15 @@ from candidates.deep.data import pad_left, session_sequences
 from candidates.deep.models import build
 from candidates.deep.source import GRU4RecSource, NoCheckpointError, SASRecSource
 from candidates.deep.train import Sampler, length_batches, load, repeated_targets, train, trim
+from candidates.deep.train import item_vectors as item_table
 from candidates.registry import source_class
 from core import schemas
 from tests import _params
 from tests._params import source_config
 
 N_PER_LOCALE = 24
-TINY = {"dim": 16, "layers": 1, "heads": 2, "dropout": 0.0, "max_len": 20, "init": "random", "epochs": 10,
+TINY = {"dim": 16, "layers": 1, "heads": 2, "dropout": 0.0, "max_len": 20, "init": "random",
+        "share_products": False, "epochs": 10,
         "batch_size": 32,
         "lr": 0.01, "emb_lr": 0.05, "warmup_steps": 0, "clip_norm": 1.0, "weight_decay": 0.0,
         "negatives": 16, "neg_alpha": 0.0, "logq": True, "skip_repeats": True, "min_count": 1,
@@ -465,3 +467,28 @@ def test_warm_start_knob_sets_the_covered_item_rows(world):
     assert not same_weights(state(warm), state(cold))
     with pytest.raises(ValueError, match="init"):
         cfg("gru4rec", init="glove")
+
+
+def test_shared_product_rows_give_twins_one_vector_and_keep_their_bias(world, tmp_path):
+    items, history, sessions = world
+    # item i of DE and item i + 24 of UK are one product (ASIN); UK's last product has no ASIN
+    twins = items.with_columns(product=pl.when(pl.col("item") < 2 * N_PER_LOCALE - 1)
+                               .then(pl.col("item") % N_PER_LOCALE).cast(pl.Int32))
+    path = tmp_path / "m.pt"
+    trained = train(history, twins, cfg("gru4rec", share_products=True), seed=1, checkpoint=path,
+                    progress=False)
+    table = item_table(trained)
+    assert trained.model.item_emb.num_embeddings == N_PER_LOCALE + 1 + 1  # PAD, 24 products, 1 lone item
+    assert np.array_equal(table[3, :-1], table[3 + N_PER_LOCALE, :-1])  # one vector ...
+    assert table[3, -1] != table[3 + N_PER_LOCALE, -1]  # ... each its own bias
+    assert not np.array_equal(table[N_PER_LOCALE - 1, :-1], table[2 * N_PER_LOCALE - 1, :-1])
+    assert np.array_equal(item_table(load(path, torch.device("cpu"))), table)
+    shared = source_config("gru4rec", threads=1, model={**TINY, "share_products": True})
+    source = source_class("gru4rec")(shared, seed=3).fit(history, twins)
+    last = sessions.drop_nulls("item").sort("position").group_by("session").agg(pl.col("item").last())
+    hits = (last.with_columns(nxt=pl.col("item") + 1)
+            .join(source.generate(sessions, 3), left_on=["session", "nxt"], right_on=["session", "item"],
+                  how="semi"))
+    assert hits.height >= 0.6 * last.height
+    with pytest.raises(ValueError, match="share_products"):
+        cfg("gru4rec", share_products=True, init="ppmi_svd")

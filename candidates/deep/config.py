@@ -28,6 +28,7 @@ class ModelConfig:
     dropout: float
     max_len: int  # sessions are truncated to their last max_len items (left-padded)
     init: str  # item embeddings: random | ppmi_svd (the history's co-visitation: deep/warmstart.py)
+    share_products: bool  # one embedding row per product (ASIN) across locales; the bias stays per item
     epochs: int  # most epochs (early stopping may end sooner)
     batch_size: int  # sessions per step, all of one locale
     lr: float  # AdamW learning rate of the dense weights (GRU / transformer, locale and position vectors)
@@ -53,6 +54,8 @@ class ModelConfig:
             raise ValueError(f"deep model arch {self.arch!r} not in {ARCHS}")
         if self.init not in INITS:
             raise ValueError(f"deep model init {self.init!r} not in {INITS}")
+        if self.share_products and self.init != "random":
+            raise ValueError("deep model share_products needs init: random (a warm start is per item index)")
         if self.arch == "sasrec" and self.dim % self.heads:
             raise ValueError(f"sasrec dim {self.dim} not divisible by heads {self.heads}")
         if self.passes_per_item < 0 or self.max_train_seconds < 0:
@@ -72,7 +75,7 @@ class ModelConfig:
 
     def architecture(self) -> dict[str, Any]:
         """The knobs that shape the network (a checkpoint must match them to be reused)."""
-        return {k: getattr(self, k) for k in ("arch", "dim", "layers", "heads", "max_len")}
+        return {k: getattr(self, k) for k in ("arch", "dim", "layers", "heads", "max_len", "share_products")}
 
 
 @dataclass(frozen=True)

@@ -54,6 +54,22 @@ def item_locales(items: pl.DataFrame, n_items: int, locales: list[str]) -> np.nd
     return out
 
 
+def product_rows(items: pl.DataFrame, n_items: int) -> np.ndarray:
+    """(n_items + 1,) int64: token -> embedding row shared by the item indices of one product (ASIN).
+
+    PAD keeps row 0; products take rows 1.. in order of their index; an item index with no product (or
+    absent from ``items``) gets a row of its own after them.
+    """
+    product = np.full(n_items, -1, dtype=np.int64)
+    known = items.drop_nulls("product")
+    product[known["item"].to_numpy()] = known["product"].to_numpy()
+    lone = product < 0
+    rows = np.empty(n_items, dtype=np.int64)
+    rows[~lone] = np.unique(product[~lone], return_inverse=True)[1] + 1
+    rows[lone] = rows[~lone].max(initial=0) + 1 + np.arange(int(lone.sum()))
+    return np.concatenate([[PAD], rows]).astype(np.int64)
+
+
 def pad_left(lists: pl.Series, length: int) -> np.ndarray:
     """List[Int32] series of item indices -> int64 array (n, length) of tokens, left-padded with PAD.
 

@@ -11,7 +11,10 @@ McAuley (ICDM 2018) and the pmixer/SASRec.pytorch reference: pre-norm causal tra
 learned absolute positions counted from the session's first item. Deliberate differences: the
 output layer is tied to the input embedding plus a bias (both), a locale vector is added to every
 input (one model serves all locales), and the loss is a sampled softmax rather than BCE with one
-negative (train.py).
+negative (train.py). With ``share_products`` the embedding rows belong to products (the ASIN shared
+across locales, items.product) rather than to item indices: an ES item and its DE twin read and train
+one vector, as the co-visitation source keyed on products shares their transitions; the bias stays
+per item index, so each locale keeps its own popularity.
 """
 
 from __future__ import annotations
@@ -37,15 +40,33 @@ class SessionEncoder(nn.Module):
         self.item_bias = nn.Embedding(n_items + 1, 1, padding_idx=PAD, sparse=True)
         self.locale_emb = nn.Embedding(n_locales, cfg.dim)
         self.dropout = nn.Dropout(cfg.dropout)
+        self.register_buffer("item_row", None)  # token -> embedding row, when rows are shared (share_rows)
         nn.init.normal_(self.item_emb.weight, std=1 / math.sqrt(cfg.dim))
         nn.init.zeros_(self.item_bias.weight)
         nn.init.normal_(self.locale_emb.weight, std=1 / math.sqrt(cfg.dim))
         with torch.no_grad():
             self.item_emb.weight[PAD].zero_()
 
+    def share_rows(self, item_row: torch.Tensor) -> None:
+        """Give tokens that ``item_row`` maps to one row a single embedding vector.
+
+        ``item_row``: (n_items + 1,) int64, PAD -> PAD, rows 1..n_rows. The table is re-created with
+        ``n_rows + 1`` rows (same init); the map is a buffer saved with the weights.
+        """
+        n_rows = int(item_row.max()) + 1
+        self.item_emb = nn.Embedding(n_rows, self.cfg.dim, padding_idx=PAD, sparse=True)
+        nn.init.normal_(self.item_emb.weight, std=1 / math.sqrt(self.cfg.dim))
+        with torch.no_grad():
+            self.item_emb.weight[PAD].zero_()
+        self.register_buffer("item_row", item_row.to(torch.int64))
+
+    def embed(self, tokens: torch.Tensor) -> torch.Tensor:
+        """Tokens -> item embeddings (through the shared rows when there are)."""
+        return self.item_emb(tokens if self.item_row is None else self.item_row[tokens])
+
     def inputs(self, tokens: torch.Tensor, locale: torch.Tensor) -> torch.Tensor:
         """(B, L) tokens, (B,) locales -> (B, L, dim) input vectors (locale added at every step)."""
-        return self.dropout(self.item_emb(tokens) + self.locale_emb(locale)[:, None, :])
+        return self.dropout(self.embed(tokens) + self.locale_emb(locale)[:, None, :])
 
     def forward(self, tokens: torch.Tensor, locale: torch.Tensor) -> torch.Tensor:
         """(B, L) left-padded tokens -> (B, L, dim) session vector after each prefix."""
@@ -60,11 +81,12 @@ class SessionEncoder(nn.Module):
 
     def item_table(self) -> torch.Tensor:
         """(n_items + 1, dim + 1): ``[E, b]`` rows indexed by token, for retrieval."""
-        return torch.cat([self.item_emb.weight, self.item_bias.weight], dim=1)
+        rows = self.item_emb.weight if self.item_row is None else self.item_emb.weight[self.item_row]
+        return torch.cat([rows, self.item_bias.weight], dim=1)
 
     def score(self, h: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
         """(N, dim) vectors x (M,) tokens -> (N, M) logits."""
-        return h @ self.item_emb(tokens).T + self.item_bias(tokens).T
+        return h @ self.embed(tokens).T + self.item_bias(tokens).T
 
 
 class GRU4Rec(SessionEncoder):
@@ -141,5 +163,11 @@ class SASRec(SessionEncoder):
         return self.norm(self.blocks(x, mask=mask))
 
 
-def build(cfg: ModelConfig, n_items: int, n_locales: int) -> SessionEncoder:
-    return {"gru4rec": GRU4Rec, "sasrec": SASRec}[cfg.arch](cfg, n_items, n_locales)
+def build(
+    cfg: ModelConfig, n_items: int, n_locales: int, item_row: torch.Tensor | None = None
+) -> SessionEncoder:
+    """The encoder of ``cfg.arch``; ``item_row`` (token -> shared row) when ``cfg.share_products``."""
+    model = {"gru4rec": GRU4Rec, "sasrec": SASRec}[cfg.arch](cfg, n_items, n_locales)
+    if item_row is not None:
+        model.share_rows(item_row)
+    return model

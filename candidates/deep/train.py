@@ -47,6 +47,7 @@ from candidates.deep.data import (
     Encoded,
     history_fingerprint,
     item_locales,
+    product_rows,
     session_event_counts,
     training_sequences,
 )
@@ -269,7 +270,8 @@ def load(path: str | Path, device: torch.device | None = None) -> Trained:
     # the key leaves out the RESUMABLE knobs: the epochs trained, and no budget (0: off) for inference
     cfg = ModelConfig(**{**ckpt["key"]["cfg"], "epochs": ckpt["epoch"], "max_train_seconds": 0.0,
                          "finetune_locales": [], "finetune_epochs": 0, "patience": 0})
-    model = build(cfg, ckpt["key"]["n_items"], len(ckpt["key"]["locales"]))
+    shared = ckpt["best_model"].get("item_row")  # share_products: the token -> row map
+    model = build(cfg, ckpt["key"]["n_items"], len(ckpt["key"]["locales"]), shared)
     model.load_state_dict(ckpt["best_model"])
     model.to(device or pick_device()).eval()
     meta = {k: v for k, v in ckpt.items() if k not in ("model", "optim", "best_model")}
@@ -370,7 +372,8 @@ def train(
                  for loc in range(len(locales))]
 
     torch.manual_seed(seed)
-    model = build(cfg, n_items, len(locales)).to(device)
+    item_row = torch.from_numpy(product_rows(items, n_items)) if cfg.share_products else None
+    model = build(cfg, n_items, len(locales), item_row).to(device)
     if cfg.init == "ppmi_svd":
         warm, covered = warm_item_vectors(train_tokens, n_items + 1, cfg.dim, seed)
         with torch.no_grad():
