@@ -29,6 +29,7 @@ class FeaturesConfig:
     last_k: int  # co-visitation with each of the last k distinct items
     prefix_chars: int  # ASIN prefix length that marks listed-together variants
     deep_models: dict[str, str]  # family deep: registry type -> checkpoint glob
+    deep_similarity: bool  # family deep: also each candidate's cosine with the session's last item
 
 
 @dataclass(frozen=True)

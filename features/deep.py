@@ -4,7 +4,9 @@ The gru4rec/sasrec candidate sources only propose their own top k, so their ``ca
 null for most of the union. Here each model scores *every* candidate (``DeepSource.score_pairs``:
 the inner product of the session vector with the item's [embedding, bias]), and the candidate's
 rank among the session's candidates by that score, so the ranker can weigh a co-visitation or
-text candidate by what the sequence model thinks of it.
+text candidate by what the sequence model thinks of it. With ``features.deep_similarity`` also the
+cosine of the candidate's item embedding with the session's last item's (``si_deep_<type>_last_cos``):
+the item-to-item view of the same model, which the session vector blends with the rest of the prefix.
 
 The checkpoints come from the globs in ``features.deep_models`` (registry type -> glob) and are
 matched to the split's history exactly as the candidate sources match them: the valid split never
@@ -41,10 +43,17 @@ def add(frame: pl.DataFrame, chunk: Chunk, state: State, cfg: FeaturesConfig) ->
     sessions = query_sessions(chunk.queries, chunk.events)
     pairs = frame.select("session", "item")
     columns = []
+    if cfg.deep_similarity:
+        last = (sessions.drop_nulls("item").group_by("session")
+                .agg(pl.col("item").sort_by("position").last().alias("last")))
+        pairs_last = pairs.join(last, on="session", how="left", maintain_order="left")
     for kind, model in state.models.items():
         scored = model.score_pairs(sessions, pairs)  # in the order of pairs
         columns += scored.select(
             pl.col("score").alias(f"si_deep_{kind}_score"),
             pl.col("score").rank("ordinal", descending=True).over("session").cast(pl.Int32)
             .alias(f"si_deep_{kind}_rank")).get_columns()
+        if cfg.deep_similarity:
+            cos = model.item_cosine(pairs_last["item"], pairs_last["last"])
+            columns.append(cos.alias(f"si_deep_{kind}_last_cos"))
     return frame.hstack(columns) if columns else frame

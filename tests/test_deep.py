@@ -297,6 +297,19 @@ def test_deep_feature_family_scores_every_candidate(world, tmp_path):
     s0 = out.filter(pl.col("session") == 0).sort("si_deep_gru4rec_score", descending=True)
     assert s0["si_deep_gru4rec_rank"].to_list() == [1, 2, 3]
     assert out.filter(pl.col("session") == 999)["si_deep_gru4rec_rank"].to_list() == [1]
+    # the cosine with the session's last item: 1 for that item itself, null for an empty session
+    last = sessions.filter(pl.col("session") == 0).sort("position")["item"][-1]
+    table = item_table(state.models["gru4rec"].trained)[:, :-1]
+    unit = table / np.linalg.norm(table, axis=1, keepdims=True)
+    cos = out["si_deep_gru4rec_last_cos"].to_list()
+    assert cos[:3] == pytest.approx([float(unit[i] @ unit[last]) for i in (3, 9, 5)], rel=1e-5)
+    assert cos[4] is None
+    same = deep_family.add(pl.DataFrame({"session": [0], "item": [last]}, schema=frame.schema), chunk, state,
+                           features_cfg)
+    assert same["si_deep_gru4rec_last_cos"][0] == pytest.approx(1.0, rel=1e-5)
+    off = deep_family.add(frame, chunk, state, features_cfg.__class__(**{**vars(features_cfg),
+                                                                          "deep_similarity": False}))
+    assert "si_deep_gru4rec_last_cos" not in off.columns
     with pytest.raises(NoCheckpointError):
         deep_family.fit(Inputs(history=history.head(50), items=items, sessions=pl.DataFrame()), features_cfg)
 

@@ -110,6 +110,23 @@ class Scorer:
         """The item vectors, computed once (a 1.5M x 65 copy at full scale, per chunk otherwise)."""
         return item_vectors(self.trained)
 
+    @functools.cached_property
+    def unit(self) -> np.ndarray:
+        """The item embeddings (bias dropped) scaled to unit length; a zero row stays zero."""
+        emb = self.table[:, :-1]
+        return emb / np.maximum(np.linalg.norm(emb, axis=1, keepdims=True), 1e-12)
+
+    def item_cosine(self, a: pl.Series, b: pl.Series) -> pl.Series:
+        """Cosine of item ``a[i]``'s embedding with item ``b[i]``'s (Float32; null where either is)."""
+        unit = self.unit
+        out = np.full(len(a), np.nan, dtype=np.float32)
+        both = np.flatnonzero(~(a.is_null() | b.is_null()).to_numpy())
+        ai, bi = a.to_numpy()[both].astype(np.int64), b.to_numpy()[both].astype(np.int64)
+        for start in range(0, len(both), 1 << 20):  # bounded memory, as score_pairs
+            part = slice(start, start + (1 << 20))
+            out[both[part]] = np.einsum("ij,ij->i", unit[ai[part]], unit[bi[part]])
+        return pl.Series(out).fill_nan(None).cast(pl.Float32)
+
     def score_pairs(self, sessions: pl.DataFrame, pairs: pl.DataFrame) -> pl.DataFrame:
         """The model's score for given (session, item) pairs, e.g. every candidate of the union.
 
