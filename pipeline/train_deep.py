@@ -46,7 +46,8 @@ def train_one(model: str, history_path: Path, items_path: Path, out: Path, devic
     device = pick_device(device_name)
     threads = set_threads(deep.threads)
     history = pl.read_parquet(history_path, columns=["session", "position", "item"])
-    items = pl.read_parquet(items_path, columns=["item", "locale", "in_catalog"])
+    shared = ["product"] if cfg.share_products else []  # the ASIN each item index belongs to
+    items = pl.read_parquet(items_path, columns=["item", "locale", "in_catalog", *shared])
     log.info("%s: %d history events, %d items, device %s, %d CPU threads", model, history.height,
              items.height, device, threads)
     with timed(f"train_deep {model}"):

@@ -272,6 +272,12 @@ def test_train_deep_stage_main(world, project_dir, monkeypatch):
     alone, beside = (load(project_dir / "models" / d / "sasrec.pt").model.state_dict()
                      for d in ("one", "valid"))
     assert all(torch.equal(alone[k], beside[k]) for k in alone)
+    # share_products: the stage reads each item's ASIN too
+    items.with_columns(product=pl.col("item") % N_PER_LOCALE).write_parquet(project_dir / "items.parquet")
+    (project_dir / "params.yaml").write_text(params.replace("share_products: false", "share_products: true"))
+    train_deep.main(["--history", "history.parquet", "--items", "items.parquet", "--model", "gru4rec",
+                     "--out", "models/shared", "--metrics", "metrics/shared.json", "--device", "cpu"])
+    assert "item_row" in load(project_dir / "models" / "shared" / "gru4rec.pt").model.state_dict()
 
 
 def test_deep_feature_family_scores_every_candidate(world, tmp_path):
