@@ -7,6 +7,8 @@ deep:
   models:
     gru4rec: {arch: gru4rec, dim: 64, ...}
     sasrec: {arch: sasrec, dim: 64, layers: 2, heads: 2, ...}
+    narm: ..., stamp: ..., srgnn: ..., core: ...   # the dataset paper's other baselines
+  train: [gru4rec, sasrec]   # the models stage train_deep trains
 """
 
 from __future__ import annotations
@@ -15,16 +17,16 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
-ARCHS = ("gru4rec", "sasrec")
+ARCHS = ("gru4rec", "sasrec", "narm", "stamp", "srgnn", "core")  # candidates/deep/models.py MODELS
 INITS = ("random", "ppmi_svd")
 
 
 @dataclass(frozen=True)
 class ModelConfig:
-    arch: str  # gru4rec | sasrec
+    arch: str  # gru4rec | sasrec | narm | stamp | srgnn | core
     dim: int  # item/locale embedding and session vector size
-    layers: int  # GRU layers or transformer blocks
-    heads: int  # sasrec attention heads
+    layers: int  # GRU layers (gru4rec, narm), transformer blocks (sasrec, core), GNN steps (srgnn)
+    heads: int  # attention heads (sasrec, core)
     dropout: float
     max_len: int  # sessions are truncated to their last max_len items (left-padded)
     init: str  # item embeddings: random | ppmi_svd (the history's co-visitation: deep/warmstart.py)
@@ -47,14 +49,17 @@ class ModelConfig:
     max_train_seconds: float  # time budget: no epoch starts that would end past it (0: off; not reproducible)
     finetune_locales: list[str]  # after ``epochs`` on every session, fine-tune on these locales only
     finetune_epochs: int  # epochs of that fine-tuning (0: off): the dataset paper's pretrain -> fine-tune
+    temperature: float  # core: its cosine scores are divided by this (RecBole 0.07); the others ignore it
 
     def __post_init__(self) -> None:
         if self.arch not in ARCHS:
             raise ValueError(f"deep model arch {self.arch!r} not in {ARCHS}")
         if self.init not in INITS:
             raise ValueError(f"deep model init {self.init!r} not in {INITS}")
-        if self.arch == "sasrec" and self.dim % self.heads:
-            raise ValueError(f"sasrec dim {self.dim} not divisible by heads {self.heads}")
+        if self.arch in ("sasrec", "core") and self.dim % self.heads:
+            raise ValueError(f"{self.arch} dim {self.dim} not divisible by heads {self.heads}")
+        if self.temperature <= 0:
+            raise ValueError("deep model temperature must be > 0")
         if self.passes_per_item < 0 or self.max_train_seconds < 0:
             raise ValueError("deep model passes_per_item and max_train_seconds must be >= 0 (0: off)")
         if self.min_count < 1 or self.valid_sessions < 0 or self.patience < 0 or self.neg_alpha < 0:
@@ -81,3 +86,9 @@ class DeepConfig:
     parallel: int
     amp: bool
     models: dict[str, ModelConfig]
+    train: list[str]  # the models stage train_deep trains (the others: benchmarks and opt-in sources)
+
+    def __post_init__(self) -> None:
+        unknown = sorted(set(self.train) - set(self.models))
+        if unknown:
+            raise ValueError(f"deep.train names models not in deep.models: {unknown}")
