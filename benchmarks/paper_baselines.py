@@ -1,6 +1,6 @@
 """The dataset paper's session baselines, each alone, trained on one split at one shared budget.
 
-    python benchmarks/paper_baselines.py --workspace /work/realdata --set passes_per_item=2 \
+    python benchmarks/paper_baselines.py --workspace ../realdata --real --set passes_per_item=2 \
         --label real_ppi2 --record benchmarks/results/paper_baselines.json
     python benchmarks/paper_baselines.py --workspace . --dataset task1_phase1 --label synthetic_t1 ...
 
@@ -48,6 +48,8 @@ def main() -> None:
                         help="a knob override shared by every encoder (the common budget)")
     parser.add_argument("--workspace", type=Path, default=Path("."))
     parser.add_argument("--dataset", default="task2_phase1")
+    parser.add_argument("--real", action="store_true",
+                        help="the workspace holds the shared real files (the RecBole figures apply)")
     parser.add_argument("--label", required=True, help="names the sweep; each run is labelled <label>")
     parser.add_argument("--record", type=Path, default=Path("benchmarks/results/paper_baselines.json"))
     args = parser.parse_args()
@@ -56,7 +58,7 @@ def main() -> None:
     for model in args.models:
         log.info("paper baselines: %s (%s) on %s", model, overrides, args.workspace)
         result = {**evaluate(model, overrides, args.workspace, args.dataset, args.label),
-                  "dataset": args.dataset}
+                  "dataset": args.dataset, "real_files": args.real}
         print(json.dumps(result), flush=True)
         append_record(result, args.record)
         gc.collect()
