@@ -26,6 +26,7 @@ import argparse
 import json
 import sys
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 import polars as pl
@@ -80,10 +81,11 @@ def test_targets(workspace: Path, dataset: str, queries: pl.DataFrame, items: pl
             .select("session", "target"))
 
 
-def evaluate(model: str, overrides: dict, workspace: Path, dataset: str = "task2_phase1",
+def evaluate(model: str, overrides: dict, workspace: Path, datasets: Sequence[str] = ("task2_phase1",),
              label: str = "") -> dict:
     """Train ``deep.models.<model>`` (``overrides`` applied) on the workspace's valid history and score it
-    alone (see the module docstring); returns the result line."""
+    alone (see the module docstring) on the valid split and on each test file of ``datasets``; returns
+    the result line."""
     params = config.read_params()
     knobs = {**params["deep"]["models"][model], **overrides}
     arch = knobs.pop("arch", model)
@@ -112,13 +114,14 @@ def evaluate(model: str, overrides: dict, workspace: Path, dataset: str = "task2
 
     valid_top = top_of(valid_queries)
     task2 = valid_queries.filter(pl.col("locale").is_in(TASK_LOCALES[2]))
-    tested = test_queries.filter(pl.col("dataset") == dataset)
+    tested = {dataset: test_queries.filter(pl.col("dataset") == dataset) for dataset in datasets}
     return {
         "label": label, "model": model, "arch": arch, "overrides": overrides,
         "valid": scores(valid_top, valid_queries, valid_targets, valid_history),
         "valid_task2": scores(valid_top, task2, valid_targets, valid_history),
-        dataset: scores(top_of(tested), tested, test_targets(workspace, dataset, test_queries, items),
-                        test_history),
+        **{dataset: scores(top_of(rows), rows, test_targets(workspace, dataset, test_queries, items),
+                           test_history)
+           for dataset, rows in tested.items()},
         "train_s": round(seconds, 1), "epochs": meta["epoch"], "best_epoch": meta.get("best_epoch"),
         "stopped_by": meta.get("stopped_by"),
         "held_out_mrr": [round(m, 4) for m in meta.get("valid_mrr", [])],
@@ -150,7 +153,7 @@ def main() -> None:
     args = parser.parse_args()
     setup_logging()
     overrides = {k: yaml.safe_load(v) for k, _, v in (s.partition("=") for s in args.set)}
-    result = evaluate(args.model, overrides, args.workspace, args.dataset, args.label)
+    result = evaluate(args.model, overrides, args.workspace, [args.dataset], args.label)
     print(json.dumps(result))
     if args.record:
         append_record(result, args.record)

@@ -497,7 +497,8 @@ def page_paper_baselines(results: Path) -> str | None:
         return None
     sweeps: dict[tuple, list[dict]] = {}
     for r in record["runs"]:
-        sweeps.setdefault((r["label"], r["workspace"], r["dataset"]), []).append(r)
+        for dataset in r["datasets"]:
+            sweeps.setdefault((r["label"], r["workspace"], dataset), []).append(r)
     parts = [
         "# The dataset paper's baselines, each alone (`benchmarks/results/paper_baselines.json`)",
         "`python benchmarks/paper_baselines.py`: every encoder of the one trainer (`candidates/deep`: the "
