@@ -37,7 +37,8 @@ TINY = {"dim": 16, "layers": 1, "heads": 2, "dropout": 0.0, "max_len": 20, "init
         "negatives": 16, "neg_alpha": 0.0, "logq": True, "skip_repeats": True, "min_count": 1,
         "valid_sessions": 0, "patience": 0, "passes_per_item": 0.0,
         "max_train_seconds": 0.0, "finetune_locales": [],
-        "finetune_epochs": 0, "temperature": 1.0}  # every ModelConfig knob but arch
+        "finetune_epochs": 0, "temperature": 1.0,
+        "item_tower": "id", "meta_buckets": 64}  # every ModelConfig knob but arch
 ARCHS = ["gru4rec", "sasrec", "narm", "stamp", "srgnn", "core"]
 
 
@@ -459,7 +460,8 @@ def test_a_checkpoint_of_other_encoder_code_is_retrained_and_never_served(world,
 def test_code_fingerprint_covers_the_encoder_modules():
     from candidates.deep import train as deep_train
 
-    assert set(deep_train.CODE_FILES) == {"config.py", "data.py", "models.py", "train.py", "warmstart.py"}
+    assert set(deep_train.CODE_FILES) == {"config.py", "data.py", "models.py", "train.py", "warmstart.py",
+                                          "tower.py"}
     assert len(deep_train.code_fingerprint()) == 16
 
 
@@ -516,3 +518,55 @@ def test_warm_start_knob_sets_the_covered_item_rows(world):
     assert not same_weights(state(warm), state(cold))
     with pytest.raises(ValueError, match="init"):
         cfg("gru4rec", init="glove")
+
+
+def _with_attributes(items: pl.DataFrame, placeholders: bool) -> pl.DataFrame:
+    n = items.height
+    if placeholders:  # the shared real files: empty titles, no brand, colour or price
+        return items.with_columns(title=pl.lit(""), brand=pl.lit(None, pl.String),
+                                  color=pl.lit(None, pl.String), price=pl.lit(None, pl.Float64))
+    titles = [f"chain step{i % N_PER_LOCALE} kind{i // 6}" for i in range(n)]
+    return items.with_columns(title=pl.Series(titles),
+                              brand=pl.Series([f"b{i // 6}" for i in range(n)]), color=pl.lit("red"),
+                              price=pl.Series([float(i) for i in range(n)]))
+
+
+def test_item_attributes_hash_words_and_mark_placeholders():
+    from candidates.deep.tower import TITLE_WORDS, item_attributes
+
+    items = pl.DataFrame({"item": [0, 1, 2], "locale": ["DE", "DE", "UK"], "title": ["Red cup", "", None],
+                          "brand": ["acme", None, ""], "color": [None, "blue", None],
+                          "price": [9.5, None, None]})
+    attrs = item_attributes(items, 3, ["DE", "UK"], buckets=1000)
+    assert attrs["title"].shape == (4, TITLE_WORDS)
+    assert (attrs["title"][1, :2] > 0).all() and (attrs["title"][1, 2:] == 0).all()
+    assert (attrs["title"][2:] == 0).all()
+    assert attrs["has"].tolist() == [False, True, True, False]  # the pad; a title; a colour; nothing
+    assert attrs["locale"].tolist() == [0, 1, 1, 2] and attrs["price"][1] > 0 and attrs["price"][2] == 0
+
+
+@pytest.mark.parametrize("tower", ["meta", "meta_id"])
+def test_metadata_tower_indexes_items_no_session_shows(world, tower):
+    items, history, sessions = world
+    items = _with_attributes(items, placeholders=False)
+    unseen = history.filter(pl.col("item") != 5)  # item 5 only has its attributes
+    source = source_class("gru4rec")(source_config("gru4rec", threads=1,
+                                                   model={**TINY, "epochs": 2, "item_tower": tower}), seed=1)
+    source.fit(unseen, items)
+    assert 5 in source.trained.meta["indexable"].tolist()
+    table = source.trained.model.item_table()
+    assert table[5 + 1, :-1].norm() > 0
+    out = schemas.check(source.generate(sessions, 5), schemas.CANDIDATES, "gru4rec")
+    assert out.select("session", "item").is_duplicated().sum() == 0
+
+
+def test_metadata_tower_on_placeholders_falls_back_to_ids_and_says_so(world, caplog):
+    items, history, _ = world
+    items = _with_attributes(items, placeholders=True)
+    with caplog.at_level(logging.INFO, logger="candidates.deep.train"):
+        with_tower = train(history, items, cfg("gru4rec", epochs=1, item_tower="meta"), seed=1,
+                           progress=False)
+    assert "0 of 48 items (0.0%)" in caplog.text and "fall back to their id row" in caplog.text
+    assert "placeholders" in caplog.text
+    plain = train(history, items, cfg("gru4rec", epochs=1), seed=1, progress=False)
+    assert with_tower.meta["indexable"].tolist() == plain.meta["indexable"].tolist()

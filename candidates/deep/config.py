@@ -19,6 +19,7 @@ from typing import Any
 
 ARCHS = ("gru4rec", "sasrec", "narm", "stamp", "srgnn", "core")  # candidates/deep/models.py MODELS
 INITS = ("random", "ppmi_svd")
+TOWERS = ("id", "meta", "meta_id")
 
 
 @dataclass(frozen=True)
@@ -50,6 +51,8 @@ class ModelConfig:
     finetune_locales: list[str]  # after ``epochs`` on every session, fine-tune on these locales only
     finetune_epochs: int  # epochs of that fine-tuning (0: off): the dataset paper's pretrain -> fine-tune
     temperature: float  # core: its cosine scores are divided by this (RecBole 0.07); the others ignore it
+    item_tower: str  # id | meta | meta_id: item vectors from id rows, attributes, or both (deep/tower.py)
+    meta_buckets: int  # hash rows of the tower's title words, brands and colours
 
     def __post_init__(self) -> None:
         if self.arch not in ARCHS:
@@ -60,6 +63,8 @@ class ModelConfig:
             raise ValueError(f"{self.arch} dim {self.dim} not divisible by heads {self.heads}")
         if self.temperature <= 0:
             raise ValueError("deep model temperature must be > 0")
+        if self.item_tower not in TOWERS or self.meta_buckets < 1:
+            raise ValueError(f"deep model item_tower must be one of {TOWERS} and meta_buckets >= 1")
         if self.passes_per_item < 0 or self.max_train_seconds < 0:
             raise ValueError("deep model passes_per_item and max_train_seconds must be >= 0 (0: off)")
         if self.min_count < 1 or self.valid_sessions < 0 or self.patience < 0 or self.neg_alpha < 0:
@@ -77,7 +82,8 @@ class ModelConfig:
 
     def architecture(self) -> dict[str, Any]:
         """The knobs that shape the network (a checkpoint must match them to be reused)."""
-        return {k: getattr(self, k) for k in ("arch", "dim", "layers", "heads", "max_len")}
+        return {k: getattr(self, k) for k in ("arch", "dim", "layers", "heads", "max_len", "item_tower",
+                                               "meta_buckets")}
 
 
 @dataclass(frozen=True)

@@ -35,6 +35,7 @@ from torch import nn
 
 from candidates.deep.config import ModelConfig
 from candidates.deep.data import PAD
+from candidates.deep.tower import MetaTower
 
 
 class SessionEncoder(nn.Module):
@@ -54,10 +55,30 @@ class SessionEncoder(nn.Module):
         nn.init.normal_(self.locale_emb.weight, std=1 / math.sqrt(cfg.dim))
         with torch.no_grad():
             self.item_emb.weight[PAD].zero_()
+        # item_tower meta / meta_id: item vectors from attributes too (deep/tower.py)
+        self.tower = (None if cfg.item_tower == "id"
+                      else MetaTower(cfg.dim, n_items, n_locales, cfg.meta_buckets))
+
+    def item_vectors(self, tokens: torch.Tensor) -> torch.Tensor:
+        """tokens of any shape -> (..., dim): the item's id row (``item_tower: id``), its tower vector
+        where it has attributes and else its id row (``meta``), or their sum (``meta_id``)."""
+        rows = self.item_emb(tokens)
+        if self.tower is None:
+            return rows
+        if self.cfg.item_tower == "meta":
+            rows = rows * ~self.tower.has[tokens][..., None]
+        return rows + self.tower(tokens)
+
+    def all_item_vectors(self) -> torch.Tensor:
+        """(n_items + 1, dim): :meth:`item_vectors` of every token."""
+        if self.tower is None:
+            return self.item_emb.weight
+        every = torch.arange(self.item_emb.num_embeddings, device=self.item_emb.weight.device)
+        return torch.cat([self.item_vectors(part) for part in every.split(1 << 16)])
 
     def inputs(self, tokens: torch.Tensor, locale: torch.Tensor) -> torch.Tensor:
         """(B, L) tokens, (B,) locales -> (B, L, dim) input vectors (locale added at every step)."""
-        return self.dropout(self.item_emb(tokens) + self.locale_emb(locale)[:, None, :])
+        return self.dropout(self.item_vectors(tokens) + self.locale_emb(locale)[:, None, :])
 
     def forward(self, tokens: torch.Tensor, locale: torch.Tensor) -> torch.Tensor:
         """(B, L) left-padded tokens -> (B, L, dim) session vector after each prefix."""
@@ -72,11 +93,11 @@ class SessionEncoder(nn.Module):
 
     def item_table(self) -> torch.Tensor:
         """(n_items + 1, dim + 1): ``[E, b]`` rows indexed by token, for retrieval."""
-        return torch.cat([self.item_emb.weight, self.item_bias.weight], dim=1)
+        return torch.cat([self.all_item_vectors(), self.item_bias.weight], dim=1)
 
     def score(self, h: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
         """(N, dim) vectors x (M,) tokens -> (N, M) logits."""
-        return h @ self.item_emb(tokens).T + self.item_bias(tokens).T
+        return h @ self.item_vectors(tokens).T + self.item_bias(tokens).T
 
 
 class GRU4Rec(SessionEncoder):
@@ -342,7 +363,7 @@ class CORE(SessionEncoder):
         self.fn = nn.Linear(cfg.dim, 1)
 
     def forward(self, tokens: torch.Tensor, locale: torch.Tensor) -> torch.Tensor:
-        items = self.dropout(self.item_emb(tokens))  # (B, L, d), RecBole's sess_dropout
+        items = self.dropout(self.item_vectors(tokens))  # (B, L, d), RecBole's sess_dropout
         x = self.norm(items + self.pos_emb(start_positions(tokens)) + self.locale_emb(locale)[:, None, :])
         out = self.blocks(self.dropout(x), mask=attention_mask(tokens, self.cfg.heads, x.dtype))
         logit = self.fn(out).squeeze(-1).float()  # (B, J)
@@ -351,10 +372,10 @@ class CORE(SessionEncoder):
         return F.normalize(session, dim=-1) / self.cfg.temperature
 
     def score(self, h: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
-        return h @ F.normalize(self.dropout(self.item_emb(tokens)), dim=-1).T
+        return h @ F.normalize(self.dropout(self.item_vectors(tokens)), dim=-1).T
 
     def item_table(self) -> torch.Tensor:
-        table = F.normalize(self.item_emb.weight, dim=-1)
+        table = F.normalize(self.all_item_vectors(), dim=-1)
         return torch.cat([table, torch.zeros_like(table[:, :1])], dim=1)
 
 
