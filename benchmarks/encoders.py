@@ -44,6 +44,8 @@ from core.io import setup_logging, write_json  # noqa: E402
 from core.metrics import ranking_metrics_from_ranks  # noqa: E402
 from core.raw import TASK_LOCALES, gt_file, read_ground_truth  # noqa: E402
 
+RARE = 5  # the issue's rare targets: shown by the history at most this many times
+
 
 def _rounded(ranks: pl.Series) -> dict:
     metrics = ranking_metrics_from_ranks(ranks)
@@ -55,16 +57,18 @@ def scores(top: pl.DataFrame, queries: pl.DataFrame, targets: pl.DataFrame,
            history: pl.DataFrame | None = None) -> dict:
     """MRR@100 / Recall@100 of ``top`` (session, item, rank) for ``queries`` against ``targets``
     (session, target); with ``history`` (session, position, item) also under ``cold`` (targets no history
-    session shows, unknown ones included) and ``warm`` (the rest)."""
+    session shows, unknown ones included), ``warm`` (the rest) and ``rare`` (targets the history shows
+    at most :data:`RARE` times, cold ones included)."""
     ranked = (queries.select("session").join(targets, on="session", how="left")
               .join(top, left_on=["session", "target"], right_on=["session", "item"], how="left"))
     out = _rounded(ranked["rank"])
     if history is not None:
-        seen = history.select(pl.col("item").drop_nulls().unique().alias("target"), _seen=pl.lit(True))
+        seen = history.drop_nulls("item").group_by(pl.col("item").alias("target")).agg(_seen=pl.len())
         ranked = ranked.join(seen, on="target", how="left")
         cold = ranked["_seen"].is_null()
         out["cold"] = _rounded(ranked.filter(cold)["rank"])
         out["warm"] = _rounded(ranked.filter(~cold)["rank"])
+        out["rare"] = _rounded(ranked.filter(cold | (ranked["_seen"] <= RARE))["rank"])
     return out
 
 
