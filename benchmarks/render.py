@@ -505,8 +505,9 @@ def page_paper_baselines(results: Path) -> str | None:
         "same data, sampled-softmax loss, negatives, early stopping and faiss retrieval) trained on the "
         "valid split's history at one shared budget (the sweep's overrides) and ranked alone: MRR@100 / "
         "Recall@100 (rows) on the test file's answers, on all of them, on the cold targets (no history "
-        "session, train or test prefix, shows them: no id-based encoder can rank them) and on the warm "
-        "rest; MRR@100 on the valid split. RecBole: its own implementation with its defaults on the same "
+        "session, train or test prefix, shows them: no id-based encoder can rank them), on the warm "
+        "rest, and on the rare ones (the history shows them at most 5 times, cold included); MRR@100 on "
+        "the valid split. RecBole: its own implementation with its defaults on the same "
         "real files under a 15-minute CPU budget (issue 32); x RecBole: this row's MRR over that figure. "
         f"x best: over the best encoder of the same sweep, and over the project's best encoder alone at "
         f"full budget ({BEST_ENCODER_FULL}, `docs/encoders.md`); the issue's bars are 10x RecBole and 0.8x "
@@ -524,6 +525,7 @@ def page_paper_baselines(results: Path) -> str | None:
                 _split_scores(r[dataset]),
                 _split_scores(r[dataset].get("cold")),
                 _split_scores(r[dataset].get("warm")),
+                _split_scores(r[dataset].get("rare")),
                 mrr(r["valid"]["mrr@100"]),
                 num(r.get("train_s")),
                 f"{r.get('best_epoch', '-')} / {r.get('epochs', '-')}",
@@ -536,7 +538,8 @@ def page_paper_baselines(results: Path) -> str | None:
         overrides = " ".join(f"`{k}={v}`" for k, v in (runs[0].get("overrides") or {}).items()) or "none"
         parts += [
             f"## `{label}`: {dataset}, workspace `{workspace}`, overrides {overrides}",
-            table(("model", f"{dataset} MRR / Recall@100 (n)", "cold", "warm", "valid MRR@100", "train s",
+            table(("model", f"{dataset} MRR / Recall@100 (n)", "cold", "warm", "rare (<= 5 views)",
+                   "valid MRR@100", "train s",
                    "best epoch / epochs", "passes per item", "RecBole", "x RecBole", "x best", "code"), rows),
         ]
     return "\n\n".join(parts)
