@@ -41,7 +41,10 @@ def item_attributes(items: pl.DataFrame, n_items: int, locales: list[str],
                     buckets: int) -> dict[str, np.ndarray]:
     """Per token (item index + 1; row 0 the pad): ``title`` (n_items + 1, TITLE_WORDS) hashed word ids,
     ``brand``, ``color``, ``price``, ``locale`` (n_items + 1,) ids, 0 where absent; ``has`` (n_items + 1,)
-    bool: the item has a title word, brand, colour or price."""
+    bool: the item has a title word, brand, colour or price. A column the item table lacks counts as empty."""
+    types = {"title": pl.String, "brand": pl.String, "color": pl.String, "price": pl.Float64}
+    missing = [pl.lit(None, dtype).alias(c) for c, dtype in types.items() if c not in items.columns]
+    items = items.with_columns(missing)
     frame = items.select(
         "item",
         pl.col("title").cast(pl.String).fill_null("").str.to_lowercase().str.extract_all(r"\w+")
