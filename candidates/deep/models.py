@@ -150,6 +150,27 @@ def prefix_mask(tokens: torch.Tensor) -> torch.Tensor:
     return (causal[None] & real[:, None, :]) | (eye[None] & ~real[:, :, None])
 
 
+def query_steps(last: bool) -> slice:
+    """The steps whose prefix vector an attention read-out computes: every step (training, where each
+    prefix is a sample) or the last one only (a query: its vector, at a fraction of the memory)."""
+    return slice(-1, None) if last else slice(None)
+
+
+class PrefixReadout(SessionEncoder):
+    """An encoder whose read-out attends over each prefix (NARM, STAMP, SR-GNN, CORE): :meth:`encode`
+    gives every prefix's vector in training and only the whole session's for a query."""
+
+    def encode(self, tokens: torch.Tensor, locale: torch.Tensor, last: bool) -> torch.Tensor:
+        """(B, L) -> (B, L, dim) every prefix's vector, or (B, 1, dim) the last one's (``last``)."""
+        raise NotImplementedError
+
+    def forward(self, tokens: torch.Tensor, locale: torch.Tensor) -> torch.Tensor:
+        return self.encode(tokens, locale, last=False)
+
+    def session_vectors(self, tokens: torch.Tensor, locale: torch.Tensor) -> torch.Tensor:
+        return self.encode(tokens, locale, last=True)[:, -1, :]
+
+
 def prefix_means(x: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
     """(B, L, d) -> (B, L, d): the mean of the real steps' vectors of each prefix (0 at a pad step)."""
     real = (tokens != PAD)[..., None].to(x.dtype)
@@ -202,7 +223,7 @@ def attention_mask(tokens: torch.Tensor, heads: int, dtype: torch.dtype) -> torc
     return mask.repeat_interleave(heads, dim=0)
 
 
-class NARM(SessionEncoder):
+class NARM(PrefixReadout):
     """NARM: Li et al., "Neural Attentive Session-based Recommendation", CIKM 2017; RecBole's narm.py.
 
     A GRU over the session; its state at the prefix's last step is the global encoder's summary
@@ -222,15 +243,17 @@ class NARM(SessionEncoder):
         self.v = nn.Linear(cfg.dim, 1, bias=False)
         self.b = nn.Linear(2 * cfg.dim, cfg.dim, bias=False)
 
-    def forward(self, tokens: torch.Tensor, locale: torch.Tensor) -> torch.Tensor:
+    def encode(self, tokens: torch.Tensor, locale: torch.Tensor, last: bool) -> torch.Tensor:
         h = left_aligned_gru(self.gru, self.inputs(tokens, locale), tokens)  # (B, L, d); 0 at pads
+        q = query_steps(last)
         # (B, T, J): the weight of state j in the prefix ending at step t
-        energy = self.v(torch.sigmoid(self.a1(h)[:, None, :, :] + self.a2(h)[:, :, None, :])).squeeze(-1)
-        local = (energy * prefix_mask(tokens)) @ h
-        return self.b(self.dropout(torch.cat([local, h], dim=-1)))
+        energy = self.v(torch.sigmoid(self.a1(h)[:, None, :, :] + self.a2(h[:, q])[:, :, None, :]))
+        energy = energy.squeeze(-1)
+        local = (energy * prefix_mask(tokens)[:, q]) @ h
+        return self.b(self.dropout(torch.cat([local, h[:, q]], dim=-1)))
 
 
-class STAMP(SessionEncoder):
+class STAMP(PrefixReadout):
     """STAMP: Liu et al., "STAMP: Short-Term Attention/Memory Priority Model for Session-based
     Recommendation", KDD 2018; RecBole's stamp.py.
 
@@ -251,17 +274,18 @@ class STAMP(SessionEncoder):
         self.mlp_a = nn.Linear(cfg.dim, cfg.dim)
         self.mlp_b = nn.Linear(cfg.dim, cfg.dim)
 
-    def forward(self, tokens: torch.Tensor, locale: torch.Tensor) -> torch.Tensor:
+    def encode(self, tokens: torch.Tensor, locale: torch.Tensor, last: bool) -> torch.Tensor:
         x = self.inputs(tokens, locale)  # (B, L, d); step t is the last click of the prefix ending there
-        mean = prefix_means(x, tokens)
+        q = query_steps(last)
+        mean, click = prefix_means(x, tokens)[:, q], x[:, q]
         energy = self.w0(torch.sigmoid(
-            self.w1(x)[:, None, :, :] + (self.w2(x) + self.w3(mean) + self.b_a)[:, :, None, :]
+            self.w1(x)[:, None, :, :] + (self.w2(click) + self.w3(mean) + self.b_a)[:, :, None, :]
         )).squeeze(-1)  # (B, T, J)
-        memory = (energy * prefix_mask(tokens)) @ x + mean
-        return torch.tanh(self.mlp_a(memory)) * torch.tanh(self.mlp_b(x))
+        memory = (energy * prefix_mask(tokens)[:, q]) @ x + mean
+        return torch.tanh(self.mlp_a(memory)) * torch.tanh(self.mlp_b(click))
 
 
-class SRGNN(SessionEncoder):
+class SRGNN(PrefixReadout):
     """SR-GNN: Wu et al., "Session-based Recommendation with Graph Neural Networks", AAAI 2019; RecBole's
     srgnn.py (the dense-adjacency version of the authors' CRIPAC-DIG/SR-GNN code).
 
@@ -311,9 +335,12 @@ class SRGNN(SessionEncoder):
         outgoing = adj / adj.sum(-1, keepdim=True).clamp(min=1.0)  # [u, v] / out-degree(u)
         return node, incoming, outgoing
 
-    def forward(self, tokens: torch.Tensor, locale: torch.Tensor) -> torch.Tensor:
+    def encode(self, tokens: torch.Tensor, locale: torch.Tensor, last: bool) -> torch.Tensor:
         n, length = tokens.shape
+        q = query_steps(last)
         node, incoming, outgoing = self.prefix_graphs(tokens)
+        incoming, outgoing = incoming[:, q], outgoing[:, q]
+        steps = torch.arange(length, device=tokens.device)[q]  # the last step of each prefix computed
         # A node's input vector is that of its first step (the same item there), the same in every prefix's
         # graph: (B, 1, L, d), broadcast over the prefixes until the first GNN step makes them differ.
         hidden = self.inputs(tokens, locale)[:, None, :, :]
@@ -328,16 +355,17 @@ class SRGNN(SessionEncoder):
             h_r, h_i, h_n = self.gate_hidden(hidden).chunk(3, -1)
             reset, update = torch.sigmoid(i_r + h_r), torch.sigmoid(i_i + h_i)
             hidden = (1 - update) * hidden + update * torch.tanh(i_n + reset * h_n)
-        hidden = hidden.expand(-1, length, -1, -1)  # (B, T, L, d) (already, after a GNN step)
+        d = hidden.shape[-1]
+        hidden = hidden.expand(-1, len(steps), -1, -1)  # (B, T, L, d) (already, after a GNN step)
         # (B, T, J, d): in the graph of the prefix ending at t, the state of step j's node
-        seq = hidden.gather(2, node[:, None, :, None].expand(-1, length, -1, hidden.shape[-1]))
-        last = seq.diagonal(dim1=1, dim2=2).transpose(1, 2)  # (B, T, d): the prefix's last item
-        alpha = self.linear_three(torch.sigmoid(self.linear_one(last)[:, :, None, :] + self.linear_two(seq)))
-        glob = (alpha.squeeze(-1) * prefix_mask(tokens)).unsqueeze(-1).mul(seq).sum(2)
-        return self.linear_transform(torch.cat([glob, last], dim=-1))
+        seq = hidden.gather(2, node[:, None, :, None].expand(-1, len(steps), -1, d))
+        end = seq.gather(2, steps[None, :, None, None].expand(n, -1, 1, d)).squeeze(2)  # (B, T, d): last item
+        alpha = self.linear_three(torch.sigmoid(self.linear_one(end)[:, :, None, :] + self.linear_two(seq)))
+        glob = (alpha.squeeze(-1) * prefix_mask(tokens)[:, q]).unsqueeze(-1).mul(seq).sum(2)
+        return self.linear_transform(torch.cat([glob, end], dim=-1))
 
 
-class CORE(SessionEncoder):
+class CORE(PrefixReadout):
     """CORE: Hou et al., "CORE: Simple and Effective Session-based Recommendation within Consistent
     Representation Space", SIGIR 2022; RecBole's core.py (from RUCAIBox/CORE), the ``trm`` encoder.
 
@@ -362,12 +390,13 @@ class CORE(SessionEncoder):
         self.blocks = nn.TransformerEncoder(layer, cfg.layers, enable_nested_tensor=False)
         self.fn = nn.Linear(cfg.dim, 1)
 
-    def forward(self, tokens: torch.Tensor, locale: torch.Tensor) -> torch.Tensor:
+    def encode(self, tokens: torch.Tensor, locale: torch.Tensor, last: bool) -> torch.Tensor:
         items = self.dropout(self.item_vectors(tokens))  # (B, L, d), RecBole's sess_dropout
         x = self.norm(items + self.pos_emb(start_positions(tokens)) + self.locale_emb(locale)[:, None, :])
         out = self.blocks(self.dropout(x), mask=attention_mask(tokens, self.cfg.heads, x.dtype))
         logit = self.fn(out).squeeze(-1).float()  # (B, J)
-        weight = logit[:, None, :].masked_fill(~prefix_mask(tokens), float("-inf")).softmax(-1)  # (B, T, J)
+        blocked = ~prefix_mask(tokens)[:, query_steps(last)]
+        weight = logit[:, None, :].masked_fill(blocked, float("-inf")).softmax(-1)  # (B, T, J)
         session = weight.to(items.dtype) @ items
         return F.normalize(session, dim=-1) / self.cfg.temperature
 
