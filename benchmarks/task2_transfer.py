@@ -76,7 +76,7 @@ def variant_params(
 
 
 def finetuned_encoders(workspace: Path, params: dict, epochs: int) -> dict[str, Path]:
-    """model name -> checkpoint of each ``deep.models`` encoder pretrained on every locale and fine-tuned
+    """model name -> checkpoint of each ``deep.train`` encoder pretrained on every locale and fine-tuned
     on the Task 2 locales for ``epochs`` more epochs, trained (or resumed) in ``workspace``."""
     from pipeline.train_deep import train_one
 
@@ -86,7 +86,7 @@ def finetuned_encoders(workspace: Path, params: dict, epochs: int) -> dict[str, 
     params_path = workspace / "params_finetune.yaml"
     params_path.write_text(yaml.safe_dump(tuned, sort_keys=False))
     out = {}
-    for name in tuned["deep"]["models"]:
+    for name in tuned["deep"]["train"]:
         path = workspace / FINETUNED / f"{name}.pt"
         path.parent.mkdir(parents=True, exist_ok=True)
         pretrained = workspace / PUBLISHED / f"{name}.pt"

@@ -19,6 +19,10 @@ SOURCES: dict[str, str] = {
     "attribute": "candidates.attribute:SharedAttribute",
     "gru4rec": "candidates.deep.source:GRU4RecSource",
     "sasrec": "candidates.deep.source:SASRecSource",
+    "narm": "candidates.deep.source:NARMSource",
+    "stamp": "candidates.deep.source:STAMPSource",
+    "srgnn": "candidates.deep.source:SRGNNSource",
+    "core": "candidates.deep.source:CORESource",
 }
 
 

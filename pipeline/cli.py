@@ -5,6 +5,7 @@
     m2 validate --task 1 --phase 1 submissions/task1_phase1.parquet
     m2 score --task 1 --phase 1 FILE [--gt-dir data/raw/gt]
     m2 check-files RAW_DIR
+    m2 export-recbole OUT [--split valid]
 
 A malformed raw file ends a command with one ``error: <file>:<line> field '<f>': <reason>`` line
 and exit status 1 (core.raw.exit_on_data_error), as in the stages.
@@ -125,6 +126,20 @@ def stats_command(raw_dir: Path = typer.Argument(..., help="raw directory, gener
 
     setup_logging()
     typer.echo(data_stats.format_stats(data_stats.compute_stats(raw_dir)))
+
+
+@app.command("export-recbole")
+def export_recbole_command(
+    out: Path = typer.Argument(..., help="RecBole data_path: the files go to OUT/<name>/"),
+    split: str = typer.Option("valid", help="valid | test: the split under --data/split"),
+    data: Path = typer.Option(Path("data"), help="the graph's data folder (prepared/ and split/)"),
+    name: str = typer.Option("m2", help="RecBole dataset name"),
+) -> None:
+    """Write one split as RecBole atomic files (.inter, .test.inter, .item): pipeline/export_recbole.py."""
+    from pipeline.export_recbole import export
+
+    for file, rows in export(data, split, out, name).items():
+        typer.echo(f"{out / name / file}: {rows} rows")
 
 
 if __name__ == "__main__":

@@ -1,4 +1,4 @@
-"""Stage ``train_deep``: train the deep session encoders of params ``deep.models`` on one split's history.
+"""Stage ``train_deep``: train the deep session encoders of params ``deep.train`` on one split's history.
 
     python -m pipeline.train_deep --history data/split/valid/history.parquet \
         --items data/prepared/items.parquet --out models/deep/valid --metrics metrics/deep/valid.json
@@ -71,7 +71,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--items", type=Path, required=True)
     parser.add_argument("--out", type=Path, required=True, help="checkpoint folder: <out>/<model>.pt")
     parser.add_argument("--metrics", type=Path, required=True, help="per model: losses and timing (.json)")
-    parser.add_argument("--model", default=None, help="only this key of params deep.models")
+    parser.add_argument("--model", default=None, help="only this deep.models key (default: deep.train)")
     parser.add_argument("--device", default=None, help="cpu | cuda (default: CUDA when present)")
     parser.add_argument("--params", type=Path, default=config.PARAMS_FILE)
     args = parser.parse_args(argv)
@@ -80,7 +80,7 @@ def main(argv: list[str] | None = None) -> None:
     deep = config.load_section(DeepConfig, "deep", args.params)
     if args.model is not None and args.model not in deep.models:
         parser.error(f"--model {args.model!r} not in params deep.models {sorted(deep.models)}")
-    models = [args.model] if args.model else list(deep.models)
+    models = [args.model] if args.model else list(deep.train)
     jobs = {m: (m, args.history, args.items, args.out / f"{m}.pt", args.device, args.params) for m in models}
     workers = min(max(deep.parallel, 1), len(models))
     log.info("training %s, %d at a time", ", ".join(models), workers)

@@ -212,6 +212,26 @@ class TestSasrec(SourceContract):
     type_, cfg = "sasrec", {"threads": 1, "model": _TINY_DEEP}
 
 
+class TestNarm(SourceContract):
+    type_, cfg = "narm", {"threads": 1, "model": _TINY_DEEP}
+
+
+class TestStamp(SourceContract):
+    type_, cfg = "stamp", {"threads": 1, "model": _TINY_DEEP}
+
+
+class TestSrgnn(SourceContract):
+    type_, cfg = "srgnn", {"threads": 1, "model": _TINY_DEEP}
+
+
+class TestCore(SourceContract):
+    type_, cfg = "core", {"threads": 1, "model": {**_TINY_DEEP, "temperature": 0.1}}
+
+
+class TestGru4recMetaTower(SourceContract):  # item vectors from the title words and price too
+    type_, cfg = "gru4rec", {"threads": 1, "model": {**_TINY_DEEP, "item_tower": "meta_id"}}
+
+
 def test_contract_covers_every_registered_source():
     assert {cls.type_ for cls in SourceContract.__subclasses__()} == set(SOURCES)
 

@@ -15,7 +15,15 @@ from candidates.base import CandidateSource
 from candidates.deep.config import ModelConfig
 from candidates.deep.data import pad_left, session_sequences
 from candidates.deep.models import build
-from candidates.deep.source import GRU4RecSource, NoCheckpointError, SASRecSource
+from candidates.deep.source import (
+    CORESource,
+    GRU4RecSource,
+    NARMSource,
+    NoCheckpointError,
+    SASRecSource,
+    SRGNNSource,
+    STAMPSource,
+)
 from candidates.deep.train import Sampler, length_batches, load, repeated_targets, train, trim
 from candidates.deep.train import item_vectors as item_table
 from candidates.registry import source_class
@@ -31,7 +39,9 @@ TINY = {"dim": 16, "layers": 1, "heads": 2, "dropout": 0.0, "max_len": 20, "init
         "negatives": 16, "neg_alpha": 0.0, "logq": True, "skip_repeats": True, "min_count": 1,
         "valid_sessions": 0, "patience": 0, "passes_per_item": 0.0,
         "max_train_seconds": 0.0, "finetune_locales": [],
-        "finetune_epochs": 0}  # every ModelConfig knob but arch
+        "finetune_epochs": 0, "temperature": 1.0,
+        "item_tower": "id", "meta_buckets": 64}  # every ModelConfig knob but arch
+ARCHS = ["gru4rec", "sasrec", "narm", "stamp", "srgnn", "core"]
 
 
 @pytest.fixture(autouse=True)
@@ -93,7 +103,7 @@ def test_session_sequences_orders_by_position_and_truncates():
     assert seqs["items"].to_list() == [[20, 30], [5]]
 
 
-@pytest.mark.parametrize("arch", ["gru4rec", "sasrec"])
+@pytest.mark.parametrize("arch", ARCHS)
 def test_padding_does_not_change_the_session_vector(arch):
     torch.manual_seed(0)
     model = build(cfg(arch, max_len=6), n_items=10, n_locales=2).eval()
@@ -121,7 +131,48 @@ def test_length_batches_cover_every_session_once():
     assert all(len(b) <= 3 for b in batches)
 
 
-@pytest.mark.parametrize("arch", ["gru4rec", "sasrec"])
+@pytest.mark.parametrize("arch", ARCHS)
+def test_every_prefix_gets_the_vector_of_that_prefix_alone(arch):
+    """One row trains all its prefixes: the vector at step t is the one the prefix ending at t gets as a
+    query of its own (repeats included: SR-GNN's graph merges them, NARM/STAMP attend over them)."""
+    torch.manual_seed(0)
+    model = build(cfg(arch, max_len=6), n_items=10, n_locales=2).eval()
+    tokens = torch.tensor([[0, 3, 4, 3, 5, 4], [0, 0, 0, 7, 2, 7]])
+    locale = torch.tensor([0, 1])
+    with torch.no_grad():
+        full = model(tokens, locale)
+        for t in range(tokens.shape[1]):
+            alone = torch.cat([torch.zeros_like(tokens[:, t + 1:]), tokens[:, : t + 1]], dim=1)
+            real = tokens[:, t] != 0
+            torch.testing.assert_close(full[real, t], model.session_vectors(alone, locale)[real])
+
+
+def test_srgnn_prefix_graph_merges_repeats_and_normalises_by_degree():
+    from candidates.deep.models import SRGNN
+
+    # A B A C: nodes A (step 0), B (1), C (3); edges A->B, B->A, A->C
+    node, incoming, outgoing = SRGNN.prefix_graphs(torch.tensor([[5, 6, 5, 7]]))
+    assert node.tolist() == [[0, 1, 0, 3]]
+    last = outgoing[0, 3]
+    assert last[0, 1] == 0.5 and last[0, 3] == 0.5 and last[1, 0] == 1.0 and last.sum() == 2.0
+    assert incoming[0, 3][0, 1] == 1.0 and incoming[0, 3][3, 0] == 1.0 and incoming[0, 3][1, 0] == 1.0
+    assert outgoing[0, 0].sum() == 0.0 and outgoing[0, 1].sum() == 1.0  # prefixes A, then A B: one edge
+
+
+def test_core_scores_are_cosines_over_temperature():
+    torch.manual_seed(0)
+    model = build(cfg("core", temperature=0.5), n_items=10, n_locales=2).eval()
+    tokens, locale = torch.tensor([[0, 3, 4]]), torch.tensor([0])
+    with torch.no_grad():
+        h = model.session_vectors(tokens, locale)
+        torch.testing.assert_close(h.norm(dim=-1), torch.tensor([2.0]))
+        table = model.item_table()
+        torch.testing.assert_close(table[1:, :-1].norm(dim=-1), torch.ones(10))
+        assert (table[:, -1] == 0).all()
+        torch.testing.assert_close(model.score(h, torch.arange(1, 11)), h @ table[1:, :-1].T)
+
+
+@pytest.mark.parametrize("arch", ARCHS)
 def test_tiny_model_learns_the_chain(world, arch):
     items, history, sessions = world
     source = source_class(arch)(source_config(arch, threads=1, model=TINY), seed=3).fit(history, items)
@@ -166,7 +217,8 @@ def test_mismatched_checkpoint_is_retrained_not_resumed(world, tmp_path):
     assert same_weights(state(other), state(fresh))
 
 
-@pytest.fixture(scope="module", params=[GRU4RecSource, SASRecSource])
+@pytest.fixture(scope="module",
+                params=[GRU4RecSource, SASRecSource, NARMSource, STAMPSource, SRGNNSource, CORESource])
 def fitted(request, world) -> CandidateSource:
     items, history, _ = world
     knobs = source_config(request.param.name, threads=1, model={**TINY, "epochs": 1})
@@ -429,7 +481,8 @@ def test_a_checkpoint_of_other_encoder_code_is_retrained_and_never_served(world,
 def test_code_fingerprint_covers_the_encoder_modules():
     from candidates.deep import train as deep_train
 
-    assert set(deep_train.CODE_FILES) == {"config.py", "data.py", "models.py", "train.py", "warmstart.py"}
+    assert set(deep_train.CODE_FILES) == {"config.py", "data.py", "models.py", "train.py", "warmstart.py",
+                                          "tower.py"}
     assert len(deep_train.code_fingerprint()) == 16
 
 
@@ -511,3 +564,57 @@ def test_shared_product_rows_give_twins_one_vector_and_keep_their_bias(world, tm
     assert hits.height >= 0.6 * last.height
     with pytest.raises(ValueError, match="share_products"):
         cfg("gru4rec", share_products=True, init="ppmi_svd")
+    with pytest.raises(ValueError, match="share_products"):
+        cfg("gru4rec", share_products=True, item_tower="meta")
+
+
+def _with_attributes(items: pl.DataFrame, placeholders: bool) -> pl.DataFrame:
+    n = items.height
+    if placeholders:  # the shared real files: empty titles, no brand, colour or price
+        return items.with_columns(title=pl.lit(""), brand=pl.lit(None, pl.String),
+                                  color=pl.lit(None, pl.String), price=pl.lit(None, pl.Float64))
+    titles = [f"chain step{i % N_PER_LOCALE} kind{i // 6}" for i in range(n)]
+    return items.with_columns(title=pl.Series(titles),
+                              brand=pl.Series([f"b{i // 6}" for i in range(n)]), color=pl.lit("red"),
+                              price=pl.Series([float(i) for i in range(n)]))
+
+
+def test_item_attributes_hash_words_and_mark_placeholders():
+    from candidates.deep.tower import TITLE_WORDS, item_attributes
+
+    items = pl.DataFrame({"item": [0, 1, 2], "locale": ["DE", "DE", "UK"], "title": ["Red cup", "", None],
+                          "brand": ["acme", None, ""], "color": [None, "blue", None],
+                          "price": [9.5, None, None]})
+    attrs = item_attributes(items, 3, ["DE", "UK"], buckets=1000)
+    assert attrs["title"].shape == (4, TITLE_WORDS)
+    assert (attrs["title"][1, :2] > 0).all() and (attrs["title"][1, 2:] == 0).all()
+    assert (attrs["title"][2:] == 0).all()
+    assert attrs["has"].tolist() == [False, True, True, False]  # the pad; a title; a colour; nothing
+    assert attrs["locale"].tolist() == [0, 1, 1, 2] and attrs["price"][1] > 0 and attrs["price"][2] == 0
+
+
+@pytest.mark.parametrize("tower", ["meta", "meta_id"])
+def test_metadata_tower_indexes_items_no_session_shows(world, tower):
+    items, history, sessions = world
+    items = _with_attributes(items, placeholders=False)
+    unseen = history.filter(pl.col("item") != 5)  # item 5 only has its attributes
+    source = source_class("gru4rec")(source_config("gru4rec", threads=1,
+                                                   model={**TINY, "epochs": 2, "item_tower": tower}), seed=1)
+    source.fit(unseen, items)
+    assert 5 in source.trained.meta["indexable"].tolist()
+    table = source.trained.model.item_table()
+    assert table[5 + 1, :-1].norm() > 0
+    out = schemas.check(source.generate(sessions, 5), schemas.CANDIDATES, "gru4rec")
+    assert out.select("session", "item").is_duplicated().sum() == 0
+
+
+def test_metadata_tower_on_placeholders_falls_back_to_ids_and_says_so(world, caplog):
+    items, history, _ = world
+    items = _with_attributes(items, placeholders=True)
+    with caplog.at_level(logging.INFO, logger="candidates.deep.train"):
+        with_tower = train(history, items, cfg("gru4rec", epochs=1, item_tower="meta"), seed=1,
+                           progress=False)
+    assert "0 of 48 items (0.0%)" in caplog.text and "fall back to their id row" in caplog.text
+    assert "placeholders" in caplog.text
+    plain = train(history, items, cfg("gru4rec", epochs=1), seed=1, progress=False)
+    assert with_tower.meta["indexable"].tolist() == plain.meta["indexable"].tolist()

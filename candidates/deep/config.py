@@ -7,6 +7,8 @@ deep:
   models:
     gru4rec: {arch: gru4rec, dim: 64, ...}
     sasrec: {arch: sasrec, dim: 64, layers: 2, heads: 2, ...}
+    narm: ..., stamp: ..., srgnn: ..., core: ...   # the dataset paper's other baselines
+  train: [gru4rec, sasrec]   # the models stage train_deep trains
 """
 
 from __future__ import annotations
@@ -15,16 +17,17 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
-ARCHS = ("gru4rec", "sasrec")
+ARCHS = ("gru4rec", "sasrec", "narm", "stamp", "srgnn", "core")  # candidates/deep/models.py MODELS
 INITS = ("random", "ppmi_svd")
+TOWERS = ("id", "meta", "meta_id")
 
 
 @dataclass(frozen=True)
 class ModelConfig:
-    arch: str  # gru4rec | sasrec
+    arch: str  # gru4rec | sasrec | narm | stamp | srgnn | core
     dim: int  # item/locale embedding and session vector size
-    layers: int  # GRU layers or transformer blocks
-    heads: int  # sasrec attention heads
+    layers: int  # GRU layers (gru4rec, narm), transformer blocks (sasrec, core), GNN steps (srgnn)
+    heads: int  # attention heads (sasrec, core)
     dropout: float
     max_len: int  # sessions are truncated to their last max_len items (left-padded)
     init: str  # item embeddings: random | ppmi_svd (the history's co-visitation: deep/warmstart.py)
@@ -48,6 +51,9 @@ class ModelConfig:
     max_train_seconds: float  # time budget: no epoch starts that would end past it (0: off; not reproducible)
     finetune_locales: list[str]  # after ``epochs`` on every session, fine-tune on these locales only
     finetune_epochs: int  # epochs of that fine-tuning (0: off): the dataset paper's pretrain -> fine-tune
+    temperature: float  # core: its cosine scores are divided by this (RecBole 0.07); the others ignore it
+    item_tower: str  # id | meta | meta_id: item vectors from id rows, attributes, or both (deep/tower.py)
+    meta_buckets: int  # hash rows of the tower's title words, brands and colours
 
     def __post_init__(self) -> None:
         if self.arch not in ARCHS:
@@ -56,8 +62,14 @@ class ModelConfig:
             raise ValueError(f"deep model init {self.init!r} not in {INITS}")
         if self.share_products and self.init != "random":
             raise ValueError("deep model share_products needs init: random (a warm start is per item index)")
-        if self.arch == "sasrec" and self.dim % self.heads:
-            raise ValueError(f"sasrec dim {self.dim} not divisible by heads {self.heads}")
+        if self.share_products and self.item_tower != "id":
+            raise ValueError("deep model share_products needs item_tower: id (the tower is per item index)")
+        if self.arch in ("sasrec", "core") and self.dim % self.heads:
+            raise ValueError(f"{self.arch} dim {self.dim} not divisible by heads {self.heads}")
+        if self.temperature <= 0:
+            raise ValueError("deep model temperature must be > 0")
+        if self.item_tower not in TOWERS or self.meta_buckets < 1:
+            raise ValueError(f"deep model item_tower must be one of {TOWERS} and meta_buckets >= 1")
         if self.passes_per_item < 0 or self.max_train_seconds < 0:
             raise ValueError("deep model passes_per_item and max_train_seconds must be >= 0 (0: off)")
         if self.min_count < 1 or self.valid_sessions < 0 or self.patience < 0 or self.neg_alpha < 0:
@@ -75,7 +87,8 @@ class ModelConfig:
 
     def architecture(self) -> dict[str, Any]:
         """The knobs that shape the network (a checkpoint must match them to be reused)."""
-        return {k: getattr(self, k) for k in ("arch", "dim", "layers", "heads", "max_len", "share_products")}
+        return {k: getattr(self, k) for k in ("arch", "dim", "layers", "heads", "max_len", "share_products",
+                                               "item_tower", "meta_buckets")}
 
 
 @dataclass(frozen=True)
@@ -84,3 +97,9 @@ class DeepConfig:
     parallel: int
     amp: bool
     models: dict[str, ModelConfig]
+    train: list[str]  # the models stage train_deep trains (the others: benchmarks and opt-in sources)
+
+    def __post_init__(self) -> None:
+        unknown = sorted(set(self.train) - set(self.models))
+        if unknown:
+            raise ValueError(f"deep.train names models not in deep.models: {unknown}")

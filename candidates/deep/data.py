@@ -107,9 +107,12 @@ def locale_ids(locale: pl.Series, locales: list[str]) -> np.ndarray:
 
 def encode_queries(sessions: pl.DataFrame, max_len: int, locales: list[str]) -> Encoded:
     """Query sessions (session, locale, position, item; see candidates.base) -> padded arrays."""
+    # sorted: a join's row order is not fixed, and a row's vector may differ in its last bits with its
+    # place in the batch (the attention encoders' batched matrix products), so the same queries always
+    # go in the same order
     seqs = session_sequences(sessions.select("session", "position", "item"), max_len).join(
         sessions.select("session", "locale").unique("session"), on="session"
-    )
+    ).sort("session")
     return Encoded(
         session=seqs["session"].to_numpy(),
         tokens=pad_left(seqs["items"], max_len),

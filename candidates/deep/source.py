@@ -1,4 +1,5 @@
-"""The ``gru4rec`` and ``sasrec`` candidate sources, and ``score_pairs`` for ranker features.
+"""The deep candidate sources (``gru4rec``, ``sasrec``, ``narm``, ``stamp``, ``srgnn``, ``core``: one
+class each, the encoder its only difference), and ``score_pairs`` for ranker features.
 
 params.yaml, candidates.sources (see candidates.base for the interface):
 
@@ -234,3 +235,23 @@ class GRU4RecSource(DeepSource):
 class SASRecSource(DeepSource):
     name = "sasrec"
     arch = "sasrec"
+
+
+class NARMSource(DeepSource):
+    name = "narm"
+    arch = "narm"
+
+
+class STAMPSource(DeepSource):
+    name = "stamp"
+    arch = "stamp"
+
+
+class SRGNNSource(DeepSource):
+    name = "srgnn"
+    arch = "srgnn"
+
+
+class CORESource(DeepSource):
+    name = "core"
+    arch = "core"

@@ -52,6 +52,7 @@ from candidates.deep.data import (
     training_sequences,
 )
 from candidates.deep.models import SessionEncoder, build
+from candidates.deep.tower import item_attributes
 from candidates.deep.warmstart import item_vectors as warm_item_vectors
 from core.config import as_dict
 from core.device import pick_device
@@ -83,7 +84,7 @@ def _epoch_seed(seed: int, epoch: int) -> int:
 
 
 # The modules whose code shapes the weights: a checkpoint made by other code is never resumed or served.
-CODE_FILES = ("config.py", "data.py", "models.py", "train.py", "warmstart.py")
+CODE_FILES = ("config.py", "data.py", "models.py", "train.py", "warmstart.py", "tower.py")
 
 
 def code_fingerprint() -> str:
@@ -367,7 +368,12 @@ def train(
     counts = np.bincount(train_tokens.ravel(), minlength=n_items + 1)
     counts[PAD] = 0
     token_locale = np.concatenate([[-1], item_locales(items, n_items, locales)])
-    indexable_tokens = np.flatnonzero(counts >= cfg.min_count)
+    attrs = item_attributes(items, n_items, locales, cfg.meta_buckets) if cfg.item_tower != "id" else None
+    # an item's vector is its learned row (seen often enough) or, with the metadata tower, its attributes
+    retrievable = counts >= cfg.min_count
+    if attrs is not None:
+        retrievable |= attrs["has"]
+    indexable_tokens = np.flatnonzero(retrievable & (np.arange(len(counts)) != PAD))
     indexable = [torch.from_numpy(indexable_tokens[token_locale[indexable_tokens] == loc]).to(device)
                  for loc in range(len(locales))]
 
@@ -381,6 +387,19 @@ def train(
             model.item_emb.weight[rows] = torch.from_numpy(warm[covered]).to(device)
         log.info("%s: %d item rows warm-started from the history's co-visitation (PPMI + SVD)", cfg.arch,
                  int(covered.sum()))
+    if model.tower is not None:
+        model.tower.set_attributes(attrs)
+        with torch.no_grad():  # an item no training session shows keeps no random id row: only its attributes
+            model.item_emb.weight[torch.from_numpy(counts == 0).to(device)] = 0.0
+        has = int(attrs["has"][1:].sum())
+        log.log(
+            logging.WARNING if has < n_items else logging.INFO,
+            "%s: metadata tower (%s): %d of %d items (%.1f%%) have a title word, brand, colour or price; the "
+            "other %d (%.1f%%) fall back to their id row%s",
+            cfg.arch, cfg.item_tower, has, n_items, 100 * has / max(n_items, 1), n_items - has,
+            100 * (n_items - has) / max(n_items, 1),
+            " (every item: the attributes are placeholders, the model is id-based)" if not has else "",
+        )
     optim = Optimizer(model, cfg)
     best: dict | None = None
     # what it is trained on, per session: lets a split whose history extends this one reuse the model
