@@ -5,8 +5,9 @@
 
 Validation = the held-out train sessions of data/split/valid (target title = the target item's
 catalogue title). It is an imperfect twin of Task 3, whose targets are products absent from the
-catalogue: the chooser masks the target item out of its valid candidates (``mask_target``) so it
-does not learn to copy a catalogue neighbour that a real test session can never reach.
+catalogue: the chooser masks the target, and with ``valid_mask`` its near-duplicates, out of its
+valid candidates (titles.chooser.mask_valid) so it does not learn to copy a catalogue neighbour that
+a real test session can never reach.
 
 The chooser is learned on the valid split (title sources fitted on the valid history); test
 sessions (datasets task3_phase1/2, in file row order) get candidates from the sources fitted on
@@ -80,8 +81,7 @@ def run_valid(fold: Fold, refs: pl.DataFrame, events: pl.DataFrame, items: pl.Da
                      "last_title": bleu(base["next_item_title"].to_list(), refs["ref_title"].to_list())}
     cands = candidate_titles(refs.select("session", "locale"), events, fit_sources(fold, items, cfg, seed),
                              items, titles, cfg.max_session_items)
-    if cfg.mask_target:
-        cands = cands.join(refs.select("session", item="target"), on=["session", "item"], how="anti")
+    cands = tc.mask_valid(cands, refs, cfg.valid_mask, cfg.family_tokens)
     labelled = tc.label(cands, refs.select("session", "ref"), cfg.label)
     metrics["candidates_per_session"] = labelled.height / max(refs.height, 1)
     oof = tc.out_of_fold(labelled, cfg, seed)
