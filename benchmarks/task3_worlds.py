@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import hashlib
 import json
 import logging
 import sys
@@ -49,11 +50,11 @@ from titles.text import item_titles  # noqa: E402
 log = logging.getLogger("task3_worlds")
 
 # The second world (tests/test_task3_worlds.py WORLD2): "Brand Model words noun colour size CODE" titles,
-# longer pseudo-words, 30 colours; half the Task 3 targets new families, every one a new model code.
+# longer pseudo-words, 30 colours; every Task 3 target a new family with a new model code.
 WORLDS = {
     "default": {},
     "world2": {"title_layout": "brand_words_colour_model", "model_code_share": 1.0, "word_long_share": 0.7,
-               "word_long_share_jp": 0.8, "n_colours": 30, "task3_new_variant": 0.5, "task3_new_code": 1.0},
+               "word_long_share_jp": 0.8, "n_colours": 30, "task3_new_variant": 0.0, "task3_new_code": 1.0},
 }
 FOLDS = ("items", "sessions", "events", "targets")
 
@@ -61,12 +62,11 @@ FOLDS = ("items", "sessions", "events", "targets")
 def world_data(name: str, knobs: dict, scale: float, seed: int,
                work: Path) -> tuple[Path, prepare.Prepared, dict]:
     """The world's raw dir, prepared frames and split folds (cached under ``work``)."""
-    tag = "_".join(f"{k}{v}" for k, v in sorted(knobs.items()))
-    root = work / f"{name}_{scale}{'_' + tag if tag else ''}"
+    merged = {**WORLDS[name], **knobs}
+    root = work / f"{name}_{scale}_{hashlib.md5(json.dumps(merged, sort_keys=True).encode()).hexdigest()[:8]}"
     raw_dir = root / "raw"
     if not (root / "done").exists():
-        cfg = dataclasses.replace(config.load_section(SyntheticConfig, "synthetic"),
-                                  **{**WORLDS[name], **knobs})
+        cfg = dataclasses.replace(config.load_section(SyntheticConfig, "synthetic"), **merged)
         synthetic.generate(raw_dir, scale=scale, seed=seed, cfg=cfg)
         products, train, tests, _ = prepare.read_raw(raw_dir, "raise")
         prepared = prepare.prepare(products, train, tests)
