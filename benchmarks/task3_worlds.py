@@ -13,7 +13,8 @@ chooser's two files and the last title (the mT5 generator is left out: it is tra
 ``choose`` drops it on every locale of both worlds at scale 0.02). Each test phase is scored with
 sacrebleu on the generated ground truth.
 
-Writes per world: ``valid`` (metrics/task3_valid.json's figures), ``choice`` (the per-locale pick),
+Appends one run per world to the ``--out`` record ({"runs": [...]}, rendered by benchmarks/render.py into
+docs/task3_worlds.md): ``valid`` (metrics/task3_valid.json's figures), ``choice`` (the per-locale pick),
 ``test`` (per phase, sacrebleu BLEU 0-100 of last_title, task3_chooser_plain, task3_chooser and
 published, the chooser's departure rate) and ``gap`` (per method: the valid gain over the last title
 minus the test gain, all locales, sacrebleu scale). Raw data and prepared frames are cached under
@@ -27,6 +28,7 @@ import dataclasses
 import hashlib
 import json
 import logging
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -147,13 +149,32 @@ def main(argv: list[str] | None = None) -> None:
     for entry in args.world_knobs:
         key, value = entry.split("=", 1)
         world_knobs[key.removeprefix("synthetic.")] = yaml.safe_load(value)
-    result = {"scale": scale, "seed": seed, "overrides": knobs, "world_knobs": world_knobs,
-              "worlds": {name: run_world(name, world_knobs, scale, seed, args.work, cfg)
-                         for name in args.world}}
-    text = json.dumps(result, indent=1)
-    print(text)
+    runs = [{"world": name, "knobs": {**WORLDS[name], **world_knobs}, "scale": scale, "seed": seed,
+             "valid_mask": cfg.valid_mask, "overrides": knobs, "commit": git_commit(),
+             **run_world(name, world_knobs, scale, seed, args.work, cfg)} for name in args.world]
+    print(json.dumps(runs, indent=1))
     if args.out:
-        write_json(result, args.out)
+        record(runs, args.out)
+
+
+def git_commit() -> str | None:
+    try:
+        return subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, check=True,
+                              cwd=Path(__file__).resolve().parents[1]).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return None
+
+
+def record(runs: list[dict], path: Path) -> None:
+    """Add ``runs`` to the record at ``path`` ({"runs": [...]}), replacing a run of the same world, knobs,
+    scale and chooser settings."""
+    def key(run: dict) -> str:
+        return json.dumps([run["world"], run["knobs"], run["scale"], run["valid_mask"], run["overrides"]],
+                          sort_keys=True)
+
+    old = json.loads(path.read_text())["runs"] if path.exists() else []
+    new = {key(r) for r in runs}
+    write_json({"runs": [r for r in old if key(r) not in new] + runs}, path)
 
 
 if __name__ == "__main__":
