@@ -136,6 +136,10 @@ def test_chooser_beats_last_title(world):
     assert metrics["chooser"] > metrics["last_title"] + 0.02, metrics
     assert metrics["chooser_edited"] >= metrics["chooser"] - 1e-9
     assert metrics["oracle_candidate"] >= metrics["chooser"]
+    # valid_mask family: no candidate of the target's family is left to depart to
+    assert cfg.valid_mask == "family" and metrics["departures"]["to_target_family"] == 0.0
+    assert metrics["chooser_without_target_family"] == pytest.approx(metrics["chooser"])
+    assert 0 < metrics["departures"]["to_own_items"] <= metrics["departures"]["departed"] <= 1
     # Test-side prediction: every session gets a title, in input order, deterministically.
     model = tc.fit(labelled, cfg, seed=3)
     sessions = refs.select("session", "locale").reverse()
