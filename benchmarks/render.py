@@ -614,6 +614,13 @@ class Page(NamedTuple):
     render: Callable[[Path], str | None]
 
 
+def _family_departures(valid: dict) -> str:
+    if "departures" not in valid:
+        return "-"
+    return (f"{valid['departures']['to_target_family']:.1%} "
+            f"({num(100 * valid['chooser_without_target_family'], 2)})")
+
+
 def page_task3_worlds(results: Path) -> str | None:
     record = load("task3_worlds.json", results)
     if record is None:
@@ -630,7 +637,7 @@ def page_task3_worlds(results: Path) -> str | None:
                      *(" / ".join(num(t[k], 2) for k in ("last_title", "task3_chooser", "published"))
                        + f" ({t['published'] - t['last_title']:+.2f})" for t in test),
                      " / ".join(f"{run['gap']['task3_chooser'][f'phase{p}']:+.2f}" for p in (1, 2)),
-                     " / ".join(f"{t['chooser_departs']:.0%}" for t in test)))
+                     " / ".join(f"{t['chooser_departs']:.0%}" for t in test), _family_departures(valid)))
     return "\n\n".join([
         "# Task 3 on two generated worlds (`benchmarks/results/task3_worlds.json`)",
         "`python benchmarks/task3_worlds.py --world default --world world2 -S valid_mask=<mask>`: each "
@@ -642,8 +649,12 @@ def page_task3_worlds(results: Path) -> str | None:
         "tests/test_task3_worlds.py); `new families`: the share of Task 3 targets that open a new product "
         "line of their family's brand (the rest a new colour/size of a catalogue family). Gap: the chooser's "
         "valid gain over the last title minus its test gain.",
+        "Valid departures to the target's family: the share of valid sessions where the chooser departs "
+        "to a neighbour whose first tokens are the target's (a sibling a new product line has not), and the "
+        "chooser's valid BLEU with those sessions back on the last title (runs before that metric: -).",
         table(("world", "valid_mask", "valid last / chooser", "phase 1 last / chooser / published",
-               "phase 2 last / chooser / published", "gap p1 / p2", "departs p1 / p2"), rows),
+               "phase 2 last / chooser / published", "gap p1 / p2", "departs p1 / p2",
+               "valid departures to the target's family (chooser without them)"), rows),
     ])
 
 
