@@ -692,6 +692,50 @@ class Page(NamedTuple):
     render: Callable[[Path], str | None]
 
 
+def _family_departures(valid: dict) -> str:
+    if "departures" not in valid:
+        return "-"
+    return (f"{valid['departures']['to_target_family']:.1%} "
+            f"({num(100 * valid['chooser_without_target_family'], 2)})")
+
+
+def page_task3_worlds(results: Path) -> str | None:
+    record = load("task3_worlds.json", results)
+    if record is None:
+        return None
+    rows = []
+    for run in record["runs"]:
+        knobs, valid = run["knobs"], run["valid"]
+        new_families, new_codes = 1 - knobs.get("task3_new_variant", 0.8), knobs.get("task3_new_code", 0.0)
+        world = (f"`{run['world']}` ({knobs.get('title_layout', 'amazon')}, new families {new_families:.0%}, "
+                 f"new codes {new_codes:.0%})")
+        test = [run["test"][f"phase{p}"] for p in (1, 2)]
+        rows.append((world, f"`{run['valid_mask']}`",
+                     " / ".join(num(100 * valid[k], 2) for k in ("last_title", "chooser_edited")),
+                     *(" / ".join(num(t[k], 2) for k in ("last_title", "task3_chooser", "published"))
+                       + f" ({t['published'] - t['last_title']:+.2f})" for t in test),
+                     " / ".join(f"{run['gap']['task3_chooser'][f'phase{p}']:+.2f}" for p in (1, 2)),
+                     " / ".join(f"{t['chooser_departs']:.0%}" for t in test), _family_departures(valid)))
+    return "\n\n".join([
+        "# Task 3 on two generated worlds (`benchmarks/results/task3_worlds.json`)",
+        "`python benchmarks/task3_worlds.py --world default --world world2 -S valid_mask=<mask>`: each "
+        "world generated at the default scale, prepared and split as the stages do, the chooser of stage "
+        "`task3` learned on the valid split with `task3.chooser.valid_mask` as given, stage `choose`'s "
+        "per-locale pick (chooser, chooser + edits or the last title), both test phases scored with "
+        "sacrebleu on the generated answers (BLEU x 100). `world2`: titles "
+        "`Brand Model words noun colour size CODE`, longer pseudo-words, 30 colours (the world of "
+        "tests/test_task3_worlds.py); `new families`: the share of Task 3 targets that open a new product "
+        "line of their family's brand (the rest a new colour/size of a catalogue family). Gap: the chooser's "
+        "valid gain over the last title minus its test gain.",
+        "Valid departures to the target's family: the share of valid sessions where the chooser departs "
+        "to a neighbour whose first tokens are the target's (a sibling a new product line has not), and the "
+        "chooser's valid BLEU with those sessions back on the last title (runs before that metric: -).",
+        table(("world", "valid_mask", "valid last / chooser", "phase 1 last / chooser / published",
+               "phase 2 last / chooser / published", "gap p1 / p2", "departs p1 / p2",
+               "valid departures to the target's family (chooser without them)"), rows),
+    ])
+
+
 PAGES = (
     Page("scale.md", ("scale.json",), page_scale),
     Page(
@@ -703,6 +747,7 @@ PAGES = (
     Page("distributed.md", ("distributed.json",), page_distributed),
     Page("encoders.md", ("encoders.json",), page_encoders),
     Page("paper_baselines.md", ("paper_baselines.json",), page_paper_baselines),
+    Page("task3_worlds.md", ("task3_worlds.json",), page_task3_worlds),
     Page(
         "budgets.md",
         (

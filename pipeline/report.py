@@ -63,9 +63,9 @@ from pipeline.reporting.plots import (
 
 log = logging.getLogger(__name__)
 
-RECALL, RANKER, IMPORTANCE, LEADERBOARD, DATA_STATS, PUBLISH = (
+RECALL, RANKER, IMPORTANCE, LEADERBOARD, DATA_STATS, PUBLISH, TASK3_GAP = (
     "recall.json", "ranker.json", "ranker_importance.csv", "leaderboard.json", "data_stats.json",
-    "publish.json")
+    "publish.json", "task3_gap.json")
 PLOTS = {
     "session_length": "session_length.png",
     "popularity": "popularity_tail.png",
@@ -88,11 +88,12 @@ class Results:
     leaderboard: Path
     data_stats: Path
     publish: Path
+    task3_gap: Path
 
     @classmethod
     def under(cls, metrics: Path, plots: Path) -> Results:
         return cls(metrics / RECALL, metrics / RANKER, plots / IMPORTANCE, metrics / LEADERBOARD,
-                   metrics / DATA_STATS, metrics / PUBLISH)
+                   metrics / DATA_STATS, metrics / PUBLISH, metrics / TASK3_GAP)
 
 
 @dataclass(frozen=True)
@@ -230,7 +231,7 @@ def leaderboard_section(page: Page, path: Path, out: Path, cfg: ReportConfig,
         page.table(head + [f"{metric} {loc}" for loc in locales], rows)
 
 
-def publish_section(page: Page, path: Path, board_path: Path) -> None:
+def publish_section(page: Page, path: Path, board_path: Path, gap_path: Path) -> None:
     page.heading("What is published, and why")
     choice = _read_json(path)
     if choice is None:
@@ -256,6 +257,14 @@ def publish_section(page: Page, path: Path, board_path: Path) -> None:
                     + ["n/a" if r[c] is None else f"{r[c]:+.2f}" for c in ("valid_gain", "test_gain_p1",
                                                                           "test_gain_p2")]
                     for r in gap.iter_rows(named=True)])
+    overall = (_read_json(gap_path) or {}).get("published")
+    if overall:
+        tests = ", ".join(f"{phase} {'n/a' if g is None else f'{g:+.2f}'}"
+                          for phase, g in overall["test_gain"].items())
+        page.para(f"The published Task 3 file (`{gap_path}`): valid gain over the last title "
+                  f"{overall['valid_gain']:+.2f} BLEU (its locales' gains weighted by sessions), test gain "
+                  f"{tests}. `task3.chooser.valid_mask` sets how much of the target's catalogue family "
+                  "validation hides from the chooser, as a new product has none.")
 
 
 def _read_json(path: Path) -> dict | None:
@@ -292,7 +301,7 @@ def build_report(prepared: dict[str, pl.DataFrame], results: Results, out: Path,
     recall_section(page, results.recall, out, cfg, colours)
     ranker_section(page, results.ranker, results.importance, out, cfg)
     leaderboard_section(page, results.leaderboard, out, cfg, colours)
-    publish_section(page, results.publish, results.leaderboard)
+    publish_section(page, results.publish, results.leaderboard, results.task3_gap)
     return page
 
 

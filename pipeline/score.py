@@ -18,6 +18,11 @@ second or later related item, a sibling variant, the intent category, other) the
 targets, the method's MRR@100 and Recall@100 beside the oracle's, and how much of the overall
 gap to the ceiling (in MRR@100 points) each class accounts for.
 
+With ``--task3-gap`` (and ``--publish`` metrics/publish.json, ``--task3-valid`` metrics/task3_valid.json),
+the Task 3 valid-vs-test gap (:func:`task3_gap`): each method's BLEU gain over the last title on the
+validation sessions beside the same gain on each test phase, per locale, for the chooser's files and
+for the published file; where Task 3 has no ground truth (real data) it is empty.
+
 With ``--probes``, the ground-truth probes of the data (pipeline/probes.py): per test file, how many
 targets train never showed or never saw follow the last item, and the MRR@100 of a per-locale
 popularity and a plain window-3 co-visitation. This is the only stage that reads gt/, so those figures
@@ -42,6 +47,10 @@ log = logging.getLogger(__name__)
 
 FILE_PATTERN = re.compile(r"^task([123])_phase([12])\.parquet$")
 PUBLISHED = "submission"
+VALIDATED = "validated"  # stage choose's folder: what publish copies by default
+LAST_TITLE = "last_title"
+# Task 3 chooser files and the key of their validation BLEU in metrics/task3_valid.json.
+TASK3_VALID_KEYS = {"task3_chooser_plain": "chooser", "task3_chooser": "chooser_edited"}
 # board key: {dataset: {"reason", "ground_truth", "methods"}}, present only when needed
 UNSCORED = "unscored"
 
@@ -232,6 +241,49 @@ def leaderboard(root: Path, gt_dir: Path) -> tuple[dict, dict]:
     return board, gaps
 
 
+def task3_gap(publish: dict, valid: dict, board: dict) -> dict:
+    """The Task 3 valid-vs-test gap, sacrebleu scale (BLEU x 100); gap = valid gain - test gain.
+
+    Args:
+        publish: metrics/publish.json (stage choose: per locale the method and its validation figures).
+        valid: metrics/task3_valid.json (stage task3: the chooser's validation BLEU over all locales).
+        board: leaderboard() of the submissions (the published file is ``validated``'s).
+    Returns {"methods": {method: {"valid_gain", "test_gain": {phase: gain}, "gap": {phase: gap}}},
+    "per_locale": {locale: {"method", "valid_gain", "test_gain", "gap"}}, "published": the same for the
+    published file, its valid gain the sessions-weighted mean of its locales' gains}; {} without Task 3
+    ground truth or validation figures.
+    """
+    phases = [p for p in raw.PHASES if f"task3_phase{p}" in board]
+    per_locale_choice = publish.get("task3", {}).get("per_locale", {})
+    if not phases or not per_locale_choice or "per_locale" not in valid:
+        return {}
+
+    def test_gain(method: str, locale: str = "all") -> dict[str, float | None]:
+        out = {}
+        for p in phases:
+            scores = board[f"task3_phase{p}"]
+            ours = scores.get(method, {}).get(locale, {}).get("bleu")
+            last = scores.get(LAST_TITLE, {}).get(locale, {}).get("bleu")
+            out[f"phase{p}"] = None if ours is None or last is None else 100 * (ours - last)
+        return out
+
+    def entry(valid_gain: float, gains: dict[str, float | None]) -> dict:
+        return {"valid_gain": valid_gain, "test_gain": gains,
+                "gap": {k: None if g is None else valid_gain - g for k, g in gains.items()}}
+
+    methods = {m: entry(100 * (valid[key] - valid["last_title"]), test_gain(m))
+               for m, key in TASK3_VALID_KEYS.items() if key in valid}
+    per_locale, weighted, n = {}, 0.0, 0
+    for loc, choice in per_locale_choice.items():
+        figures = choice["valid"].get(choice["method"])
+        gain = 0.0 if figures is None else 100 * (figures["bleu"] - figures["last_title"])
+        weight = next(iter(choice["valid"].values()), {}).get("n", 0)
+        weighted, n = weighted + gain * weight, n + weight
+        per_locale[loc] = {"method": choice["method"], **entry(gain, test_gain(choice["method"], loc))}
+    return {"methods": methods, "per_locale": per_locale,
+            "published": entry(weighted / max(n, 1), test_gain(VALIDATED))}
+
+
 def unscored_entry(key: str, paths: dict[str, Path], gt_dir: Path) -> dict:
     """{"reason", "ground_truth", "methods"} of a dataset whose ground truth is absent (logged)."""
     gt_path = gt_dir / raw.gt_file(int(key[4]), int(key[-1]))
@@ -293,6 +345,9 @@ def main() -> None:
     parser.add_argument("--table", type=Path, required=True)
     parser.add_argument("--gap", type=Path, help="oracle gap by target class (JSON; synthetic data only)")
     parser.add_argument("--gap-table", type=Path, help="the same as markdown")
+    parser.add_argument("--task3-gap", type=Path, help="Task 3 valid-vs-test gap (JSON)")
+    parser.add_argument("--publish", type=Path, help="metrics/publish.json, read by --task3-gap")
+    parser.add_argument("--task3-valid", type=Path, help="metrics/task3_valid.json, read by --task3-gap")
     parser.add_argument("--raw", type=Path, help="raw directory (data/raw), read by --probes")
     parser.add_argument(
         "--probes", type=Path, help="ground-truth probes JSON (metrics/gt_probes.json); needs --raw"
@@ -300,9 +355,16 @@ def main() -> None:
     args = parser.parse_args()
     if args.probes and not args.raw:
         parser.error("--probes needs --raw")
+    if args.task3_gap and not (args.publish and args.task3_valid):
+        parser.error("--task3-gap needs --publish and --task3-valid")
     setup_logging()
     board, gaps = leaderboard(args.submissions, args.gt)
     write_json(board, args.out)
+    if args.task3_gap:
+        read = [json.loads(p.read_text()) if p.exists() else {} for p in (args.publish, args.task3_valid)]
+        gap = task3_gap(*read, board)
+        log.info("task3 valid-vs-test gap (BLEU x 100): %s", gap.get("published", "no ground truth"))
+        write_json(gap, args.task3_gap)
     table = format_table(board)
     write_text(table, args.table)
     print(table)

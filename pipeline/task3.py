@@ -5,8 +5,9 @@
 
 Validation = the held-out train sessions of data/split/valid (target title = the target item's
 catalogue title). It is an imperfect twin of Task 3, whose targets are products absent from the
-catalogue: the chooser masks the target item out of its valid candidates (``mask_target``) so it
-does not learn to copy a catalogue neighbour that a real test session can never reach.
+catalogue: the chooser masks the target, and with ``valid_mask`` its near-duplicates, out of its
+valid candidates (titles.chooser.mask_valid) so it does not learn to copy a catalogue neighbour that
+a real test session can never reach.
 
 The chooser is learned on the valid split (title sources fitted on the valid history); test
 sessions (datasets task3_phase1/2, in file row order) get candidates from the sources fitted on
@@ -80,8 +81,7 @@ def run_valid(fold: Fold, refs: pl.DataFrame, events: pl.DataFrame, items: pl.Da
                      "last_title": bleu(base["next_item_title"].to_list(), refs["ref_title"].to_list())}
     cands = candidate_titles(refs.select("session", "locale"), events, fit_sources(fold, items, cfg, seed),
                              items, titles, cfg.max_session_items)
-    if cfg.mask_target:
-        cands = cands.join(refs.select("session", item="target"), on=["session", "item"], how="anti")
+    cands = tc.mask_valid(cands, refs, cfg.valid_mask, cfg.family_tokens)
     labelled = tc.label(cands, refs.select("session", "ref"), cfg.label)
     metrics["candidates_per_session"] = labelled.height / max(refs.height, 1)
     oof = tc.out_of_fold(labelled, cfg, seed)
@@ -109,6 +109,8 @@ def run_valid(fold: Fold, refs: pl.DataFrame, events: pl.DataFrame, items: pl.Da
     edits, steps = tc.tune_edits(choice, choice["ref"], cfg)
     edited = tc.apply_edits(choice, edits)
     metrics["chooser"] = step_bleu(choice)
+    metrics["departures"], undone = departures(choice, best, fallback, cfg.family_tokens)
+    metrics["chooser_without_target_family"] = step_bleu(undone)
     metrics["chooser_drop_tail"] = step_bleu(
         tc.apply_edits(choice, tc.Edits({}, edits.drop_tail_min)), "edited")
     metrics["chooser_edited"] = step_bleu(edited, "edited")
@@ -129,6 +131,27 @@ def run_valid(fold: Fold, refs: pl.DataFrame, events: pl.DataFrame, items: pl.Da
         per_locale[locale] |= {"n": int((refs["locale"] == locale).sum()), **margin_figures.get(locale, {})}
     metrics["per_locale"] = per_locale
     return labelled, tc.Tuned(margins, edits), metrics
+
+
+def departures(choice: pl.DataFrame, best: pl.DataFrame, fallback: pl.DataFrame,
+               family_tokens: int) -> tuple[dict[str, float], pl.DataFrame]:
+    """Where the chooser departs from the last title on valid, and ``choice`` without the departures to a
+    neighbour of the target's own family (its first ``family_tokens`` tokens): a new product line has none.
+
+    Returns the shares of sessions departing at all, to an own item and to such a neighbour, and the choice
+    with those sessions back on the last title (``fallback``'s ``fb`` tokens).
+    """
+    picked = (choice.join(best.select("session", "last_item"), on="session", how="left",
+                          maintain_order="left")
+              .join(fallback.select("session", "fb"), on="session", how="left", maintain_order="left"))
+    departs = pl.col("last_item").is_null() | (pl.col("item") != pl.col("last_item"))
+    family = (departs & (pl.col("si_in_session") == 0)
+              & (pl.col("tokens").list.head(family_tokens) == pl.col("ref").list.head(family_tokens)))
+    own = departs & (pl.col("si_in_session") == 1)
+    shares = picked.select(departed=departs.mean(), to_own_items=own.mean(),
+                           to_target_family=family.mean()).row(0, named=True)
+    undone = picked.with_columns(tokens=pl.when(family).then(pl.col("fb")).otherwise(pl.col("tokens")))
+    return {k: float(v or 0.0) for k, v in shares.items()}, undone.select("session", "tokens")
 
 
 def predict_test(fold: Fold, model, tuned: tc.Tuned, events: pl.DataFrame, items: pl.DataFrame,

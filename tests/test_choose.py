@@ -60,3 +60,32 @@ def test_publish_defaults_to_the_validated_choice():
     stages = yaml.safe_load((REPO / "dvc.yaml").read_text())["stages"]
     assert "submissions/validated" in stages["choose"]["outs"][0]
     assert "metrics/publish.json" in [next(iter(m)) for m in stages["choose"]["metrics"]]
+
+
+def test_task3_gap_sets_each_valid_gain_beside_its_test_gain():
+    from pipeline import score
+
+    def bleu(all_: float, de: float, uk: float) -> dict:
+        return {"all": {"bleu": all_}, "DE": {"bleu": de}, "UK": {"bleu": uk}}
+
+    de = {"task3_chooser": {"bleu": 0.20, "last_title": 0.15, "n": 300}}
+    uk = {"task3_chooser": {"bleu": 0.10, "last_title": 0.12, "n": 100}}
+    publish = {"task3": {"per_locale": {"DE": {"method": "task3_chooser", "valid": de},
+                                        "UK": {"method": "last_title", "valid": uk}}}}
+    valid = {"last_title": 0.14, "chooser": 0.15, "chooser_edited": 0.16, "per_locale": {}}
+    board = {"task3_phase1": {"last_title": bleu(0.10, 0.10, 0.10), "task3_chooser": bleu(0.12, 0.13, 0.09),
+                              "task3_chooser_plain": bleu(0.11, 0.11, 0.11),
+                              "validated": bleu(0.115, 0.13, 0.10)}}
+    gap = score.task3_gap(publish, valid, board)
+    assert gap["methods"]["task3_chooser"]["valid_gain"] == pytest.approx(2.0)
+    assert gap["methods"]["task3_chooser"]["test_gain"] == {"phase1": pytest.approx(2.0)}
+    assert gap["methods"]["task3_chooser_plain"]["gap"] == {"phase1": pytest.approx(0.0)}
+    assert gap["per_locale"]["DE"] == {"method": "task3_chooser", "valid_gain": pytest.approx(5.0),
+                                       "test_gain": {"phase1": pytest.approx(3.0)},
+                                       "gap": {"phase1": pytest.approx(2.0)}}
+    assert gap["per_locale"]["UK"]["valid_gain"] == 0.0
+    # the published file: its locales' valid gains weighted by their sessions (5 x 300 + 0 x 100) / 400
+    assert gap["published"]["valid_gain"] == pytest.approx(3.75)
+    assert gap["published"]["test_gain"] == {"phase1": pytest.approx(1.5)}
+    # no Task 3 ground truth (real data): nothing to compare
+    assert score.task3_gap(publish, valid, {}) == {}

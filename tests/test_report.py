@@ -70,6 +70,8 @@ def fake_metrics(world, metrics_dir: Path) -> report.Results:
                     "method": "task3_chooser", "gain": 0.01,
                     "valid": {"task3_chooser": {"bleu": 0.21, "last_title": 0.2, "n": 30}}}}}},
                results.publish)
+    write_json({"published": {"valid_gain": 1.0, "test_gain": {"phase1": 3.0, "phase2": None},
+                              "gap": {"phase1": -2.0, "phase2": None}}}, results.task3_gap)
     write_json({"locales": {"DE": {"sessions": 10, "repeat_share": 0.3},
                             "ES": {"sessions": 4, "repeat_share": 0.2}},
                 "probes": {"task1_phase1": {"covisit": {"mrr@100": 0.3}, "popularity": {"mrr@100": 0.01}}}},
@@ -115,6 +117,8 @@ def test_page_holds_the_tables(built):
     # the Task 3 choice, its valid gain and the test gain beside it (sacrebleu scale): 1.0 vs 3.0
     row = next(line for line in markdown.splitlines() if "task3_chooser *" in line)
     assert [c.strip() for c in row.strip("|").split("|")][2:5] == ["+1.00", "+3.00", "n/a"], row
+    # the published file's valid-vs-test gap (metrics/task3_gap.json, stage score)
+    assert "valid gain over the last title +1.00 BLEU" in markdown and "phase1 +3.00, phase2 n/a" in markdown
 
 
 def test_missing_inputs_are_reported_not_fatal(tiny_world, tmp_path, monkeypatch):

@@ -136,6 +136,10 @@ def test_chooser_beats_last_title(world):
     assert metrics["chooser"] > metrics["last_title"] + 0.02, metrics
     assert metrics["chooser_edited"] >= metrics["chooser"] - 1e-9
     assert metrics["oracle_candidate"] >= metrics["chooser"]
+    # valid_mask family: no candidate of the target's family is left to depart to
+    assert cfg.valid_mask == "family" and metrics["departures"]["to_target_family"] == 0.0
+    assert metrics["chooser_without_target_family"] == pytest.approx(metrics["chooser"])
+    assert 0 < metrics["departures"]["to_own_items"] <= metrics["departures"]["departed"] <= 1
     # Test-side prediction: every session gets a title, in input order, deterministically.
     model = tc.fit(labelled, cfg, seed=3)
     sessions = refs.select("session", "locale").reverse()
@@ -288,3 +292,24 @@ def test_mt5_fallback_combination():
     # DE: the generation is exact, so DE keeps it; UK: the short 'q' falls back and then ties.
     assert fallback == [] and metrics["mt5_fallback"] >= metrics["mt5"]
     assert metrics["per_locale"]["DE"]["mt5"] > metrics["per_locale"]["DE"]["last_title"]
+
+
+def test_valid_mask_drops_what_a_new_product_has_no_twin_of():
+    """item: the target; title: and its title's other items; family: and titles opening like it.
+    Own items stay."""
+    rows = [(0, 1, "acme red shoe sport blue 9"),     # the session's own item, of the target's family
+            (1, 0, "acme red shoe sport blue 9"),     # the target itself
+            (2, 0, "acme red shoe sport blue 9"),     # another item with the target's title
+            (3, 0, "acme red shoe sport green 7"),    # a sibling: the family's first four tokens
+            (4, 0, "acme red boot sport blue 9"),     # another line of the brand
+            (5, 0, "zeta cup")]                       # unrelated
+    cands = pl.DataFrame({"session": [7] * len(rows), "item": [r[0] for r in rows],
+                          "si_in_session": [r[1] for r in rows], "title": [r[2] for r in rows]},
+                         schema_overrides={"session": pl.Int32, "item": pl.Int32, "si_in_session": pl.Int8})
+    cands = cands.with_columns(tokens=pl.col("title").str.split(" "))
+    refs = pl.DataFrame({"session": [7], "target": [1], "ref": [rows[1][2].split(" ")]},
+                        schema_overrides={"session": pl.Int32, "target": pl.Int32})
+    kept = {mode: tc.mask_valid(cands, refs, mode, 4)["item"].to_list() for mode in tc.VALID_MASKS}
+    assert kept == {"item": [0, 2, 3, 4, 5], "title": [0, 3, 4, 5], "family": [0, 4, 5]}
+    with pytest.raises(ValueError, match="valid_mask"):
+        chooser_config(valid_mask="brand")

@@ -14,8 +14,9 @@ features; here:
    penalty); (b) ``drop_tail``: strip trailing tokens that no other title of the session holds.
 
 Real Task 3 targets are products absent from the catalogue, while a held-out train session's
-target is a catalogue item that a source may propose verbatim; with ``mask_target`` the target
-item is removed from the valid candidates so the chooser learns for new targets.
+target is a catalogue item that a source may propose verbatim, or as a sibling that differs in a
+colour or a size. ``valid_mask`` (mask_valid()) removes from the valid candidates what a new product
+could not have in the catalogue, so the chooser learns, and validation scores, as on the test.
 
 Frames: ``cands`` has session, item, locale, title, tokens and the feature columns; a ``choice``
 frame has session, tokens (the chosen title's 13a tokens), title, locale.
@@ -35,13 +36,16 @@ from titles.text import MAX_ORDER, STAT_COLUMNS, bleu_stats, corpus_bleu, refere
 
 log = logging.getLogger(__name__)
 
+VALID_MASKS = ("item", "title", "family")
+
 @dataclass(frozen=True)
 class ChooserConfig:
     """params.yaml ``task3.chooser``: stage one (candidates) and stage two (chooser, editor)."""
 
     max_session_items: int         # most recent distinct items of the session kept as candidates
     sources: dict[str, dict[str, Any]]  # title sources: name -> {type, k, knobs} (titles.candidates)
-    mask_target: bool              # valid: drop the target item itself (real targets are new products)
+    valid_mask: str                # valid candidates dropped: item | title | family (mask_valid)
+    family_tokens: int             # family: the leading title tokens a near-duplicate shares with the target
     label: str                     # regression label: gain (first-order corpus BLEU gain) | sentence
     folds: int                     # session folds for the out-of-fold validation choices
     num_leaves: int                # LightGBM regressor (see _lgb_params)
@@ -57,6 +61,8 @@ class ChooserConfig:
     drop_tail_min: tuple[int, ...]  # drop_tail keeps at least this many tokens (0 = off)
 
     def __post_init__(self) -> None:
+        if self.valid_mask not in VALID_MASKS:
+            raise ValueError(f"valid_mask must be one of {VALID_MASKS}, got {self.valid_mask!r}")
         if self.label not in ("gain", "sentence"):
             raise ValueError(f"label must be 'gain' or 'sentence', got {self.label!r}")
 
@@ -78,6 +84,34 @@ class Tuned:
 
 
 # -------------------------------------------------------------------------------------------- chooser
+
+def mask_valid(cands: pl.DataFrame, refs: pl.DataFrame, mode: str, family_tokens: int) -> pl.DataFrame:
+    """The valid candidates a session whose next product is new could also be offered.
+
+    A Task 3 target is absent from the catalogue, so on the test no candidate is the target and no
+    candidate carries its title; a new product often opens a new line of a brand, so none shares its
+    family either. A held-out train target is a catalogue item: left in, the chooser learns to copy
+    catalogue neighbours that a test session never has, departs from the last title too often there,
+    and validation promises gains the test does not hold.
+
+    Args:
+        cands: candidate_titles() of the valid sessions. refs: session, target, ref (target tokens).
+        mode: ``item``: drop the target item; ``title``: and every candidate with the target's title;
+            ``family``: and every candidate whose first ``family_tokens`` tokens are the target's.
+            The session's own items stay in every mode (a test session holds them too).
+    """
+    out = cands.join(refs.select("session", item="target"), on=["session", "item"], how="anti")
+    if mode == "item":
+        return out
+
+    def key(column: str) -> pl.Expr:
+        return pl.col(column).list.head(family_tokens) if mode == "family" else pl.col(column)
+
+    near = (out.filter(pl.col("si_in_session") == 0)
+            .join(refs.select("session", _ref=key("ref")), on="session")
+            .filter(key("tokens") == pl.col("_ref")).select("session", "item"))
+    return out.join(near, on=["session", "item"], how="anti", maintain_order="left")
+
 
 def label(cands: pl.DataFrame, target_tokens: pl.DataFrame, kind: str = "gain") -> pl.DataFrame:
     """Add ``bleu``, the regression label of each candidate against its session's target.
