@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import shutil
 import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -98,16 +97,67 @@ def n_workers(client: Any) -> int:
 
 
 @contextlib.contextmanager
-def scratch(cfg: DaskConfig, what: str) -> Iterator[Path]:
-    """A fresh directory for partitioned parquet the workers read, removed afterwards."""
-    base = Path(cfg.scratch_dir) if cfg.scratch_dir else None
-    if base is not None:
-        base.mkdir(parents=True, exist_ok=True)
-    path = Path(tempfile.mkdtemp(prefix=f"m2-{what}-", dir=base))
+def scratch(cfg: DaskConfig, what: str) -> Iterator[str]:
+    """A fresh folder (URL) under ``dask.scratch_dir`` for the files the workers exchange, removed afterwards.
+
+    ``scratch_dir`` is any fsspec URL every worker can read and write: a local path or ``file://...`` for a
+    LocalCluster or workers on this machine, a shared mount or an object store (``s3://bucket/m2``) for
+    workers on several machines; "" is the system temp folder (this machine only).
+    """
+    from pipeline.engine import store
+
+    root = store.make_root(cfg.scratch_dir or tempfile.gettempdir(), what)
     try:
-        yield path
+        yield root
     finally:
-        shutil.rmtree(path, ignore_errors=True)
+        store.remove(root)
+
+
+def id_ranges(path: str | Path, n_parts: int, column: str = "session") -> list[tuple[int, int]]:
+    """``n_parts`` contiguous (lo, hi) inclusive ranges of equal width over ``column``'s ids in the parquet
+    input ``path``: the driver reads the min and max only (the footer statistics), never the ids."""
+    bounds = pl.scan_parquet(path).select(lo=pl.col(column).min(), hi=pl.col(column).max()).collect()
+    lo, hi = bounds["lo"][0], bounds["hi"][0]
+    if lo is None:
+        return []
+    width = -(-(int(hi) - int(lo) + 1) // max(n_parts, 1))
+    return [(start, min(start + width - 1, int(hi))) for start in range(int(lo), int(hi) + 1, width)]
+
+
+def _distinct_ids(path: str, lo: int, hi: int) -> pl.Series:
+    from pipeline.engine.store import read_range
+
+    return read_range(path, lo, hi, ["session"])["session"].unique().sort()
+
+
+def _count_ids(path: str, lo: int, hi: int) -> int:
+    return len(_distinct_ids(path, lo, hi))
+
+
+def _ids_at(path: str, lo: int, hi: int, positions: list[int]) -> list[int]:
+    ids = _distinct_ids(path, lo, hi)
+    return [int(ids[p]) for p in positions]
+
+
+def chunk_bounds(client: Any, path: str | Path, size: int, n_parts: int) -> list[tuple[int, int]]:
+    """(first, last) session id of each chunk of ``size`` sessions of the parquet input ``path`` (its sorted
+    distinct ids cut as ``features.assemble.session_chunks`` cuts them), found by the workers: each counts
+    the ids of one range, then returns the ids at the chunk edges falling in it. The driver holds two ids
+    per chunk, never the ids."""
+    path = str(Path(path).resolve()) if "://" not in str(path) else str(path)
+    ranges = id_ranges(path, n_parts)
+    counts = client.gather(client.map(_count_ids, [path] * len(ranges), *zip(*ranges, strict=True), pure=False)) \
+        if ranges else []
+    total = sum(counts)
+    edges = sorted({p for start in range(0, total, size) for p in (start, min(start + size, total) - 1)})
+    offset, futures = 0, []
+    for (lo, hi), count in zip(ranges, counts, strict=True):
+        local = [p - offset for p in edges if offset <= p < offset + count]
+        if local:
+            futures.append(client.submit(_ids_at, path, lo, hi, local, pure=False))
+        offset += count
+    ids = dict(zip(edges, [i for f in client.gather(futures) for i in f], strict=True))
+    return [(ids[start], ids[min(start + size, total) - 1]) for start in range(0, total, size)]
 
 
 def session_ranges(sessions: pl.Series, n_parts: int, multiple: int = 1) -> list[tuple[int, int]]:
