@@ -45,7 +45,7 @@ def main() -> None:
     setup_logging()
     cfg = load_section(FeaturesConfig, "features")
     split_dir = args.splitdir / args.split
-    if engine.engine() == "dask":  # every family fitted and joined by the workers (pipeline/engine/features.py)
+    if engine.engine() == "dask":  # families fitted and joined by the workers (pipeline/engine/features.py)
         return main_dask(args, cfg, split_dir)
     history = pl.read_parquet(split_dir / "history.parquet")
     queries = pl.read_parquet(split_dir / "queries.parquet")

@@ -2,13 +2,6 @@
 
 from __future__ import annotations
 
-import json
-import os
-import subprocess
-import sys
-import time
-from pathlib import Path
-
 import polars as pl
 import pytest
 from polars.testing import assert_frame_equal
@@ -33,56 +26,16 @@ pytestmark = pytest.mark.dask
 N_WORKERS = 2
 
 
-def start_cluster(workdir: Path, n_workers: int, memory_limit: str, log_dir: Path) -> tuple[str, list]:
-    """A scheduler and ``n_workers`` workers started as separate processes with the ``dask`` CLI on
-    loopback, as on several machines (README "Scale-out"); (address, processes)."""
-    dask_cli = str(Path(sys.executable).parent / "dask")
-    sched_file = workdir / "scheduler.json"
-    # no work stealing: a task runs where its data is (the ranker's placement, pipeline/engine/ranker.py)
-    env = {**os.environ, "DASK_DISTRIBUTED__SCHEDULER__WORK_STEALING": "False", "OPENBLAS_NUM_THREADS": "1"}
-    repo = Path(__file__).resolve().parents[1]
-
-    def spawn(name: str, *argv: str) -> subprocess.Popen:
-        log = (log_dir / f"{name}.log").open("w")
-        return subprocess.Popen([dask_cli, *argv], env=env, cwd=repo, stdout=log, stderr=subprocess.STDOUT)
-
-    procs = [spawn("scheduler", "scheduler", "--host", "127.0.0.1", "--port", "0", "--no-dashboard",
-                   "--scheduler-file", str(sched_file))]
-    deadline = time.monotonic() + 60
-    while not sched_file.exists() and time.monotonic() < deadline:
-        time.sleep(0.2)
-    for n in range(n_workers):
-        procs.append(spawn(f"worker{n}", "worker", "--scheduler-file", str(sched_file), "--host", "127.0.0.1",
-                           "--nthreads", "1", "--memory-limit", memory_limit, "--no-dashboard",
-                           "--name", f"worker{n}"))
-    time.sleep(0.5)
-    address = json.loads(sched_file.read_text())["address"]
-    from distributed import Client
-
-    with Client(address) as c:
-        c.wait_for_workers(n_workers, timeout=120)
-    return address, procs
-
-
-def stop_cluster(procs: list) -> None:
-    for proc in reversed(procs):  # workers first, then the scheduler: only the processes started here
-        proc.terminate()
-    for proc in procs:
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-
-
 @pytest.fixture(scope="module")
 def cluster_address(tmp_path_factory):
     """``dask scheduler`` and two ``dask worker`` processes on loopback: dask.scheduler_address's path."""
-    work = tmp_path_factory.mktemp("cluster")
-    address, procs = start_cluster(work, N_WORKERS, "1GiB", work)
+    from pipeline.engine import cluster
+
+    address, procs = cluster.start(tmp_path_factory.mktemp("cluster"), N_WORKERS, "1GiB")
     try:
         yield address
     finally:
-        stop_cluster(procs)
+        cluster.stop(procs)
 
 
 @pytest.fixture(scope="module")

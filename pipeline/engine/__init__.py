@@ -139,6 +139,11 @@ def _ids_at(path: str, lo: int, hi: int, positions: list[int]) -> list[int]:
     return [int(ids[p]) for p in positions]
 
 
+def map_ranges(client: Any, fn: Any, path: str, ranges: list[tuple[int, int]]) -> list[Any]:
+    """``fn(path, lo, hi)`` for every range, one task each, gathered in range order."""
+    return client.gather([client.submit(fn, path, lo, hi, pure=False) for lo, hi in ranges])
+
+
 def chunk_bounds(client: Any, path: str | Path, size: int, n_parts: int) -> list[tuple[int, int]]:
     """(first, last) session id of each chunk of ``size`` sessions of the parquet input ``path`` (its sorted
     distinct ids cut as ``features.assemble.session_chunks`` cuts them), found by the workers: each counts
@@ -146,8 +151,7 @@ def chunk_bounds(client: Any, path: str | Path, size: int, n_parts: int) -> list
     per chunk, never the ids."""
     path = str(Path(path).resolve()) if "://" not in str(path) else str(path)
     ranges = id_ranges(path, n_parts)
-    counts = client.gather(client.map(_count_ids, [path] * len(ranges), *zip(*ranges, strict=True), pure=False)) \
-        if ranges else []
+    counts = map_ranges(client, _count_ids, path, ranges)
     total = sum(counts)
     edges = sorted({p for start in range(0, total, size) for p in (start, min(start + size, total) - 1)})
     offset, futures = 0, []

@@ -136,7 +136,8 @@ def count(client: Any, paths: Paths, cfgs: dict[str, CovisitConfig], ranges: lis
             raise ValueError(f"{name}: co-visitation hops != 1 is not implemented on engine: dask "
                              "(use engine: polars)")
     keys = {c.key for c in cfgs.values()}
-    maxima = store.read(paths.items, ["item", "product"]).select(pl.col("item").max(), pl.col("product").max())
+    maxima = store.read(paths.items, ["item", "product"]).select(pl.col("item").max(),
+                                                                 pl.col("product").max())
     bits = {key: item_bits_of(maxima[key][0], max(c.window for c in cfgs.values())) for key in keys}
     n_buckets = max(len(ranges), 1)
     maps = [client.submit(_map, paths, lo, hi, r, cfgs, bits, root, n_buckets, exclude, pure=False)
@@ -241,7 +242,8 @@ def _score(paths: Paths, root: str, name: str, cfg: CovisitConfig, seed: int,
     return float((1.0 / ranks.cast(pl.Float64)).fill_null(0.0).sum() / split["held"].height)
 
 
-def select(client: Any, paths: Paths, source: Covisit, ranges: list[tuple[int, int]], root: str) -> CovisitConfig:
+def select(client: Any, paths: Paths, source: Covisit, ranges: list[tuple[int, int]],
+           root: str) -> CovisitConfig:
     """``source.select`` on the cluster: the same held-out sessions, variants and choice."""
     cfg = source.cfg
     variants = cfg.variants()

@@ -49,7 +49,16 @@ from features.base import (
     transition_counts,
 )
 from features.parts import part_path
-from pipeline.engine import DaskConfig, chunk_bounds, dask_client, id_ranges, n_workers, scratch, store
+from pipeline.engine import (
+    DaskConfig,
+    chunk_bounds,
+    dask_client,
+    id_ranges,
+    map_ranges,
+    n_workers,
+    scratch,
+    store,
+)
 
 log = logging.getLogger(__name__)
 
@@ -207,7 +216,8 @@ def _join(root: str, j: int, names: list[str]) -> int:
         joined = table.join(req, on="src").partition_by("chunk", as_dict=True)
         for (c,), frame in joined.items():
             rows += frame.height
-            store.write(frame.drop("chunk"), store.join(root, f"cut-{name}", f"c{c:05d}", f"b{j:05d}.parquet"))
+            store.write(frame.drop("chunk"),
+                        store.join(root, f"cut-{name}", f"c{c:05d}", f"b{j:05d}.parquet"))
     return rows
 
 
@@ -221,7 +231,8 @@ def _cut(root: str, name: str, c: int) -> pl.DataFrame:
 def _features(paths: Paths, lo: int, hi: int, c: int, cfg: FeaturesConfig, root: str,
               small: dict[str, Any], out: str) -> tuple[int, list[str]]:
     queries, events = _chunk(paths, lo, hi)
-    cands, chunk = chunk_of(pl.scan_parquet(paths.union), queries, events, queries["session"].unique().sort())
+    ids = queries["session"].unique().sort()
+    cands, chunk = chunk_of(pl.scan_parquet(paths.union), queries, events, ids)
     state = {}
     for name in registry.FAMILIES:
         if name == "session_item":
@@ -290,9 +301,10 @@ def read_state(root: str, small: dict[str, Any]) -> dict[str, Any]:
     """The fitted state as ``features.assemble.fit_families`` returns it, gathered from the buckets and the
     small states' futures (``stats["small"]`` of :func:`run`): for tests on tiny data."""
     state = {name: f.result() for name, f in small.items()}
-    state["session_item"] = session_item.State(read_table(root, "si_covisit"), read_table(root, "si_transitions"),
-                                               state["session_item"])
-    state["cross_locale"] = cross_locale.State(read_table(root, "xl_total"), read_table(root, "xl_transitions"),
+    state["session_item"] = session_item.State(read_table(root, "si_covisit"),
+                                               read_table(root, "si_transitions"), state["session_item"])
+    state["cross_locale"] = cross_locale.State(read_table(root, "xl_total"),
+                                               read_table(root, "xl_transitions"),
                                                read_table(root, "xl_per_locale"), state["cross_locale"])
     return state
 
@@ -304,9 +316,7 @@ def _max_per_session(union: str, lo: int, hi: int) -> int:
 
 def max_per_session(client: Any, union: str, n_parts: int) -> int:
     """The most candidates of one session in the union, one task per session range."""
-    ranges = id_ranges(union, n_parts)
-    return max(client.gather(client.map(_max_per_session, [union] * len(ranges), *zip(*ranges, strict=True), pure=False))
-               if ranges else [0])
+    return max(map_ranges(client, _max_per_session, union, id_ranges(union, n_parts)), default=0)
 
 
 def assemble(dcfg: DaskConfig, paths: Paths, cfg: FeaturesConfig, out: Path) -> tuple[int, list[str], int]:

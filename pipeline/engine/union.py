@@ -72,7 +72,8 @@ def _join(root: str, j: int, names: dict[str, str]) -> int:
         joined = nbrs.join(req, on="a", maintain_order="left").partition_by("chunk", as_dict=True)
         for (c,), frame in joined.items():
             rows += frame.height
-            store.write(frame.drop("chunk"), store.join(root, f"cut-{name}", f"c{c:05d}", f"b{j:05d}.parquet"))
+            store.write(frame.drop("chunk"),
+                        store.join(root, f"cut-{name}", f"c{c:05d}", f"b{j:05d}.parquet"))
     return rows
 
 
