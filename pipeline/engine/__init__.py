@@ -144,6 +144,17 @@ def map_ranges(client: Any, fn: Any, path: str, ranges: list[tuple[int, int]]) -
     return client.gather([client.submit(fn, path, lo, hi, pure=False) for lo, hi in ranges])
 
 
+def id_at(client: Any, path: str, ranges: list[tuple[int, int]], position: int) -> int | None:
+    """The ``position``-th smallest distinct session id of ``path`` (workers count and look it up)."""
+    counts = map_ranges(client, _count_ids, path, ranges)
+    offset = 0
+    for (lo, hi), count in zip(ranges, counts, strict=True):
+        if position < offset + count:
+            return client.submit(_ids_at, path, lo, hi, [position - offset], pure=False).result()[0]
+        offset += count
+    return None
+
+
 def chunk_bounds(client: Any, path: str | Path, size: int, n_parts: int) -> list[tuple[int, int]]:
     """(first, last) session id of each chunk of ``size`` sessions of the parquet input ``path`` (its sorted
     distinct ids cut as ``features.assemble.session_chunks`` cuts them), found by the workers: each counts

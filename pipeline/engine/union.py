@@ -32,7 +32,7 @@ from candidates.base import query_sessions
 from candidates.covisit import Covisit, with_query_flag
 from candidates.union import SourceSpec
 from core.io import timed
-from pipeline.engine import chunk_bounds, id_ranges, store
+from pipeline.engine import _count_ids, chunk_bounds, id_ranges, map_ranges, store
 from pipeline.engine import covisit as dask_covisit
 from pipeline.engine.covisit import NBRS, Paths, to_key
 
@@ -40,11 +40,76 @@ log = logging.getLogger(__name__)
 
 
 def _fit_other(spec: SourceSpec, paths: Paths) -> SourceSpec:
-    """A non-covisit source fitted on this worker, as ``candidate_gen`` fits it (history with the query
-    flag); its own caps bound what it keeps."""
+    """A source fitted on this worker from the whole history, as ``candidate_gen`` fits it (history with
+    the query flag): sknn, text, the deep encoders. Its state is capped by its own knobs; the read is not
+    (README "Scale-out": what stays capped)."""
     history = with_query_flag(store.read(paths.history), store.read(paths.events, ["session"]))
     spec.source.fit(history, store.read(paths.items))
     return spec
+
+
+# sources fitted from the events per item (popularity, attribute): counted per range, summed
+
+def _item_counts(paths: Paths, lo: int, hi: int, cutoff: int) -> pl.DataFrame:
+    history = store.read_range(paths.history, lo, hi, ["session", "item"])
+    return history.filter(pl.col("session") >= cutoff).group_by("item").len()
+
+
+def _fit_counts(spec: SourceSpec, paths: Paths, *parts: pl.DataFrame) -> SourceSpec:
+    counts = pl.concat(parts).group_by("item").agg(pl.col("len").sum().cast(pl.UInt32))
+    spec.source.fit_counts(counts, store.read(paths.items))
+    return spec
+
+
+# sources fitted on a capped sample of sessions (als, bpr: max_fit_sessions), drawn by the workers
+
+def _draw(paths: Paths, lo: int, hi: int, cap: int, seed: int) -> pl.DataFrame:
+    """The range's ``cap`` sessions with the smallest ``core.sampling.seeded_uniform`` draw."""
+    from core.sampling import seeded_uniform
+
+    ids = store.read_range(paths.history, lo, hi, ["session"])["session"].unique().sort()
+    return (pl.DataFrame({"session": ids, "_u": seeded_uniform(ids, None, seed)})
+            .sort("_u", "session").head(cap))
+
+
+def _kept(cap: int, *parts: pl.DataFrame) -> pl.DataFrame:
+    """``core.sampling.sample_sessions`` over every range: the ``cap`` smallest draws overall (ties: id)."""
+    return pl.concat(parts).sort("_u", "session").head(cap).select("session").sort("session")
+
+
+def _sample_events(paths: Paths, lo: int, hi: int, kept: pl.DataFrame) -> pl.DataFrame:
+    history = store.read_range(paths.history, lo, hi).join(kept, on="session", how="semi")
+    return with_query_flag(history, store.read_range(paths.events, lo, hi, ["session"]))
+
+
+def _fit_sample(spec: SourceSpec, paths: Paths, *parts: pl.DataFrame) -> SourceSpec:
+    spec.source.fit(pl.concat(parts), store.read(paths.items))
+    return spec
+
+
+def fit_others(client: Any, paths: Paths, specs: list[SourceSpec], ranges: list[tuple[int, int]]) -> dict:
+    """name -> future of the fitted spec, for every source but co-visitation: by per-item counts summed
+    over ranges (``fit_counts``), on a sample the workers draw (``max_fit_sessions``), or on one worker."""
+    from pipeline.engine import id_at
+
+    out = {}
+    for spec in specs:
+        source = spec.source
+        if hasattr(source, "fit_counts"):
+            position = source.cutoff_position(sum(map_ranges(client, _count_ids, paths.history, ranges))) \
+                if hasattr(source, "cutoff_position") else 0
+            cutoff = id_at(client, paths.history, ranges, position) if position else 0
+            parts = [client.submit(_item_counts, paths, lo, hi, cutoff, pure=False) for lo, hi in ranges]
+            out[spec.name] = client.submit(_fit_counts, spec, paths, *parts, pure=False)
+        elif getattr(getattr(source, "cfg", None), "max_fit_sessions", 0):
+            cap = source.cfg.max_fit_sessions
+            draws = [client.submit(_draw, paths, lo, hi, cap, source.seed, pure=False) for lo, hi in ranges]
+            kept = client.submit(_kept, cap, *draws, pure=False)
+            parts = [client.submit(_sample_events, paths, lo, hi, kept, pure=False) for lo, hi in ranges]
+            out[spec.name] = client.submit(_fit_sample, spec, paths, *parts, pure=False)
+        else:
+            out[spec.name] = client.submit(_fit_other, spec, paths, pure=False)
+    return out
 
 
 def _sessions(paths: Paths, lo: int, hi: int) -> pl.DataFrame:
@@ -105,7 +170,7 @@ def union_parts(client: Any, paths: Paths, specs: list[SourceSpec], chunk_size: 
     ranges = id_ranges(paths.history, n_parts)
     n_buckets = max(len(ranges), 1)
     covisit = {s.name: s.source for s in specs if isinstance(s.source, Covisit)}
-    others = {s.name: client.submit(_fit_other, s, paths, pure=False) for s in specs if s.name not in covisit}
+    others = fit_others(client, paths, [s for s in specs if s.name not in covisit], ranges)
     with timed(f"dask: count {list(covisit)}"):
         cfgs = {name: (dask_covisit.select(client, paths, src, ranges, store.join(root, f"grid-{name}"))
                        if src.cfg.grid else src.cfg) for name, src in covisit.items()}
