@@ -253,7 +253,7 @@ def stage_runs(tiny_world, cluster_address, tmp_path_factory):
         params["candidates"]["sources"] = {k: v for k, v in sources.items()
                                            if v["type"] in STAGE_SOURCE_TYPES}
         params["candidates"]["sources"]["als"].update(iterations=3, max_fit_sessions=2000)  # a drawn sample
-        params["candidates"]["sources"]["popularity"]["recent_fraction"] = 0.5  # a cutoff found by the workers
+        params["candidates"]["sources"]["popularity"]["recent_fraction"] = 0.5  # a cutoff the workers find
         params["candidates"]["chunk_size"] = 500
         params["features"].update(chunk_sessions=500, deep_models={})
         params["ranker"]["neg_sample_rate"] = 0.3  # as test_ranker_mrr_close: enough rows for a tiny world
