@@ -15,7 +15,9 @@ train_ranker, predict. Per stage it records:
 - ``worker_peak_rss_mib``: each worker process's peak RSS, the workers restarted before the stage so the
   peak is the stage's own; ``worker_restarted`` if a worker process changed during the stage (the nanny
   killed it past its memory limit, so its peak was lost with it);
-- ``wall_s``, and the split's history events (the interactions the exponents are fitted against).
+- ``wall_s``, and the split's history events (the interactions the exponents are fitted against);
+- ``figures``: what the stage logs on the Dask path (shuffle rows and MiB written to the buckets, the
+  rows of the per-chunk cuts, chunks and session ranges).
 
 The sources are params.yaml's of the types in ``--source-types`` (default: the co-visitation family with
 its grid, attribute, popularity: the cheap ones), ``features.deep_models`` off (no checkpoints here).
@@ -128,6 +130,8 @@ def run_stage(client, name: str, cmd: list[str], proj: Path, log_dir: Path) -> d
     if os.waitstatus_to_exitcode(status):
         raise SystemExit(f"{name} failed:\n{(log_dir / f'{name}.log').read_text()[-4000:]}")
     after = client.run(_pid)
+    figures = [json.loads(line.split("dask figures ", 1)[1])
+               for line in (log_dir / f"{name}.log").read_text().splitlines() if "dask figures " in line]
     return {
         "stage": name,
         "wall_s": round(wall, 1),
@@ -135,6 +139,7 @@ def run_stage(client, name: str, cmd: list[str], proj: Path, log_dir: Path) -> d
         "worker_peak_rss_mib": sorted(round(v / 1024) for v in client.run(_peak).values()),
         "scheduler_peak_rss_mib": round(client.run_on_scheduler(_peak) / 1024),
         "worker_restarted": sorted(pids.values()) != sorted(after.values()),
+        **({"figures": figures[-1]} if figures else {}),
     }
 
 

@@ -13,6 +13,7 @@ processed in chunks of ``chunk_size`` so that memory stays bounded.
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 from pathlib import Path
 
@@ -127,8 +128,10 @@ def main_dask(args: argparse.Namespace, cfg: CandidatesConfig, specs: list, spli
     )
     with engine.dask_client(dcfg) as client, engine.scratch(dcfg, "candidates") as root:
         n_parts = engine.n_workers(client) * dcfg.partitions_per_worker
-        write_union(args.out, specs, cfg,
-                    union_parts(client, paths, specs, cfg.chunk_size, cfg.max_per_session, root, n_parts))
+        stats: dict = {}
+        parts = union_parts(client, paths, specs, cfg.chunk_size, cfg.max_per_session, root, n_parts, stats)
+        write_union(args.out, specs, cfg, parts)
+    log.info("dask figures %s", json.dumps(stats))  # benchmarks/distributed.py reads this line
 
 
 if __name__ == "__main__":

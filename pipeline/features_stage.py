@@ -12,6 +12,7 @@ memory at once.
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 from pathlib import Path
 
@@ -132,7 +133,10 @@ def main_dask(args: argparse.Namespace, cfg: FeaturesConfig, split_dir: Path) ->
         for stale in part_paths(args.out):
             stale.unlink()
         with timed(f"features {args.split} on dask: {n_queries} sessions"):
-            rows, columns, parts = dask_features.run(client, paths, cfg, args.out, root, n_parts)
+            stats: dict = {}
+            rows, columns, parts = dask_features.run(client, paths, cfg, args.out, root, n_parts, stats)
+    figures = {k: v for k, v in stats.items() if k != "small"}
+    log.info("dask figures %s", json.dumps(figures))  # benchmarks/distributed.py reads this line
     write_summary(args, n_queries, rows, columns, parts)
 
 
