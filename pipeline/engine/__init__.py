@@ -5,14 +5,15 @@
       scheduler_address: ""        # "": a distributed.LocalCluster of `workers` on this machine
       workers: 2
 
-With ``engine: dask`` the stages ``candidates``, ``features``, ``train_ranker`` and ``predict`` hand their
-co-visitation counts, per-partition candidate union and feature joins, and the lambdarank training to a
-Dask cluster (modules ``pipeline.engine.covisit``, ``.union``, ``.features``, ``.ranker``); they read and
-write the same parquet paths as with polars. Dask is imported only here, only when asked for, so the
-default install does not need the ``distributed`` extra.
+With ``engine: dask`` the stages ``candidates``, ``features``, ``train_ranker`` and ``predict`` run on a Dask
+cluster (modules ``pipeline.engine.covisit``, ``.union``, ``.features``, ``.ranker``; ``.store`` holds the
+bucket shuffle over ``dask.scratch_dir``, ``.cluster`` starts one with the ``dask`` CLI); they read and write
+the same parquet paths as with polars. The stage process (the driver) passes paths, session-id bounds and
+small configs: every frame that grows with the data is read, shuffled and written by the workers. Dask is
+imported only here, only when asked for, so the default install does not need the ``distributed`` extra.
 
-Partitions are contiguous ranges of session ids (sessions never straddle partitions), so every
-per-session computation runs inside one task and counts of disjoint partitions simply add up.
+Session ranges are contiguous ranges of session ids (sessions never straddle them), so every per-session
+computation runs inside one task and counts of disjoint ranges simply add up.
 """
 
 from __future__ import annotations
@@ -42,9 +43,9 @@ class DaskConfig:
     workers: int                     # LocalCluster only: worker processes
     threads_per_worker: int          # LocalCluster only
     memory_limit: str                # LocalCluster only: per worker (dask pauses/spills beyond it)
-    partitions_per_worker: int       # session partitions of the co-visitation input per worker
-    scratch_dir: str                 # partitioned parquet for the workers; "": the system temp dir
-                                     # (with a remote cluster: a path every worker can read)
+    partitions_per_worker: int       # session ranges (= shuffle buckets) of the history per worker
+    scratch_dir: str                 # fsspec URL of the files the workers exchange; "": system temp
+                                     # (several machines: a shared path or an object store every process reads)
 
     def __post_init__(self) -> None:
         if self.workers < 1 or self.threads_per_worker < 1 or self.partitions_per_worker < 1:
@@ -173,26 +174,3 @@ def chunk_bounds(client: Any, path: str | Path, size: int, n_parts: int) -> list
         offset += count
     ids = dict(zip(edges, [i for f in client.gather(futures) for i in f], strict=True))
     return [(ids[start], ids[min(start + size, total) - 1]) for start in range(0, total, size)]
-
-
-def session_ranges(sessions: pl.Series, n_parts: int, multiple: int = 1) -> list[tuple[int, int]]:
-    """(lo, hi) inclusive session-id ranges cutting the sorted distinct ids into at most ``n_parts``
-    partitions of about equal size, each a whole number of ``multiple`` ids (the last may be shorter)."""
-    ids = sessions.unique().sort()
-    if ids.is_empty():
-        return []
-    blocks = -(-len(ids) // multiple)
-    per_part = -(-blocks // max(n_parts, 1)) * multiple
-    return [(int(ids[start]), int(ids[min(start + per_part, len(ids)) - 1]))
-            for start in range(0, len(ids), per_part)]
-
-
-def write_session_partitions(frame: pl.DataFrame, ranges: list[tuple[int, int]], out: Path) -> list[Path]:
-    """``frame``'s rows cut by session range into ``out/part-<n>.parquet`` (one file = one partition)."""
-    out.mkdir(parents=True, exist_ok=True)
-    paths = []
-    for n, (lo, hi) in enumerate(ranges):
-        path = out / f"part-{n:05d}.parquet"
-        frame.filter(pl.col("session").is_between(lo, hi)).write_parquet(path)
-        paths.append(path)
-    return paths
