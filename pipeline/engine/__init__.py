@@ -45,7 +45,7 @@ class DaskConfig:
     memory_limit: str                # LocalCluster only: per worker (dask pauses/spills beyond it)
     partitions_per_worker: int       # session ranges (= shuffle buckets) of the history per worker
     scratch_dir: str                 # fsspec URL of the files the workers exchange; "": system temp
-                                     # (several machines: a shared path or an object store every process reads)
+                                     # (several machines: a shared path or an object store)
 
     def __post_init__(self) -> None:
         if self.workers < 1 or self.threads_per_worker < 1 or self.partitions_per_worker < 1:
