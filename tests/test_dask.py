@@ -64,7 +64,8 @@ def _covisit_paths(world) -> dask_covisit.Paths:
     covisit_cfg(window=3, direction="both", normalize="cosine", top_n=20),
     covisit_cfg(window=2, direction="backward", normalize="lift", unique_per_session=False, top_n=10),
     covisit_cfg(window=3, direction="both", normalize="conditional", key="product", top_n=20),
-], ids=["fwd", "dist", "cosine", "lift", "product"])
+    covisit_cfg(window=2, direction="both", normalize="conditional", hops=2, hop_below=30, top_n=30),
+], ids=["fwd", "dist", "cosine", "lift", "product", "hops"])
 def test_covisit_neighbours_equal(tiny_world, client, dcfg, cfg):
     from candidates.covisit import Covisit
 

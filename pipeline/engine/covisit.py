@@ -14,6 +14,9 @@ Plan, per source ``i`` (``B`` buckets, one per range):
 2. reduce, one task per bucket: sum the counts per key (integers, exact), then the single-machine code
    (``weights_from_counts``, ``top_neighbours``) on whole ``a`` groups, written back as bucket ``j`` of
    the neighbour table.
+3. ``hops: 2`` only: ``expand_hops`` in three bucket steps: each bucket's expanded keys sent to the bucket
+   of their neighbour ``b``, joined there with b's neighbours, the a -> b -> c rows sent back to the bucket
+   of ``a`` and merged with its direct ones (``merge_hops``).
 
 Because step 2 runs the same polars expressions on the same rows of each ``a``, the neighbour table
 equals ``candidates.covisit.neighbours`` exactly, ties included (tests/test_dask.py checks it).
@@ -36,7 +39,10 @@ import polars as pl
 from candidates.covisit import (
     Covisit,
     CovisitConfig,
+    hop_sources,
+    merge_hops,
     pair_counts,
+    second_hop,
     top_neighbours,
     weights_from_counts,
     with_query_flag,
@@ -121,8 +127,52 @@ def _reduce(root: str, j: int, name: str, cfg: CovisitConfig, item_bits: int,
               .with_columns(pl.col("len").cast(pl.UInt32)))
     w = weights_from_counts(counts, cfg, item_bits)
     nbrs = top_neighbours(w, cfg, *(n if n is not None else (None, 0)))
+    table = "nbrs" if cfg.hops == 1 else "direct"  # hops: 2 expands the direct table below
+    store.write(nbrs, store.join(root, f"{table}-{name}", f"b{j:05d}.parquet"))
+    return nbrs.height
+
+
+# hops: 2 (candidates.covisit.expand_hops in three bucket steps) --------------------------------------
+
+SECOND = {"a": pl.Int32, "b": pl.Int32, "score": pl.Float64, "hop": pl.Int32}
+
+
+def _direct(root: str, name: str, j: int) -> pl.DataFrame:
+    return store.read(store.join(root, f"direct-{name}", f"b{j:05d}.parquet")).cast(NBRS)
+
+
+def _hop_map(root: str, j: int, name: str, cfg: CovisitConfig, n_buckets: int) -> None:
+    """Bucket ``j``'s keys that get a second hop, sent to the bucket of their neighbour ``b``."""
+    store.write_buckets(hop_sources(_direct(root, name, j), cfg), "b", n_buckets,
+                        store.join(root, f"hop-{name}"), f"m{j:05d}")
+
+
+def _hop_join(root: str, k: int, name: str, cfg: CovisitConfig, n_buckets: int) -> None:
+    """a -> b -> c through bucket ``k``'s keys b, sent back to the bucket of ``a``."""
+    expand = store.read_dir(store.bucket_dir(store.join(root, f"hop-{name}"), k), NBRS)
+    store.write_buckets(second_hop(expand, _direct(root, name, k), cfg).cast(SECOND), "a", n_buckets,
+                        store.join(root, f"second-{name}"), f"m{k:05d}")
+
+
+def _hop_merge(root: str, j: int, name: str, cfg: CovisitConfig) -> int:
+    second = store.read_dir(store.bucket_dir(store.join(root, f"second-{name}"), j), SECOND)
+    nbrs = merge_hops(_direct(root, name, j), second, cfg)
     store.write(nbrs, store.join(root, f"nbrs-{name}", f"b{j:05d}.parquet"))
     return nbrs.height
+
+
+def _hops(client: Any, root: str, name: str, cfg: CovisitConfig, n_buckets: int) -> int:
+    """``expand_hops`` over the buckets: each step reads one bucket, as the counts did."""
+    for step in (_hop_map, _hop_join):
+        client.gather([client.submit(step, root, j, name, cfg, n_buckets, pure=False)
+                       for j in range(n_buckets)])
+    return sum(client.gather([client.submit(_hop_merge, root, j, name, cfg, pure=False)
+                              for j in range(n_buckets)]))
+
+
+def _maxima(items: str) -> dict[str, int]:
+    frame = store.read(items, ["item", "product"])
+    return {"item": int(frame["item"].max() or 0), "product": int(frame["product"].max() or 0)}
 
 
 def count(client: Any, paths: Paths, cfgs: dict[str, CovisitConfig], ranges: list[tuple[int, int]],
@@ -132,13 +182,9 @@ def count(client: Any, paths: Paths, cfgs: dict[str, CovisitConfig], ranges: lis
         if cfg.query_weight != 1.0:
             raise ValueError(f"{name}: co-visitation query_weight != 1 is not implemented on engine: dask "
                              "(use engine: polars)")
-        if cfg.hops != 1:
-            raise ValueError(f"{name}: co-visitation hops != 1 is not implemented on engine: dask "
-                             "(use engine: polars)")
     keys = {c.key for c in cfgs.values()}
-    maxima = store.read(paths.items, ["item", "product"]).select(pl.col("item").max(),
-                                                                 pl.col("product").max())
-    bits = {key: item_bits_of(maxima[key][0], max(c.window for c in cfgs.values())) for key in keys}
+    maxima = client.submit(_maxima, paths.items, pure=False).result()  # two ints: the items stay there
+    bits = {key: item_bits_of(maxima[key], max(c.window for c in cfgs.values())) for key in keys}
     n_buckets = max(len(ranges), 1)
     maps = [client.submit(_map, paths, lo, hi, r, cfgs, bits, root, n_buckets, exclude, pure=False)
             for r, (lo, hi) in enumerate(ranges)]
@@ -149,6 +195,9 @@ def count(client: Any, paths: Paths, cfgs: dict[str, CovisitConfig], ranges: lis
                              cfg.normalize in ("cosine", "lift") else None, pure=False)
                for name, cfg in cfgs.items() for j in range(n_buckets)]
     rows = client.gather(reduced)
+    for name, cfg in cfgs.items():
+        if cfg.hops != 1:
+            rows.append(_hops(client, root, name, cfg, n_buckets))
     if stats is not None:
         figures = client.submit(_map_figures, *maps, pure=False).result()
         stats.update(figures, neighbour_rows=sum(rows))
