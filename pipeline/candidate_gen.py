@@ -108,14 +108,15 @@ def main_dask(args: argparse.Namespace, cfg: CandidatesConfig, specs: list, spli
     """The stage on the Dask cluster of params.yaml ``dask``: this process passes paths and id bounds and
     streams the union parts into the output; the workers read the inputs, fit and generate."""
     from pipeline.engine import covisit as dask_covisit
+    from pipeline.engine import store
     from pipeline.engine.union import union_parts
 
     dcfg = engine.dask_config()
     paths = dask_covisit.Paths(
-        history=dask_covisit.url(split / "history.parquet"),
-        items=dask_covisit.url(args.prepared / "items.parquet"),
-        events=dask_covisit.url(args.prepared / "events.parquet"),
-        queries=dask_covisit.url(split / "queries.parquet"),
+        history=store.url(split / "history.parquet"),
+        items=store.url(args.prepared / "items.parquet"),
+        events=store.url(args.prepared / "events.parquet"),
+        queries=store.url(split / "queries.parquet"),
     )
     n_queries = pl.scan_parquet(paths.queries).select(pl.len()).collect().item()
     log.info("%s on dask: %d query sessions, sources %s", args.split, n_queries, [s.name for s in specs])

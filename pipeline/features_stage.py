@@ -110,14 +110,15 @@ def main_dask(args: argparse.Namespace, cfg: FeaturesConfig, split_dir: Path) ->
     """The stage on the Dask cluster of params.yaml ``dask``: this process passes paths and id bounds and
     writes the summary; the workers read the inputs, fit, join and write the parts."""
     from pipeline.engine import features as dask_features
+    from pipeline.engine import store
 
     dcfg = engine.dask_config()
     paths = dask_features.Paths(
-        history=dask_features.url(split_dir / "history.parquet"),
-        queries=dask_features.url(split_dir / "queries.parquet"),
-        items=dask_features.url(args.prepared / "items.parquet"),
-        sessions=dask_features.url(args.prepared / "sessions.parquet"),
-        union=dask_features.url(args.union),
+        history=store.url(split_dir / "history.parquet"),
+        queries=store.url(split_dir / "queries.parquet"),
+        items=store.url(args.prepared / "items.parquet"),
+        sessions=store.url(args.prepared / "sessions.parquet"),
+        union=store.url(args.union),
     )
     n_queries = pl.scan_parquet(paths.queries).select(pl.len()).collect().item()
     with engine.dask_client(dcfg) as client, engine.scratch(dcfg, "features") as root:

@@ -31,7 +31,6 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import polars as pl
@@ -190,7 +189,9 @@ def count(client: Any, paths: Paths, cfgs: dict[str, CovisitConfig], ranges: lis
             for r, (lo, hi) in enumerate(ranges)]
     n = {key: client.submit(_sum_n, key, *maps, pure=False)
          for key in {c.key for c in cfgs.values() if c.normalize in ("cosine", "lift")}}
-    client.gather(maps)
+    from distributed import wait
+
+    wait(maps)  # the buckets written; the per-key figures stay on the workers
     reduced = [client.submit(_reduce, root, j, name, cfg, bits[cfg.key], n.get(cfg.key) if
                              cfg.normalize in ("cosine", "lift") else None, pure=False)
                for name, cfg in cfgs.items() for j in range(n_buckets)]
@@ -315,7 +316,3 @@ def select(client: Any, paths: Paths, source: Covisit, ranges: list[tuple[int, i
              [round(x, 4) for x in scores], cfg.grid[best])
     source.selection = {"sessions": n_held, "mrr@100": scores, "chosen": dict(cfg.grid[best])}
     return variants[best]
-
-
-def url(path: str | Path) -> str:
-    return str(path) if "://" in str(path) else str(Path(path).resolve())

@@ -88,10 +88,6 @@ class Paths:
     union: str
 
 
-def url(path: str | Path) -> str:
-    return str(path) if "://" in str(path) else str(Path(path).resolve())
-
-
 def _items(paths: Paths, columns: list[str] | None = None) -> pl.DataFrame:
     return store.read(paths.items, columns)
 
@@ -269,7 +265,9 @@ def run(client: Any, paths: Paths, cfg: FeaturesConfig, out: Path, root: str, n_
     for name in registry.FAMILIES:
         if name not in small:
             small[name] = client.submit(_fit_small, paths, cfg, name, pure=False)
-    client.gather(maps)  # every bucket written before any reduce reads
+    from distributed import wait
+
+    wait(maps)  # every bucket written before any reduce reads (their item counts stay on the workers)
     reduced = client.map(_count_reduce, [root] * n_buckets, range(n_buckets), names=list(TABLES), pure=False)
     # 3. requests, one per chunk (the chunk edges found by the workers)
     bounds = chunk_bounds(client, paths.queries, cfg.chunk_sessions, n_parts)

@@ -177,7 +177,7 @@ def completion(dcfg: DaskConfig, queries: pl.DataFrame, split: Path, prepared: P
     """``pipeline.ranking.completion`` of the split's history without reading it here: the workers read it
     by session range and return the queries' own items and the per-locale popularity (one row per item)."""
     from pipeline.engine import id_ranges
-    from pipeline.engine.covisit import url
+    from pipeline.engine.store import url
     from pipeline.ranking import K, completion_from
 
     history, queries_path = url(split / "history.parquet"), url(split / "queries.parquet")

@@ -15,9 +15,15 @@ from __future__ import annotations
 
 import io
 import uuid
+from pathlib import Path
 from typing import Any
 
 import polars as pl
+
+
+def url(path: str | Path) -> str:
+    """A stage input as the workers should see it: a URL unchanged, a local path made absolute."""
+    return str(path) if "://" in str(path) else str(Path(path).resolve())
 
 
 def _fs(url: str) -> tuple[Any, str]:
