@@ -348,9 +348,9 @@ PLAN_WORKERS = (16, 64, 256)
 SCALE_OUT = """What runs where with `engine: dask` (pipeline/engine/):
 
 - **Scales out** (each task reads its own session range or bucket from parquet; the driver passes paths, id \
-bounds and configs): the co-visitation counts of every `covisit` source and their grid choice (bucket \
-shuffle on the source key, top-k per bucket), the popularity and attribute sources (events per item summed \
-over ranges), the feature families' counts (`session_item`, `cross_locale`, `item`: bucket shuffle on \
+bounds and configs): the co-visitation counts of every `covisit` source, their grid choice and second \
+hops (bucket shuffle on the source key, top-k per bucket), the popularity and attribute sources (events \
+per item summed over ranges), the feature families' counts (`session_item`, `cross_locale`, `item`: bucket shuffle on \
 `src`), the per-chunk cut of every count table (a bucket join of the chunks' keys with the tables), the \
 candidate union and the feature joins (one task per chunk, which writes its own part), the ranker's \
 completion counts.
@@ -364,7 +364,8 @@ the others.
 candidates stage streams them into its output: `candidates.chunk_size` sessions), the ranker's \
 training and early-stopping rows (capped: `ranker.max_train_sessions`, `split.max_valid_sessions`), and \
 in predict the top-100 lists of every test session (the submission itself, which grows with the test \
-sessions)."""
+sessions).
+- **Not on Dask**: co-visitation `query_weight != 1` (the stage stops and names it; use `engine: polars`)."""
 
 
 def _stage_rows(stages: list[dict]) -> list[tuple]:
