@@ -345,27 +345,34 @@ STAGE_ORDER = ("candidates_valid", "candidates_test", "features_valid", "feature
 PLAN_FACTOR = 100.0  # the plan's data: 100 x the scale-1.0 world (about 360M sessions)
 PLAN_WORKERS = (16, 64, 256)
 
-SCALE_OUT = """What runs where with `engine: dask` (pipeline/engine/):
-
-- **Scales out** (each task reads its own session range or bucket from parquet; the driver passes paths, id \
-bounds and configs): the co-visitation counts of every `covisit` source, their grid choice and second \
-hops (bucket shuffle on the source key, top-k per bucket), the popularity and attribute sources (events \
-per item summed over ranges), the feature families' counts (`session_item`, `cross_locale`, `item`: bucket shuffle on \
-`src`), the per-chunk cut of every count table (a bucket join of the chunks' keys with the tables), the \
-candidate union and the feature joins (one task per chunk, which writes its own part), the ranker's \
-completion counts.
-- **Capped, fitted on one worker** (the state is bounded by the source's knobs): `als` and `bpr` on \
-`max_fit_sessions` sessions that the workers draw (the same seeded sample as on one machine); `sknn`, \
-`text` and the deep encoders read the whole history on one worker (their state is capped by \
-`sample_size`, `items_per_token` and the checkpoints; their read is not, so at 100x they need a \
-history sample first); the item-level tables (one row per item) are built on one worker and sent to \
-the others.
-- **On the driver**: the chunk edges (two ids per chunk), the figures, one union part at a time (the \
-candidates stage streams them into its output: `candidates.chunk_size` sessions), the ranker's \
-training and early-stopping rows (capped: `ranker.max_train_sessions`, `split.max_valid_sessions`), and \
-in predict the top-100 lists of every test session (the submission itself, which grows with the test \
-sessions).
-- **Not on Dask**: co-visitation `query_weight != 1` (the stage stops and names it; use `engine: polars`)."""
+SCALE_OUT = (
+    "What runs where with `engine: dask` (pipeline/engine/):"
+    "\n"
+    "\n"
+    "- **Scales out** (each task reads its own session range or bucket from parquet; the driver "
+    "passes paths, id bounds and configs): the co-visitation counts of every `covisit` source, their "
+    "grid choice and second hops (bucket shuffle on the source key, top-k per bucket), the popularity"
+    " and attribute sources (events per item summed over ranges), the feature families' counts "
+    "(`session_item`, `cross_locale`, `item`: bucket shuffle on `src`), the per-chunk cut of every "
+    "count table (a bucket join of the chunks' keys with the tables), the candidate union and the "
+    "feature joins (one task per chunk, which writes its own part), the ranker's completion counts."
+    "\n"
+    "- **Capped, fitted on one worker** (the state is bounded by the source's knobs): `als` and `bpr`"
+    " on `max_fit_sessions` sessions that the workers draw (the same seeded sample as on one "
+    "machine); `sknn`, `text` and the deep encoders read the whole history on one worker (their state"
+    " is capped by `sample_size`, `items_per_token` and the checkpoints; their read is not, so at "
+    "100x they need a history sample first); the item-level tables (one row per item) are built on "
+    "one worker and sent to the others."
+    "\n"
+    "- **On the driver**: the chunk edges (two ids per chunk), the figures, one union part at a time "
+    "(the candidates stage streams them into its output: `candidates.chunk_size` sessions), the "
+    "ranker's training and early-stopping rows (capped: `ranker.max_train_sessions`, "
+    "`split.max_valid_sessions`), and in predict the top-100 lists of every test session (the "
+    "submission itself, which grows with the test sessions)."
+    "\n"
+    "- **Not on Dask**: co-visitation `query_weight != 1` (the stage stops and names it; use `engine:"
+    " polars`)."
+)
 
 
 def _stage_rows(stages: list[dict]) -> list[tuple]:
