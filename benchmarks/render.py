@@ -386,24 +386,33 @@ def _stage_rows(stages: list[dict]) -> list[tuple]:
     return rows
 
 
-def _plan_rows(stages: list[dict]) -> tuple[float, list[tuple]]:
-    """The 100x plan from the largest scale measured: events per range, per bucket and per chunk held."""
+def _grown(mib: float, grow: float, exponent: float | None) -> str:
+    return _mib(mib * grow ** exponent) if exponent is not None else f"{_mib(mib)} (no exponent)"
+
+
+def _plan_rows(stages: list[dict], exps: dict) -> tuple[float, int, list[tuple]]:
+    """The 100x plan from the largest scale measured: ranges grown with the events; peaks grown by their
+    measured exponents (as measured where there is none)."""
     top = max(r["scale"] for r in stages)
-    rows = []
+    rows, per_range = [], 0
     for stage in STAGE_ORDER:
         r = next((r for r in stages if r["stage"] == stage and r["scale"] == top), None)
         if r is None:
             continue
         grow = PLAN_FACTOR / top
         ranges = r["workers"] * r["partitions_per_worker"]
+        per_range = r["events"] // ranges
         fig = r.get("figures", {})
         shuffle = fig.get("shuffle_mib")
         worker_s = r["wall_s"] * r["workers"]  # the measured wall on its workers, as worker-seconds
+        exp = exps.get(stage, {})
+        worker = max(r["worker_peak_rss_mib"])
         rows.append((stage, num(int(r["events"] * grow)), num(int(ranges * grow)),
-                     "-" if shuffle is None else num(shuffle * grow / 1024, 1),
-                     _mib(max(r["worker_peak_rss_mib"])), _mib(r["driver_peak_rss_mib"]),
+                     "-" if shuffle is None else num(shuffle * grow / 1024, 1), _mib(worker),
+                     _grown(worker, grow, exp.get("worker")),
+                     _grown(r["driver_peak_rss_mib"], grow, exp.get("driver")),
                      *(num(worker_s * grow / n / 3600, 2) for n in PLAN_WORKERS)))
-    return top, rows
+    return top, per_range, rows
 
 
 def page_distributed(results: Path) -> str | None:
@@ -435,26 +444,30 @@ def page_distributed(results: Path) -> str | None:
                   [(s, " / ".join(map(str, e["scales"])), num(e["driver"], 3), num(e["worker"], 3))
                    for s, e in exps.items() if e["scales"]]),
         ]
-        top, rows = _plan_rows(stages)
+        top, per_range, rows = _plan_rows(stages, exps)
         out += [
             f"## On paper at {PLAN_FACTOR:g}x (about 360M sessions)",
-            f"From the largest scale measured ({top:g}), every figure grown by {PLAN_FACTOR / top:g} "
-            "(the events grow linearly with the scale). Session ranges (= buckets) grow with the data, so "
-            "each range, bucket and chunk holds what it held when measured: the per-worker peak stays the "
-            "measured one and the shuffle volume grows linearly. Wall time on N workers: the measured "
-            "worker-seconds (wall x workers) grown linearly and divided by N, with no allowance for "
-            "stragglers or the object store's latency.",
-            table(("stage", "events", "session ranges", "shuffle GiB", "per-worker peak GiB",
-                   "driver peak GiB", *(f"wall h on {n} workers" for n in PLAN_WORKERS)), rows),
+            f"From the largest scale measured ({top:g}), grown {PLAN_FACTOR / top:g}-fold (the events grow "
+            f"linearly with the scale). Session ranges (= buckets) grow with the events, about {per_range:,} "
+            "events each as measured, so every map, reduce and join task reads what it read when measured "
+            "and the shuffle volume grows linearly. The peaks are grown by their measured exponents: what "
+            "still grows per worker is what no range bounds (the item-level tables, which grow with the "
+            "catalogue, and each chunk's cut as keys gain neighbours up to `top_n`). Wall time on N workers: "
+            "the measured worker-seconds (wall x workers) grown linearly and divided by N, with no allowance "
+            "for stragglers or an object store's latency.",
+            table(("stage", "events", "session ranges", "shuffle GiB", "worker peak GiB measured",
+                   f"worker peak GiB at {PLAN_FACTOR:g}x", f"driver peak GiB at {PLAN_FACTOR:g}x",
+                   *(f"wall h on {n} workers" for n in PLAN_WORKERS)), rows),
             "What would change at that size: the ranker's training sample stays capped "
             "(`ranker.max_train_sessions`, `split.max_valid_sessions`: its driver does not grow); predict "
             "would write its submission per partition (today the driver holds the top-100 of every test "
-            "session: 100 rows x 4 columns x test sessions); `sknn`, `text` and the deep encoders would fit "
-            "on a drawn session sample as `als`/`bpr` do; the item-level states grow with the catalogue, "
-            "not with the events (one row per item: a few hundred MiB at 10M items); the scratch store "
-            "would be an object store (`dask.scratch_dir: s3://...`), whose request latency makes small "
-            "bucket files costly: ranges should be sized by events (about 1M events each, as measured), not "
-            "by workers.",
+            "session: 100 rows x 3 columns x test sessions); `sknn`, `text` and the deep encoders would fit "
+            "on a drawn session sample as `als`/`bpr` do; a worker peak grown past `--memory-limit` means "
+            "the item-level states must be split by item bucket too (today one worker builds each and every "
+            "task that needs it receives all of it); the scratch store would be an object store "
+            "(`dask.scratch_dir: s3://...`), whose request latency makes small bucket files costly, so "
+            "ranges should be sized by events, not by workers (`dask.partitions_per_worker` grown with the "
+            "data, as these records do: 4 per worker at 0.1, 20 at 0.5).",
         ]
     if record.get("runs"):
         rows = []
