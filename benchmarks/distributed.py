@@ -184,6 +184,8 @@ def main() -> None:
     parser.add_argument("--memory-limit", default="4GiB")
     parser.add_argument("--source-types", nargs="+", default=list(CHEAP_SOURCES))
     parser.add_argument("--workdir", type=Path, default=Path("/tmp/m2_distributed"))
+    parser.add_argument("--keep-project", action="store_true",
+                        help="keep the scale's project folder: run later stages on earlier stages' outputs")
     parser.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results" / "distributed.json")
     args = parser.parse_args()
     os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
@@ -194,9 +196,10 @@ def main() -> None:
     for scale in args.scales:
         root = world(scale, args.workdir)
         proj = args.workdir / f"project_{scale:g}"
-        shutil.rmtree(proj, ignore_errors=True)
+        if not args.keep_project:
+            shutil.rmtree(proj, ignore_errors=True)
         log_dir = proj / "logs"
-        log_dir.mkdir(parents=True)
+        log_dir.mkdir(parents=True, exist_ok=True)
         address, procs = cluster.start(log_dir, args.workers, args.memory_limit)
         try:
             project(root, proj, address, args)
