@@ -1,38 +1,43 @@
-"""Co-visitation and feature assembly on Dask (engine: dask) beside the polars path: wall time and
-peak memory.
+"""The Dask path's memory per process against the data: driver and worker peak RSS of every stage.
 
-    python benchmarks/distributed.py --scales 0.05 0.25 1.0   # appends to benchmarks/results/distributed.json
-    python benchmarks/distributed.py --scales 0.25 --what covisit --workers 2 --memory-limit 4GiB
+    python benchmarks/distributed.py --scales 0.1 0.25 0.5   # appends to benchmarks/results/distributed.json
+    python benchmarks/distributed.py --scales 1.0 --memory-limit 4GiB --partitions-per-worker 8
 
-For each scale it generates a synthetic world (cached in ``--workdir``), prepares and splits it with
-params.yaml's ``split``, and measures, each in a fresh child process (so the peak RSS is the job's own):
+For each scale it generates a synthetic world (cached in ``--workdir``: generate, prepare, split with
+params.yaml's seed and split), starts a real cluster (``dask scheduler`` and ``--workers`` x ``dask worker``
+processes with ``--memory-limit`` each, pipeline/engine/cluster.py), writes a project whose params.yaml is
+the repository's with ``engine: dask`` and ``dask.scheduler_address`` pointing at it, and runs the stage
+mains as DVC runs them, each as its own process: candidates (valid, test), features (valid, test),
+train_ranker, predict. Per stage it records:
 
-- ``covisit``: fitting every ``type: covisit`` source of params.yaml ``candidates.sources`` on the valid
-  split's history: polars (candidates.covisit.Covisit.fit) and Dask (pipeline.engine.covisit.fit on a
-  LocalCluster of ``--workers`` workers, ``--partitions-per-worker`` session partitions each). The Dask
-  figures add the shuffle volume: the map output rows (one per distinct (a, b, d) per session partition,
-  3 x int64 = 24 bytes each) that the group-by moves between workers.
-- ``features``: the features stage's work on the valid split (the families' fit, then every chunk's
-  joins; deep_models off: no checkpoints here) over a union of the cheap sources (the covisit family,
-  prefix, popularity; built once with polars and cached): polars (features.assemble) and Dask
-  (pipeline.engine.features).
+- ``driver_peak_rss_mib``: the stage process's peak RSS (``wait4``): what the machine running ``dvc repro``
+  needs;
+- ``worker_peak_rss_mib``: each worker process's peak RSS, the workers restarted before the stage so the
+  peak is the stage's own; ``worker_restarted`` if a worker process changed during the stage (the nanny
+  killed it past its memory limit, so its peak was lost with it);
+- ``wall_s``, and the split's history events (the interactions the exponents are fitted against);
+- ``figures``: what the stage logs on the Dask path (shuffle rows and MiB written to the buckets, the
+  rows of the per-chunk cuts, chunks and session ranges).
 
-Peak memory: polars: the process's peak RSS; Dask: each worker process's peak RSS (``client.run``) and
-the driver's (it holds the history, writes the partitions, and receives the neighbour tables).
+The sources are params.yaml's of the types in ``--source-types`` (default: the co-visitation family with
+its grid, attribute, popularity: the cheap ones), ``features.deep_models`` off (no checkpoints here).
+``exponents`` holds, per stage, the least-squares slope of log(peak) on log(events) over the scales recorded.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import resource
+import shutil
 import subprocess
 import sys
 import time
 from pathlib import Path
 
-import polars as pl
+import yaml
 
 REPO = Path(__file__).resolve().parents[1]
 # This file is called distributed.py: its folder must not shadow the ``distributed`` package.
@@ -40,10 +45,7 @@ sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__)
 sys.path.insert(0, str(REPO))
 
 CHEAP_SOURCES = ("covisit", "attribute", "popularity")
-
-
-def peak_rss_mib() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+STAGES = ("candidates_valid", "candidates_test", "features_valid", "features_test", "train_ranker", "predict")
 
 
 def world(scale: float, workdir: Path) -> Path:
@@ -52,7 +54,7 @@ def world(scale: float, workdir: Path) -> Path:
     from pipeline import prepare, split, synthetic
 
     root = workdir / f"scale_{scale:g}"
-    if (root / "split" / "valid" / "history.parquet").exists():
+    if (root / "split" / "valid" / "targets.parquet").exists():
         return root
     t0 = time.perf_counter()
     synthetic.generate(root / "raw", scale=scale, seed=config.seed(REPO / "params.yaml"),
@@ -69,165 +71,155 @@ def world(scale: float, workdir: Path) -> Path:
         (root / "split" / name).mkdir(parents=True, exist_ok=True)
         fold.history.write_parquet(root / "split" / name / "history.parquet")
         fold.queries.write_parquet(root / "split" / name / "queries.parquet")
+        if fold.targets is not None:
+            fold.targets.write_parquet(root / "split" / name / "targets.parquet")
     print(f"world {scale:g}: {time.perf_counter() - t0:.0f}s", flush=True)
     return root
 
 
-def _sources(types: tuple[str, ...]):
-    from candidates.union import CandidatesConfig, build_sources, load_source_defaults, with_defaults
-    from core import config
-
-    cfg = config.load_section(CandidatesConfig, "candidates", REPO / "params.yaml")
-    picked = {k: v for k, v in cfg.sources.items() if v["type"] in types}
-    specs = with_defaults(picked, load_source_defaults(REPO / "params.yaml"))
-    return build_sources(specs, config.seed(REPO / "params.yaml")), cfg
-
-
-def union(root: Path) -> Path:
-    """The valid split's union of the cheap sources (polars), cached."""
-    from candidates.base import query_sessions
-    from candidates.union import fit_sources, generate_union
-
-    path = root / "union-valid.parquet"
-    if path.exists():
-        return path
-    specs, cfg = _sources(CHEAP_SOURCES)
-    history = pl.read_parquet(root / "split" / "valid" / "history.parquet")
-    queries = pl.read_parquet(root / "split" / "valid" / "queries.parquet")
-    events = (pl.read_parquet(root / "prepared" / "events.parquet")
-              .join(queries.select("session"), on="session"))
-    fit_sources(specs, history, pl.read_parquet(root / "prepared" / "items.parquet"))
-    pl.concat(generate_union(specs, query_sessions(queries, events), cfg.chunk_size, cfg.max_per_session)
-              ).write_parquet(path)
-    return path
+def project(root: Path, proj: Path, address: str, args: argparse.Namespace) -> None:
+    """A project folder: params.yaml with engine dask on ``address`` and the benchmark's sources."""
+    params = yaml.safe_load((REPO / "params.yaml").read_text())
+    params["engine"] = "dask"
+    params["dask"].update(scheduler_address=address, partitions_per_worker=args.partitions_per_worker,
+                          scratch_dir=str(args.workdir / "scratch"))
+    sources = params["candidates"]["sources"]
+    params["candidates"]["sources"] = {k: v for k, v in sources.items() if v["type"] in args.source_types}
+    params["features"]["deep_models"] = {}
+    proj.mkdir(parents=True, exist_ok=True)
+    (proj / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
 
 
-def _worker_peaks(client) -> list[float]:
-    return sorted(round(v / 1024) for v in client.run(
-        lambda: resource.getrusage(resource.RUSAGE_SELF).ru_maxrss).values())
+def commands(root: Path, proj: Path) -> dict[str, list[str]]:
+    py = [sys.executable, "-m"]
+    data = ["--prepared", str(root / "prepared"), "--splitdir", str(root / "split")]
+    out = {}
+    for split in ("valid", "test"):
+        out[f"candidates_{split}"] = [*py, "pipeline.candidate_gen", "--split", split, *data,
+                                      "--out", str(proj / f"union-{split}.parquet")]
+        out[f"features_{split}"] = [*py, "pipeline.features_stage", "--split", split, *data,
+                                    "--union", str(proj / f"union-{split}.parquet"),
+                                    "--out", str(proj / f"features-{split}")]
+    out["train_ranker"] = [*py, "pipeline.train_ranker", "--features", str(proj / "features-valid"), *data,
+                           "--model", str(proj / "model"), "--metrics", str(proj / "ranker.json"),
+                           "--importance", str(proj / "importance.csv")]
+    out["predict"] = [*py, "pipeline.predict", "--model", str(proj / "model"), "--features",
+                      str(proj / "features-test"), *data, "--raw", str(root / "raw"),
+                      "--out", str(proj / "submissions")]
+    return out
 
 
-def measure(what: str, engine: str, root: Path, args: argparse.Namespace) -> dict:
-    """One measurement, in this (child) process."""
-    from pipeline.engine import DaskConfig, dask_client, scratch
+def _peak() -> int:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 
-    history = pl.read_parquet(root / "split" / "valid" / "history.parquet")
-    items = pl.read_parquet(root / "prepared" / "items.parquet")
-    dcfg = DaskConfig(scheduler_address="", workers=args.workers, threads_per_worker=1,
-                      memory_limit=args.memory_limit, partitions_per_worker=args.partitions_per_worker,
-                      scratch_dir=str(args.workdir / "scratch"))
-    out: dict = {"what": what, "engine": engine, "events": history.height,
-                 "sessions": history["session"].n_unique()}
-    if what == "covisit":
-        specs, _ = _sources(("covisit",))
-        out["sources"] = [s.name for s in specs]
-        if engine == "polars":
-            t0 = time.perf_counter()
-            for s in specs:
-                s.source.fit(history, items)
-            out["wall_s"] = round(time.perf_counter() - t0, 1)
-        else:
-            from pipeline.engine import covisit as dask_covisit
 
-            with dask_client(dcfg) as client, scratch(dcfg, "bench") as tmp:
-                t0 = time.perf_counter()
-                stats: list[dict] = []
-                dask_covisit.fit([s.source for s in specs], history, items, client,
-                                 args.workers * args.partitions_per_worker, tmp, stats)
-                out["wall_s"] = round(time.perf_counter() - t0, 1)
-                out["shuffle_rows"] = {s.name: st["shuffle_rows"] for s, st in zip(specs, stats, strict=True)}
-                out["shuffle_mib"] = {s.name: round(st["shuffle_bytes"] / 2**20, 1)
-                                      for s, st in zip(specs, stats, strict=True)}
-                out["worker_peak_rss_mib"] = _worker_peaks(client)
-        out["neighbour_rows"] = {s.name: s.source.nbrs.height for s in specs}
-    else:
-        from core import config
-        from features.assemble import assemble_chunks, fit_families
-        from features.base import FeaturesConfig, Inputs
+def _pid() -> int:
+    return os.getpid()
 
-        cfg = config.load_section(FeaturesConfig, "features", REPO / "params.yaml")
-        cfg = FeaturesConfig(**{**cfg.__dict__, "deep_models": {},
-                                "chunk_sessions": args.chunk_sessions or cfg.chunk_sessions})
-        out["chunk_sessions"] = cfg.chunk_sessions
-        queries = pl.read_parquet(root / "split" / "valid" / "queries.parquet")
-        inputs = Inputs(history=history, items=items,
-                        sessions=pl.read_parquet(root / "prepared" / "sessions.parquet",
-                                                 columns=["session", "dataset", "locale", "length"]))
-        union_path = root / "union-valid.parquet"
-        out["union_rows"] = pl.scan_parquet(union_path).select(pl.len()).collect().item()
-        features_dir = args.workdir / "scratch" / f"features-{engine}"
-        t0 = time.perf_counter()
-        if engine == "polars":
-            events = history.join(queries.select("session"), on="session", how="semi")
-            state = fit_families(inputs, cfg)
-            out["fit_s"] = round(time.perf_counter() - t0, 1)
-            rows = sum(f.height
-                       for f in assemble_chunks(pl.scan_parquet(union_path), queries, events, state, cfg))
-        else:
-            from pipeline.engine import features as dask_features
 
-            with dask_client(dcfg) as client, scratch(dcfg, "bench") as tmp:
-                state = dask_features.fit_state(inputs, cfg, args.workers * args.partitions_per_worker, tmp)
-                out["fit_s"] = round(time.perf_counter() - t0, 1)
-                rows, _ = dask_features.assemble_on(client, state, union_path,
-                                                    root / "split" / "valid" / "history.parquet", queries,
-                                                    cfg, features_dir)
-                out["worker_peak_rss_mib"] = _worker_peaks(client)
-        out["wall_s"] = round(time.perf_counter() - t0, 1)
-        out["feature_rows"] = rows
-    out["driver_peak_rss_mib"] = round(peak_rss_mib())
+def run_stage(client, name: str, cmd: list[str], proj: Path, log_dir: Path) -> dict:
+    """One stage in its own process: its peak RSS (the driver) and the workers' (restarted before)."""
+    client.restart(wait_for_workers=True)
+    pids = client.run(_pid)
+    t0 = time.perf_counter()
+    with (log_dir / f"{name}.log").open("w") as log:
+        proc = subprocess.Popen(cmd, cwd=proj, stdout=log, stderr=subprocess.STDOUT,
+                                env={**os.environ, "OPENBLAS_NUM_THREADS": "1"})
+        _, status, usage = os.wait4(proc.pid, 0)
+    wall = time.perf_counter() - t0
+    if os.waitstatus_to_exitcode(status):
+        raise SystemExit(f"{name} failed:\n{(log_dir / f'{name}.log').read_text()[-4000:]}")
+    after = client.run(_pid)
+    figures = [json.loads(line.split("dask figures ", 1)[1])
+               for line in (log_dir / f"{name}.log").read_text().splitlines() if "dask figures " in line]
+    return {
+        "stage": name,
+        "wall_s": round(wall, 1),
+        "driver_peak_rss_mib": round(usage.ru_maxrss / 1024),
+        "worker_peak_rss_mib": sorted(round(v / 1024) for v in client.run(_peak).values()),
+        "scheduler_peak_rss_mib": round(client.run_on_scheduler(_peak) / 1024),
+        "worker_restarted": sorted(pids.values()) != sorted(after.values()),
+        **({"figures": figures[-1]} if figures else {}),
+    }
+
+
+def events_of(root: Path, split: str) -> int:
+    import polars as pl
+
+    return pl.scan_parquet(root / "split" / split / "history.parquet").select(pl.len()).collect().item()
+
+
+def slope(xs: list[float], ys: list[float]) -> float | None:
+    """Least-squares slope of log(ys) on log(xs)."""
+    if len(xs) < 2:
+        return None
+    lx, ly = [math.log(x) for x in xs], [math.log(y) for y in ys]
+    mx, my = sum(lx) / len(lx), sum(ly) / len(ly)
+    den = sum((x - mx) ** 2 for x in lx)
+    return round(sum((x - mx) * (y - my) for x, y in zip(lx, ly, strict=True)) / den, 3) if den else None
+
+
+def exponents(runs: list[dict], workers: int, memory_limit: str) -> dict:
+    out = {}
+    for stage in STAGES:
+        rows = sorted((r for r in runs if r["stage"] == stage and r["workers"] == workers
+                       and r["memory_limit"] == memory_limit), key=lambda r: r["events"])
+        xs = [r["events"] for r in rows]
+        out[stage] = {
+            "scales": [r["scale"] for r in rows],
+            "driver": slope(xs, [r["driver_peak_rss_mib"] for r in rows]),
+            "worker": slope(xs, [max(r["worker_peak_rss_mib"]) for r in rows]),
+        }
     return out
 
 
 def main() -> None:
+    from pipeline.engine import cluster
+
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--scales", type=float, nargs="+", default=[0.25, 1.0])
-    parser.add_argument("--what", nargs="+", default=["covisit", "features"], choices=["covisit", "features"])
-    parser.add_argument("--engines", nargs="+", default=["polars", "dask"], choices=["polars", "dask"])
+    parser.add_argument("--scales", type=float, nargs="+", default=[0.1, 0.25, 0.5])
+    parser.add_argument("--stages", nargs="+", default=list(STAGES), choices=STAGES)
     parser.add_argument("--workers", type=int, default=2)
-    parser.add_argument("--partitions-per-worker", type=int, default=2)
+    parser.add_argument("--partitions-per-worker", type=int, default=4)
     parser.add_argument("--memory-limit", default="4GiB")
-    parser.add_argument("--chunk-sessions", type=int, default=None,
-                        help="features.chunk_sessions for both engines (default: params.yaml's)")
+    parser.add_argument("--source-types", nargs="+", default=list(CHEAP_SOURCES))
     parser.add_argument("--workdir", type=Path, default=Path("/tmp/m2_distributed"))
+    parser.add_argument("--keep-project", action="store_true",
+                        help="keep the scale's project folder: run later stages on earlier stages' outputs")
     parser.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results" / "distributed.json")
-    parser.add_argument("--child", nargs=3, metavar=("WHAT", "ENGINE", "ROOT"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
-    if args.child:
-        what, engine, root = args.child
-        print("RESULT " + json.dumps(measure(what, engine, Path(root), args)), flush=True)
-        return
-    record = json.loads(args.out.read_text()) if args.out.exists() else {"runs": []}
+    from distributed import Client
+
+    record = json.loads(args.out.read_text()) if args.out.exists() else {}
+    record.setdefault("stages", [])
     for scale in args.scales:
         root = world(scale, args.workdir)
-        if "features" in args.what:
-            union(root)
-        for what in args.what:
-            for engine in args.engines:
-                cmd = [sys.executable, __file__, "--child", what, engine, str(root), "--workers",
-                       str(args.workers),
-                       "--partitions-per-worker", str(args.partitions_per_worker), "--memory-limit",
-                       args.memory_limit,
-                       "--workdir", str(args.workdir)]
-                if args.chunk_sessions:
-                    cmd += ["--chunk-sessions", str(args.chunk_sessions)]
-                child_log = args.workdir / f"child-{what}-{engine}-{scale:g}.log"
-                with child_log.open("w") as err:  # the child's progress and Dask's warnings, as they come
-                    proc = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=err, text=True, cwd=REPO)
-                lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("RESULT ")]
-                if proc.returncode or not lines:
-                    raise SystemExit(f"{what}/{engine} at {scale:g} failed:\n{child_log.read_text()[-3000:]}")
-                run = {"scale": scale, "workers": args.workers,
-                       "partitions_per_worker": args.partitions_per_worker,
-                       "memory_limit": args.memory_limit, "cores": len(os.sched_getaffinity(0)),
-                       **json.loads(lines[-1][len("RESULT "):])}
-                print(json.dumps(run), flush=True)
-                record["runs"] = [r for r in record["runs"]
-                                  if (r["scale"], r["what"], r["engine"], r["workers"])
-                                  != (scale, what, engine, args.workers)] + [run]
-                args.out.parent.mkdir(parents=True, exist_ok=True)
-                args.out.write_text(json.dumps(record, indent=2) + "\n")
+        proj = args.workdir / f"project_{scale:g}"
+        if not args.keep_project:
+            shutil.rmtree(proj, ignore_errors=True)
+        log_dir = proj / "logs"
+        log_dir.mkdir(parents=True, exist_ok=True)
+        address, procs = cluster.start(log_dir, args.workers, args.memory_limit)
+        try:
+            project(root, proj, address, args)
+            cmds = commands(root, proj)
+            with Client(address) as client:
+                for stage in args.stages:
+                    run = {"scale": scale, "workers": args.workers, "memory_limit": args.memory_limit,
+                           "partitions_per_worker": args.partitions_per_worker,
+                           "cores": len(os.sched_getaffinity(0)), "source_types": args.source_types,
+                           "events": events_of(root, "test" if stage in ("candidates_test", "features_test",
+                                                                         "predict") else "valid"),
+                           **run_stage(client, stage, cmds[stage], proj, log_dir)}
+                    print(json.dumps(run), flush=True)
+                    key = (scale, stage, args.workers, args.memory_limit)
+                    record["stages"] = [r for r in record["stages"] if (r["scale"], r["stage"], r["workers"],
+                                                                         r["memory_limit"]) != key] + [run]
+                    record["exponents"] = exponents(record["stages"], args.workers, args.memory_limit)
+                    args.out.write_text(json.dumps(record, indent=2) + "\n")
+        finally:
+            cluster.stop(procs)
 
 
 if __name__ == "__main__":

@@ -340,61 +340,155 @@ def _mib(value: object) -> str:
     return "-" if value is None else num(value * GIB_PER_MIB, 2)
 
 
+STAGE_ORDER = ("candidates_valid", "candidates_test", "features_valid", "features_test", "train_ranker",
+               "predict")
+PLAN_FACTOR = 100.0  # the plan's data: 100 x the scale-1.0 world (about 360M sessions)
+PLAN_WORKERS = (16, 64, 256)
+
+SCALE_OUT = (
+    "What runs where with `engine: dask` (pipeline/engine/):"
+    "\n"
+    "\n"
+    "- **Scales out** (each task reads its own session range or bucket from parquet; the driver "
+    "passes paths, id bounds and configs): the co-visitation counts of every `covisit` source, their "
+    "grid choice and second hops (bucket shuffle on the source key, top-k per bucket), the popularity"
+    " and attribute sources (events per item summed over ranges), the feature families' counts "
+    "(`session_item`, `cross_locale`, `item`: bucket shuffle on `src`), the per-chunk cut of every "
+    "count table (a bucket join of the chunks' keys with the tables), the candidate union and the "
+    "feature joins (one task per chunk, which writes its own part), the ranker's completion counts."
+    "\n"
+    "- **Capped, fitted on one worker** (the state is bounded by the source's knobs): `als` and `bpr`"
+    " on `max_fit_sessions` sessions that the workers draw (the same seeded sample as on one "
+    "machine); `sknn`, `text` and the deep encoders read the whole history on one worker (their state"
+    " is capped by `sample_size`, `items_per_token` and the checkpoints; their read is not, so at "
+    "100x they need a history sample first); the item-level tables (one row per item) are built on "
+    "one worker and sent to the others."
+    "\n"
+    "- **On the driver**: the chunk edges (two ids per chunk), the figures, one union part at a time "
+    "(the candidates stage streams them into its output: `candidates.chunk_size` sessions), the "
+    "ranker's training and early-stopping rows (capped: `ranker.max_train_sessions`, "
+    "`split.max_valid_sessions`), and in predict the top-100 lists of every test session (the "
+    "submission itself, which grows with the test sessions)."
+    "\n"
+    "- **Not on Dask**: co-visitation `query_weight != 1` (the stage stops and names it; use `engine:"
+    " polars`)."
+)
+
+
+def _stage_rows(stages: list[dict]) -> list[tuple]:
+    rows = []
+    for r in sorted(stages, key=lambda r: (r["scale"], STAGE_ORDER.index(r["stage"]))):
+        fig = r.get("figures", {})
+        rows.append((r["stage"], r["scale"], num(r["events"]), f"{r['workers']} x {r['memory_limit']}",
+                     r["partitions_per_worker"], num(r["wall_s"]), _mib(r["driver_peak_rss_mib"]),
+                     _mib(r["worker_peak_rss_mib"]), "yes" if r.get("worker_restarted") else "no",
+                     num(fig.get("shuffle_mib")), num(fig.get("cut_rows")), num(fig.get("chunks"))))
+    return rows
+
+
+def _grown(mib: float, grow: float, exponent: float | None) -> str:
+    return _mib(mib * grow ** exponent) if exponent is not None else f"{_mib(mib)} (no exponent)"
+
+
+def _plan_rows(stages: list[dict], exps: dict) -> tuple[float, int, list[tuple]]:
+    """The 100x plan from the largest scale measured: ranges grown with the events; peaks grown by their
+    measured exponents (as measured where there is none)."""
+    top = max(r["scale"] for r in stages)
+    rows, per_range = [], 0
+    for stage in STAGE_ORDER:
+        r = next((r for r in stages if r["stage"] == stage and r["scale"] == top), None)
+        if r is None:
+            continue
+        grow = PLAN_FACTOR / top
+        ranges = r["workers"] * r["partitions_per_worker"]
+        per_range = r["events"] // ranges
+        fig = r.get("figures", {})
+        shuffle = fig.get("shuffle_mib")
+        worker_s = r["wall_s"] * r["workers"]  # the measured wall on its workers, as worker-seconds
+        exp = exps.get(stage, {})
+        worker = max(r["worker_peak_rss_mib"])
+        rows.append((stage, num(int(r["events"] * grow)), num(int(ranges * grow)),
+                     "-" if shuffle is None else num(shuffle * grow / 1024, 1), _mib(worker),
+                     _grown(worker, grow, exp.get("worker")),
+                     _grown(r["driver_peak_rss_mib"], grow, exp.get("driver")),
+                     *(num(worker_s * grow / n / 3600, 2) for n in PLAN_WORKERS)))
+    return top, per_range, rows
+
+
 def page_distributed(results: Path) -> str | None:
     record = load("distributed.json", results)
     if record is None:
         return None
-    rows = []
-    for r in record["runs"]:
-        shuffle_rows = sum(r["shuffle_rows"].values()) if "shuffle_rows" in r else None
-        shuffle_mib = sum(r["shuffle_mib"].values()) if "shuffle_mib" in r else None
-        rows.append(
-            (
-                r["what"],
-                r["engine"],
-                r["scale"],
-                num(r.get("sessions")),
-                num(r.get("events")),
-                f"{r['workers']} x {r['memory_limit']}",
-                r["partitions_per_worker"],
-                num(r.get("wall_s")),
-                num(r.get("fit_s")),
-                _mib(r.get("driver_peak_rss_mib")),
-                _mib(r.get("worker_peak_rss_mib")),
-                num(shuffle_rows),
-                num(shuffle_mib),
-            )
-        )
-    return "\n\n".join(
-        [
-            "# One machine against Dask (`benchmarks/results/distributed.json`)",
-            "`python benchmarks/distributed.py --scales S [--what covisit|features] [--engines ...]`: the "
-            "co-visitation "
-            "counts of the three co-visitation sources, and the feature joins, with `engine: polars` on this "
-            "machine "
-            "and `engine: dask` on a LocalCluster of the workers listed; the same output rows either way. "
-            "Memory in "
-            "GiB (MiB / 1024); shuffle: the partial pair counts sent between workers, all sources.",
-            table(
-                (
-                    "what",
-                    "engine",
-                    "scale",
-                    "sessions",
-                    "events",
-                    "workers",
-                    "partitions per worker",
-                    "wall s",
-                    "fit s",
-                    "driver peak GiB",
-                    "worker peak GiB",
-                    "shuffle rows",
-                    "shuffle MiB",
-                ),
-                rows,
-            ),
+    out = ["# Scale-out on Dask (`benchmarks/results/distributed.json`)", SCALE_OUT]
+    stages = record.get("stages", [])
+    if stages:
+        exps = record.get("exponents", {})
+        out += [
+            "## Memory per process against the data",
+            "`python benchmarks/distributed.py --scales 0.1 0.25 0.5`: each stage main run as DVC runs it, "
+            "in its own process (the driver), against a cluster started as separate processes with `dask "
+            "scheduler` and `dask worker --memory-limit` (pipeline/engine/cluster.py; the workers restarted "
+            "before each stage, so each peak is the stage's own). Sources: the types listed in the records "
+            f"({', '.join(sorted({t for r in stages for t in r.get('source_types', [])}))}), no deep "
+            "checkpoints. Memory in GiB (MiB / 1024); events: the split's history interactions; shuffle: "
+            "the bytes the map tasks wrote into the buckets; cut rows: the count-table rows the chunks "
+            "received through the bucket join. A 2-core machine shared with other jobs: the wall times "
+            "are an upper bound.",
+            table(("stage", "scale", "events", "workers", "partitions per worker", "wall s",
+                   "driver peak GiB", "worker peak GiB", "worker restarted", "shuffle MiB", "cut rows",
+                   "chunks"),
+                  _stage_rows(stages)),
+            "Exponents: the least-squares slope of log(peak RSS) on log(events) over the scales listed "
+            "(targets: driver <= 0.2, worker <= 0.3).",
+            table(("stage", "scales", "driver exponent", "worker exponent"),
+                  [(s, " / ".join(map(str, e["scales"])), num(e["driver"], 3), num(e["worker"], 3))
+                   for s, e in exps.items() if e["scales"]]),
         ]
-    )
+        top, per_range, rows = _plan_rows(stages, exps)
+        out += [
+            f"## On paper at {PLAN_FACTOR:g}x (about 360M sessions)",
+            f"From the largest scale measured ({top:g}), grown {PLAN_FACTOR / top:g}-fold (the events grow "
+            f"linearly with the scale). Session ranges (= buckets) grow with the events, about {per_range:,} "
+            "events each as measured, so every map, reduce and join task reads what it read when measured "
+            "and the shuffle volume grows linearly. The peaks are grown by their measured exponents: what "
+            "still grows per worker is what no range bounds (the item-level tables, which grow with the "
+            "catalogue, and each chunk's cut as keys gain neighbours up to `top_n`). Wall time on N workers: "
+            "the measured worker-seconds (wall x workers) grown linearly and divided by N, with no allowance "
+            "for stragglers or an object store's latency.",
+            table(("stage", "events", "session ranges", "shuffle GiB", "worker peak GiB measured",
+                   f"worker peak GiB at {PLAN_FACTOR:g}x", f"driver peak GiB at {PLAN_FACTOR:g}x",
+                   *(f"wall h on {n} workers" for n in PLAN_WORKERS)), rows),
+            "What would change at that size: the ranker's training sample stays capped "
+            "(`ranker.max_train_sessions`, `split.max_valid_sessions`: its driver does not grow); predict "
+            "would write its submission per partition (today the driver holds the top-100 of every test "
+            "session: 100 rows x 3 columns x test sessions); `sknn`, `text` and the deep encoders would fit "
+            "on a drawn session sample as `als`/`bpr` do; a worker peak grown past `--memory-limit` means "
+            "the item-level states must be split by item bucket too (today one worker builds each and every "
+            "task that needs it receives all of it); the scratch store would be an object store "
+            "(`dask.scratch_dir: s3://...`), whose request latency makes small bucket files costly, so "
+            "ranges should be sized by events, not by workers (`dask.partitions_per_worker` grown with the "
+            "data, as these records do: 4 per worker at 0.1, 20 at 0.5).",
+        ]
+    if record.get("runs"):
+        rows = []
+        for r in record["runs"]:
+            shuffle_rows = sum(r["shuffle_rows"].values()) if "shuffle_rows" in r else None
+            shuffle_mib = sum(r["shuffle_mib"].values()) if "shuffle_mib" in r else None
+            rows.append((r["what"], r["engine"], r["scale"], num(r.get("sessions")), num(r.get("events")),
+                         f"{r['workers']} x {r['memory_limit']}", r["partitions_per_worker"],
+                         num(r.get("wall_s")),
+                         num(r.get("fit_s")), _mib(r.get("driver_peak_rss_mib")),
+                         _mib(r.get("worker_peak_rss_mib")), num(shuffle_rows), num(shuffle_mib)))
+        out += [
+            "## Before: the driver-side Dask path (commit 390f310)",
+            "Measured by the previous version of `benchmarks/distributed.py` (`--what covisit|features`): "
+            "the co-visitation counts and the feature joins with `engine: polars` and with the Dask path "
+            "that read the whole history on the driver and cut the count tables there, on a LocalCluster.",
+            table(("what", "engine", "scale", "sessions", "events", "workers", "partitions per worker",
+                   "wall s", "fit s", "driver peak GiB", "worker peak GiB", "shuffle rows", "shuffle MiB"),
+                  rows),
+        ]
+    return "\n\n".join(out)
 
 
 def _encoder_scores(entry: dict | None) -> str:

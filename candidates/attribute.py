@@ -59,9 +59,13 @@ class SharedAttribute(CandidateSource):
 
     def fit(self, history: pl.DataFrame, items: pl.DataFrame) -> Self:
         """Keeps ``keys`` (item -> locale, key) and ``index`` (locale, key, cand, share)."""
+        return self.fit_counts(history.group_by("item").len(), items)
+
+    def fit_counts(self, counts: pl.DataFrame, items: pl.DataFrame) -> Self:
+        """:meth:`fit` from the events per item (item, len), which the Dask path sums over session ranges."""
         self._items = items
         self.keys = item_keys(items, self.cfg).select("item", "locale", "key")
-        views = history.group_by("item").agg(views=pl.len().cast(pl.Float64))
+        views = counts.select("item", views=pl.col("len").cast(pl.Float64))
         self.index = (
             item_keys(items, self.cfg).filter(pl.col("in_catalog"))
             .join(views, on="item", how="left").with_columns(pl.col("views").fill_null(0.0) + 1.0)

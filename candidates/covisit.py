@@ -227,17 +227,30 @@ def expand_hops(nbrs: pl.DataFrame, cfg: CovisitConfig) -> pl.DataFrame:
     """
     if cfg.hops == 1:
         return nbrs
+    return merge_hops(nbrs, second_hop(hop_sources(nbrs, cfg), nbrs, cfg), cfg)
+
+
+def hop_sources(nbrs: pl.DataFrame, cfg: CovisitConfig) -> pl.DataFrame:
+    """The rows of :func:`expand_hops`'s keys that get a second hop (every key's rows in ``nbrs`` given)."""
     n_direct = nbrs.group_by("a").len()
-    expand = (
+    return (
         nbrs
         if not cfg.hop_below
         else nbrs.join(n_direct.filter(pl.col("len") < cfg.hop_below).select("a"), on="a", how="semi")
     )
-    second = (
+
+
+def second_hop(expand: pl.DataFrame, nbrs: pl.DataFrame, cfg: CovisitConfig) -> pl.DataFrame:
+    """a -> b -> c rows (a, b=c, score, hop=2) of ``expand``'s rows through ``nbrs`` (those of every b)."""
+    return (
         expand.join(nbrs.select(pl.col("a").alias("b"), pl.col("b").alias("c"), s2="score"), on="b")
         .filter(pl.col("c") != pl.col("a"))
         .select("a", b="c", score=(cfg.hop_weight * pl.col("score").cast(pl.Float64) * pl.col("s2")), hop=2)
     )
+
+
+def merge_hops(nbrs: pl.DataFrame, second: pl.DataFrame, cfg: CovisitConfig) -> pl.DataFrame:
+    """Direct and second-hop scores summed per (a, b), top ``cfg.top_n`` per key."""
     both = pl.concat(
         [
             nbrs.select("a", "b", pl.col("score").cast(pl.Float64), hop=pl.lit(1)),

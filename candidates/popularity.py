@@ -35,11 +35,18 @@ class Popularity(CandidateSource):
     def fit(self, history: pl.DataFrame, items: pl.DataFrame) -> Self:
         """history: session, position, item. Keeps counts: item:Int32, locale:String, score:Float32."""
         sessions = history.get_column("session").unique().sort()
-        cutoff = sessions[int((1.0 - self.cfg.recent_fraction) * len(sessions))] if len(sessions) else 0
+        cutoff = sessions[self.cutoff_position(len(sessions))] if len(sessions) else 0
+        return self.fit_counts(history.filter(pl.col("session") >= cutoff).group_by("item").len(), items)
+
+    def cutoff_position(self, n_sessions: int) -> int:
+        """Counted sessions start at this position of the sorted distinct history sessions."""
+        return int((1.0 - self.cfg.recent_fraction) * n_sessions)
+
+    def fit_counts(self, counts: pl.DataFrame, items: pl.DataFrame) -> Self:
+        """:meth:`fit` from the events per item of the counted sessions (item, len): counts of disjoint
+        session sets add up, so the Dask path sums them over session ranges."""
         self.counts = (
-            history.filter(pl.col("session") >= cutoff)
-            .group_by("item")
-            .agg(score=pl.len().cast(pl.Float32))
+            counts.select("item", score=pl.col("len").cast(pl.Float32))
             .join(catalogue_locale(items), on="item")
             .sort(["locale", "score", "item"], descending=[False, True, False])
         )

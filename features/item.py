@@ -19,17 +19,27 @@ def fit(inputs: Inputs, cfg: FeaturesConfig) -> pl.DataFrame:
     The "recent window" is the test sessions' prev_items: on Amazon-M2 the test sessions follow the
     train sessions in time, and both splits hold them in their history.
     """
-    items = inputs.items.select(
-        "item", "locale", "price", "brand", "color", family=pl.col("id").str.slice(0, cfg.prefix_chars)
-    )
-    recent = inputs.sessions.filter(pl.col("dataset") != "train").select("session")
-    hist = with_target_flag(inputs.history, inputs.sessions).with_columns(
+    return table(inputs.items, item_counts(inputs.history, inputs.sessions), cfg)
+
+
+def item_counts(history: pl.DataFrame, sessions: pl.DataFrame) -> pl.DataFrame:
+    """item, n, n_next, n_recent: per-session counts, so those of disjoint session sets add up (the Dask
+    path sums them over session partitions)."""
+    recent = sessions.filter(pl.col("dataset") != "train").select("session")
+    hist = with_target_flag(history, sessions).with_columns(
         is_recent=pl.col("session").is_in(recent["session"].implode())
     )
-    counts = hist.group_by("item").agg(
+    return hist.group_by("item").agg(
         n=pl.len(),
         n_next=pl.col("is_target").sum(),
         n_recent=pl.col("is_recent").sum(),
+    )
+
+
+def table(items: pl.DataFrame, counts: pl.DataFrame, cfg: FeaturesConfig) -> pl.DataFrame:
+    """item, i_*: the family's state from the items table and :func:`item_counts`."""
+    items = items.select(
+        "item", "locale", "price", "brand", "color", family=pl.col("id").str.slice(0, cfg.prefix_chars)
     )
     share = {
         c: pl.col(c) / pl.col(c).sum().over("locale").clip(lower_bound=1) for c in ("n", "n_next", "n_recent")

@@ -13,6 +13,7 @@ processed in chunks of ``chunk_size`` so that memory stays bounded.
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 from pathlib import Path
 
@@ -51,6 +52,8 @@ def main() -> None:
     specs = build_sources(sources, config.seed())
 
     split = args.splitdir / args.split
+    if engine.engine() == "dask":  # every source fitted and the union built by the workers
+        return main_dask(args, cfg, specs, split)
     history = schemas.check(pl.read_parquet(split / "history.parquet"), schemas.EVENTS, "history")
     # query: the held-out and test sessions' prefixes (co-visitation may weight them up: query_weight)
     history = with_query_flag(history, pl.read_parquet(args.prepared / "events.parquet", columns=["session"]))
@@ -79,17 +82,14 @@ def main() -> None:
         "candidates.chunk_size or the sources' k",
     )
 
-    if engine.engine() == "dask":  # the same parts, co-visitation counts and union on a Dask cluster
-        from pipeline.engine.union import union_parts
+    fit_sources(specs, history, items)
+    write_union(args.out, specs, cfg, generate_union(specs, sessions, cfg.chunk_size, cfg.max_per_session))
 
-        parts = union_parts(
-            engine.dask_config(), specs, history, items, sessions, cfg.chunk_size, cfg.max_per_session
-        )
-    else:
-        fit_sources(specs, history, items)
-        parts = generate_union(specs, sessions, cfg.chunk_size, cfg.max_per_session)
+
+def write_union(out_path: Path, specs: list, cfg: CandidatesConfig, parts) -> None:
+    """The union parts streamed into ``out_path`` (one part in memory at a time)."""
     n_sessions, longest = 0, 0
-    with timed("generate union"), parquet_parts(args.out, empty_union(specs, cfg.max_per_session)) as out:
+    with timed("generate union"), parquet_parts(out_path, empty_union(specs, cfg.max_per_session)) as out:
         for part in parts:
             per_session = part.group_by("session").len().get_column("len")
             n_sessions, longest = n_sessions + per_session.len(), max(longest, per_session.max() or 0)
@@ -101,6 +101,38 @@ def main() -> None:
         out.rows / max(n_sessions, 1),
         longest,
     )
+
+
+
+def main_dask(args: argparse.Namespace, cfg: CandidatesConfig, specs: list, split: Path) -> None:
+    """The stage on the Dask cluster of params.yaml ``dask``: this process passes paths and id bounds and
+    streams the union parts into the output; the workers read the inputs, fit and generate."""
+    from pipeline.engine import covisit as dask_covisit
+    from pipeline.engine import store
+    from pipeline.engine.union import union_parts
+
+    dcfg = engine.dask_config()
+    paths = dask_covisit.Paths(
+        history=store.url(split / "history.parquet"),
+        items=store.url(args.prepared / "items.parquet"),
+        events=store.url(args.prepared / "events.parquet"),
+        queries=store.url(split / "queries.parquet"),
+    )
+    n_queries = pl.scan_parquet(paths.queries).select(pl.len()).collect().item()
+    log.info("%s on dask: %d query sessions, sources %s", args.split, n_queries, [s.name for s in specs])
+    guards.require(
+        "candidates: one chunk's source outputs and their union",
+        min(cfg.chunk_size, n_queries) * sum(s.k for s in specs),
+        3 + 2 * len(specs),
+        config.load_section(guards.ResourcesConfig, "resources"),
+        "candidates.chunk_size or the sources' k",
+    )
+    with engine.dask_client(dcfg) as client, engine.scratch(dcfg, "candidates") as root:
+        n_parts = engine.n_workers(client) * dcfg.partitions_per_worker
+        stats: dict = {}
+        parts = union_parts(client, paths, specs, cfg.chunk_size, cfg.max_per_session, root, n_parts, stats)
+        write_union(args.out, specs, cfg, parts)
+    log.info("dask figures %s", json.dumps(stats))  # benchmarks/distributed.py reads this line
 
 
 if __name__ == "__main__":

@@ -12,6 +12,7 @@ memory at once.
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 from pathlib import Path
 
@@ -45,6 +46,8 @@ def main() -> None:
     setup_logging()
     cfg = load_section(FeaturesConfig, "features")
     split_dir = args.splitdir / args.split
+    if engine.engine() == "dask":  # families fitted and joined by the workers (pipeline/engine/features.py)
+        return main_dask(args, cfg, split_dir)
     history = pl.read_parquet(split_dir / "history.parquet")
     queries = pl.read_parquet(split_dir / "queries.parquet")
     inputs = Inputs(
@@ -54,15 +57,8 @@ def main() -> None:
             args.prepared / "sessions.parquet", columns=["session", "dataset", "locale", "length"]
         ),
     )
-    on_dask = engine.engine() == "dask"  # co-visitation counts and feature joins on a Dask cluster
-    if on_dask:
-        from pipeline.engine import features as dask_features
     with timed(f"features {args.split}: fit families"):
-        state = (
-            dask_features.fit_families(engine.dask_config(), inputs, cfg)
-            if on_dask
-            else fit_families(inputs, cfg)
-        )
+        state = fit_families(inputs, cfg)
     union = pl.scan_parquet(args.union)
     per_session = union.group_by("session").len().select(pl.col("len").max()).collect().item() or 0
     guards.require(
@@ -79,24 +75,23 @@ def main() -> None:
     columns: list[str] = []
     with timed(f"features {args.split}: {queries.height} sessions"):
         chunks = session_chunks(queries["session"], cfg.chunk_sessions)
-        if on_dask:
-            rows, columns = dask_features.assemble(
-                engine.dask_config(), state, args.union, split_dir / "history.parquet", queries, cfg, args.out
-            )
-        else:
-            for n, ids in enumerate(tqdm(chunks, desc=f"features {args.split}", unit="chunk")):
-                cands, chunk = chunk_of(union, queries, events, ids)
-                frame = add_features(cands, chunk, state, cfg)
-                write_parquet(frame, part_path(args.out, n))
-                rows += frame.height
-                columns = frame.columns
+        for n, ids in enumerate(tqdm(chunks, desc=f"features {args.split}", unit="chunk")):
+            cands, chunk = chunk_of(union, queries, events, ids)
+            frame = add_features(cands, chunk, state, cfg)
+            write_parquet(frame, part_path(args.out, n))
+            rows += frame.height
+            columns = frame.columns
+    write_summary(args, queries.height, rows, columns, len(chunks))
+
+
+def write_summary(args: argparse.Namespace, sessions: int, rows: int, columns: list[str], parts: int) -> None:
     features = feature_columns(columns)
     write_json(
         {
             "split": args.split,
-            "sessions": queries.height,
+            "sessions": sessions,
             "rows": rows,
-            "parts": len(chunks),
+            "parts": parts,
             "features": features,
         },
         args.out / "summary.json",
@@ -106,9 +101,44 @@ def main() -> None:
         args.split,
         rows,
         len(features),
-        len(chunks),
+        parts,
         peak_rss_mib(),
     )
+
+
+def main_dask(args: argparse.Namespace, cfg: FeaturesConfig, split_dir: Path) -> None:
+    """The stage on the Dask cluster of params.yaml ``dask``: this process passes paths and id bounds and
+    writes the summary; the workers read the inputs, fit, join and write the parts."""
+    from pipeline.engine import features as dask_features
+    from pipeline.engine import store
+
+    dcfg = engine.dask_config()
+    paths = dask_features.Paths(
+        history=store.url(split_dir / "history.parquet"),
+        queries=store.url(split_dir / "queries.parquet"),
+        items=store.url(args.prepared / "items.parquet"),
+        sessions=store.url(args.prepared / "sessions.parquet"),
+        union=store.url(args.union),
+    )
+    n_queries = pl.scan_parquet(paths.queries).select(pl.len()).collect().item()
+    with engine.dask_client(dcfg) as client, engine.scratch(dcfg, "features") as root:
+        n_parts = engine.n_workers(client) * dcfg.partitions_per_worker
+        per_session = dask_features.max_per_session(client, paths.union, n_parts)
+        guards.require(
+            "features: one chunk of candidates with every family's columns",
+            min(cfg.chunk_sessions, n_queries) * per_session,
+            len(pl.scan_parquet(paths.union).collect_schema()) + FAMILY_COLUMNS,
+            load_section(guards.ResourcesConfig, "resources"),
+            "features.chunk_sessions or candidates.max_per_session",
+        )
+        for stale in part_paths(args.out):
+            stale.unlink()
+        with timed(f"features {args.split} on dask: {n_queries} sessions"):
+            stats: dict = {}
+            rows, columns, parts = dask_features.run(client, paths, cfg, args.out, root, n_parts, stats)
+    figures = {k: v for k, v in stats.items() if k != "small"}
+    log.info("dask figures %s", json.dumps(figures))  # benchmarks/distributed.py reads this line
+    write_summary(args, n_queries, rows, columns, parts)
 
 
 if __name__ == "__main__":

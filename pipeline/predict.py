@@ -74,7 +74,8 @@ def main() -> None:
     args = parser.parse_args()
     setup_logging()
     items = pl.read_parquet(args.prepared / "items.parquet")
-    history = pl.read_parquet(args.splitdir / "test" / "history.parquet")
+    on_dask = bool(args.model) and engine.engine() == "dask"  # the history stays with the workers
+    history = None if on_dask else pl.read_parquet(args.splitdir / "test" / "history.parquet")
     queries = pl.read_parquet(args.splitdir / "test" / "queries.parquet").filter(
         pl.col("dataset").str.contains(r"^task[12]_"))
     parts = part_paths(args.features)
@@ -93,11 +94,11 @@ def main() -> None:
             raise SystemExit(f"{args.features}: no column {score_col(args.source)}; is {args.source!r} "
                              "a source of the union these features were built from?")
         columns = None if args.model else ["session", "item", score_col(args.source)]
-        if args.model and engine.engine() == "dask":  # the ranker scores the parts on a Dask cluster
+        if on_dask:  # the ranker scores the parts on a Dask cluster, the completion's counts too
             from pipeline.engine import ranker as dask_ranker
-            top = complete(dask_ranker.ranked_top(engine.dask_config(), parts, rank, columns, K), queries,
-                           history,
-                           items)
+            fill = dask_ranker.completion(engine.dask_config(), queries, args.splitdir / "test",
+                                          args.prepared)
+            top = fill(dask_ranker.ranked_top(engine.dask_config(), parts, rank, columns, K))
         else:
             frames = (pl.read_parquet(p, columns=columns)
                       for p in tqdm(parts, desc=f"predict {what}", unit="part"))

@@ -15,7 +15,12 @@ def locale_popularity(history: pl.DataFrame, items: pl.DataFrame) -> pl.DataFram
 
     Ties are broken by item index, so the order is deterministic.
     """
-    counts = history.group_by("item").agg(count=pl.len())
+    return popularity_from_counts(history.group_by("item").agg(count=pl.len()), items)
+
+
+def popularity_from_counts(counts: pl.DataFrame, items: pl.DataFrame) -> pl.DataFrame:
+    """:func:`locale_popularity` from the events per item (item, count): counts of disjoint session sets
+    add up, so the Dask path sums them over session ranges."""
     return (items.filter(pl.col("in_catalog")).select("item", "locale")
             .join(counts, on="item", how="left").with_columns(pl.col("count").fill_null(0))
             .sort(["locale", "count", "item"], descending=[False, True, False])

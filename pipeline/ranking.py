@@ -57,7 +57,13 @@ def completion(queries: pl.DataFrame, history: pl.DataFrame, items: pl.DataFrame
     """:func:`complete` for many rankings of the same queries: the own items and the popularity are
     computed once."""
     own = history.join(queries.select("session"), on="session", how="semi").select("session", "item")
-    popular = locale_popularity(history, items)
+    return completion_from(queries, own, locale_popularity(history, items), k)
+
+
+def completion_from(queries: pl.DataFrame, own: pl.DataFrame, popular: pl.DataFrame,
+                    k: int = K) -> Callable[[pl.DataFrame], pl.DataFrame]:
+    """:func:`completion` from its parts: ``own`` (session, item: at least the queries' prev_items) and
+    ``popular`` (predictions.locale_popularity); the Dask path computes them on the workers."""
     return lambda ranked: fill_with_popular(ranked, queries, own, popular, k=k)
 
 

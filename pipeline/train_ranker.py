@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+from collections.abc import Callable
 from pathlib import Path
 
 import lightgbm as lgb
@@ -95,10 +96,12 @@ def fit(train_rows: pl.DataFrame, stop_rows: pl.DataFrame, cfg: lgbm.RankerConfi
 
 
 def evaluate(parts: list[Path], models: dict[str, tuple], queries: pl.DataFrame, targets: pl.DataFrame,
-             history: pl.DataFrame, items: pl.DataFrame) -> dict[str, dict]:
+             history: pl.DataFrame | None, items: pl.DataFrame | None,
+             fill: Callable[[pl.DataFrame], pl.DataFrame] | None = None) -> dict[str, dict]:
     """Eval-fold metrics of the ranker and of every single source (each by its own score).
 
-    ``models``: lgbm.load() output, so what is evaluated is what was saved.
+    ``models``: lgbm.load() output, so what is evaluated is what was saved. ``fill``: the completion
+    of the rankings (default: ``pipeline.ranking.completion`` of ``history`` and ``items``).
     """
     eval_ids = queries["session"].implode()
 
@@ -106,7 +109,8 @@ def evaluate(parts: list[Path], models: dict[str, tuple], queries: pl.DataFrame,
         for path in parts:
             yield pl.read_parquet(path, columns=columns).filter(pl.col("session").is_in(eval_ids))
 
-    fill = completion(queries, history, items)
+    if fill is None:
+        fill = completion(queries, history, items)
     report = {"ranker": mrr_report(fill(ranked_top(frames(), lambda f: lgbm.score_models(models, f))),
                                    queries, targets)}
     columns = pl.read_parquet_schema(parts[0]) if parts else {}
@@ -148,9 +152,14 @@ def main() -> None:
     lgbm.save(models, args.model, cfg, seed)
     with timed("evaluate on the eval fold"):
         eval_queries = queries.join(folds.filter(pl.col("is_eval")), on="session", how="semi")
-        report = evaluate(parts, lgbm.load(args.model), eval_queries, targets,
-                          pl.read_parquet(split / "history.parquet"),
-                          pl.read_parquet(args.prepared / "items.parquet"))
+        if engine.engine() == "dask":  # the completion's counts on the workers: no history here
+            from pipeline.engine import ranker as dask_ranker
+            fill = dask_ranker.completion(engine.dask_config(), eval_queries, split, args.prepared)
+            report = evaluate(parts, lgbm.load(args.model), eval_queries, targets, None, None, fill)
+        else:
+            report = evaluate(parts, lgbm.load(args.model), eval_queries, targets,
+                              pl.read_parquet(split / "history.parquet"),
+                              pl.read_parquet(args.prepared / "items.parquet"))
     sources = {k: v["all"]["mrr@100"] for k, v in report.items() if k.startswith("source_")}
     best = max(sources, key=sources.get) if sources else None
     summary = {

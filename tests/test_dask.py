@@ -10,7 +10,7 @@ pytest.importorskip("dask.dataframe")
 pytest.importorskip("distributed")
 
 from candidates.covisit import CovisitConfig, neighbours  # noqa: E402
-from pipeline.engine import DaskConfig, dask_client, session_ranges, write_session_partitions  # noqa: E402
+from pipeline.engine import DaskConfig, dask_client, scratch  # noqa: E402
 from pipeline.engine import covisit as dask_covisit  # noqa: E402
 from tests import _params  # noqa: E402
 from tests._params import section  # noqa: E402
@@ -23,15 +23,39 @@ def covisit_cfg(**knobs) -> CovisitConfig:
 
 pytestmark = pytest.mark.dask
 
-DCFG = DaskConfig(scheduler_address="", workers=2, threads_per_worker=1, memory_limit="1GiB",
-                  partitions_per_worker=2,
-                  scratch_dir="")
+N_WORKERS = 2
 
 
 @pytest.fixture(scope="module")
-def client():
-    with dask_client(DCFG) as c:
+def cluster_address(tmp_path_factory):
+    """``dask scheduler`` and two ``dask worker`` processes on loopback: dask.scheduler_address's path."""
+    from pipeline.engine import cluster
+
+    address, procs = cluster.start(tmp_path_factory.mktemp("cluster"), N_WORKERS, "1GiB")
+    try:
+        yield address
+    finally:
+        cluster.stop(procs)
+
+
+@pytest.fixture(scope="module")
+def dcfg(cluster_address) -> DaskConfig:
+    return DaskConfig(scheduler_address=cluster_address, workers=N_WORKERS, threads_per_worker=1,
+                      memory_limit="1GiB", partitions_per_worker=2, scratch_dir="")
+
+
+@pytest.fixture(scope="module")
+def client(dcfg):
+    with dask_client(dcfg) as c:
+        assert len(c.scheduler_info()["workers"]) == N_WORKERS
         yield c
+
+
+def _covisit_paths(world) -> dask_covisit.Paths:
+    return dask_covisit.Paths(history=str(world.split / "valid" / "history.parquet"),
+                              items=str(world.prepared / "items.parquet"),
+                              events=str(world.prepared / "events.parquet"),
+                              queries=str(world.split / "valid" / "queries.parquet"))
 
 
 @pytest.mark.parametrize("cfg", [
@@ -39,15 +63,37 @@ def client():
     covisit_cfg(window=8, direction="forward", distance_weight=1.0, normalize="conditional", top_n=50),
     covisit_cfg(window=3, direction="both", normalize="cosine", top_n=20),
     covisit_cfg(window=2, direction="backward", normalize="lift", unique_per_session=False, top_n=10),
-], ids=["fwd", "dist", "cosine", "lift"])
-def test_covisit_neighbours_equal(tiny_world, client, cfg, tmp_path):
+    covisit_cfg(window=3, direction="both", normalize="conditional", key="product", top_n=20),
+    covisit_cfg(window=2, direction="both", normalize="conditional", hops=2, hop_below=30, top_n=30),
+], ids=["fwd", "dist", "cosine", "lift", "product", "hops"])
+def test_covisit_neighbours_equal(tiny_world, client, dcfg, cfg):
+    from candidates.covisit import Covisit
+
     history = pl.read_parquet(tiny_world.split / "valid" / "history.parquet")
-    expected = neighbours(history, cfg)
-    paths = write_session_partitions(history, session_ranges(history["session"], 4), tmp_path / "parts")
-    bits = dask_covisit.item_bits_of(history["item"].max(), cfg.window)
-    got = dask_covisit.neighbours(client, paths, cfg, bits)
+    keyed = Covisit(cfg)
+    keyed._items = tiny_world.read("items")
+    expected = neighbours(keyed._to_key(history), cfg)
+    with scratch(dcfg, "test-covisit") as root:
+        got = dask_covisit.neighbours(client, _covisit_paths(tiny_world), cfg, 4, root)
     assert expected.height > 1000
     assert_frame_equal(got, expected)
+
+
+@pytest.mark.parametrize("scheme", ["path", "file"])
+def test_scratch_urls_local_cluster(tiny_world, tmp_path, scheme):
+    """dask.scratch_dir as a local path and as a ``file://`` URL (any fsspec URL every worker reads), on
+    the LocalCluster path (scheduler_address "")."""
+    base = tmp_path / "scratch"
+    local = DaskConfig(scheduler_address="", workers=N_WORKERS, threads_per_worker=1, memory_limit="1GiB",
+                       partitions_per_worker=1, scratch_dir=str(base) if scheme == "path" else base.as_uri())
+    cfg = covisit_cfg(window=1, direction="forward", normalize="conditional", top_n=50)
+    history = pl.read_parquet(tiny_world.split / "valid" / "history.parquet")
+    with dask_client(local) as c, scratch(local, "test-url") as root:
+        assert root.startswith(local.scratch_dir)
+        got = dask_covisit.neighbours(c, _covisit_paths(tiny_world), cfg, 3, root)
+        assert list(base.glob("m2-test-url-*/nbrs-s/b*.parquet"))
+    assert not list(base.glob("m2-test-url-*"))  # removed afterwards
+    assert_frame_equal(got, neighbours(history, cfg))
 
 
 SOURCES = {
@@ -73,17 +119,18 @@ def _split_inputs(world, split: str):
 
 
 @pytest.fixture(scope="module")
-def unions(tiny_world, client, tmp_path_factory):
+def unions(tiny_world, client, dcfg):
     """valid split: (polars union, dask union), tiny_world's params-like sources, chunks of CHUNK sessions."""
     from candidates.union import fit_sources, generate_union
-    from pipeline.engine.union import parts_on
+    from pipeline.engine.union import union_parts
 
     history, _, items, sessions = _split_inputs(tiny_world, "valid")
     specs = _params.sources(SOURCES, 7)
     fit_sources(specs, history, items)
     expected = pl.concat(generate_union(specs, sessions, CHUNK, 120))
-    got = pl.concat(parts_on(client, tmp_path_factory.mktemp("union"), 4, _params.sources(SOURCES, 7),
-                             history, items, sessions, CHUNK, 120))
+    with scratch(dcfg, "test-union") as root:
+        got = pl.concat(union_parts(client, _covisit_paths(tiny_world), _params.sources(SOURCES, 7), CHUNK,
+                                    120, root, 4))
     return expected, got
 
 
@@ -94,9 +141,10 @@ def test_union_equal(unions):
 
 
 @pytest.fixture(scope="module")
-def valid_features(tiny_world, client, unions, tmp_path_factory):
+def valid_features(tiny_world, client, dcfg, unions, tmp_path_factory):
     """valid split features: (polars state, polars chunk frames, dask state, dask parts dir, dask rows,
-    columns)."""
+    columns). The dask state is read back from the workers' buckets and futures (tests only: the stage
+    never gathers it)."""
     from features.assemble import assemble_chunks, fit_families
     from features.base import FeaturesConfig, Inputs
     from pipeline.engine import features as dask_features
@@ -111,10 +159,14 @@ def valid_features(tiny_world, client, unions, tmp_path_factory):
     events = history.join(queries.select("session"), on="session", how="semi")
     state = fit_families(inputs, cfg)
     expected = list(assemble_chunks(pl.scan_parquet(union_path), queries, events, state, cfg))
-    got_state = dask_features.fit_state(inputs, cfg, 4, tmp)
-    rows, columns = dask_features.assemble_on(client, got_state, union_path,
-                                              tiny_world.split / "valid" / "history.parquet", queries, cfg,
-                                              tmp / "parts")
+    paths = dask_features.Paths(history=str(tiny_world.split / "valid" / "history.parquet"),
+                                queries=str(tiny_world.split / "valid" / "queries.parquet"),
+                                items=str(tiny_world.prepared / "items.parquet"),
+                                sessions=str(tiny_world.prepared / "sessions.parquet"), union=str(union_path))
+    stats: dict = {}
+    with scratch(dcfg, "test-features") as root:
+        rows, columns, _ = dask_features.run(client, paths, cfg, tmp / "parts", root, 4, stats)
+        got_state = dask_features.read_state(root, stats["small"])
     return state, expected, got_state, tmp / "parts", rows, columns
 
 
@@ -123,10 +175,11 @@ def test_features_equal(valid_features):
     for family, table in (("session_item", "covisit"), ("session_item", "transitions"),
                           ("cross_locale", "per_locale"), ("cross_locale", "total"),
                           ("cross_locale", "transitions"),
-                          ("cross_locale", "item")):
+                          ("cross_locale", "item"), ("session_item", "attrs")):
         a, b = getattr(state[family], table), getattr(got_state[family], table)
         keys = [c for c in a.columns if a.schema[c] != pl.Float32]
         assert_frame_equal(b.select(a.columns).sort(keys), a.sort(keys))
+    assert_frame_equal(got_state["item"], state["item"])
     parts = sorted(parts_dir.glob("part-*.parquet"))
     assert len(parts) == len(expected) > 3
     for part, frame in zip(parts, expected, strict=True):
@@ -134,7 +187,7 @@ def test_features_equal(valid_features):
     assert rows == sum(f.height for f in expected) and columns == expected[0].columns
 
 
-def test_ranker_mrr_close(tiny_world, client, valid_features, tmp_path):
+def test_ranker_mrr_close(tiny_world, client, dcfg, valid_features, tmp_path):
     """DaskLGBMRanker (2 workers, data-parallel, early stopping by blocks) against lgb.train: eval-fold
     MRR@100."""
     from pipeline import train_ranker
@@ -158,7 +211,7 @@ def test_ranker_mrr_close(tiny_world, client, valid_features, tmp_path):
     mrr = {}
     for name, booster in (("polars", train_ranker.fit(train_rows, stop_rows, cfg, 7)["model"]),
                           ("dask", dask_ranker.train_on(client, train_rows, stop_rows, features, cfg, 7,
-                                                        DCFG))):
+                                                        dcfg))):
         lgbm.save({"model": booster}, tmp_path / name, cfg, 7)
         report = train_ranker.evaluate(parts, lgbm.load(tmp_path / name), eval_queries, targets, history,
                                        items)
@@ -172,7 +225,7 @@ STAGE_SOURCE_TYPES = ("covisit", "attribute", "popularity", "als")
 
 
 @pytest.fixture(scope="module")
-def stage_runs(tiny_world, client, tmp_path_factory):
+def stage_runs(tiny_world, cluster_address, tmp_path_factory):
     """The stage mains candidates -> features -> train_ranker -> predict as DVC runs them (in process), once
     with engine: polars and once with engine: dask on the module's cluster (scheduler_address: the
     existing-cluster path). params.yaml's sources of STAGE_SOURCE_TYPES (no deep checkpoints here; the slow
@@ -196,11 +249,12 @@ def stage_runs(tiny_world, client, tmp_path_factory):
         project = tmp_path_factory.mktemp(f"stages-{engine}")
         params = yaml.safe_load((REPO / "params.yaml").read_text())
         params["engine"] = engine
-        params["dask"]["scheduler_address"] = client.scheduler.address
+        params["dask"]["scheduler_address"] = cluster_address
         sources = params["candidates"]["sources"]  # the covisit family, and one fitted model that must pickle
         params["candidates"]["sources"] = {k: v for k, v in sources.items()
                                            if v["type"] in STAGE_SOURCE_TYPES}
-        params["candidates"]["sources"]["als"]["iterations"] = 3
+        params["candidates"]["sources"]["als"].update(iterations=3, max_fit_sessions=2000)  # a drawn sample
+        params["candidates"]["sources"]["popularity"]["recent_fraction"] = 0.5  # a cutoff the workers find
         params["candidates"]["chunk_size"] = 500
         params["features"].update(chunk_sessions=500, deep_models={})
         params["ranker"]["neg_sample_rate"] = 0.3  # as test_ranker_mrr_close: enough rows for a tiny world

@@ -5,21 +5,21 @@
       scheduler_address: ""        # "": a distributed.LocalCluster of `workers` on this machine
       workers: 2
 
-With ``engine: dask`` the stages ``candidates``, ``features``, ``train_ranker`` and ``predict`` hand their
-co-visitation counts, per-partition candidate union and feature joins, and the lambdarank training to a
-Dask cluster (modules ``pipeline.engine.covisit``, ``.union``, ``.features``, ``.ranker``); they read and
-write the same parquet paths as with polars. Dask is imported only here, only when asked for, so the
-default install does not need the ``distributed`` extra.
+With ``engine: dask`` the stages ``candidates``, ``features``, ``train_ranker`` and ``predict`` run on a Dask
+cluster (modules ``pipeline.engine.covisit``, ``.union``, ``.features``, ``.ranker``; ``.store`` holds the
+bucket shuffle over ``dask.scratch_dir``, ``.cluster`` starts one with the ``dask`` CLI); they read and write
+the same parquet paths as with polars. The stage process (the driver) passes paths, session-id bounds and
+small configs: every frame that grows with the data is read, shuffled and written by the workers. Dask is
+imported only here, only when asked for, so the default install does not need the ``distributed`` extra.
 
-Partitions are contiguous ranges of session ids (sessions never straddle partitions), so every
-per-session computation runs inside one task and counts of disjoint partitions simply add up.
+Session ranges are contiguous ranges of session ids (sessions never straddle them), so every per-session
+computation runs inside one task and counts of disjoint ranges simply add up.
 """
 
 from __future__ import annotations
 
 import contextlib
 import logging
-import shutil
 import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -43,9 +43,9 @@ class DaskConfig:
     workers: int                     # LocalCluster only: worker processes
     threads_per_worker: int          # LocalCluster only
     memory_limit: str                # LocalCluster only: per worker (dask pauses/spills beyond it)
-    partitions_per_worker: int       # session partitions of the co-visitation input per worker
-    scratch_dir: str                 # partitioned parquet for the workers; "": the system temp dir
-                                     # (with a remote cluster: a path every worker can read)
+    partitions_per_worker: int       # session ranges (= shuffle buckets) of the history per worker
+    scratch_dir: str                 # fsspec URL of the files the workers exchange; "": system temp
+                                     # (several machines: a shared path or an object store)
 
     def __post_init__(self) -> None:
         if self.workers < 1 or self.threads_per_worker < 1 or self.partitions_per_worker < 1:
@@ -98,36 +98,79 @@ def n_workers(client: Any) -> int:
 
 
 @contextlib.contextmanager
-def scratch(cfg: DaskConfig, what: str) -> Iterator[Path]:
-    """A fresh directory for partitioned parquet the workers read, removed afterwards."""
-    base = Path(cfg.scratch_dir) if cfg.scratch_dir else None
-    if base is not None:
-        base.mkdir(parents=True, exist_ok=True)
-    path = Path(tempfile.mkdtemp(prefix=f"m2-{what}-", dir=base))
+def scratch(cfg: DaskConfig, what: str) -> Iterator[str]:
+    """A fresh folder (URL) under ``dask.scratch_dir`` for the files the workers exchange, removed afterwards.
+
+    ``scratch_dir`` is any fsspec URL every worker can read and write: a local path or ``file://...`` for a
+    LocalCluster or workers on this machine, a shared mount or an object store (``s3://bucket/m2``) for
+    workers on several machines; "" is the system temp folder (this machine only).
+    """
+    from pipeline.engine import store
+
+    root = store.make_root(cfg.scratch_dir or tempfile.gettempdir(), what)
     try:
-        yield path
+        yield root
     finally:
-        shutil.rmtree(path, ignore_errors=True)
+        store.remove(root)
 
 
-def session_ranges(sessions: pl.Series, n_parts: int, multiple: int = 1) -> list[tuple[int, int]]:
-    """(lo, hi) inclusive session-id ranges cutting the sorted distinct ids into at most ``n_parts``
-    partitions of about equal size, each a whole number of ``multiple`` ids (the last may be shorter)."""
-    ids = sessions.unique().sort()
-    if ids.is_empty():
+def id_ranges(path: str | Path, n_parts: int, column: str = "session") -> list[tuple[int, int]]:
+    """``n_parts`` contiguous (lo, hi) inclusive ranges of equal width over ``column``'s ids in the parquet
+    input ``path``: the driver reads the min and max only (the footer statistics), never the ids."""
+    bounds = pl.scan_parquet(path).select(lo=pl.col(column).min(), hi=pl.col(column).max()).collect()
+    lo, hi = bounds["lo"][0], bounds["hi"][0]
+    if lo is None:
         return []
-    blocks = -(-len(ids) // multiple)
-    per_part = -(-blocks // max(n_parts, 1)) * multiple
-    return [(int(ids[start]), int(ids[min(start + per_part, len(ids)) - 1]))
-            for start in range(0, len(ids), per_part)]
+    width = -(-(int(hi) - int(lo) + 1) // max(n_parts, 1))
+    return [(start, min(start + width - 1, int(hi))) for start in range(int(lo), int(hi) + 1, width)]
 
 
-def write_session_partitions(frame: pl.DataFrame, ranges: list[tuple[int, int]], out: Path) -> list[Path]:
-    """``frame``'s rows cut by session range into ``out/part-<n>.parquet`` (one file = one partition)."""
-    out.mkdir(parents=True, exist_ok=True)
-    paths = []
-    for n, (lo, hi) in enumerate(ranges):
-        path = out / f"part-{n:05d}.parquet"
-        frame.filter(pl.col("session").is_between(lo, hi)).write_parquet(path)
-        paths.append(path)
-    return paths
+def _distinct_ids(path: str, lo: int, hi: int) -> pl.Series:
+    from pipeline.engine.store import read_range
+
+    return read_range(path, lo, hi, ["session"])["session"].unique().sort()
+
+
+def _count_ids(path: str, lo: int, hi: int) -> int:
+    return len(_distinct_ids(path, lo, hi))
+
+
+def _ids_at(path: str, lo: int, hi: int, positions: list[int]) -> list[int]:
+    ids = _distinct_ids(path, lo, hi)
+    return [int(ids[p]) for p in positions]
+
+
+def map_ranges(client: Any, fn: Any, path: str, ranges: list[tuple[int, int]]) -> list[Any]:
+    """``fn(path, lo, hi)`` for every range, one task each, gathered in range order."""
+    return client.gather([client.submit(fn, path, lo, hi, pure=False) for lo, hi in ranges])
+
+
+def id_at(client: Any, path: str, ranges: list[tuple[int, int]], position: int) -> int | None:
+    """The ``position``-th smallest distinct session id of ``path`` (workers count and look it up)."""
+    counts = map_ranges(client, _count_ids, path, ranges)
+    offset = 0
+    for (lo, hi), count in zip(ranges, counts, strict=True):
+        if position < offset + count:
+            return client.submit(_ids_at, path, lo, hi, [position - offset], pure=False).result()[0]
+        offset += count
+    return None
+
+
+def chunk_bounds(client: Any, path: str | Path, size: int, n_parts: int) -> list[tuple[int, int]]:
+    """(first, last) session id of each chunk of ``size`` sessions of the parquet input ``path`` (its sorted
+    distinct ids cut as ``features.assemble.session_chunks`` cuts them), found by the workers: each counts
+    the ids of one range, then returns the ids at the chunk edges falling in it. The driver holds two ids
+    per chunk, never the ids."""
+    path = str(Path(path).resolve()) if "://" not in str(path) else str(path)
+    ranges = id_ranges(path, n_parts)
+    counts = map_ranges(client, _count_ids, path, ranges)
+    total = sum(counts)
+    edges = sorted({p for start in range(0, total, size) for p in (start, min(start + size, total) - 1)})
+    offset, futures = 0, []
+    for (lo, hi), count in zip(ranges, counts, strict=True):
+        local = [p - offset for p in edges if offset <= p < offset + count]
+        if local:
+            futures.append(client.submit(_ids_at, path, lo, hi, local, pure=False))
+        offset += count
+    ids = dict(zip(edges, [i for f in client.gather(futures) for i in f], strict=True))
+    return [(ids[start], ids[min(start + size, total) - 1]) for start in range(0, total, size)]

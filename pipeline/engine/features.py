@@ -1,202 +1,323 @@
-"""Stage ``features`` on Dask: the families' co-visitation counts as partitioned group-bys, then the
-feature joins one task per session chunk.
+"""Stage ``features`` on Dask: every family fitted by the workers from the parquet inputs, the count tables
+kept in buckets on ``dask.scratch_dir`` and met by each chunk through a bucket join, the feature parts
+written by the workers.
 
-    state = fit_families(dask_cfg, inputs, cfg)
-    rows, columns = assemble(dask_cfg, state, union_path, history_path, queries, cfg, out)
+    inputs = Paths(history=..., queries=..., items=..., sessions=..., union=...)
+    rows, columns, parts = run(client, inputs, cfg, out, scratch_url, n_parts)
 
-Counts (``session_item``: co-visits and transitions; ``cross_locale``: per-locale product co-visits,
-product transitions, per-locale product counts): each session partition runs the family's own ``fit``
-on its sessions (a task per parquet partition), the partial integer counts are shuffled on ``src`` and
-summed, and the shares are computed per ``src`` partition with the family's expressions. Integer sums
-are exact, so the state (and every feature) equals the single-machine one. The other families are
-fitted as on one machine.
+The driver passes paths, id bounds and small configs; it never reads a frame that grows with the data.
+With ``P`` session ranges of the history (``dask.partitions_per_worker`` per worker), ``B = P`` buckets and
+``C`` chunks of ``features.chunk_sessions`` query sessions:
 
-Joins: one task per chunk of ``features.chunk_sessions`` query sessions (the same chunks as the polars
-path). The count tables are the big part of the state (every co-visited pair of the history), and
-broadcasting them to every worker killed a 4 GiB worker at scale 0.25; instead the driver cuts them to
-each chunk's last items (``restrict`` of the family, which its ``add`` applies on one machine too) and
-ships each task its own cut with the chunk's prev_items. The small states are scattered once. A task
-reads its candidates from parquet by session range, runs ``features.assemble.add_features`` and writes
-``<out>/part-<n>.parquet`` itself.
+1. count map, one task per history range: the counted families' per-session counts on that range
+   (``session_item``: co-visits, transitions; ``cross_locale``: per-locale product co-visits, product
+   transitions), written into ``B`` buckets by ``src % B``; the item counts of ``item`` and
+   ``cross_locale`` (one row per item/product: small) come back as futures.
+2. count reduce, one task per bucket: the integer counts summed per key and the shares computed with the
+   families' expressions, on whole ``src`` groups: one bucket of each table, exact.
+3. requests, one task per chunk: the chunk's prev_items (read from the history by id range) give the keys
+   ``restrict`` keeps (the last ``last_k`` distinct items, their products), written by ``src % B``.
+4. join, one task per bucket: the bucket's tables inner-joined with the bucket's requests, written per
+   chunk: the cut ``restrict`` would make, in pieces.
+5. features, one task per chunk: its candidates, queries and prev_items read by id range, its cuts read
+   back, ``features.assemble.add_features`` with the small states (item tables: one row per item) that
+   one worker fitted, ``<out>/part-<n>.parquet`` written.
+
+Integer sums are exact and every ``add`` sees the rows ``restrict`` keeps, so the parts equal the polars
+ones (tests/test_dask.py). The ``deep`` family's encoders are fitted on one worker (their checkpoints are
+trained elsewhere; fit matches them to the history) and capped as on one machine.
 """
 
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import pandas as pd
 import polars as pl
 
 from core.io import write_parquet
 from features import cross_locale, registry, session_item
-from features.assemble import add_features, chunk_of, session_chunks
-from features.base import Chunk, FeaturesConfig, Inputs
+from features import item as item_family
+from features.assemble import add_features, chunk_of
+from features.base import (
+    FeaturesConfig,
+    Inputs,
+    covisit_pairs,
+    last_distinct,
+    transition_counts,
+)
 from features.parts import part_path
 from pipeline.engine import (
     DaskConfig,
+    chunk_bounds,
     dask_client,
+    id_ranges,
+    map_ranges,
     n_workers,
     scratch,
-    session_ranges,
-    write_session_partitions,
+    store,
 )
 
 log = logging.getLogger(__name__)
 
+EVENTS = ["session", "position", "item"]
+PAIRS = {"src": pl.Int32, "dst": pl.Int32}
 
-def _meta(schema: dict[str, pl.DataType]) -> pd.DataFrame:
-    return pl.DataFrame(schema=schema).to_pandas()
+# table -> (family, request key, value column, share column or None, schema of the reduced table)
+TABLES: dict[str, tuple[str, str, str | None, dict[str, pl.DataType]]] = {
+    "si_covisit": ("session_item", "n", "share", {**PAIRS, "n": pl.Int32, "share": pl.Float32}),
+    "si_transitions": ("session_item", "n", "share", {**PAIRS, "n": pl.Int32, "share": pl.Float32}),
+    "xl_per_locale": ("cross_locale", "n", None, {**PAIRS, "locale": pl.String, "n": pl.Int32}),
+    "xl_transitions": ("cross_locale", "si_xl_tr_last1", "si_xl_tr_last1_share",
+                       {**PAIRS, "si_xl_tr_last1": pl.Int32, "si_xl_tr_last1_share": pl.Float32}),
+}
+TOTAL_SCHEMA = {**PAIRS, "n_all": pl.Int32}
+COUNTED = ("session_item", "cross_locale")
 
 
-def _partition_inputs(part: pd.DataFrame, items: pl.DataFrame) -> Inputs:
-    history = pl.from_pandas(part,
-                             schema_overrides={"session": pl.Int32, "position": pl.Int32, "item": pl.Int32})
-    return Inputs(history=history, items=items, sessions=pl.DataFrame())
+@dataclass(frozen=True)
+class Paths:
+    """The stage's parquet inputs, as paths or URLs every worker can read."""
+
+    history: str
+    queries: str
+    items: str
+    sessions: str
+    union: str
 
 
-def _shuffle_sum(frame, keys: list[str], value: str, dtype: pl.DataType, share: str | None, npart: int):
-    """Sum ``value`` per ``keys`` with ``keys[0]``'s rows on one partition; ``share`` = value / its sum over
-    ``keys[0]`` (Float32), as the families compute it."""
-    def reduce(part: pd.DataFrame) -> pd.DataFrame:
-        out = pl.from_pandas(part).group_by(keys).agg(pl.col(value).sum().cast(dtype))
+def _items(paths: Paths, columns: list[str] | None = None) -> pl.DataFrame:
+    return store.read(paths.items, columns)
+
+
+# 1. count map ----------------------------------------------------------------------------------------
+
+def _count_map(paths: Paths, lo: int, hi: int, r: int, cfg: FeaturesConfig, families: tuple[str, ...],
+               root: str, n_buckets: int) -> dict[str, Any]:
+    """One history range: the counted families' tables into buckets; item-level counts returned."""
+    history = store.read_range(paths.history, lo, hi, EVENTS)
+    tables: dict[str, pl.DataFrame] = {}
+    out: dict[str, Any] = {"events": history.height}
+    if "session_item" in families:
+        tables["si_covisit"] = covisit_pairs(history, cfg.covisit_window).collect()
+        tables["si_transitions"] = transition_counts(history).select("src", "dst", "n").collect()
+    if "cross_locale" in families or "item" in families:
+        items = _items(paths, ["item", "product", "locale"])
+    if "cross_locale" in families:
+        hist = history.join(items, on="item", how="left")
+        tables["xl_per_locale"] = covisit_pairs(hist, cfg.covisit_window, key="product",
+                                                by=("locale",)).collect()
+        tables["xl_transitions"] = (transition_counts(hist, key="product").collect()
+                                    .select("src", "dst", si_xl_tr_last1="n"))
+        out["xl_counts"] = cross_locale.locale_counts(hist).with_columns(pl.col("n").cast(pl.Int64))
+    if "item" in families:
+        sessions = store.read_range(paths.sessions, lo, hi, ["session", "dataset", "length"])
+        out["item_counts"] = item_family.item_counts(history, sessions).with_columns(
+            pl.col("n", "n_next", "n_recent").cast(pl.Int64))
+    out["shuffle_bytes"] = sum(store.write_buckets(frame, "src", n_buckets, store.join(root, f"map-{name}"),
+                                                   f"m{r:05d}")
+                               for name, frame in tables.items())
+    return out
+
+
+# 2. count reduce -------------------------------------------------------------------------------------
+
+def _count_reduce(root: str, j: int, names: list[str]) -> None:
+    """Bucket ``j`` of each table: partial counts summed per key, shares over ``src`` (whole in it)."""
+    for name in names:
+        _, value, share, schema = TABLES[name]
+        keys = [c for c in schema if c not in (value, share)]
+        partial = store.read_dir(store.bucket_dir(store.join(root, f"map-{name}"), j),
+                                 {k: schema[k] for k in (*keys, value)})
+        table = partial.group_by(keys).agg(pl.col(value).sum().cast(schema[value]))
         if share:
-            ratio = pl.col(value) / pl.col(value).sum().over(keys[0])
-            out = out.with_columns(ratio.cast(pl.Float32).alias(share))
-        return out.to_pandas()
-
-    schema = {**{k: pl.Int32 for k in keys}, value: dtype, **({share: pl.Float32} if share else {})}
-    if "locale" in keys:
-        schema["locale"] = pl.String
-    return frame.shuffle(on=keys[0], npartitions=npart).map_partitions(reduce, meta=_meta(schema))
+            table = table.with_columns((pl.col(value) / pl.col(value).sum().over("src"))
+                                       .cast(pl.Float32).alias(share))
+        store.write(table.select(list(schema)), store.join(root, name, f"b{j:05d}.parquet"))
+        if name == "xl_per_locale":  # as cross_locale.fit: every locale's co-visits of (src, dst)
+            store.write(table.group_by("src", "dst").agg(n_all=pl.col("n").sum()),
+                        store.join(root, "xl_total", f"b{j:05d}.parquet"))
 
 
-def _collect(frame, schema: dict[str, pl.DataType]) -> pl.DataFrame:
-    return pl.from_pandas(frame.compute()).cast(schema)
+def _shuffle_bytes(*parts: dict[str, Any]) -> int:
+    return sum(p["shuffle_bytes"] for p in parts)
 
 
-def fit_session_item(events, items: pl.DataFrame, cfg: FeaturesConfig, npart: int) -> session_item.State:
-    empty = items.head(0)
-
-    def partial(part: pd.DataFrame, which: str) -> pd.DataFrame:
-        state = session_item.fit(_partition_inputs(part, empty), cfg)
-        return getattr(state, which).select("src", "dst", "n").to_pandas()
-
-    meta = _meta({"src": pl.Int32, "dst": pl.Int32, "n": pl.Int32})
-    tables = {}
-    for which in ("covisit", "transitions"):
-        counts = events.map_partitions(partial, which, meta=meta)
-        tables[which] = _collect(_shuffle_sum(counts, ["src", "dst"], "n", pl.Int32, "share", npart),
-                                 {"src": pl.Int32, "dst": pl.Int32, "n": pl.Int32, "share": pl.Float32})
-    attrs = session_item.fit(Inputs(history=pl.DataFrame(schema={"session": pl.Int32, "position": pl.Int32,
-                                                                    "item": pl.Int32}),
-                                    items=items, sessions=pl.DataFrame()), cfg).attrs
-    return session_item.State(tables["covisit"], tables["transitions"], attrs)
+def _sum_item_counts(*parts: dict[str, Any]) -> pl.DataFrame:
+    counts = pl.concat([p["item_counts"] for p in parts])
+    return counts.group_by("item").agg(pl.col("n", "n_next", "n_recent").sum().cast(pl.UInt32))
 
 
-def fit_cross_locale(events, items: pl.DataFrame, cfg: FeaturesConfig, npart: int) -> cross_locale.State:
+def _item_state(paths: Paths, cfg: FeaturesConfig, counts: pl.DataFrame) -> pl.DataFrame:
+    return item_family.table(_items(paths), counts, cfg)
+
+
+def _xl_item_state(paths: Paths, *parts: dict[str, Any]) -> pl.DataFrame:
+    items = _items(paths)
     products = items.select("item", "product", "locale")
-    part_items = items.select("item", "product", "locale", "in_catalog")
-
-    def partial(part: pd.DataFrame, which: str) -> pd.DataFrame:
-        inputs = _partition_inputs(part, part_items)
-        if which == "counts":
-            hist = inputs.history.join(products, on="item", how="left")
-            return cross_locale.locale_counts(hist).with_columns(pl.col("n").cast(pl.Int64)).to_pandas()
-        state = cross_locale.fit(inputs, cfg)
-        if which == "per_locale":
-            return state.per_locale.select("locale", "src", "dst", "n").to_pandas()
-        return state.transitions.select("src", "dst", "si_xl_tr_last1").to_pandas()
-
-    per_locale = events.map_partitions(partial, "per_locale", meta=_meta(
-        {"locale": pl.String, "src": pl.Int32, "dst": pl.Int32, "n": pl.Int32}))
-    per_locale = _collect(_shuffle_sum(per_locale, ["src", "dst", "locale"], "n", pl.Int32, None, npart),
-                          {"src": pl.Int32, "dst": pl.Int32, "locale": pl.String, "n": pl.Int32})
-    total = per_locale.group_by("src", "dst").agg(n_all=pl.col("n").sum())  # as cross_locale.fit
-    transitions = events.map_partitions(partial, "transitions", meta=_meta(
-        {"src": pl.Int32, "dst": pl.Int32, "si_xl_tr_last1": pl.Int32}))
-    transitions = _collect(_shuffle_sum(transitions, ["src", "dst"], "si_xl_tr_last1", pl.Int32,
-                                        "si_xl_tr_last1_share", npart),
-                           {"src": pl.Int32, "dst": pl.Int32, "si_xl_tr_last1": pl.Int32,
-                            "si_xl_tr_last1_share": pl.Float32})
-    counts = events.map_partitions(partial, "counts", meta=_meta(
-        {"product": pl.Int32, "locale": pl.String, "n": pl.Int64}))
-    counts = (pl.from_pandas(counts.groupby(["product", "locale"])["n"].sum().reset_index().compute())
+    counts = (pl.concat([p["xl_counts"] for p in parts]).group_by("product", "locale")
+              .agg(pl.col("n").sum())
               .select(pl.col("product").cast(products["product"].dtype), pl.col("locale").cast(pl.String),
                       pl.col("n").cast(pl.UInt32)))
-    return cross_locale.State(total, transitions, per_locale,
-                              cross_locale.item_table(products, counts, items))
+    return cross_locale.item_table(products, counts, items)
 
 
-COUNTED = {"session_item": fit_session_item, "cross_locale": fit_cross_locale}
-RESTRICT = {"session_item": session_item.restrict, "cross_locale": cross_locale.restrict}
+def _fit_small(paths: Paths, cfg: FeaturesConfig, name: str) -> Any:
+    """A family whose state does not hold the history's counts (items-only, or the deep encoders)."""
+    history = (store.read(paths.history, EVENTS) if name == "deep" and cfg.deep_models
+               else pl.DataFrame(schema={c: pl.Int32 for c in EVENTS}))
+    inputs = Inputs(history=history, items=_items(paths), sessions=pl.DataFrame())
+    if name == "session_item":  # its attrs: the items table only
+        return session_item.fit(inputs, cfg).attrs
+    return registry.family(name).fit(inputs, cfg)
 
 
-def fit_state(inputs: Inputs, cfg: FeaturesConfig, n_parts: int, tmp: Path) -> dict[str, Any]:
-    """family name -> fitted state, as features.assemble.fit_families, the counted families on the
-    active distributed client."""
-    import dask.dataframe as dd
+# 3. requests -----------------------------------------------------------------------------------------
 
-    ranges = session_ranges(inputs.history["session"], n_parts)
-    paths = write_session_partitions(inputs.history.select("session", "position", "item"), ranges,
-                                     tmp / "history")
-    # Held in the workers' memory for the count passes below (each worker: its partitions).
-    events = dd.read_parquet([str(p) for p in paths], split_row_groups=False).persist()
+def _chunk(paths: Paths, lo: int, hi: int) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """The query rows with ``lo <= session <= hi`` and their prev_items (the history's events of them)."""
+    queries = store.read_range(paths.queries, lo, hi)
+    events = store.read_range(paths.history, lo, hi, EVENTS).join(queries.select("session"), on="session",
+                                                                   how="semi")
+    return queries, events
+
+
+def _requests(paths: Paths, lo: int, hi: int, c: int, cfg: FeaturesConfig, families: tuple[str, ...],
+              root: str, n_buckets: int, xl_item: pl.DataFrame | None) -> None:
+    last = last_distinct(_chunk(paths, lo, hi)[1], cfg.last_k)
+    keys = {}
+    if "session_item" in families:
+        keys["session_item"] = last.select(src="item")
+    if "cross_locale" in families:
+        keys["cross_locale"] = last.join(xl_item.select("item", "product"), on="item", how="left").select(
+            src="product")
+    for family, frame in keys.items():
+        frame = frame.drop_nulls().unique().with_columns(chunk=pl.lit(c, pl.Int32))
+        store.write_buckets(frame, "src", n_buckets, store.join(root, f"req-{family}"), f"c{c:05d}")
+
+
+# 4. join ---------------------------------------------------------------------------------------------
+
+def _join(root: str, j: int, names: list[str]) -> int:
+    """Bucket ``j``: each table's rows whose ``src`` a chunk asked for, written per chunk; the rows."""
+    rows = 0
+    for name in names:
+        family = "cross_locale" if name.startswith("xl_") else "session_item"
+        schema = TOTAL_SCHEMA if name == "xl_total" else TABLES[name][3]
+        table = store.read(store.join(root, name, f"b{j:05d}.parquet")).cast(schema)
+        req = store.read_dir(store.bucket_dir(store.join(root, f"req-{family}"), j),
+                             {"src": pl.Int32, "chunk": pl.Int32})
+        joined = table.join(req, on="src").partition_by("chunk", as_dict=True)
+        for (c,), frame in joined.items():
+            rows += frame.height
+            store.write(frame.drop("chunk"),
+                        store.join(root, f"cut-{name}", f"c{c:05d}", f"b{j:05d}.parquet"))
+    return rows
+
+
+# 5. features -----------------------------------------------------------------------------------------
+
+def _cut(root: str, name: str, c: int) -> pl.DataFrame:
+    schema = TOTAL_SCHEMA if name == "xl_total" else TABLES[name][3]
+    return store.read_dir(store.join(root, f"cut-{name}", f"c{c:05d}"), schema)
+
+
+def _features(paths: Paths, lo: int, hi: int, c: int, cfg: FeaturesConfig, root: str,
+              small: dict[str, Any], out: str) -> tuple[int, list[str]]:
+    queries, events = _chunk(paths, lo, hi)
+    ids = queries["session"].unique().sort()
+    cands, chunk = chunk_of(pl.scan_parquet(paths.union), queries, events, ids)
     state = {}
     for name in registry.FAMILIES:
-        if name in COUNTED:
-            state[name] = COUNTED[name](events, inputs.items, cfg, len(paths))
+        if name == "session_item":
+            state[name] = session_item.State(_cut(root, "si_covisit", c), _cut(root, "si_transitions", c),
+                                             small[name])
+        elif name == "cross_locale":
+            state[name] = cross_locale.State(_cut(root, "xl_total", c), _cut(root, "xl_transitions", c),
+                                             _cut(root, "xl_per_locale", c), small[name])
         else:
-            state[name] = registry.family(name).fit(inputs, cfg)
-    return state
-
-
-def fit_families(dcfg: DaskConfig, inputs: Inputs, cfg: FeaturesConfig) -> dict[str, Any]:
-    """features.assemble.fit_families with the co-visitation counts on the cluster of ``dcfg``."""
-    with dask_client(dcfg) as client, scratch(dcfg, "features") as tmp:
-        return fit_state(inputs, cfg, n_workers(client) * dcfg.partitions_per_worker, tmp)
-
-
-def _chunk_task(n: int, ids: pl.Series, shared: dict[str, Any], cut: dict[str, Any], union_path: str,
-                chunk: Chunk, cfg: FeaturesConfig, out: str) -> tuple[int, list[str]]:
-    cands, _ = chunk_of(pl.scan_parquet(union_path), chunk.queries, chunk.events, ids)
-    frame = add_features(cands, chunk, {**shared, **cut}, cfg)
-    write_parquet(frame, part_path(out, n))
+            state[name] = small[name]
+    frame = add_features(cands, chunk, state, cfg)
+    write_parquet(frame, part_path(out, c))
     return frame.height, frame.columns
 
 
-def assemble_on(client: Any, state: dict[str, Any], union_path: Path, history_path: Path,
-                queries: pl.DataFrame,
-                cfg: FeaturesConfig, out: Path) -> tuple[int, list[str]]:
-    """Write ``out/part-<n>.parquet``, one task per chunk of query sessions; (rows, columns).
+def run(client: Any, paths: Paths, cfg: FeaturesConfig, out: Path, root: str, n_parts: int,
+        stats: dict[str, Any] | None = None) -> tuple[int, list[str], int]:
+    """Write ``out/part-<n>.parquet`` for every chunk of the queries; (rows, columns, chunks).
 
-    The counted families' tables (every co-visited pair of the history) are not broadcast: the driver
-    cuts them to each chunk's last items (the family's own ``restrict``, which its ``add`` applies
-    anyway) and ships every task only its cut, so a worker holds one chunk's pairs, not the history's.
-    The other families' states (item tables, encoders) are scattered to every worker once.
+    ``root`` is a fresh scratch folder (URL); ``stats``, when given, receives the shuffle figures.
     """
-    chunks = session_chunks(queries["session"], cfg.chunk_sessions)
-    shared = client.scatter({k: v for k, v in state.items() if k not in RESTRICT}, broadcast=True)
-    history = pl.scan_parquet(history_path)
+    families = tuple(registry.FAMILIES)
+    missing = [f for f in COUNTED if f not in families]
+    if missing:
+        raise ValueError(f"features on dask expects the counted families {COUNTED}; missing {missing}")
+    ranges = id_ranges(paths.history, n_parts)
+    n_buckets = max(len(ranges), 1)
+    # 1.-2. counts: map per history range, reduce per bucket
+    maps = [client.submit(_count_map, paths, lo, hi, r, cfg, families, root, n_buckets, pure=False)
+            for r, (lo, hi) in enumerate(ranges)]
+    counts = client.submit(_sum_item_counts, *maps, pure=False)
+    small: dict[str, Any] = {"item": client.submit(_item_state, paths, cfg, counts, pure=False),
+                             "cross_locale": client.submit(_xl_item_state, paths, *maps, pure=False)}
+    for name in registry.FAMILIES:
+        if name not in small:
+            small[name] = client.submit(_fit_small, paths, cfg, name, pure=False)
+    from distributed import wait
+
+    wait(maps)  # every bucket written before any reduce reads (their item counts stay on the workers)
+    reduced = client.map(_count_reduce, [root] * n_buckets, range(n_buckets), names=list(TABLES), pure=False)
+    # 3. requests, one per chunk (the chunk edges found by the workers)
+    bounds = chunk_bounds(client, paths.queries, cfg.chunk_sessions, n_parts)
+    requests = [client.submit(_requests, paths, lo, hi, c, cfg, families, root, n_buckets,
+                              small["cross_locale"], pure=False) for c, (lo, hi) in enumerate(bounds)]
+    client.gather(reduced + requests)
+    # 4. join per bucket
+    names = [*TABLES, "xl_total"]
+    cut_rows = sum(client.gather(client.map(_join, [root] * n_buckets, range(n_buckets), names=names,
+                                            pure=False)))
+    # 5. one task per chunk
     out.mkdir(parents=True, exist_ok=True)
-    futures = []
-    for n, ids in enumerate(chunks):
-        in_chunk = pl.col("session").is_in(ids.implode())
-        q = queries.filter(pl.col("session").is_between(ids[0], ids[-1])).filter(in_chunk)
-        events = (history.filter(pl.col("session").is_between(ids[0], ids[-1])).collect()
-                  .join(q.select("session"), on="session", how="semi").select("session", "position", "item"))
-        chunk = Chunk(events=events, queries=q.select("session", "locale"))
-        cut = {name: RESTRICT[name](state[name], chunk, cfg) for name in RESTRICT if name in state}
-        futures.append(client.submit(_chunk_task, n, ids, shared, cut, str(union_path.resolve()), chunk, cfg,
-                                     str(out.resolve()), pure=False))
-    results = client.gather(futures)
-    return sum(r for r, _ in results), (results[-1][1] if results else [])
+    # ``small`` holds futures: the workers resolve them, the states never come here
+    results = client.gather([client.submit(_features, paths, lo, hi, c, cfg, root, small, str(out.resolve()),
+                                           pure=False) for c, (lo, hi) in enumerate(bounds)])
+    if stats is not None:
+        stats.update(shuffle_mib=round(client.submit(_shuffle_bytes, *maps).result() / 2**20, 1),
+                     cut_rows=cut_rows, chunks=len(bounds), ranges=len(ranges), small=small)
+    return sum(r for r, _ in results), (results[-1][1] if results else []), len(bounds)
 
 
-def assemble(dcfg: DaskConfig, state: dict[str, Any], union_path: Path, history_path: Path,
-             queries: pl.DataFrame,
-             cfg: FeaturesConfig, out: Path) -> tuple[int, list[str]]:
-    """The feature parts of ``queries`` on the cluster of ``dcfg`` (the stage's chunks, one task each)."""
-    with dask_client(dcfg) as client:
-        return assemble_on(client, state, union_path, history_path, queries, cfg, out)
+def read_table(root: str, name: str) -> pl.DataFrame:
+    """Every bucket of a reduced table concatenated (tests: the stage never gathers a table)."""
+    schema = TOTAL_SCHEMA if name == "xl_total" else TABLES[name][3]
+    return store.read_dir(store.join(root, name), schema)
+
+
+def read_state(root: str, small: dict[str, Any]) -> dict[str, Any]:
+    """The fitted state as ``features.assemble.fit_families`` returns it, gathered from the buckets and the
+    small states' futures (``stats["small"]`` of :func:`run`): for tests on tiny data."""
+    state = {name: f.result() for name, f in small.items()}
+    state["session_item"] = session_item.State(read_table(root, "si_covisit"),
+                                               read_table(root, "si_transitions"), state["session_item"])
+    state["cross_locale"] = cross_locale.State(read_table(root, "xl_total"),
+                                               read_table(root, "xl_transitions"),
+                                               read_table(root, "xl_per_locale"), state["cross_locale"])
+    return state
+
+
+def _max_per_session(union: str, lo: int, hi: int) -> int:
+    frame = store.read_range(union, lo, hi, ["session"])
+    return int(frame.group_by("session").len()["len"].max() or 0)
+
+
+def max_per_session(client: Any, union: str, n_parts: int) -> int:
+    """The most candidates of one session in the union, one task per session range."""
+    return max(map_ranges(client, _max_per_session, union, id_ranges(union, n_parts)), default=0)
+
+
+def assemble(dcfg: DaskConfig, paths: Paths, cfg: FeaturesConfig, out: Path) -> tuple[int, list[str], int]:
+    """:func:`run` on the cluster of ``dcfg``, ``dask.partitions_per_worker`` history ranges per worker."""
+    with dask_client(dcfg) as client, scratch(dcfg, "features") as root:
+        return run(client, paths, cfg, out, root, n_workers(client) * dcfg.partitions_per_worker)

@@ -150,6 +150,47 @@ def fit(dcfg: DaskConfig, train_rows: pl.DataFrame, stop_rows: pl.DataFrame, cfg
     return models
 
 
+def _completion_part(history: str, queries: str, lo: int, hi: int) -> dict[str, pl.DataFrame]:
+    """One session range: the queries' own events (session, item) and the events per item."""
+    from pipeline.engine.store import read_range
+
+    events = read_range(history, lo, hi, ["session", "item"])
+    ids = read_range(queries, lo, hi, ["session"])
+    return {"own": events.join(ids, on="session", how="semi"),
+            "counts": events.group_by("item").agg(count=pl.len())}
+
+
+def _popularity(items: str, *parts: dict[str, pl.DataFrame]) -> pl.DataFrame:
+    from pipeline.engine.store import read
+    from pipeline.predictions import popularity_from_counts
+
+    counts = pl.concat([p["counts"] for p in parts]).group_by("item").agg(pl.col("count").sum())
+    return popularity_from_counts(counts.with_columns(pl.col("count").cast(pl.UInt32)), read(items))
+
+
+def _own(*parts: dict[str, pl.DataFrame]) -> pl.DataFrame:
+    return pl.concat([p["own"] for p in parts])
+
+
+def completion(dcfg: DaskConfig, queries: pl.DataFrame, split: Path, prepared: Path,
+               k: int | None = None) -> Callable[[pl.DataFrame], pl.DataFrame]:
+    """``pipeline.ranking.completion`` of the split's history without reading it here: the workers read it
+    by session range and return the queries' own items and the per-locale popularity (one row per item)."""
+    from pipeline.engine import id_ranges
+    from pipeline.engine.store import url
+    from pipeline.ranking import K, completion_from
+
+    history, queries_path = url(split / "history.parquet"), url(split / "queries.parquet")
+    with dask_client(dcfg) as client:
+        ranges = id_ranges(history, n_workers(client) * dcfg.partitions_per_worker)
+        parts = [client.submit(_completion_part, history, queries_path, lo, hi, pure=False)
+                 for lo, hi in ranges]
+        popular = client.submit(_popularity, url(prepared / "items.parquet"), *parts, pure=False).result()
+        own = client.submit(_own, *parts, pure=False).result()
+    own = own.join(queries.select("session"), on="session", how="semi")
+    return completion_from(queries, own, popular, K if k is None else k)
+
+
 def _top_task(path: str, rank: Callable[[pl.DataFrame], pl.DataFrame], columns: list[str] | None,
               k: int) -> pl.DataFrame:
     from pipeline.ranking import ranked_top
