@@ -139,9 +139,10 @@ def evaluate(model: str, overrides: dict, workspace: Path, datasets: Sequence[st
 
 
 def append_record(result: dict, record: Path) -> None:
-    """Append ``result`` to the JSON record ``{"runs": [...]}`` (created when absent)."""
-    runs = json.loads(record.read_text())["runs"] if record.exists() else []
-    write_json({"runs": [*runs, result]}, record)
+    """Append ``result`` to the JSON record ``{"runs": [...], ...}`` (created when absent); its other keys
+    (encoders.json's ``pipeline``) are kept."""
+    data = json.loads(record.read_text()) if record.exists() else {}
+    write_json({**data, "runs": [*data.get("runs", []), result]}, record)
 
 
 def main() -> None:
