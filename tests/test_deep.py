@@ -342,7 +342,7 @@ def test_deep_feature_family_scores_every_candidate(world, tmp_path):
     train(history, items, cfg("gru4rec", epochs=1), seed=1, checkpoint=tmp_path / "gru4rec.pt",
           progress=False)
     features_cfg = _params.section(FeaturesConfig, "features",
-                                   deep_models={"gru4rec": str(tmp_path / "*.pt")})
+                                   deep_models={"gru4rec": str(tmp_path / "*.pt")}, deep_similarity=True)
     state = deep_family.fit(Inputs(history=history, items=items, sessions=pl.DataFrame()), features_cfg)
     frame = pl.DataFrame({"session": [0, 0, 0, 1, 999], "item": [3, 9, 5, 30, 40]},
                          schema={"session": pl.Int32, "item": pl.Int32})
