@@ -90,9 +90,7 @@ def run_world(name: str, knobs: dict, scale: float, seed: int, work: Path, cfg: 
     valid = task3.Fold(refs.select("session", "locale"), folds["valid"].history)
     labelled, tuned, metrics = task3.run_valid(valid, refs, events, items, titles, cfg, seed)
     model = tc.fit(labelled, cfg, seed)
-    figures = {method: {loc: {"bleu": v[key], "last_title": v["last_title"], "n": v["n"]}
-                        for loc, v in metrics["per_locale"].items()}
-               for method, (_, key) in choose.TASK3_FIGURES.items() if key in ("chooser", "chooser_edited")}
+    figures = choose.chooser_figures(metrics)
     min_gain = config.load_section(choose.ChooseConfig, "choose").task3_min_gain
     per_locale = choose.task3_choice(figures, min_gain)
     picked = {loc: v["method"] for loc, v in per_locale.items()}

@@ -99,9 +99,21 @@ def task3_figures(metrics: Path, methods: tuple[str, ...]) -> dict[str, dict[str
         data = json.loads((metrics / name).read_text())
         if "skipped" in data:
             continue
-        out[method] = {loc: {"bleu": v[key], "last_title": v["last_title"], "n": v["n"]}
-                       for loc, v in data["per_locale"].items()}
+        out[method] = locale_figures(data["per_locale"], key)
     return out
+
+
+def locale_figures(per_locale: dict[str, dict], key: str) -> dict[str, dict]:
+    """locale -> {"bleu", "last_title", "n"}: metric ``key`` of a Task 3 stage's ``per_locale`` metrics."""
+    return {loc: {"bleu": v[key], "last_title": v["last_title"], "n": v["n"]}
+            for loc, v in per_locale.items()}
+
+
+def chooser_figures(valid_metrics: dict) -> dict[str, dict[str, dict]]:
+    """:func:`task3_figures` of the methods stage task3's metrics (task3_valid.json) hold, from those metrics
+    in memory."""
+    return {method: locale_figures(valid_metrics["per_locale"], key)
+            for method, (name, key) in TASK3_FIGURES.items() if name == "task3_valid.json"}
 
 
 def combine_by_locale(frames: dict[str, pl.DataFrame], choice: dict[str, str], default: str) -> pl.DataFrame:

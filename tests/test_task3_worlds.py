@@ -69,9 +69,7 @@ def test_published_task3_does_not_lose_to_the_last_title(world2):
     valid = task3.Fold(refs.select("session", "locale"), folds["valid"].history)
     labelled, tuned, metrics = task3.run_valid(valid, refs, events, items, titles, cfg, SEED)
     model = tc.fit(labelled, cfg, SEED)
-    figures = {method: {loc: {"bleu": v[key], "last_title": v["last_title"], "n": v["n"]}
-                        for loc, v in metrics["per_locale"].items()}
-               for method, (_, key) in choose.TASK3_FIGURES.items() if key in ("chooser", "chooser_edited")}
+    figures = choose.chooser_figures(metrics)
     choice = {loc: v["method"] for loc, v in choose.task3_choice(figures, 0.0).items()}
     for phase in raw.PHASES:
         fold = task3.Fold(title_folds.test_sessions(prepared.sessions, phase), folds["test"].history)
