@@ -225,7 +225,7 @@ class TestSrgnn(SourceContract):
 
 
 class TestCore(SourceContract):
-    type_, cfg = "core", {"threads": 1, "model": {**_TINY_DEEP, "temperature": 0.1}}
+    type_, cfg = "core", {"threads": 1, "model": {**_TINY_DEEP, "scoring": "cosine", "temperature": 0.1}}
 
 
 class TestGru4recMetaTower(SourceContract):  # item vectors from the title words and price too

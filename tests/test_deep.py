@@ -39,7 +39,7 @@ TINY = {"dim": 16, "layers": 1, "heads": 2, "dropout": 0.0, "max_len": 20, "init
         "negatives": 16, "neg_alpha": 0.0, "logq": True, "skip_repeats": True, "min_count": 1,
         "valid_sessions": 0, "patience": 0, "passes_per_item": 0.0,
         "max_train_seconds": 0.0, "finetune_locales": [],
-        "finetune_epochs": 0, "temperature": 1.0,
+        "finetune_epochs": 0, "scoring": "dot", "temperature": 1.0,
         "item_tower": "id", "meta_buckets": 64}  # every ModelConfig knob but arch
 ARCHS = ["gru4rec", "sasrec", "narm", "stamp", "srgnn", "core"]
 
@@ -79,8 +79,13 @@ def world() -> tuple[pl.DataFrame, pl.DataFrame, pl.DataFrame]:
     return items, history, pl.concat([queries.select("session", "locale", "position", "item"), empty])
 
 
+def tiny(arch: str) -> dict:
+    """TINY as ``arch`` accepts it: core scores by cosine only."""
+    return {**TINY, "scoring": "cosine"} if arch == "core" else TINY
+
+
 def cfg(arch: str, **changes) -> ModelConfig:
-    return ModelConfig(arch=arch, **{**TINY, **changes})
+    return ModelConfig(arch=arch, **{**tiny(arch), **changes})
 
 
 def state(trained) -> dict[str, torch.Tensor]:
@@ -159,9 +164,10 @@ def test_srgnn_prefix_graph_merges_repeats_and_normalises_by_degree():
     assert outgoing[0, 0].sum() == 0.0 and outgoing[0, 1].sum() == 1.0  # prefixes A, then A B: one edge
 
 
-def test_core_scores_are_cosines_over_temperature():
+@pytest.mark.parametrize("arch", ["core", "gru4rec", "sasrec"])
+def test_cosine_scores_are_cosines_over_temperature(arch):
     torch.manual_seed(0)
-    model = build(cfg("core", temperature=0.5), n_items=10, n_locales=2).eval()
+    model = build(cfg(arch, scoring="cosine", temperature=0.5), n_items=10, n_locales=2).eval()
     tokens, locale = torch.tensor([[0, 3, 4]]), torch.tensor([0])
     with torch.no_grad():
         h = model.session_vectors(tokens, locale)
@@ -170,12 +176,18 @@ def test_core_scores_are_cosines_over_temperature():
         torch.testing.assert_close(table[1:, :-1].norm(dim=-1), torch.ones(10))
         assert (table[:, -1] == 0).all()
         torch.testing.assert_close(model.score(h, torch.arange(1, 11)), h @ table[1:, :-1].T)
+        torch.testing.assert_close(model.query(h), h)  # scoring a query vector again leaves it
+
+
+def test_core_refuses_dot_scoring():
+    with pytest.raises(ValueError, match="core: cosine"):
+        cfg("core", scoring="dot")
 
 
 @pytest.mark.parametrize("arch", ARCHS)
 def test_tiny_model_learns_the_chain(world, arch):
     items, history, sessions = world
-    source = source_class(arch)(source_config(arch, threads=1, model=TINY), seed=3).fit(history, items)
+    source = source_class(arch)(source_config(arch, threads=1, model=tiny(arch)), seed=3).fit(history, items)
     assert source.trained.meta["losses"][-1] < source.trained.meta["losses"][0]
     cands = source.generate(sessions, 3)
     last = sessions.drop_nulls("item").sort("position").group_by("session").agg(pl.col("item").last())
@@ -221,7 +233,7 @@ def test_mismatched_checkpoint_is_retrained_not_resumed(world, tmp_path):
                 params=[GRU4RecSource, SASRecSource, NARMSource, STAMPSource, SRGNNSource, CORESource])
 def fitted(request, world) -> CandidateSource:
     items, history, _ = world
-    knobs = source_config(request.param.name, threads=1, model={**TINY, "epochs": 1})
+    knobs = source_config(request.param.name, threads=1, model={**tiny(request.param.name), "epochs": 1})
     return request.param(knobs, seed=2).fit(history, items)
 
 

@@ -22,7 +22,9 @@ deliberate differences everywhere: the locale vector is added to the inputs, the
 training recipe are the shared ones of train.py (RecBole: full softmax or BPR, per-prefix copies of
 the sessions), and the read-outs are computed for every prefix at once with a causal mask
 (:func:`prefix_mask`), which gives each prefix exactly the vector RecBole computes for it alone.
-NARM, STAMP and SR-GNN keep the shared tied output plus bias; CORE scores by its own cosine.
+Every model scores by the tied output plus bias (``scoring: dot``) or, as CORE always does, by the
+cosine of session and item vectors over a temperature, without bias (``scoring: cosine``; for faiss the
+query is ``[h / |h| / T, 1]`` and the item ``[E[i] / |E[i]|, 0]``).
 With ``share_products`` the embedding rows belong to products (the ASIN shared across locales,
 items.product) rather than to item indices: an ES item and its DE twin read and train one vector, as
 the co-visitation source keyed on products shares their transitions; the bias stays per item index,
@@ -107,18 +109,28 @@ class SessionEncoder(nn.Module):
         raise NotImplementedError
 
     def session_vectors(self, tokens: torch.Tensor, locale: torch.Tensor) -> torch.Tensor:
-        """(B, L) -> (B, dim): the vector after the last (newest, rightmost) item."""
-        return self.forward(tokens, locale)[:, -1, :]
+        """(B, L) -> (B, dim): the query vector after the last (newest, rightmost) item."""
+        return self.query(self.forward(tokens, locale)[:, -1, :])
+
+    def query(self, h: torch.Tensor) -> torch.Tensor:
+        """Session vectors as scored: ``h`` (dot), or ``h / |h| / temperature`` (cosine; idempotent)."""
+        return F.normalize(h, dim=-1) / self.cfg.temperature if self.cfg.scoring == "cosine" else h
 
     def sparse_parameters(self) -> list[nn.Parameter]:
         return [self.item_emb.weight, self.item_bias.weight]
 
     def item_table(self) -> torch.Tensor:
-        """(n_items + 1, dim + 1): ``[E, b]`` rows indexed by token, for retrieval."""
+        """(n_items + 1, dim + 1) rows indexed by token, for retrieval: ``[E, b]`` (dot) or
+        ``[E / |E|, 0]`` (cosine)."""
+        if self.cfg.scoring == "cosine":
+            table = F.normalize(self.all_item_vectors(), dim=-1)
+            return torch.cat([table, torch.zeros_like(table[:, :1])], dim=1)
         return torch.cat([self.all_item_vectors(), self.item_bias.weight], dim=1)
 
     def score(self, h: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
-        """(N, dim) vectors x (M,) tokens -> (N, M) logits."""
+        """(N, dim) session vectors x (M,) tokens -> (N, M) logits."""
+        if self.cfg.scoring == "cosine":
+            return self.query(h) @ F.normalize(self.item_vectors(tokens), dim=-1).T
         return h @ self.item_vectors(tokens).T + self.item_bias(tokens).T
 
 
@@ -397,7 +409,7 @@ class CORE(PrefixReadout):
     layer norm and dropout on the input, as RecBole's TransNet). Robust distance measuring: the session
     vector and the item embeddings are L2-normalised and their cosine divided by ``temperature``, with
     dropout on the candidate item embeddings in training (``dropout`` stands for RecBole's
-    sess_dropout and item_dropout). No item bias: ``item_table`` gives faiss ``[E / |E|, 0]``. Besides
+    sess_dropout and item_dropout): ``scoring: cosine``, which CORE requires. Besides
     the shared differences, the locale vector joins the transformer's input only, never the summed
     item vectors; the transformer blocks are torch's post-norm layer (RecBole's is the same BERT form).
     """
@@ -419,15 +431,11 @@ class CORE(PrefixReadout):
         logit = self.fn(out).squeeze(-1).float()  # (B, J)
         blocked = ~prefix_mask(tokens)[:, query_steps(last)]
         weight = logit[:, None, :].masked_fill(blocked, float("-inf")).softmax(-1)  # (B, T, J)
-        session = weight.to(items.dtype) @ items
-        return F.normalize(session, dim=-1) / self.cfg.temperature
+        return self.query(weight.to(items.dtype) @ items)
 
     def score(self, h: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
-        return h @ F.normalize(self.dropout(self.item_vectors(tokens)), dim=-1).T
-
-    def item_table(self) -> torch.Tensor:
-        table = F.normalize(self.all_item_vectors(), dim=-1)
-        return torch.cat([table, torch.zeros_like(table[:, :1])], dim=1)
+        """The shared cosine score, with dropout on the candidates' item vectors (RecBole's item_dropout)."""
+        return self.query(h) @ F.normalize(self.dropout(self.item_vectors(tokens)), dim=-1).T
 
 
 MODELS: dict[str, type[SessionEncoder]] = {
