@@ -71,7 +71,8 @@ def main() -> None:
     test_queries = pl.read_parquet("data/split/test/queries.parquet")
     scored = test_queries.filter(pl.col("dataset") == args.dataset)
     ids = scored["session"].implode()
-    frames = (pl.read_parquet(p).filter(pl.col("session").is_in(ids)) for p in part_paths("data/features/test"))
+    frames = (pl.read_parquet(path).filter(pl.col("session").is_in(ids))
+              for path in part_paths("data/features/test"))
     fill = completion(scored, pl.read_parquet("data/split/test/history.parquet"), items)
     top = fill(ranked_top(frames, lambda frame: lgbm.score_models(boosters, frame)))
     ranked = (scored.select("session").join(test_targets(Path("."), args.dataset, test_queries, items),

@@ -52,7 +52,7 @@ class ModelConfig:
     max_train_seconds: float  # time budget: no epoch starts that would end past it (0: off; not reproducible)
     finetune_locales: list[str]  # after ``epochs`` on every session, fine-tune on these locales only
     finetune_epochs: int  # epochs of that fine-tuning (0: off): the dataset paper's pretrain -> fine-tune
-    scoring: str  # dot: <h, E[i]> + b[i]; cosine: cos(h, E[i]) / temperature, no bias (CORE's, which needs it)
+    scoring: str  # dot: <h, E[i]> + b[i]; cosine: cos(h, E[i]) / temperature, no bias (core needs it)
     temperature: float  # scoring cosine: the cosines are divided by this (RecBole's CORE: 0.07)
     item_tower: str  # id | meta | meta_id: item vectors from id rows, attributes, or both (deep/tower.py)
     meta_buckets: int  # hash rows of the tower's title words, brands and colours
@@ -71,7 +71,8 @@ class ModelConfig:
         if self.temperature <= 0:
             raise ValueError("deep model temperature must be > 0")
         if self.scoring not in SCORINGS or (self.arch == "core" and self.scoring != "cosine"):
-            raise ValueError(f"deep model scoring must be one of {SCORINGS} (core: cosine), not {self.scoring!r}")
+            raise ValueError(f"deep model scoring must be one of {SCORINGS} (core: cosine), "
+                             f"not {self.scoring!r}")
         if self.item_tower not in TOWERS or self.meta_buckets < 1:
             raise ValueError(f"deep model item_tower must be one of {TOWERS} and meta_buckets >= 1")
         if self.passes_per_item < 0 or self.max_train_seconds < 0:
