@@ -793,6 +793,15 @@ def _family_departures(valid: dict) -> str:
             f"({num(100 * valid['chooser_without_target_family'], 2)})")
 
 
+def _task3_masks(run: dict) -> str:
+    """The run's valid_mask (with its new_line_share when mixed or new_line) and its train_mask when it
+    differs."""
+    share = run["valid_mask"] in ("mixed", "new_line")
+    mask = run["valid_mask"] + (f" {run['new_line_share']}" if share else "")
+    train = run.get("train_mask") or run["valid_mask"]
+    return f"`{mask}`" + (f", learns on `{train}`" if train != run["valid_mask"] else "")
+
+
 def page_task3_worlds(results: Path) -> str | None:
     record = load("task3_worlds.json", results)
     if record is None:
@@ -804,7 +813,7 @@ def page_task3_worlds(results: Path) -> str | None:
         world = (f"`{run['world']}` ({knobs.get('title_layout', 'amazon')}, new families {new_families:.0%}, "
                  f"new codes {new_codes:.0%})")
         test = [run["test"][f"phase{p}"] for p in (1, 2)]
-        rows.append((world, f"`{run['valid_mask']}`",
+        rows.append((world, _task3_masks(run),
                      " / ".join(num(100 * valid[k], 2) for k in ("last_title", "chooser_edited")),
                      *(" / ".join(num(t[k], 2) for k in ("last_title", "task3_chooser", "published"))
                        + f" ({t['published'] - t['last_title']:+.2f})" for t in test),
