@@ -816,16 +816,25 @@ def page_task3_worlds(results: Path) -> str | None:
         rows.append((world, _task3_masks(run),
                      " / ".join(num(100 * valid[k], 2) for k in ("last_title", "chooser_edited")),
                      *(" / ".join(num(t[k], 2) for k in ("last_title", "task3_chooser", "published"))
-                       + f" ({t['published'] - t['last_title']:+.2f})" for t in test),
+                       + f" ({t['published'] - t['last_title']:+.2f}"
+                       + (f" ± {t['published_gain_sd']:.2f})" if "published_gain_sd" in t else ")")
+                       for t in test),
                      " / ".join(f"{run['gap']['task3_chooser'][f'phase{p}']:+.2f}" for p in (1, 2)),
                      " / ".join(f"{t['chooser_departs']:.0%}" for t in test), _family_departures(valid)))
     return "\n\n".join([
         "# Task 3 on two generated worlds (`benchmarks/results/task3_worlds.json`)",
-        "`python benchmarks/task3_worlds.py --world default --world world2 -S valid_mask=<mask>`: each "
+        "`python benchmarks/task3_worlds.py --world default --world world2 -S valid_mask=<mask> "
+        "[-S train_mask=<mask>] [-S new_line_share=<share>]`: each "
         "world generated at the default scale, prepared and split as the stages do, the chooser of stage "
-        "`task3` learned on the valid split with `task3.chooser.valid_mask` as given, stage `choose`'s "
+        "`task3` learned on the valid split with `task3.chooser.train_mask` and scored (departure margins, "
+        "editor, the figures of stage `choose`) with `task3.chooser.valid_mask` as given, stage `choose`'s "
         "per-locale pick (chooser, chooser + edits or the last title), both test phases scored with "
-        "sacrebleu on the generated answers (BLEU x 100). `world2`: titles "
+        "sacrebleu on the generated answers (BLEU x 100; ± the paired-bootstrap standard deviation of the "
+        "published file's gain over the last title, 1129 test sessions a phase). Masks: `item` the target, "
+        "`family` also its family's titles, `mixed q` `family` on a hashed share q of the valid sessions "
+        "and `item` on the rest, `new_line q` `item` with the references of that share recast as new "
+        "product lines (their family-only words replaced); \"learns on\": the train_mask where it is not "
+        "the valid_mask. `world2`: titles "
         "`Brand Model words noun colour size CODE`, longer pseudo-words, 30 colours (the world of "
         "tests/test_task3_worlds.py); `new families`: the share of Task 3 targets that open a new product "
         "line of their family's brand (the rest a new colour/size of a catalogue family). Gap: the chooser's "

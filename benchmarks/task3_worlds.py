@@ -93,11 +93,12 @@ def run_world(name: str, knobs: dict, scale: float, seed: int, work: Path, cfg: 
     labelled, tuned, metrics = task3.run_valid(valid, refs, events, items, titles, cfg, seed)
     model = tc.fit(labelled, cfg, seed)
     figures = choose.chooser_figures(metrics)
-    min_gain = config.load_section(choose.ChooseConfig, "choose").task3_min_gain
-    per_locale = choose.task3_choice(figures, min_gain)
+    choose_cfg = config.load_section(choose.ChooseConfig, "choose")
+    per_locale = choose.task3_choice(figures, choose_cfg.task3_min_gain, choose_cfg.task3_min_z)
     picked = {loc: v["method"] for loc, v in per_locale.items()}
     out: dict = {"valid": {k: v for k, v in metrics.items() if k != "per_locale"},
-                 "valid_per_locale": metrics["per_locale"], "choice": picked, "test": {}}
+                 "valid_per_locale": metrics["per_locale"], "choose": dataclasses.asdict(choose_cfg),
+                 "choice": picked, "test": {}}
     for phase in raw.PHASES:
         fold = task3.Fold(title_folds.test_sessions(prepared.sessions, phase), folds["test"].history)
         ours = task3.predict_test(fold, model, tuned, events, items, titles, cfg, seed)
@@ -127,8 +128,9 @@ def run_world(name: str, knobs: dict, scale: float, seed: int, work: Path, cfg: 
 
 
 def gain_sd(hyp: pl.Series, base: pl.Series, refs: pl.Series, seed: int, draws: int = 200) -> float:
-    """The spread of ``hyp``'s BLEU gain over ``base`` (x 100) across the test sessions: the standard deviation
-    of the gain over ``draws`` paired bootstrap resamples of the sessions (13a-token statistics, as sacrebleu)."""
+    """The spread of ``hyp``'s BLEU gain over ``base`` (x 100) across the test sessions: the standard
+    deviation of the gain over ``draws`` paired bootstrap resamples of the sessions (13a-token statistics,
+    as sacrebleu)."""
     ref = tokens(refs)
     stats = [bleu_stats(tokens(h), ref).select(STAT_COLUMNS).to_numpy() for h in (hyp, base)]
     rng = np.random.default_rng(seed)
@@ -185,10 +187,10 @@ def git_commit() -> str | None:
 
 def record(runs: list[dict], path: Path) -> None:
     """Add ``runs`` to the record at ``path`` ({"runs": [...]}), replacing a run of the same world, knobs,
-    scale and chooser settings."""
+    scale, chooser settings and ``choose.task3_min_z``."""
     def key(run: dict) -> str:
-        return json.dumps([run["world"], run["knobs"], run["scale"], run["valid_mask"], run["overrides"]],
-                          sort_keys=True)
+        return json.dumps([run["world"], run["knobs"], run["scale"], run["valid_mask"], run["overrides"],
+                           run.get("choose", {}).get("task3_min_z", 0.0)], sort_keys=True)
 
     old = json.loads(path.read_text())["runs"] if path.exists() else []
     new = {key(r) for r in runs}

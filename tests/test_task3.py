@@ -309,6 +309,10 @@ def test_train_mask_teaches_on_one_mask_and_scores_on_another(world):
     assert metrics["candidates_per_session"] == same["candidates_per_session"]
     assert metrics["departures"]["to_target_family"] == 0.0
     assert set(metrics["per_locale"]) == set(same["per_locale"])
+    # new_line: every reference recast as a new line's, so the last title matches less of it
+    lines = dataclasses.replace(cfg, valid_mask="new_line", new_line_share=1.0)
+    _, _, recast = task3.run_valid(fold, refs, world["events"], world["items"], titles, lines, seed=3)
+    assert recast["last_title"] < same["last_title"]
 
 
 def test_valid_mask_drops_what_a_new_product_has_no_twin_of():
@@ -326,7 +330,8 @@ def test_valid_mask_drops_what_a_new_product_has_no_twin_of():
     cands = cands.with_columns(tokens=pl.col("title").str.split(" "))
     refs = pl.DataFrame({"session": [7], "target": [1], "ref": [rows[1][2].split(" ")]},
                         schema_overrides={"session": pl.Int32, "target": pl.Int32})
-    kept = {mode: tc.mask_valid(cands, refs, mode, 4)["item"].to_list() for mode in ("item", "title", "family")}
+    kept = {mode: tc.mask_valid(cands, refs, mode, 4)["item"].to_list()
+            for mode in ("item", "title", "family")}
     assert kept == {"item": [0, 2, 3, 4, 5], "title": [0, 3, 4, 5], "family": [0, 4, 5]}
     # mixed: family on the new-line share of the sessions, item on the rest
     for share, expected in ((0.0, kept["item"]), (1.0, kept["family"])):
@@ -339,8 +344,28 @@ def test_valid_mask_drops_what_a_new_product_has_no_twin_of():
         chooser_config(new_line_share=1.5)
 
 
+def test_new_line_refs_recast_the_family_only_words():
+    """A new line of its brand keeps the words other families of the brand hold and loses its family's own."""
+    titles = pl.DataFrame({"item": [1, 2, 3, 4],
+                           "title": ["acme red shoe sport blue 9", "acme red shoe sport green 7",
+                                     "acme tall boot sport blue 9", "zeta red cup"]},
+                          schema_overrides={"item": pl.Int32})
+    titles = titles.with_columns(tokens=pl.col("title").str.split(" "))
+    items = pl.DataFrame({"item": [1, 2, 3, 4], "locale": ["DE"] * 4,
+                          "brand": ["Acme", "Acme", "Acme", None]}, schema_overrides={"item": pl.Int32})
+    refs = pl.DataFrame({"session": [5], "locale": ["DE"], "target": [1], "ref_title": [titles["title"][0]],
+                         "ref": [titles["tokens"][0]]},
+                        schema_overrides={"session": pl.Int32, "target": pl.Int32})
+    new = tc.new_line_refs(refs, titles, items, 1.0, 4)
+    x = tc.NEW_TOKEN
+    assert new["ref"].to_list() == [["acme", f"{x}red", f"{x}shoe", "sport", "blue", "9"]]
+    assert new["ref_title"].to_list() == [" ".join(new["ref"][0])]
+    assert tc.new_line_refs(refs, titles, items, 0.0, 4).equals(refs)
+
+
 def test_mixed_mask_masks_a_share_of_the_sessions_as_new_lines():
-    """Sessions of new_line(share) lose the target's family, the others only the target, in candidate order."""
+    """Sessions of new_line(share) lose the target's family, the others only the target, in candidate
+    order."""
     n = 2000
     sessions = list(range(n))
     cands = pl.DataFrame({"session": [s for s in sessions for _ in range(3)],
@@ -356,5 +381,6 @@ def test_mixed_mask_masks_a_share_of_the_sessions_as_new_lines():
     lines = refs.filter(tc.new_line(0.3))["session"]
     assert 0.25 < lines.len() / n < 0.35
     assert per.filter(pl.col("session").is_in(lines.implode()))["item"].to_list() == [[2]] * lines.len()
-    assert per.filter(~pl.col("session").is_in(lines.implode()))["item"].to_list() == [[1, 2]] * (n - lines.len())
+    others = per.filter(~pl.col("session").is_in(lines.implode()))
+    assert others["item"].to_list() == [[1, 2]] * (n - lines.len())
     assert out["session"].is_sorted()

@@ -70,7 +70,9 @@ def test_published_task3_does_not_lose_to_the_last_title(world2):
     labelled, tuned, metrics = task3.run_valid(valid, refs, events, items, titles, cfg, SEED)
     model = tc.fit(labelled, cfg, SEED)
     figures = choose.chooser_figures(metrics)
-    choice = {loc: v["method"] for loc, v in choose.task3_choice(figures, 0.0).items()}
+    cfg_choose = section(choose.ChooseConfig, "choose")
+    per_locale = choose.task3_choice(figures, cfg_choose.task3_min_gain, cfg_choose.task3_min_z)
+    choice = {loc: v["method"] for loc, v in per_locale.items()}
     for phase in raw.PHASES:
         fold = task3.Fold(title_folds.test_sessions(prepared.sessions, phase), folds["test"].history)
         ours = task3.predict_test(fold, model, tuned, events, items, titles, cfg, SEED)

@@ -34,6 +34,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import lightgbm as lgb
+import numpy as np
 import polars as pl
 
 from titles.features import columns
@@ -55,8 +56,8 @@ class ChooserConfig:
 
     max_session_items: int         # most recent distinct items of the session kept as candidates
     sources: dict[str, dict[str, Any]]  # title sources: name -> {type, k, knobs} (titles.candidates)
-    valid_mask: str                # valid candidates dropped: item | title | family | mixed | new_line (mask_valid)
-    new_line_share: float          # mixed, new_line: the share of valid sessions whose target is a new product line
+    valid_mask: str                # valid candidates dropped: item | title | family | mixed | new_line
+    new_line_share: float          # mixed, new_line: the share of valid sessions whose target is a new line
     train_mask: str                # the chooser learns on this mask ("" = valid_mask); valid_mask scores it
     family_tokens: int             # family: the leading title tokens a near-duplicate shares with the target
     label: str                     # regression label: gain (first-order corpus BLEU gain) | sentence
@@ -74,7 +75,8 @@ class ChooserConfig:
     drop_tail_min: tuple[int, ...]  # drop_tail keeps at least this many tokens (0 = off)
 
     def __post_init__(self) -> None:
-        for knob, mask in (("valid_mask", self.valid_mask), ("train_mask", self.train_mask or self.valid_mask)):
+        masks = (("valid_mask", self.valid_mask), ("train_mask", self.train_mask or self.valid_mask))
+        for knob, mask in masks:
             if mask not in VALID_MASKS:
                 raise ValueError(f"{knob} must be one of {VALID_MASKS}, got {mask!r}")
         if not 0 <= self.new_line_share <= 1:
@@ -123,9 +125,11 @@ def new_line_refs(refs: pl.DataFrame, titles: pl.DataFrame, items: pl.DataFrame,
     Returns ``refs`` with ``ref`` (and ``ref_title``, its tokens space-joined) recast on those sessions.
     """
     brand = pl.coalesce(pl.col("brand"), pl.col("tokens").list.first())
+    if "brand" not in items.columns:
+        items = items.with_columns(brand=pl.lit(None, pl.String))
     catalogue = (titles.join(items.select("item", "locale", "brand"), on="item")
-                 .select("locale", brand=brand, family=pl.col("tokens").list.head(family_tokens).list.join(_SEP),
-                         tok=pl.col("tokens").list.unique()).explode("tok")
+                 .select("locale", brand=brand, tok=pl.col("tokens").list.unique(),
+                         family=pl.col("tokens").list.head(family_tokens).list.join(_SEP)).explode("tok")
                  .group_by("locale", "brand", "tok").agg(families=pl.col("family").n_unique()))
     lines = (refs.filter(new_line(share)).select("session", "locale", tokens="ref", item="target")
              .join(items.select("item", "brand"), on="item", how="left")
@@ -390,6 +394,24 @@ def tune_edits(choice: pl.DataFrame, ref: pl.Series, cfg: ChooserConfig) -> tupl
         current = swapped(trim[locale])
     steps["trim"] = corpus_bleu(current)
     return Edits(trim=trim, drop_tail_min=best_min), steps
+
+
+def gain_sd(hyp_tokens: pl.Series, base_tokens: pl.Series, ref_tokens: pl.Series, seed: int,
+            draws: int = 200) -> float:
+    """The standard deviation of the corpus-BLEU gain of ``hyp`` over ``base`` (0-1) across ``draws``
+    paired bootstrap resamples of the sessions: how far a validation gain on them may lie from the truth."""
+    if ref_tokens.len() == 0:
+        return 0.0
+    ref_grams = reference_grams(ref_tokens)
+    stats = [bleu_stats(h, ref_tokens, ref_grams).select(STAT_COLUMNS).to_numpy()
+             for h in (hyp_tokens, base_tokens)]
+    rng = np.random.default_rng(seed)
+    gains = []
+    for _ in range(draws):
+        idx = rng.integers(0, ref_tokens.len(), ref_tokens.len())
+        one, two = (pl.DataFrame([s[idx].sum(axis=0)], schema=STAT_COLUMNS, orient="row") for s in stats)
+        gains.append(corpus_bleu(one) - corpus_bleu(two))
+    return float(np.std(gains))
 
 
 def corpus_bleu_of(hyp_tokens: pl.Series, ref_tokens: pl.Series) -> float:
