@@ -799,7 +799,9 @@ def _task3_masks(run: dict) -> str:
     share = run["valid_mask"] in ("mixed", "new_line")
     mask = run["valid_mask"] + (f" {run['new_line_share']}" if share else "")
     train = run.get("train_mask") or run["valid_mask"]
-    return f"`{mask}`" + (f", learns on `{train}`" if train != run["valid_mask"] else "")
+    min_z = run.get("choose", {}).get("task3_min_z", 0.0)
+    return (f"`{mask}`" + (f", learns on `{train}`" if train != run["valid_mask"] else "")
+            + (f", min_z {min_z:g}" if min_z else ""))
 
 
 def page_task3_worlds(results: Path) -> str | None:
@@ -834,7 +836,9 @@ def page_task3_worlds(results: Path) -> str | None:
         "`family` also its family's titles, `mixed q` `family` on a hashed share q of the valid sessions "
         "and `item` on the rest, `new_line q` `item` with the references of that share recast as new "
         "product lines (their family-only words replaced); \"learns on\": the train_mask where it is not "
-        "the valid_mask. `world2`: titles "
+        "the valid_mask; \"min_z\": stage `choose` published a method on a locale only where its valid gain "
+        "exceeded that many bootstrap standard deviations (`choose.task3_min_z`; runs without it: 0). "
+        "`world2`: titles "
         "`Brand Model words noun colour size CODE`, longer pseudo-words, 30 colours (the world of "
         "tests/test_task3_worlds.py); `new families`: the share of Task 3 targets that open a new product "
         "line of their family's brand (the rest a new colour/size of a catalogue family). Gap: the chooser's "

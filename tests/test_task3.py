@@ -136,6 +136,8 @@ def test_chooser_beats_last_title(world):
     assert metrics["chooser"] > metrics["last_title"] + 0.02, metrics
     assert metrics["chooser_edited"] >= metrics["chooser"] - 1e-9
     assert metrics["oracle_candidate"] >= metrics["chooser"]
+    assert all(v["chooser_gain_sd"] > 0 and v["chooser_edited_gain_sd"] > 0
+               for v in metrics["per_locale"].values())
     # valid_mask family: no candidate of the target's family is left to depart to
     assert metrics["departures"]["to_target_family"] == 0.0
     assert metrics["chooser_without_target_family"] == pytest.approx(metrics["chooser"])
