@@ -838,6 +838,7 @@ def page_task3_worlds(results: Path) -> str | None:
         "product lines (their family-only words replaced); \"learns on\": the train_mask where it is not "
         "the valid_mask; \"min_z\": stage `choose` published a method on a locale only where its valid gain "
         "exceeded that many bootstrap standard deviations (`choose.task3_min_z`; runs without it: 0). "
+        "params.yaml's default: `mixed 0.5` (learns on it too), min_z 1. "
         "`world2`: titles "
         "`Brand Model words noun colour size CODE`, longer pseudo-words, 30 colours (the world of "
         "tests/test_task3_worlds.py); `new families`: the share of Task 3 targets that open a new product "
@@ -846,7 +847,7 @@ def page_task3_worlds(results: Path) -> str | None:
         "Valid departures to the target's family: the share of valid sessions where the chooser departs "
         "to a neighbour whose first tokens are the target's (a sibling a new product line has not), and the "
         "chooser's valid BLEU with those sessions back on the last title (runs before that metric: -).",
-        table(("world", "valid_mask", "valid last / chooser", "phase 1 last / chooser / published",
+        table(("world", "masks", "valid last / chooser", "phase 1 last / chooser / published",
                "phase 2 last / chooser / published", "gap p1 / p2", "departs p1 / p2",
                "valid departures to the target's family (chooser without them)"), rows),
     ])
