@@ -838,7 +838,7 @@ def page_task3_worlds(results: Path) -> str | None:
         "product lines (their family-only words replaced); \"learns on\": the train_mask where it is not "
         "the valid_mask; \"min_z\": stage `choose` published a method on a locale only where its valid gain "
         "exceeded that many bootstrap standard deviations (`choose.task3_min_z`; runs without it: 0). "
-        "params.yaml's default: `mixed 0.5` (learns on it too), min_z 1. "
+        "params.yaml's default: `mixed 0.5`, learns on `item`, min_z 1. "
         "`world2`: titles "
         "`Brand Model words noun colour size CODE`, longer pseudo-words, 30 colours (the world of "
         "tests/test_task3_worlds.py); `new families`: the share of Task 3 targets that open a new product "
