@@ -187,10 +187,11 @@ def git_commit() -> str | None:
 
 def record(runs: list[dict], path: Path) -> None:
     """Add ``runs`` to the record at ``path`` ({"runs": [...]}), replacing a run of the same world, knobs,
-    scale, chooser settings and ``choose.task3_min_z``."""
+    scale, chooser settings (overrides and the train_mask they resolved to) and ``choose.task3_min_z``."""
     def key(run: dict) -> str:
         return json.dumps([run["world"], run["knobs"], run["scale"], run["valid_mask"], run["overrides"],
-                           run.get("choose", {}).get("task3_min_z", 0.0)], sort_keys=True)
+                           run.get("choose", {}).get("task3_min_z", 0.0),
+                           run.get("train_mask") or run["valid_mask"]], sort_keys=True)
 
     old = json.loads(path.read_text())["runs"] if path.exists() else []
     new = {key(r) for r in runs}
