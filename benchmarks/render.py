@@ -793,6 +793,17 @@ def _family_departures(valid: dict) -> str:
             f"({num(100 * valid['chooser_without_target_family'], 2)})")
 
 
+def _task3_masks(run: dict) -> str:
+    """The run's valid_mask (with its new_line_share when mixed or new_line) and its train_mask when it
+    differs."""
+    share = run["valid_mask"] in ("mixed", "new_line")
+    mask = run["valid_mask"] + (f" {run['new_line_share']}" if share else "")
+    train = run.get("train_mask") or run["valid_mask"]
+    min_z = run.get("choose", {}).get("task3_min_z", 0.0)
+    return (f"`{mask}`" + (f", learns on `{train}`" if train != run["valid_mask"] else "")
+            + (f", min_z {min_z:g}" if min_z else ""))
+
+
 def page_task3_worlds(results: Path) -> str | None:
     record = load("task3_worlds.json", results)
     if record is None:
@@ -804,19 +815,31 @@ def page_task3_worlds(results: Path) -> str | None:
         world = (f"`{run['world']}` ({knobs.get('title_layout', 'amazon')}, new families {new_families:.0%}, "
                  f"new codes {new_codes:.0%})")
         test = [run["test"][f"phase{p}"] for p in (1, 2)]
-        rows.append((world, f"`{run['valid_mask']}`",
+        rows.append((world, _task3_masks(run),
                      " / ".join(num(100 * valid[k], 2) for k in ("last_title", "chooser_edited")),
                      *(" / ".join(num(t[k], 2) for k in ("last_title", "task3_chooser", "published"))
-                       + f" ({t['published'] - t['last_title']:+.2f})" for t in test),
+                       + f" ({t['published'] - t['last_title']:+.2f}"
+                       + (f" ± {t['published_gain_sd']:.2f})" if "published_gain_sd" in t else ")")
+                       for t in test),
                      " / ".join(f"{run['gap']['task3_chooser'][f'phase{p}']:+.2f}" for p in (1, 2)),
                      " / ".join(f"{t['chooser_departs']:.0%}" for t in test), _family_departures(valid)))
     return "\n\n".join([
         "# Task 3 on two generated worlds (`benchmarks/results/task3_worlds.json`)",
-        "`python benchmarks/task3_worlds.py --world default --world world2 -S valid_mask=<mask>`: each "
+        "`python benchmarks/task3_worlds.py --world default --world world2 -S valid_mask=<mask> "
+        "[-S train_mask=<mask>] [-S new_line_share=<share>]`: each "
         "world generated at the default scale, prepared and split as the stages do, the chooser of stage "
-        "`task3` learned on the valid split with `task3.chooser.valid_mask` as given, stage `choose`'s "
+        "`task3` learned on the valid split with `task3.chooser.train_mask` and scored (departure margins, "
+        "editor, the figures of stage `choose`) with `task3.chooser.valid_mask` as given, stage `choose`'s "
         "per-locale pick (chooser, chooser + edits or the last title), both test phases scored with "
-        "sacrebleu on the generated answers (BLEU x 100). `world2`: titles "
+        "sacrebleu on the generated answers (BLEU x 100; ± the paired-bootstrap standard deviation of the "
+        "published file's gain over the last title, 1129 test sessions a phase). Masks: `item` the target, "
+        "`family` also its family's titles, `mixed q` `family` on a hashed share q of the valid sessions "
+        "and `item` on the rest, `new_line q` `item` with the references of that share recast as new "
+        "product lines (their family-only words replaced); \"learns on\": the train_mask where it is not "
+        "the valid_mask; \"min_z\": stage `choose` published a method on a locale only where its valid gain "
+        "exceeded that many bootstrap standard deviations (`choose.task3_min_z`; runs without it: 0). "
+        "params.yaml's default: `mixed 0.5`, learns on `item`, min_z 1. "
+        "`world2`: titles "
         "`Brand Model words noun colour size CODE`, longer pseudo-words, 30 colours (the world of "
         "tests/test_task3_worlds.py); `new families`: the share of Task 3 targets that open a new product "
         "line of their family's brand (the rest a new colour/size of a catalogue family). Gap: the chooser's "
@@ -824,7 +847,7 @@ def page_task3_worlds(results: Path) -> str | None:
         "Valid departures to the target's family: the share of valid sessions where the chooser departs "
         "to a neighbour whose first tokens are the target's (a sibling a new product line has not), and the "
         "chooser's valid BLEU with those sessions back on the last title (runs before that metric: -).",
-        table(("world", "valid_mask", "valid last / chooser", "phase 1 last / chooser / published",
+        table(("world", "masks", "valid last / chooser", "phase 1 last / chooser / published",
                "phase 2 last / chooser / published", "gap p1 / p2", "departs p1 / p2",
                "valid departures to the target's family (chooser without them)"), rows),
     ])

@@ -16,7 +16,8 @@ sacrebleu on the generated ground truth.
 Appends one run per world to the ``--out`` record ({"runs": [...]}, rendered by benchmarks/render.py into
 docs/task3_worlds.md): ``valid`` (metrics/task3_valid.json's figures), ``choice`` (the per-locale pick),
 ``test`` (per phase, sacrebleu BLEU 0-100 of last_title, task3_chooser_plain, task3_chooser and
-published, the chooser's departure rate) and ``gap`` (per method: the valid gain over the last title
+published, the chooser's departure rate, ``published_gain_sd``: the paired-bootstrap standard deviation
+of the published file's gain over the last title) and ``gap`` (per method: the valid gain over the last title
 minus the test gain, all locales, sacrebleu scale). Raw data and prepared frames are cached under
 ``--work/<world>_<scale>``.
 """
@@ -33,6 +34,7 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import polars as pl
 import yaml
 
@@ -47,7 +49,7 @@ from pipeline.synthetic import SyntheticConfig  # noqa: E402
 from titles import chooser as tc  # noqa: E402
 from titles import folds as title_folds  # noqa: E402
 from titles.last_title import last_titles  # noqa: E402
-from titles.text import item_titles  # noqa: E402
+from titles.text import STAT_COLUMNS, bleu_stats, corpus_bleu, item_titles, tokens  # noqa: E402
 
 log = logging.getLogger("task3_worlds")
 
@@ -91,11 +93,12 @@ def run_world(name: str, knobs: dict, scale: float, seed: int, work: Path, cfg: 
     labelled, tuned, metrics = task3.run_valid(valid, refs, events, items, titles, cfg, seed)
     model = tc.fit(labelled, cfg, seed)
     figures = choose.chooser_figures(metrics)
-    min_gain = config.load_section(choose.ChooseConfig, "choose").task3_min_gain
-    per_locale = choose.task3_choice(figures, min_gain)
+    choose_cfg = config.load_section(choose.ChooseConfig, "choose")
+    per_locale = choose.task3_choice(figures, choose_cfg.task3_min_gain, choose_cfg.task3_min_z)
     picked = {loc: v["method"] for loc, v in per_locale.items()}
     out: dict = {"valid": {k: v for k, v in metrics.items() if k != "per_locale"},
-                 "valid_per_locale": metrics["per_locale"], "choice": picked, "test": {}}
+                 "valid_per_locale": metrics["per_locale"], "choose": dataclasses.asdict(choose_cfg),
+                 "choice": picked, "test": {}}
     for phase in raw.PHASES:
         fold = task3.Fold(title_folds.test_sessions(prepared.sessions, phase), folds["test"].history)
         ours = task3.predict_test(fold, model, tuned, events, items, titles, cfg, seed)
@@ -107,6 +110,9 @@ def run_world(name: str, knobs: dict, scale: float, seed: int, work: Path, cfg: 
         gt = raw.read_ground_truth(raw_dir / "gt" / raw.gt_file(3, phase), 3)
         refs_t = gt["next_item_title"].to_list()
         scores = {m: 100 * bleu(f["next_item_title"].to_list(), refs_t) for m, f in frames.items()}
+        scores["published_gain_sd"] = gain_sd(frames["published"]["next_item_title"],
+                                              frames[choose.LAST_TITLE]["next_item_title"],
+                                              gt["next_item_title"], seed)
         scores["chooser_departs"] = float((frames["task3_chooser_plain"]["next_item_title"]
                                            != frames[choose.LAST_TITLE]["next_item_title"]).mean())
         scores["mean_tokens"] = {m: float(f["next_item_title"].str.split(" ").list.len().mean())
@@ -119,6 +125,21 @@ def run_world(name: str, knobs: dict, scale: float, seed: int, work: Path, cfg: 
                       for p in raw.PHASES} for m, v in valid_gain.items()}
     out["seconds"] = round(time.perf_counter() - start, 1)
     return out
+
+
+def gain_sd(hyp: pl.Series, base: pl.Series, refs: pl.Series, seed: int, draws: int = 200) -> float:
+    """The spread of ``hyp``'s BLEU gain over ``base`` (x 100) across the test sessions: the standard
+    deviation of the gain over ``draws`` paired bootstrap resamples of the sessions (13a-token statistics,
+    as sacrebleu)."""
+    ref = tokens(refs)
+    stats = [bleu_stats(tokens(h), ref).select(STAT_COLUMNS).to_numpy() for h in (hyp, base)]
+    rng = np.random.default_rng(seed)
+    gains = []
+    for _ in range(draws):
+        idx = rng.integers(0, len(ref), len(ref))
+        sums = [pl.DataFrame([s[idx].sum(axis=0)], schema=STAT_COLUMNS, orient="row") for s in stats]
+        gains.append(100 * (corpus_bleu(sums[0]) - corpus_bleu(sums[1])))
+    return float(np.std(gains))
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -148,7 +169,8 @@ def main(argv: list[str] | None = None) -> None:
         key, value = entry.split("=", 1)
         world_knobs[key.removeprefix("synthetic.")] = yaml.safe_load(value)
     runs = [{"world": name, "knobs": {**WORLDS[name], **world_knobs}, "scale": scale, "seed": seed,
-             "valid_mask": cfg.valid_mask, "overrides": knobs, "commit": git_commit(),
+             "valid_mask": cfg.valid_mask, "new_line_share": cfg.new_line_share, "train_mask": cfg.train_mask,
+             "overrides": knobs, "commit": git_commit(),
              **run_world(name, world_knobs, scale, seed, args.work, cfg)} for name in args.world]
     print(json.dumps(runs, indent=1))
     if args.out:
@@ -165,10 +187,11 @@ def git_commit() -> str | None:
 
 def record(runs: list[dict], path: Path) -> None:
     """Add ``runs`` to the record at ``path`` ({"runs": [...]}), replacing a run of the same world, knobs,
-    scale and chooser settings."""
+    scale, chooser settings (overrides and the train_mask they resolved to) and ``choose.task3_min_z``."""
     def key(run: dict) -> str:
-        return json.dumps([run["world"], run["knobs"], run["scale"], run["valid_mask"], run["overrides"]],
-                          sort_keys=True)
+        return json.dumps([run["world"], run["knobs"], run["scale"], run["valid_mask"], run["overrides"],
+                           run.get("choose", {}).get("task3_min_z", 0.0),
+                           run.get("train_mask") or run["valid_mask"]], sort_keys=True)
 
     old = json.loads(path.read_text())["runs"] if path.exists() else []
     new = {key(r) for r in runs}

@@ -11,7 +11,10 @@ A method is published only where the local validation split prefers it:
 - Task 3, per locale: each method of ``choose.task3_methods`` against the last title on the same
   validation sessions (metrics/task3_valid.json and metrics/task3_mt5.json ``per_locale``). A
   locale takes the method with the largest BLEU gain over the last title, if that gain is above
-  ``choose.task3_min_gain``; otherwise the last title. submissions/validated/task3_phase{P}.parquet
+  ``choose.task3_min_gain`` and above ``choose.task3_min_z`` times its paired-bootstrap standard
+  deviation over the locale's valid sessions (``<key>_gain_sd``, where the stage writes one); otherwise
+  the last title: a method must prove itself where the last title is a strong baseline.
+  submissions/validated/task3_phase{P}.parquet
   holds, row by row, the title of its locale's method.
 
 The choice and the validation figures behind it go to --report (metrics/publish.json). The
@@ -47,6 +50,7 @@ class ChooseConfig:
 
     task3_methods: tuple[str, ...]  # Task 3 methods weighed against the last title (TASK3_FIGURES keys)
     task3_min_gain: float           # BLEU (0-1) to gain over the last title on a locale's valid sessions
+    task3_min_z: float              # and at least this many bootstrap standard deviations of that gain
 
     def __post_init__(self) -> None:
         unknown = sorted(set(self.task3_methods) - set(TASK3_FIGURES))
@@ -71,21 +75,23 @@ def ranking_choice(report: dict, task: int) -> dict:
     return {"method": method, "valid_mrr@100": dict(sorted(figures.items()))}
 
 
-def task3_choice(figures: dict[str, dict[str, dict]], min_gain: float) -> dict[str, dict]:
-    """Per locale, the method whose validation BLEU gains most over the last title (above ``min_gain``).
+def task3_choice(figures: dict[str, dict[str, dict]], min_gain: float, min_z: float = 0.0) -> dict[str, dict]:
+    """Per locale, the method whose validation BLEU gains most over the last title, among those whose gain
+    is above ``min_gain`` and above ``min_z`` times its bootstrap standard deviation.
 
     Args:
         figures: method -> locale -> {"bleu": the method's BLEU, "last_title": the last title's BLEU on
-            the same sessions, "n": sessions}.
+            the same sessions, "n": sessions, "gain_sd" (optional, 0 if absent): the gain's spread}.
     Returns locale -> {"method", "gain" (over the last title, 0 for the last title), "valid": figures}.
     A method with no figures for a locale is not weighed there; ties keep the last title.
     """
     locales = sorted({loc for per_locale in figures.values() for loc in per_locale})
     out = {}
     for loc in locales:
-        gains = {m: per[loc]["bleu"] - per[loc]["last_title"] for m, per in figures.items() if loc in per}
-        best = max(gains, key=gains.get, default=None)
-        method = best if best is not None and gains[best] > min_gain else LAST_TITLE
+        gains = {m: per[loc]["bleu"] - per[loc]["last_title"] for m, per in figures.items()
+                 if loc in per and per[loc]["bleu"] - per[loc]["last_title"] > max(
+                     min_gain, min_z * per[loc].get("gain_sd", 0.0))}
+        method = max(gains, key=gains.get, default=LAST_TITLE)
         out[loc] = {"method": method, "gain": gains.get(method, 0.0),
                     "valid": {m: per[loc] for m, per in figures.items() if loc in per}}
     return out
@@ -104,8 +110,10 @@ def task3_figures(metrics: Path, methods: tuple[str, ...]) -> dict[str, dict[str
 
 
 def locale_figures(per_locale: dict[str, dict], key: str) -> dict[str, dict]:
-    """locale -> {"bleu", "last_title", "n"}: metric ``key`` of a Task 3 stage's ``per_locale`` metrics."""
-    return {loc: {"bleu": v[key], "last_title": v["last_title"], "n": v["n"]}
+    """locale -> {"bleu", "last_title", "n", "gain_sd"}: metric ``key`` of a Task 3 stage's ``per_locale``
+    metrics (gain_sd: ``<key>_gain_sd``, 0 where the stage writes none)."""
+    return {loc: {"bleu": v[key], "last_title": v["last_title"], "n": v["n"],
+                  "gain_sd": v.get(f"{key}_gain_sd", 0.0)}
             for loc, v in per_locale.items()}
 
 
@@ -159,9 +167,11 @@ def main() -> None:
                              task, submission.load_test_locales(args.raw, task, phase), catalogue)
         log.info("task%d: %s (eval MRR@100 %s)", task, report[f"task{task}"]["method"],
                  report[f"task{task}"]["valid_mrr@100"].get("ranker"))
-    per_locale = task3_choice(task3_figures(args.metrics, cfg.task3_methods), cfg.task3_min_gain)
+    per_locale = task3_choice(task3_figures(args.metrics, cfg.task3_methods), cfg.task3_min_gain,
+                              cfg.task3_min_z)
     choice = {loc: v["method"] for loc, v in per_locale.items()}
-    report["task3"] = {"method": "per locale", "per_locale": per_locale, "min_gain": cfg.task3_min_gain}
+    report["task3"] = {"method": "per locale", "per_locale": per_locale, "min_gain": cfg.task3_min_gain,
+                       "min_z": cfg.task3_min_z}
     for phase in raw.PHASES:
         if not (args.raw / raw.test_file(3, phase)).exists():
             continue

@@ -7,7 +7,11 @@ Validation = the held-out train sessions of data/split/valid (target title = the
 catalogue title). It is an imperfect twin of Task 3, whose targets are products absent from the
 catalogue: the chooser masks the target, and with ``valid_mask`` its near-duplicates, out of its
 valid candidates (titles.chooser.mask_valid) so it does not learn to copy a catalogue neighbour that
-a real test session can never reach.
+a real test session can never reach (``mixed``: the near-duplicates of a share ``new_line_share`` of the
+sessions, as if that share of the targets opened a new product line; ``new_line``: the siblings stay
+and the references of that share are recast as new lines', titles.chooser.new_line_refs).
+``train_mask`` (default: the same) sets the candidates it learns from; ``valid_mask`` those its
+margins, editor and the figures of stage ``choose`` are scored on.
 
 The chooser is learned on the valid split (title sources fitted on the valid history); test
 sessions (datasets task3_phase1/2, in file row order) get candidates from the sources fitted on
@@ -71,20 +75,29 @@ def fit_sources(fold: Fold, items: pl.DataFrame, cfg: tc.ChooserConfig, seed: in
 
 def run_valid(fold: Fold, refs: pl.DataFrame, events: pl.DataFrame, items: pl.DataFrame, titles: pl.DataFrame,
               cfg: tc.ChooserConfig, seed: int) -> tuple[pl.DataFrame, tc.Tuned, dict]:
-    """Learn the chooser on the valid fold; returns the labelled candidates, tuned margins/edits and metrics.
+    """Learn the chooser on the valid fold; returns the labelled candidates to fit the chooser on (those of
+    ``train_mask``), the tuned margins/edits and metrics.
 
     ``metrics["per_locale"]``: per locale the BLEU of the last title, the chooser (margins, no edits) and
-    the chooser with edits on the same sessions, for the ``choose`` stage.
+    the chooser with edits on the same sessions, and the bootstrap spread of the two gains over the last
+    title (``<method>_gain_sd``, tc.gain_sd), for the ``choose`` stage.
     """
+    learn_refs = refs
+    if "new_line" in (cfg.valid_mask, cfg.train_mask or cfg.valid_mask):
+        lines = tc.new_line_refs(refs, titles, items, cfg.new_line_share, cfg.family_tokens)
+        learn_refs = lines if (cfg.train_mask or cfg.valid_mask) == "new_line" else refs
+        refs = lines if cfg.valid_mask == "new_line" else refs
     base = last_titles(refs, events, items)
     metrics: dict = {"n_sessions": refs.height,
                      "last_title": bleu(base["next_item_title"].to_list(), refs["ref_title"].to_list())}
     cands = candidate_titles(refs.select("session", "locale"), events, fit_sources(fold, items, cfg, seed),
                              items, titles, cfg.max_session_items)
-    cands = tc.mask_valid(cands, refs, cfg.valid_mask, cfg.family_tokens)
-    labelled = tc.label(cands, refs.select("session", "ref"), cfg.label)
+    # The chooser learns on train_mask's candidates and references; validation scores it on valid_mask's.
+    masks = ((cfg.train_mask or cfg.valid_mask, learn_refs), (cfg.valid_mask, refs))
+    learn, labelled = (tc.label(tc.mask_valid(cands, r, mask, cfg.family_tokens, cfg.new_line_share),
+                                r.select("session", "ref"), cfg.label) for mask, r in masks)
     metrics["candidates_per_session"] = labelled.height / max(refs.height, 1)
-    oof = tc.out_of_fold(labelled, cfg, seed)
+    oof = tc.out_of_fold(learn, cfg, seed, labelled)
     ref_of = refs.select("session", "ref")
     fallback = refs.select("session", "locale").join(
         base.select("session", fb=tokens(base["next_item_title"])), on="session", maintain_order="left")
@@ -125,12 +138,16 @@ def run_valid(fold: Fold, refs: pl.DataFrame, events: pl.DataFrame, items: pl.Da
     columns = {"last_title": hyps(base.select("session", tokens=tokens(base["next_item_title"]))),
                "chooser": hyps(choice), "chooser_edited": hyps(edited, "edited")}
     for locale in sorted(refs["locale"].unique().to_list()):
-        per_locale[locale] = {name: tc.corpus_bleu_of(*frame.filter(pl.col("locale") == locale)
-                                                      .select("hyp", "ref").get_columns())
-                              for name, frame in columns.items()}
+        parts = {name: frame.filter(pl.col("locale") == locale) for name, frame in columns.items()}
+        per_locale[locale] = {name: tc.corpus_bleu_of(part["hyp"], part["ref"])
+                              for name, part in parts.items()}
+        # How far each gain over the last title may be from the truth, for stage choose's task3_min_z.
+        per_locale[locale] |= {f"{name}_gain_sd": tc.gain_sd(parts[name]["hyp"], parts["last_title"]["hyp"],
+                                                              parts["last_title"]["ref"], seed)
+                               for name in ("chooser", "chooser_edited")}
         per_locale[locale] |= {"n": int((refs["locale"] == locale).sum()), **margin_figures.get(locale, {})}
     metrics["per_locale"] = per_locale
-    return labelled, tc.Tuned(margins, edits), metrics
+    return learn, tc.Tuned(margins, edits), metrics
 
 
 def departures(choice: pl.DataFrame, best: pl.DataFrame, fallback: pl.DataFrame,

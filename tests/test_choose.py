@@ -37,6 +37,18 @@ def test_task3_choice_takes_the_largest_gain_over_the_last_title_per_locale():
     assert choose.task3_choice(figures, min_gain=0.06)["DE"]["method"] == choose.LAST_TITLE
 
 
+def test_task3_choice_wants_a_gain_beyond_its_bootstrap_spread():
+    """min_z: a gain within min_z standard deviations of zero is not trusted; the next method may be."""
+    figures = {"task3_chooser": {"DE": {"bleu": 0.20, "last_title": 0.15, "n": 100, "gain_sd": 0.03}},
+               "task3_mt5_fallback": {"DE": {"bleu": 0.18, "last_title": 0.15, "n": 100, "gain_sd": 0.01}}}
+    assert choose.task3_choice(figures, 0.0, 1.0)["DE"]["method"] == "task3_chooser"
+    assert choose.task3_choice(figures, 0.0, 2.0)["DE"]["method"] == "task3_mt5_fallback"
+    assert choose.task3_choice(figures, 0.0, 4.0)["DE"]["method"] == choose.LAST_TITLE
+    # figures without a spread (gain_sd absent) count as exact
+    del figures["task3_chooser"]["DE"]["gain_sd"]
+    assert choose.task3_choice(figures, 0.0, 4.0)["DE"]["method"] == "task3_chooser"
+
+
 def test_combine_by_locale_takes_each_row_from_its_locales_method():
     locales = ["DE", "UK", "DE", "JP"]
     frames = {name: pl.DataFrame({"locale": locales, "next_item_title": [f"{name}{i}" for i in range(4)]})

@@ -124,7 +124,7 @@ def chooser_config(**overrides) -> tc.ChooserConfig:
 
 
 def test_chooser_beats_last_title(world):
-    cfg = chooser_config(n_estimators=60, num_leaves=15)
+    cfg = chooser_config(n_estimators=60, num_leaves=15, valid_mask="family")
     titles = item_titles(world["items"])
     refs = task3.valid_references(world["queries"], world["valid_targets"], titles)
     fold = task3.Fold(refs.select("session", "locale"), world["history"])
@@ -136,8 +136,10 @@ def test_chooser_beats_last_title(world):
     assert metrics["chooser"] > metrics["last_title"] + 0.02, metrics
     assert metrics["chooser_edited"] >= metrics["chooser"] - 1e-9
     assert metrics["oracle_candidate"] >= metrics["chooser"]
+    assert all(v["chooser_gain_sd"] > 0 and v["chooser_edited_gain_sd"] > 0
+               for v in metrics["per_locale"].values())
     # valid_mask family: no candidate of the target's family is left to depart to
-    assert cfg.valid_mask == "family" and metrics["departures"]["to_target_family"] == 0.0
+    assert metrics["departures"]["to_target_family"] == 0.0
     assert metrics["chooser_without_target_family"] == pytest.approx(metrics["chooser"])
     assert 0 < metrics["departures"]["to_own_items"] <= metrics["departures"]["departed"] <= 1
     # Test-side prediction: every session gets a title, in input order, deterministically.
@@ -294,6 +296,27 @@ def test_mt5_fallback_combination():
     assert metrics["per_locale"]["DE"]["mt5"] > metrics["per_locale"]["DE"]["last_title"]
 
 
+def test_train_mask_teaches_on_one_mask_and_scores_on_another(world):
+    """train_mask item, valid_mask family: the chooser learns from the target's siblings, validation (margins,
+    choose's figures) never offers them."""
+    cfg = chooser_config(n_estimators=20, num_leaves=7, train_mask="item", valid_mask="family")
+    titles = item_titles(world["items"])
+    refs = task3.valid_references(world["queries"], world["valid_targets"], titles)
+    fold = task3.Fold(refs.select("session", "locale"), world["history"])
+    learn, _, metrics = task3.run_valid(fold, refs, world["events"], world["items"], titles, cfg, seed=3)
+    family = dataclasses.replace(cfg, train_mask="")
+    _, _, same = task3.run_valid(fold, refs, world["events"], world["items"], titles, family, seed=3)
+    # the learning set keeps the siblings the family mask drops
+    assert learn.height / refs.height > same["candidates_per_session"]
+    assert metrics["candidates_per_session"] == same["candidates_per_session"]
+    assert metrics["departures"]["to_target_family"] == 0.0
+    assert set(metrics["per_locale"]) == set(same["per_locale"])
+    # new_line: every reference recast as a new line's, so the last title matches less of it
+    lines = dataclasses.replace(cfg, valid_mask="new_line", new_line_share=1.0)
+    _, _, recast = task3.run_valid(fold, refs, world["events"], world["items"], titles, lines, seed=3)
+    assert recast["last_title"] < same["last_title"]
+
+
 def test_valid_mask_drops_what_a_new_product_has_no_twin_of():
     """item: the target; title: and its title's other items; family: and titles opening like it.
     Own items stay."""
@@ -309,7 +332,57 @@ def test_valid_mask_drops_what_a_new_product_has_no_twin_of():
     cands = cands.with_columns(tokens=pl.col("title").str.split(" "))
     refs = pl.DataFrame({"session": [7], "target": [1], "ref": [rows[1][2].split(" ")]},
                         schema_overrides={"session": pl.Int32, "target": pl.Int32})
-    kept = {mode: tc.mask_valid(cands, refs, mode, 4)["item"].to_list() for mode in tc.VALID_MASKS}
+    kept = {mode: tc.mask_valid(cands, refs, mode, 4)["item"].to_list()
+            for mode in ("item", "title", "family")}
     assert kept == {"item": [0, 2, 3, 4, 5], "title": [0, 3, 4, 5], "family": [0, 4, 5]}
+    # mixed: family on the new-line share of the sessions, item on the rest
+    for share, expected in ((0.0, kept["item"]), (1.0, kept["family"])):
+        assert tc.mask_valid(cands, refs, "mixed", 4, share)["item"].to_list() == expected
     with pytest.raises(ValueError, match="valid_mask"):
         chooser_config(valid_mask="brand")
+    with pytest.raises(ValueError, match="train_mask"):
+        chooser_config(train_mask="brand")
+    with pytest.raises(ValueError, match="new_line_share"):
+        chooser_config(new_line_share=1.5)
+
+
+def test_new_line_refs_recast_the_family_only_words():
+    """A new line of its brand keeps the words other families of the brand hold and loses its family's own."""
+    titles = pl.DataFrame({"item": [1, 2, 3, 4],
+                           "title": ["acme red shoe sport blue 9", "acme red shoe sport green 7",
+                                     "acme tall boot sport blue 9", "zeta red cup"]},
+                          schema_overrides={"item": pl.Int32})
+    titles = titles.with_columns(tokens=pl.col("title").str.split(" "))
+    items = pl.DataFrame({"item": [1, 2, 3, 4], "locale": ["DE"] * 4,
+                          "brand": ["Acme", "Acme", "Acme", None]}, schema_overrides={"item": pl.Int32})
+    refs = pl.DataFrame({"session": [5], "locale": ["DE"], "target": [1], "ref_title": [titles["title"][0]],
+                         "ref": [titles["tokens"][0]]},
+                        schema_overrides={"session": pl.Int32, "target": pl.Int32})
+    new = tc.new_line_refs(refs, titles, items, 1.0, 4)
+    x = tc.NEW_TOKEN
+    assert new["ref"].to_list() == [["acme", f"{x}red", f"{x}shoe", "sport", "blue", "9"]]
+    assert new["ref_title"].to_list() == [" ".join(new["ref"][0])]
+    assert tc.new_line_refs(refs, titles, items, 0.0, 4).equals(refs)
+
+
+def test_mixed_mask_masks_a_share_of_the_sessions_as_new_lines():
+    """Sessions of new_line(share) lose the target's family, the others only the target, in candidate
+    order."""
+    n = 2000
+    sessions = list(range(n))
+    cands = pl.DataFrame({"session": [s for s in sessions for _ in range(3)],
+                          "item": [i for _ in sessions for i in (0, 1, 2)],
+                          "si_in_session": [0] * (3 * n),
+                          "tokens": [t for _ in sessions for t in (["a", "b", "c", "d", "x"],
+                                                                     ["a", "b", "c", "d", "y"], ["z"])]},
+                         schema_overrides={"session": pl.Int32, "item": pl.Int32, "si_in_session": pl.Int8})
+    refs = pl.DataFrame({"session": sessions, "target": [0] * n, "ref": [["a", "b", "c", "d", "x"]] * n},
+                        schema_overrides={"session": pl.Int32, "target": pl.Int32})
+    out = tc.mask_valid(cands, refs, "mixed", 4, 0.3)
+    per = out.group_by("session").agg(pl.col("item"))
+    lines = refs.filter(tc.new_line(0.3))["session"]
+    assert 0.25 < lines.len() / n < 0.35
+    assert per.filter(pl.col("session").is_in(lines.implode()))["item"].to_list() == [[2]] * lines.len()
+    others = per.filter(~pl.col("session").is_in(lines.implode()))
+    assert others["item"].to_list() == [[1, 2]] * (n - lines.len())
+    assert out["session"].is_sorted()

@@ -16,7 +16,12 @@ features; here:
 Real Task 3 targets are products absent from the catalogue, while a held-out train session's
 target is a catalogue item that a source may propose verbatim, or as a sibling that differs in a
 colour or a size. ``valid_mask`` (mask_valid()) removes from the valid candidates what a new product
-could not have in the catalogue, so the chooser learns, and validation scores, as on the test.
+could not have in the catalogue, so the chooser learns, and validation scores, as on the test. A new
+product is either a new variant of a catalogue family (its siblings are there) or a new product line
+(they are not); ``mixed`` masks a share ``family_share`` of the valid sessions as new lines and the rest
+as new variants, so validation weighs both; ``new_line`` keeps the siblings as candidates and recasts
+the reference of that share as a new line's (new_line_refs()); ``train_mask`` may teach the chooser on
+another mask than the one validation scores it on.
 
 Frames: ``cands`` has session, item, locale, title, tokens and the feature columns; a ``choice``
 frame has session, tokens (the chosen title's 13a tokens), title, locale.
@@ -29,14 +34,21 @@ from dataclasses import dataclass
 from typing import Any
 
 import lightgbm as lgb
+import numpy as np
 import polars as pl
 
 from titles.features import columns
 from titles.text import MAX_ORDER, STAT_COLUMNS, bleu_stats, corpus_bleu, reference_grams, sentence_bleu
 
+# A new product line's own words get this prefix: letters only, so 13a tokenization keeps them whole, and no
+# catalogue title holds a token that starts with it.
+NEW_TOKEN = "newlinex"
+_SEP = "\x1f"
+
 log = logging.getLogger(__name__)
 
-VALID_MASKS = ("item", "title", "family")
+VALID_MASKS = ("item", "title", "family", "mixed", "new_line")
+
 
 @dataclass(frozen=True)
 class ChooserConfig:
@@ -44,7 +56,9 @@ class ChooserConfig:
 
     max_session_items: int         # most recent distinct items of the session kept as candidates
     sources: dict[str, dict[str, Any]]  # title sources: name -> {type, k, knobs} (titles.candidates)
-    valid_mask: str                # valid candidates dropped: item | title | family (mask_valid)
+    valid_mask: str                # valid candidates dropped: item | title | family | mixed | new_line
+    new_line_share: float          # mixed, new_line: the share of valid sessions whose target is a new line
+    train_mask: str                # the chooser learns on this mask ("" = valid_mask); valid_mask scores it
     family_tokens: int             # family: the leading title tokens a near-duplicate shares with the target
     label: str                     # regression label: gain (first-order corpus BLEU gain) | sentence
     folds: int                     # session folds for the out-of-fold validation choices
@@ -61,8 +75,12 @@ class ChooserConfig:
     drop_tail_min: tuple[int, ...]  # drop_tail keeps at least this many tokens (0 = off)
 
     def __post_init__(self) -> None:
-        if self.valid_mask not in VALID_MASKS:
-            raise ValueError(f"valid_mask must be one of {VALID_MASKS}, got {self.valid_mask!r}")
+        masks = (("valid_mask", self.valid_mask), ("train_mask", self.train_mask or self.valid_mask))
+        for knob, mask in masks:
+            if mask not in VALID_MASKS:
+                raise ValueError(f"{knob} must be one of {VALID_MASKS}, got {mask!r}")
+        if not 0 <= self.new_line_share <= 1:
+            raise ValueError(f"new_line_share must lie in [0, 1], got {self.new_line_share!r}")
         if self.label not in ("gain", "sentence"):
             raise ValueError(f"label must be 'gain' or 'sentence', got {self.label!r}")
 
@@ -85,7 +103,51 @@ class Tuned:
 
 # -------------------------------------------------------------------------------------------- chooser
 
-def mask_valid(cands: pl.DataFrame, refs: pl.DataFrame, mode: str, family_tokens: int) -> pl.DataFrame:
+def new_line(share: float) -> pl.Expr:
+    """Whether a valid session counts as one whose target opens a new product line: a hashed share
+    ``share`` of the session ids, independent of the out-of-fold folds (another hash)."""
+    return ((pl.col("session").cast(pl.Int64) * 2246822519) % 2**32) < share * 2**32
+
+
+def new_line_refs(refs: pl.DataFrame, titles: pl.DataFrame, items: pl.DataFrame, share: float,
+                  family_tokens: int) -> pl.DataFrame:
+    """``refs`` where the targets of new_line(share) become new product lines of their brand.
+
+    A new line keeps its brand's and its category's words (brand, noun, colours, sizes) and brings model
+    words and a model code no catalogue title holds. Here: each token of such a target's title that no other
+    family of its brand (items.brand, else the title's first token) holds in its locale, i.e. a token of the
+    family alone, is replaced by one no title holds. The siblings stay candidates: they now match the brand
+    and category words only, as a catalogue family matches a new line of its brand.
+
+    Args:
+        refs: session, locale, target, ref_title, ref (valid_references()). titles: item_titles().
+        items: item, locale, brand. family_tokens: a family = the titles opening with the same tokens.
+    Returns ``refs`` with ``ref`` (and ``ref_title``, its tokens space-joined) recast on those sessions.
+    """
+    brand = pl.coalesce(pl.col("brand"), pl.col("tokens").list.first())
+    if "brand" not in items.columns:
+        items = items.with_columns(brand=pl.lit(None, pl.String))
+    catalogue = (titles.join(items.select("item", "locale", "brand"), on="item")
+                 .select("locale", brand=brand, tok=pl.col("tokens").list.unique(),
+                         family=pl.col("tokens").list.head(family_tokens).list.join(_SEP)).explode("tok")
+                 .group_by("locale", "brand", "tok").agg(families=pl.col("family").n_unique()))
+    lines = (refs.filter(new_line(share)).select("session", "locale", tokens="ref", item="target")
+             .join(items.select("item", "brand"), on="item", how="left")
+             .select("session", "locale", brand=brand, tok="tokens"))
+    long = (lines.with_row_index("_r").explode("tok").with_columns(_j=pl.int_range(pl.len()).over("_r"))
+            .join(catalogue, on=["locale", "brand", "tok"], how="left", maintain_order="left")
+            .with_columns(tok=pl.when(pl.col("families") == 1).then(pl.lit(NEW_TOKEN) + pl.col("tok"))
+                          .otherwise(pl.col("tok")))
+            .sort("_r", "_j").group_by("session", maintain_order=True).agg(_new=pl.col("tok")))
+    return (refs.join(long, on="session", how="left", maintain_order="left")
+            .with_columns(ref=pl.coalesce("_new", "ref"),
+                          ref_title=pl.when(pl.col("_new").is_not_null()).then(pl.col("_new").list.join(" "))
+                          .otherwise(pl.col("ref_title")))
+            .drop("_new"))
+
+
+def mask_valid(cands: pl.DataFrame, refs: pl.DataFrame, mode: str, family_tokens: int,
+               family_share: float = 0.0) -> pl.DataFrame:
     """The valid candidates a session whose next product is new could also be offered.
 
     A Task 3 target is absent from the catalogue, so on the test no candidate is the target and no
@@ -97,9 +159,20 @@ def mask_valid(cands: pl.DataFrame, refs: pl.DataFrame, mode: str, family_tokens
     Args:
         cands: candidate_titles() of the valid sessions. refs: session, target, ref (target tokens).
         mode: ``item``: drop the target item; ``title``: and every candidate with the target's title;
-            ``family``: and every candidate whose first ``family_tokens`` tokens are the target's.
+            ``family``: and every candidate whose first ``family_tokens`` tokens are the target's;
+            ``mixed``: ``family`` on the sessions of new_line(family_share), ``item`` on the others;
+            ``new_line``: ``item`` (the references of new lines are recast instead, new_line_refs()).
             The session's own items stay in every mode (a test session holds them too).
     """
+    if mode == "new_line":
+        mode = "item"
+    if mode == "mixed":
+        lines = new_line(family_share)
+        parts = [(refs.filter(lines), "family"), (refs.filter(~lines), "item")]
+        # Candidates are sorted by session, then candidate order: a stable sort puts the two parts back.
+        return pl.concat([mask_valid(cands.join(part.select("session"), on="session", maintain_order="left"),
+                                     part, single, family_tokens) for part, single in parts]
+                         ).sort("session", maintain_order=True)
     out = cands.join(refs.select("session", item="target"), on=["session", "item"], how="anti")
     if mode == "item":
         return out
@@ -162,14 +235,17 @@ def predict(model: lgb.Booster, cands: pl.DataFrame) -> pl.DataFrame:
     return cands.with_columns(pred=pl.Series(model.predict(x), dtype=pl.Float64))
 
 
-def out_of_fold(train: pl.DataFrame, cfg: ChooserConfig, seed: int) -> pl.DataFrame:
-    """``train`` with ``pred`` from models that never saw the session (folds by session id)."""
+def out_of_fold(train: pl.DataFrame, cfg: ChooserConfig, seed: int,
+                evaluate: pl.DataFrame | None = None) -> pl.DataFrame:
+    """``evaluate`` (default ``train``) with ``pred`` from models fitted on ``train``'s sessions of the other
+    folds (folds by session id), so no model predicts a session it saw."""
+    evaluate = train if evaluate is None else evaluate
     # A multiplicative hash of the id, so the folds do not follow any pattern in the session ids.
     fold = (((pl.col("session").cast(pl.Int64) * 2654435761) % 2**32) // 2**16) % cfg.folds
     parts = []
     for k in range(cfg.folds):
         model = fit(train.filter(fold != k), cfg, seed)
-        parts.append(predict(model, train.filter(fold == k)))
+        parts.append(predict(model, evaluate.filter(fold == k)))
     return pl.concat(parts).sort("session", maintain_order=True)
 
 
@@ -318,6 +394,24 @@ def tune_edits(choice: pl.DataFrame, ref: pl.Series, cfg: ChooserConfig) -> tupl
         current = swapped(trim[locale])
     steps["trim"] = corpus_bleu(current)
     return Edits(trim=trim, drop_tail_min=best_min), steps
+
+
+def gain_sd(hyp_tokens: pl.Series, base_tokens: pl.Series, ref_tokens: pl.Series, seed: int,
+            draws: int = 200) -> float:
+    """The standard deviation of the corpus-BLEU gain of ``hyp`` over ``base`` (0-1) across ``draws``
+    paired bootstrap resamples of the sessions: how far a validation gain on them may lie from the truth."""
+    if ref_tokens.len() == 0:
+        return 0.0
+    ref_grams = reference_grams(ref_tokens)
+    stats = [bleu_stats(h, ref_tokens, ref_grams).select(STAT_COLUMNS).to_numpy()
+             for h in (hyp_tokens, base_tokens)]
+    rng = np.random.default_rng(seed)
+    gains = []
+    for _ in range(draws):
+        idx = rng.integers(0, ref_tokens.len(), ref_tokens.len())
+        one, two = (pl.DataFrame([s[idx].sum(axis=0)], schema=STAT_COLUMNS, orient="row") for s in stats)
+        gains.append(corpus_bleu(one) - corpus_bleu(two))
+    return float(np.std(gains))
 
 
 def corpus_bleu_of(hyp_tokens: pl.Series, ref_tokens: pl.Series) -> float:
