@@ -581,8 +581,37 @@ def page_encoders(results: Path) -> str | None:
                 if record.get("pipeline")
                 else []
             ),
+            *_ranker_ablation(results),
         ]
     )
+
+
+def _ranker_ablation(results: Path) -> list[str]:
+    """encoders.md's section of ranker_ablation.json: the ranker retrained on the same union's features."""
+    record = load("ranker_ablation.json", results)
+    if not record:
+        return []
+    rows = [
+        (
+            r["label"],
+            r["workspace"],
+            f"`{r['drop']}` ({len(r['dropped'])} columns)".replace("|", "\\|") if r["drop"] else "-",
+            " ".join(f"`{k}={v}`" for k, v in (r.get("overrides") or {}).items()) or "-",
+            f"{mrr(r['task2_phase1']['mrr@100'])} / {mrr(r['task2_phase1']['recall@100'])}",
+            ", ".join(str(v) for v in r["best_iteration"].values()),
+            num(r.get("seconds")),
+            code(r.get("code")),
+        )
+        for r in record["runs"]
+    ]
+    return [
+        "## The ranker on the same union (`benchmarks/results/ranker_ablation.json`)",
+        "`python benchmarks/ranker_ablation.py`: the ranker retrained as stage train_ranker trains it on a "
+        "finished real workspace's features, without the columns matching a pattern or with other ranker "
+        "knobs, and scored on task 2 phase 1: what the encoders' *features* add to the same candidates.",
+        table(("run", "workspace", "dropped", "ranker knobs", "task2_phase1 MRR / Recall@100",
+               "best iteration", "seconds", "code"), rows),
+    ]
 
 
 # The published best encoder alone on the real task2_phase1 (encoders.json, full budget): issue 32's 0.8x bar.
@@ -862,7 +891,7 @@ PAGES = (
     ),
     Page("transfer.md", ("task2_transfer.json",), page_transfer),
     Page("distributed.md", ("distributed.json",), page_distributed),
-    Page("encoders.md", ("encoders.json",), page_encoders),
+    Page("encoders.md", ("encoders.json", "ranker_ablation.json"), page_encoders),
     Page("paper_baselines.md", ("paper_baselines.json",), page_paper_baselines),
     Page("task3_worlds.md", ("task3_worlds.json",), page_task3_worlds),
     Page(
