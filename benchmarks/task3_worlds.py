@@ -83,22 +83,22 @@ def world_data(name: str, knobs: dict, scale: float, seed: int,
     return raw_dir, prepared, folds
 
 
-def run_world(name: str, knobs: dict, scale: float, seed: int, work: Path, cfg: tc.ChooserConfig) -> dict:
-    start = time.perf_counter()
-    raw_dir, prepared, folds = world_data(name, knobs, scale, seed, work)
+def chooser_run(prepared: prepare.Prepared, folds: dict, cfg: tc.ChooserConfig,
+                choose_cfg: choose.ChooseConfig,
+                seed: int) -> tuple[dict, dict[str, str], dict[int, dict[str, pl.DataFrame]]]:
+    """Stages task3 and choose on one world: the chooser learned on the valid fold, its validation metrics,
+    the per-locale pick, and per test phase each method's titles (locale, next_item_title in the phase's
+    session order): the last title, the chooser, the chooser + edits, and ``published`` (the pick)."""
     items, events = prepared.items, prepared.events
     titles = item_titles(items)
     refs = title_folds.valid_references(folds["valid"].queries, folds["valid"].targets, titles)
     valid = task3.Fold(refs.select("session", "locale"), folds["valid"].history)
     labelled, tuned, metrics = task3.run_valid(valid, refs, events, items, titles, cfg, seed)
     model = tc.fit(labelled, cfg, seed)
-    figures = choose.chooser_figures(metrics)
-    choose_cfg = config.load_section(choose.ChooseConfig, "choose")
-    per_locale = choose.task3_choice(figures, choose_cfg.task3_min_gain, choose_cfg.task3_min_z)
+    per_locale = choose.task3_choice(choose.chooser_figures(metrics), choose_cfg.task3_min_gain,
+                                     choose_cfg.task3_min_z)
     picked = {loc: v["method"] for loc, v in per_locale.items()}
-    out: dict = {"valid": {k: v for k, v in metrics.items() if k != "per_locale"},
-                 "valid_per_locale": metrics["per_locale"], "choose": dataclasses.asdict(choose_cfg),
-                 "choice": picked, "test": {}}
+    tested = {}
     for phase in raw.PHASES:
         fold = task3.Fold(title_folds.test_sessions(prepared.sessions, phase), folds["test"].history)
         ours = task3.predict_test(fold, model, tuned, events, items, titles, cfg, seed)
@@ -107,6 +107,19 @@ def run_world(name: str, knobs: dict, scale: float, seed: int, work: Path, cfg: 
         frames = {m: fold.sessions.select("session", "locale").join(f, on="session", maintain_order="left")
                   .select("locale", "next_item_title") for m, f in frames.items()}
         frames["published"] = choose.combine_by_locale(frames, picked, choose.LAST_TITLE)
+        tested[phase] = frames
+    return metrics, picked, tested
+
+
+def run_world(name: str, knobs: dict, scale: float, seed: int, work: Path, cfg: tc.ChooserConfig) -> dict:
+    start = time.perf_counter()
+    raw_dir, prepared, folds = world_data(name, knobs, scale, seed, work)
+    choose_cfg = config.load_section(choose.ChooseConfig, "choose")
+    metrics, picked, tested = chooser_run(prepared, folds, cfg, choose_cfg, seed)
+    out: dict = {"valid": {k: v for k, v in metrics.items() if k != "per_locale"},
+                 "valid_per_locale": metrics["per_locale"], "choose": dataclasses.asdict(choose_cfg),
+                 "choice": picked, "test": {}}
+    for phase, frames in tested.items():
         gt = raw.read_ground_truth(raw_dir / "gt" / raw.gt_file(3, phase), 3)
         refs_t = gt["next_item_title"].to_list()
         scores = {m: 100 * bleu(f["next_item_title"].to_list(), refs_t) for m, f in frames.items()}

@@ -22,26 +22,22 @@ import dataclasses
 import polars as pl
 import pytest
 
+from benchmarks.task3_worlds import WORLDS, chooser_run
 from candidates.union import with_defaults
 from core import raw
 from core.metrics import bleu
-from pipeline import choose, prepare, split, synthetic, task3
+from pipeline import choose, prepare, split, synthetic
 from tests._params import section, source_defaults, synthetic_config
 from tests.conftest import SEED, TINY_SCALE
 from titles import chooser as tc
-from titles import folds as title_folds
-from titles.last_title import last_titles
-from titles.text import item_titles
 
-WORLD2 = {"title_layout": "brand_words_colour_model", "model_code_share": 1.0, "word_long_share": 0.7,
-          "word_long_share_jp": 0.8, "n_colours": 30, "task3_new_variant": 0.0, "task3_new_code": 1.0}
 TOLERANCE = 0.001  # 0.1 BLEU on the sacrebleu scale
 
 
 @pytest.fixture(scope="module")
 def world2(tmp_path_factory) -> dict:
     root = tmp_path_factory.mktemp("world2")
-    cfg = dataclasses.replace(synthetic_config(), **WORLD2)
+    cfg = dataclasses.replace(synthetic_config(), **WORLDS["world2"])
     synthetic.generate(root / "raw", scale=TINY_SCALE, seed=SEED, cfg=cfg)
     products, train, tests, _ = prepare.read_raw(root / "raw", "raise")
     prepared = prepare.prepare(products, train, tests)
@@ -62,31 +58,15 @@ def test_world2_titles_follow_the_layout(world2):
 
 
 def test_published_task3_does_not_lose_to_the_last_title(world2):
-    prepared, folds = world2["prepared"], world2["folds"]
-    items, events = prepared.items, prepared.events
     cfg = section(tc.ChooserConfig, "task3.chooser", n_estimators=60)
     cfg = dataclasses.replace(cfg, sources=with_defaults(cfg.sources, source_defaults()))
-    titles = item_titles(items)
-    refs = title_folds.valid_references(folds["valid"].queries, folds["valid"].targets, titles)
-    valid = task3.Fold(refs.select("session", "locale"), folds["valid"].history)
-    labelled, tuned, metrics = task3.run_valid(valid, refs, events, items, titles, cfg, SEED)
-    model = tc.fit(labelled, cfg, SEED)
-    figures = choose.chooser_figures(metrics)
-    cfg_choose = section(choose.ChooseConfig, "choose")
-    per_locale = choose.task3_choice(figures, cfg_choose.task3_min_gain, cfg_choose.task3_min_z)
-    choice = {loc: v["method"] for loc, v in per_locale.items()}
+    metrics, choice, tested = chooser_run(world2["prepared"], world2["folds"], cfg,
+                                          section(choose.ChooseConfig, "choose"), SEED)
     ours_all, last_all, refs_all = [], [], []
-    for phase in raw.PHASES:
-        fold = task3.Fold(title_folds.test_sessions(prepared.sessions, phase), folds["test"].history)
-        ours = task3.predict_test(fold, model, tuned, events, items, titles, cfg, SEED)
-        frames = {choose.LAST_TITLE: last_titles(fold.sessions, events, items),
-                  "task3_chooser_plain": ours["plain"], "task3_chooser": ours["edited"]}
-        frames = {m: fold.sessions.select("session", "locale").join(f, on="session", maintain_order="left")
-                  .select("locale", "next_item_title") for m, f in frames.items()}
-        published = choose.combine_by_locale(frames, choice, choose.LAST_TITLE)
+    for phase, frames in tested.items():
         gt = raw.read_ground_truth(world2["raw"] / "gt" / raw.gt_file(3, phase), 3)
         refs_all += gt["next_item_title"].to_list()
-        ours_all += published["next_item_title"].to_list()
+        ours_all += frames["published"]["next_item_title"].to_list()
         last_all += frames[choose.LAST_TITLE]["next_item_title"].to_list()
     ours_bleu, last_bleu = bleu(ours_all, refs_all), bleu(last_all, refs_all)
     assert ours_bleu >= last_bleu - TOLERANCE, (ours_bleu, last_bleu, choice, metrics["margins"])
