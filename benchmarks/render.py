@@ -582,6 +582,7 @@ def page_encoders(results: Path) -> str | None:
                 else []
             ),
             *_ranker_ablation(results),
+            *_complementarity(results),
         ]
     )
 
@@ -611,6 +612,46 @@ def _ranker_ablation(results: Path) -> list[str]:
         "knobs, and scored on task 2 phase 1: what the encoders' *features* add to the same candidates.",
         table(("run", "workspace", "dropped", "ranker knobs", "task2_phase1 MRR / Recall@100",
                "best iteration", "seconds", "code"), rows),
+    ]
+
+
+def _best_weight(scores: dict[str, float]) -> str:
+    """'MRR (w, gain over w = 0)' of the best weight of a {w: MRR} sweep."""
+    w, best = max(scores.items(), key=lambda kv: (kv[1], -float(kv[0])))
+    return f"{mrr(best)} (w {w}, {best - scores['0.0']:+.4f})"
+
+
+def _complementarity(results: Path) -> list[str]:
+    """encoders.md's section of complementarity.json: what the encoders know that others do not."""
+    record = load("complementarity.json", results)
+    if not record:
+        return []
+    rows = [
+        (
+            r["label"],
+            r["workspace"],
+            r["dataset"],
+            "own" if r["ranker"] == "models/ranker" else f"`{Path(r['ranker']).parent.parent.name}`",
+            mrr(r["on_ranker"]["0.0"]),
+            f"{r['best_source']} {mrr(r['alone'][r['best_source']])}",
+            mrr(r["alone"]["deep_sum"]),
+            _best_weight(r["fusion"]),
+            _best_weight(r["on_ranker"]),
+            code(r.get("code")),
+        )
+        for r in record["runs"]
+    ]
+    return [
+        "## Do the encoders know what the others do not? (`benchmarks/results/complementarity.json`)",
+        "`python benchmarks/complementarity.py`: on a finished workspace's test features, the union "
+        "ranked by the best classical source alone, by the encoders' summed score alone, by reciprocal-"
+        "rank fusion of the two (`1/(60 + r_source) + w/(60 + r_deep)`, best `w`), and by the ranker's "
+        "score plus `w` times the encoders' score (both standardised per session, best `w`; the gain is "
+        "over `w = 0`, the ranker itself). A fusion gain says the encoders know what co-visitation does "
+        "not; a gain on the ranker would say the ranker leaves it unused. The ranker column names the "
+        "workspace whose model scored (own: the workspace's ranker, trained with the encoder features).",
+        table(("run", "workspace", "test file", "ranker", "ranker MRR@100", "best source alone",
+               "encoders alone", "fusion with the source", "ranker + w x encoders", "code"), rows),
     ]
 
 
@@ -891,7 +932,7 @@ PAGES = (
     ),
     Page("transfer.md", ("task2_transfer.json",), page_transfer),
     Page("distributed.md", ("distributed.json",), page_distributed),
-    Page("encoders.md", ("encoders.json", "ranker_ablation.json"), page_encoders),
+    Page("encoders.md", ("encoders.json", "ranker_ablation.json", "complementarity.json"), page_encoders),
     Page("paper_baselines.md", ("paper_baselines.json",), page_paper_baselines),
     Page("task3_worlds.md", ("task3_worlds.json",), page_task3_worlds),
     Page(
