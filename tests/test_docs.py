@@ -95,6 +95,7 @@ def test_encoders_page_only_with_its_record(tmp_path: Path) -> None:
     (results / "encoders.json").write_text(json.dumps({"runs": [ENCODER_RUN]}))
     assert render.stale(docs, readme, results) == [
         f"{docs / 'encoders.md'}: missing",
+        f"{docs / 'paper_baselines.md'}: differs from its records",  # its 0.8x bar reads encoders.json
         f"{docs / 'index.md'}: differs from its records",  # the index lists the new page
     ]
     render.write(docs, readme, results)
@@ -104,6 +105,7 @@ def test_encoders_page_only_with_its_record(tmp_path: Path) -> None:
     (results / "encoders.json").unlink()
     assert render.stale(docs, readme, results) == [
         f"{docs / 'encoders.md'}: should not exist (its records are absent)",
+        f"{docs / 'paper_baselines.md'}: differs from its records",
         f"{docs / 'index.md'}: differs from its records",
     ]
 
