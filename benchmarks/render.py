@@ -699,11 +699,13 @@ def page_paper_baselines(results: Path) -> str | None:
         best = max(r[dataset]["mrr@100"] for r in runs)
         real = dataset == "task2_phase1" and runs[0].get("real_files", False)
         rows = []
-        for r in runs:
+        knobs = [[f"`{k}={v}`" for k, v in (r.get("overrides") or {}).items()] for r in runs]
+        shared = [k for k in knobs[0] if all(k in other for other in knobs)]  # the sweep's common budget
+        for r, own in zip(runs, knobs, strict=True):
             score = r[dataset]["mrr@100"]
             recbole = RECBOLE.get(r["model"]) if real else None
             rows.append((
-                r["model"],
+                " ".join([r["model"], *(k for k in own if k not in shared)]),
                 _split_scores(r[dataset]),
                 _split_scores(r[dataset].get("cold")),
                 _split_scores(r[dataset].get("warm")),
@@ -717,7 +719,7 @@ def page_paper_baselines(results: Path) -> str | None:
                 f"{score / best:.2f}" + (f" / {score / best_full:.2f}" if real and best_full else ""),
                 code(r.get("code")),
             ))
-        overrides = " ".join(f"`{k}={v}`" for k, v in (runs[0].get("overrides") or {}).items()) or "none"
+        overrides = " ".join(shared) or "none"
         parts += [
             f"## `{label}`: {dataset}, workspace `{workspace}`, overrides {overrides}",
             table(("model", f"{dataset} MRR / Recall@100 (n)", "cold", "warm", "rare (<= 5 views)",
