@@ -76,7 +76,6 @@ def main() -> None:
     args = parser.parse_args()
     setup_logging()
     parts = part_paths(args.features)
-    catalogue = submission.load_catalogue(args.raw)
     if args.model and engine.engine() == "dask":  # the workers read the test sessions; nothing here grows
         from pipeline.engine import predict as dask_predict
         from pipeline.engine.store import url
@@ -86,8 +85,9 @@ def main() -> None:
                                        queries=url(args.splitdir / "test" / "queries.parquet"),
                                        items=url(args.prepared / "items.parquet"))
             dask_predict.predict(engine.dask_config(), parts, model_ranker(args.model), paths, args.raw,
-                                 args.out, catalogue)
+                                 args.out)
         return
+    catalogue = submission.load_catalogue(args.raw)
     items = pl.read_parquet(args.prepared / "items.parquet")
     history = pl.read_parquet(args.splitdir / "test" / "history.parquet")
     queries = pl.read_parquet(args.splitdir / "test" / "queries.parquet").filter(

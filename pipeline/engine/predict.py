@@ -1,7 +1,7 @@
 """Stage ``predict`` on Dask: the workers rank, complete and write the submission rows; the driver streams
 them into the submission files.
 
-    written = predict(dask_cfg, parts, rank, Paths(...), raw_dir, out_dir, catalogue)   # predict's files
+    written = predict(dask_cfg, parts, rank, Paths(...), raw_dir, out_dir)   # predict's files
 
 One task per feature part (a chunk of query sessions, ``features.chunk_sessions``): it reads the part and
 scores it with ``rank`` (shipped once), keeps the top ``K`` per session (``pipeline.ranking.ranked_top``),
@@ -14,10 +14,10 @@ first from the queries' first id, the last to their last id), so a query session
 still filled, and its range is a run of consecutive test-file rows of each dataset (sessions are numbered
 in file order: pipeline/prepare.py).
 
-The driver holds the two ids of each part (footer statistics), the catalogue (one row per product, the
-validator's), one dataset's test locales, and one part's rows at a time: ``core.submission.write_pieces``
-validates each piece and writes row groups of ``ROW_GROUP_ROWS`` rows, the bytes ``submission.write``
-writes from the whole frame on one machine.
+The driver holds the two ids of each part (footer statistics), the catalogue's (id, locale) pairs (the
+validator's; read from products_train.csv on a worker), one dataset's test locales, and one part's rows
+at a time: ``core.submission.write_pieces`` validates each piece and writes row groups of
+``ROW_GROUP_ROWS`` rows, the bytes ``submission.write`` writes from the whole frame on one machine.
 """
 
 from __future__ import annotations
@@ -108,12 +108,13 @@ def _pieces(out: str, dataset: str, tasks: list[tuple[int, tuple[int, int, int]]
 
 
 def predict(dcfg: DaskConfig, parts: list[Path], rank: Callable[[pl.DataFrame], pl.DataFrame], paths: Paths,
-            raw_dir: Path, out_dir: Path, catalogue: pl.DataFrame) -> list[Path]:
+            raw_dir: Path, out_dir: Path) -> list[Path]:
     """``pipeline.predict``'s ranker submissions from the feature ``parts`` on the cluster of ``dcfg``:
     one file per task 1/2 dataset of the queries, written under ``out_dir``; the paths written."""
     tasks = task_ranges(parts, paths.queries)
     written: list[Path] = []
     with dask_client(dcfg) as client, scratch(dcfg, "predict") as root:
+        catalogue_f = client.submit(submission.load_catalogue, store.url(raw_dir), pure=False)
         ranges = id_ranges(paths.history, n_workers(client) * dcfg.partitions_per_worker)
         counts = [client.submit(_counts, paths.history, lo, hi, pure=False) for lo, hi in ranges]
         popular = client.submit(_popularity, paths.items, *counts, pure=False)
@@ -125,7 +126,8 @@ def predict(dcfg: DaskConfig, parts: list[Path], rank: Callable[[pl.DataFrame], 
         for n, rows in enumerate(client.gather(futures)):
             for dataset, info in rows.items():
                 done.setdefault(dataset, []).append((n, info))
-        del counts, popular, ids, futures  # the workers' copies go
+        catalogue = catalogue_f.result()
+        del counts, popular, ids, futures, catalogue_f  # the workers' copies go
         for dataset in sorted(done):
             task, phase = int(dataset[4]), int(dataset[-1])
             path = submission.submission_path(out_dir, task, phase)
