@@ -14,7 +14,7 @@ first from the queries' first id, the last to their last id), so a query session
 still filled, and its range is a run of consecutive test-file rows of each dataset (sessions are numbered
 in file order: pipeline/prepare.py).
 
-The driver holds the two ids of each part (footer statistics), the catalogue's (id, locale) pairs (the
+The driver holds the last session id of each part, the catalogue's (id, locale) pairs (the
 validator's; read from products_train.csv on a worker), one dataset's test locales, and one part's rows
 at a time: ``core.submission.write_pieces`` validates each piece and writes row groups of
 ``ROW_GROUP_ROWS`` rows, the bytes ``submission.write`` writes from the whole frame on one machine.
@@ -84,7 +84,7 @@ def _rows(paths: Paths, part: str | None, lo: int, hi: int, rank: Callable[[pl.D
 
 def task_ranges(parts: list[Path], queries: str) -> list[tuple[str | None, int, int]]:
     """(part, lo, hi) per task: part ``i``'s sessions and the query sessions after part ``i - 1``'s; the
-    driver reads each part's first and last session id (footer statistics), never the ids."""
+    driver keeps each part's last session id, never the ids."""
     [(first, last)] = id_ranges(queries, 1) or [(None, None)]
     if first is None:
         return []
