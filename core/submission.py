@@ -4,10 +4,19 @@ Tasks 1/2: columns ``locale`` (string) and ``next_item_prediction`` (list of str
 test row in test-file order, each list exactly 100 distinct ids of that row's locale catalogue.
 Task 3: ``locale`` and ``next_item_title`` (non-null string). The writer validates first and
 writes atomically with pyarrow, so an invalid or half-written file never lands.
+
+    write(frame, path, task, test_locales, catalogue)            # one frame: the whole file
+    write_pieces(frames, path, task, test_locales, catalogue)    # consecutive test rows, piece by piece
+
+Both write row groups of ``ROW_GROUP_ROWS`` rows (a file up to that size is one row group, as
+``pq.write_table`` writes it), so the same rows give the same bytes however they arrive, and
+``write_pieces`` holds at most one row group and one piece: the Dask predict path assembles a
+submission from the parts its workers wrote without holding the whole file.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 import polars as pl
@@ -20,6 +29,9 @@ from core.io import atomic_path
 N_PREDICTIONS = 100
 COLUMNS = {1: ("locale", "next_item_prediction"), 2: ("locale", "next_item_prediction"),
            3: ("locale", "next_item_title")}
+# Rows per parquet row group: what a writer holds before writing. A file up to this size is one row
+# group, as pq.write_table wrote every file before (the default synthetic run's largest: 6,339 rows).
+ROW_GROUP_ROWS = 1 << 14
 
 
 class SubmissionError(StageError, ValueError):
@@ -50,14 +62,26 @@ def _fail(name: str, row: int | None, message: str) -> None:
 def validate(frame: pl.DataFrame, task: int, test_locales: pl.Series, catalogue: pl.DataFrame | None,
              name: str = "submission") -> None:
     """Raise SubmissionError on the first problem found; ``catalogue`` is needed for tasks 1/2."""
+    _check_columns(frame, task, name)
+    if frame.height != len(test_locales):
+        _fail(name, None, f"{frame.height} rows, the test file has {len(test_locales)}")
+    _validate_rows(frame, task, test_locales, catalogue, name, 0)
+
+
+def _check_columns(frame: pl.DataFrame, task: int, name: str) -> None:
     expected = COLUMNS[task]
     if tuple(frame.columns) != expected:
         _fail(name, None, f"columns {frame.columns}, expected exactly {list(expected)}")
-    if frame.height != len(test_locales):
-        _fail(name, None, f"{frame.height} rows, the test file has {len(test_locales)}")
+
+
+def _validate_rows(frame: pl.DataFrame, task: int, test_locales: pl.Series, catalogue: pl.DataFrame | None,
+                   name: str, offset: int) -> None:
+    """:func:`validate` past the column and row-count checks: ``frame`` holds the test rows ``offset``,
+    ``offset + 1``, ... (their locales ``test_locales``); errors name the row in the whole file."""
     if frame.schema["locale"] != pl.String:
         _fail(name, None, f"column 'locale' is {frame.schema['locale']}, expected String")
-    rows = frame.with_row_index("_row").with_columns(_expected=test_locales.alias("_expected"))
+    rows = frame.with_row_index("_row", offset=offset).with_columns(
+        _expected=test_locales.alias("_expected"))
     wrong_locale = rows.filter(pl.col("locale").is_null() | (pl.col("locale") != pl.col("_expected")))
     if wrong_locale.height:
         first = wrong_locale.row(0, named=True)
@@ -101,11 +125,66 @@ def validate(frame: pl.DataFrame, task: int, test_locales: pl.Series, catalogue:
 
 
 def write(frame: pl.DataFrame, path: str | Path, task: int, test_locales: pl.Series,
-          catalogue: pl.DataFrame | None) -> None:
+          catalogue: pl.DataFrame | None, row_group_rows: int | None = None) -> None:
     """Validate, then write ``frame`` to ``path`` atomically with pyarrow."""
     validate(frame, task, test_locales, catalogue, name=str(path))
+    _write_rows([frame], path, row_group_rows)
+
+
+def write_pieces(frames: Iterable[pl.DataFrame], path: str | Path, task: int, test_locales: pl.Series,
+                 catalogue: pl.DataFrame | None, row_group_rows: int | None = None) -> int:
+    """:func:`write` of the concatenation of ``frames`` (consecutive test rows, in file order), each
+    validated as it arrives: the same checks, the same bytes, at most one row group and one piece held.
+    The file lands only if every piece passed and they held exactly the test file's rows; the rows."""
+    name, n = str(path), len(test_locales)
+    written = 0
+
+    def checked() -> Iterator[pl.DataFrame]:
+        nonlocal written
+        for frame in frames:
+            _check_columns(frame, task, name)
+            if written + frame.height > n:
+                _fail(name, None, f"more than {n} rows, the test file has {n}")
+            _validate_rows(frame, task, test_locales.slice(written, frame.height), catalogue, name, written)
+            written += frame.height
+            yield frame
+        if written != n:
+            _fail(name, None, f"{written} rows, the test file has {n}")
+
+    _write_rows(checked(), path, row_group_rows)
+    return written
+
+
+def _write_rows(frames: Iterable[pl.DataFrame], path: str | Path, row_group_rows: int | None) -> None:
+    """``frames`` (one schema) into ``path`` atomically, in row groups of ``row_group_rows`` rows (default
+    ROW_GROUP_ROWS; the last one shorter); a frame that is one whole row group goes to pyarrow as it is
+    (as pq.write_table)."""
+    row_group_rows = ROW_GROUP_ROWS if row_group_rows is None else row_group_rows
     with atomic_path(path) as tmp:
-        pq.write_table(frame.to_arrow(), tmp, compression="zstd")
+        writer: pq.ParquetWriter | None = None
+
+        def put(block: pl.DataFrame) -> None:
+            nonlocal writer
+            table = block.to_arrow()
+            if writer is None:
+                writer = pq.ParquetWriter(tmp, table.schema, compression="zstd")
+            writer.write_table(table)
+
+        held: list[pl.DataFrame] = []
+        try:
+            for frame in frames:
+                held.append(frame)
+                while sum(f.height for f in held) >= row_group_rows:
+                    block = held[0] if len(held) == 1 else pl.concat(held).rechunk()
+                    put(block.slice(0, row_group_rows).rechunk() if block.height > row_group_rows else block)
+                    held = [block.slice(row_group_rows)] if block.height > row_group_rows else []
+            if held:  # the last, short row group (or a frame of no rows: the file gets its schema)
+                put(held[0] if len(held) == 1 else pl.concat(held).rechunk())
+            elif writer is None:
+                raise ValueError(f"{path}: no frame to write")
+        finally:
+            if writer is not None:
+                writer.close()
 
 
 def read(path: str | Path) -> pl.DataFrame:

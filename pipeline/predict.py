@@ -8,6 +8,8 @@
 Reads the feature parts one at a time (each a chunk of sessions), keeps the top 100 per session,
 fills sessions with fewer than 100 candidates from their locale's popularity (own items excluded),
 and writes ``<out>/task{1,2}_phase{P}.parquet`` in test-file order through the submission validator.
+With ``engine: dask`` (``--model``) the workers do this part by part and the files are assembled from
+their pieces (pipeline/engine/predict.py): the same bytes.
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ from core.raw import exit_on_data_error
 from features.parts import part_paths
 from pipeline import engine
 from pipeline.predictions import submission_frames
-from pipeline.ranking import K, complete, completion, model_ranker, ranked_top, source_ranker
+from pipeline.ranking import complete, completion, model_ranker, ranked_top, source_ranker
 
 log = logging.getLogger(__name__)
 
@@ -73,13 +75,23 @@ def main() -> None:
     parser.add_argument("--out", type=Path, required=True)
     args = parser.parse_args()
     setup_logging()
+    parts = part_paths(args.features)
+    if args.model and engine.engine() == "dask":  # the workers read the test sessions; nothing here grows
+        from pipeline.engine import predict as dask_predict
+        from pipeline.engine.store import url
+
+        with timed(f"predict ranker {args.model} on dask"):
+            paths = dask_predict.Paths(history=url(args.splitdir / "test" / "history.parquet"),
+                                       queries=url(args.splitdir / "test" / "queries.parquet"),
+                                       items=url(args.prepared / "items.parquet"))
+            dask_predict.predict(engine.dask_config(), parts, model_ranker(args.model), paths, args.raw,
+                                 args.out)
+        return
+    catalogue = submission.load_catalogue(args.raw)
     items = pl.read_parquet(args.prepared / "items.parquet")
-    on_dask = bool(args.model) and engine.engine() == "dask"  # the history stays with the workers
-    history = None if on_dask else pl.read_parquet(args.splitdir / "test" / "history.parquet")
+    history = pl.read_parquet(args.splitdir / "test" / "history.parquet")
     queries = pl.read_parquet(args.splitdir / "test" / "queries.parquet").filter(
         pl.col("dataset").str.contains(r"^task[12]_"))
-    parts = part_paths(args.features)
-    catalogue = submission.load_catalogue(args.raw)
     if args.sources:
         names = source_names(pl.read_parquet_schema(parts[0]).names()) if parts else []
         with timed(f"predict {len(names)} sources"):
@@ -94,15 +106,9 @@ def main() -> None:
             raise SystemExit(f"{args.features}: no column {score_col(args.source)}; is {args.source!r} "
                              "a source of the union these features were built from?")
         columns = None if args.model else ["session", "item", score_col(args.source)]
-        if on_dask:  # the ranker scores the parts on a Dask cluster, the completion's counts too
-            from pipeline.engine import ranker as dask_ranker
-            fill = dask_ranker.completion(engine.dask_config(), queries, args.splitdir / "test",
-                                          args.prepared)
-            top = fill(dask_ranker.ranked_top(engine.dask_config(), parts, rank, columns, K))
-        else:
-            frames = (pl.read_parquet(p, columns=columns)
-                      for p in tqdm(parts, desc=f"predict {what}", unit="part"))
-            top = complete(ranked_top(frames, rank), queries, history, items)
+        frames = (pl.read_parquet(p, columns=columns)
+                  for p in tqdm(parts, desc=f"predict {what}", unit="part"))
+        top = complete(ranked_top(frames, rank), queries, history, items)
         write_submissions(top, queries, items, args.raw, args.out, catalogue)
 
 

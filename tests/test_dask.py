@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import polars as pl
+import pyarrow.parquet as pq
 import pytest
 from polars.testing import assert_frame_equal
 
@@ -222,6 +223,7 @@ def test_ranker_mrr_close(tiny_world, client, dcfg, valid_features, tmp_path):
 
 
 STAGE_SOURCE_TYPES = ("covisit", "attribute", "popularity", "als")
+ROW_GROUP_ROWS_SMALL = 400
 
 
 @pytest.fixture(scope="module")
@@ -278,12 +280,25 @@ def stage_runs(tiny_world, cluster_address, tmp_path_factory):
     run("pipeline.predict", "--model", project / "model", "--features", project / "features-test",
         "--splitdir", w.split, "--prepared", w.prepared, "--raw", w.raw, "--out",
         project / "submissions-dask")
+    # both engines again with row groups of ROW_GROUP_ROWS_SMALL rows: the Dask path's pieces (parts of 500
+    # sessions) straddle them
+    from core import submission
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(submission, "ROW_GROUP_ROWS", ROW_GROUP_ROWS_SMALL)
+        for engine in ("polars", "dask"):
+            params["engine"] = engine
+            (project / "params.yaml").write_text(yaml.safe_dump(params))
+            run("pipeline.predict", "--model", project / "model", "--features", project / "features-test",
+                "--splitdir", w.split, "--prepared", w.prepared, "--raw", w.raw, "--out",
+                project / f"submissions-{engine}-small-groups")
     return projects
 
 
 def test_stages_same_outputs(stage_runs):
     """Same union and feature parts from the stage mains, byte for byte; the same submissions from one
-    model."""
+    model, byte for byte, in one row group and in several (the Dask path streams its parts' pieces into
+    them)."""
     polars_dir, dask_dir = stage_runs["polars"], stage_runs["dask"]
     for split in ("valid", "test"):
         name = f"union-{split}.parquet"
@@ -300,6 +315,12 @@ def test_stages_same_outputs(stage_runs):
     for name in written:
         dask_bytes = (polars_dir / "submissions-dask" / name).read_bytes()
         assert dask_bytes == (polars_dir / "submissions" / name).read_bytes()
+        small = polars_dir / "submissions-polars-small-groups" / name
+        assert (polars_dir / "submissions-dask-small-groups" / name).read_bytes() == small.read_bytes()
+        rows = pq.ParquetFile(small).metadata.num_rows
+        assert pq.ParquetFile(small).metadata.num_row_groups == -(-rows // ROW_GROUP_ROWS_SMALL)
+        assert_frame_equal(pl.read_parquet(small), pl.read_parquet(polars_dir / "submissions" / name))
+    assert max(pq.ParquetFile(polars_dir / "submissions" / n).metadata.num_rows for n in written) > 1000
 
 
 def test_stages_ranker_mrr_close(stage_runs):

@@ -1,4 +1,5 @@
 import polars as pl
+import pyarrow.parquet as pq
 import pytest
 
 from core import submission
@@ -53,6 +54,45 @@ def test_invalid_submission_is_never_written(tmp_path):
     with pytest.raises(SubmissionError):
         submission.write(good().head(1), path, 1, LOCALES, CATALOGUE)
     assert not path.exists() and list(tmp_path.iterdir()) == []
+
+
+def _many(n: int) -> tuple[pl.DataFrame, pl.Series]:
+    rows = [[f"D{(i + j) % 150:03d}" for j in range(100)] for i in range(n)]
+    frame = pl.DataFrame({"locale": ["DE"] * n, "next_item_prediction": rows})
+    return frame, frame["locale"]
+
+
+@pytest.mark.parametrize("row_group_rows", [7, 10, 64, None])
+def test_pieces_write_the_same_bytes(tmp_path, row_group_rows):
+    """write_pieces (pieces of any size, read back from parquet as the Dask path does) writes write's bytes,
+    in row groups of row_group_rows rows (default: one here, as pq.write_table wrote every file)."""
+    frame, locales = _many(45)
+    whole, pieces = tmp_path / "whole.parquet", tmp_path / "pieces.parquet"
+    submission.write(frame, whole, 1, locales, CATALOGUE, row_group_rows)
+    for n, (lo, hi) in enumerate([(0, 3), (3, 17), (17, 18), (18, 45)]):
+        frame.slice(lo, hi - lo).write_parquet(tmp_path / f"p{n}.parquet")
+    got = submission.write_pieces((pl.read_parquet(tmp_path / f"p{n}.parquet") for n in range(4)), pieces, 1,
+                                  locales, CATALOGUE, row_group_rows)
+    assert got == 45 and pieces.read_bytes() == whole.read_bytes()
+    assert pq.ParquetFile(whole).metadata.num_row_groups == -(-45 // (row_group_rows or 45))
+    assert submission.read(pieces).equals(frame)
+    if row_group_rows is None:
+        pq.write_table(frame.to_arrow(), tmp_path / "before.parquet", compression="zstd")
+        assert (tmp_path / "before.parquet").read_bytes() == whole.read_bytes()
+
+
+@pytest.mark.parametrize("pieces, message", [
+    (lambda f: [f.head(20), f.slice(20, 10)], "30 rows, the test file has 45"),
+    (lambda f: [f, f.head(1)], "more than 45 rows"),
+    (lambda f: [f.head(20), f.slice(20).with_columns(locale=pl.lit("UK"))], "row 20: locale 'UK'"),
+    (lambda f: [f.head(20), f.slice(20).select("next_item_prediction", "locale")], "columns"),
+])
+def test_pieces_are_validated_and_never_half_written(tmp_path, pieces, message):
+    frame, locales = _many(45)
+    path = tmp_path / "task1_phase1.parquet"
+    with pytest.raises(SubmissionError, match=message):
+        submission.write_pieces(iter(pieces(frame)), path, 1, locales, CATALOGUE, 7)
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_task3_needs_non_null_titles():

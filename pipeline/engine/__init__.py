@@ -6,11 +6,12 @@
       workers: 2
 
 With ``engine: dask`` the stages ``candidates``, ``features``, ``train_ranker`` and ``predict`` run on a Dask
-cluster (modules ``pipeline.engine.covisit``, ``.union``, ``.features``, ``.ranker``; ``.store`` holds the
-bucket shuffle over ``dask.scratch_dir``, ``.cluster`` starts one with the ``dask`` CLI); they read and write
-the same parquet paths as with polars. The stage process (the driver) passes paths, session-id bounds and
-small configs: every frame that grows with the data is read, shuffled and written by the workers. Dask is
-imported only here, only when asked for, so the default install does not need the ``distributed`` extra.
+cluster (modules ``pipeline.engine.covisit``, ``.union``, ``.features``, ``.ranker``, ``.predict``; ``.store``
+holds the bucket shuffle over ``dask.scratch_dir``, ``.cluster`` starts one with the ``dask`` CLI); they
+read and write the same parquet paths as with polars. The stage process (the driver) passes paths,
+session-id bounds and small configs: every frame that grows with the data is read, shuffled and written by
+the workers. Dask is imported only here, only when asked for, so the default install does not need the
+``distributed`` extra.
 
 Session ranges are contiguous ranges of session ids (sessions never straddle them), so every per-session
 computation runs inside one task and counts of disjoint ranges simply add up.

@@ -1,8 +1,8 @@
-"""Stages ``train_ranker`` and ``predict`` on Dask: lambdarank with ``lightgbm.dask.DaskLGBMRanker``, scoring
-one task per feature part.
+"""Stage ``train_ranker`` on Dask: lambdarank with ``lightgbm.dask.DaskLGBMRanker``, and the completion's
+counts on the workers (``predict`` on Dask: pipeline/engine/predict.py).
 
     models = fit(dask_cfg, train_rows, stop_rows, ranker_cfg, seed)      # same as train_ranker.fit
-    top = ranked_top(dask_cfg, parts, model_dir)                          # same as predict.ranked_top
+    fill = completion(dask_cfg, queries, split_dir, prepared_dir)        # same as ranking.completion
 
 Training: the training rows (sorted by session, item, as rankers.lgbm builds its Dataset) are cut
 into one block of whole sessions per worker partition, so a query group never straddles partitions;
@@ -189,23 +189,3 @@ def completion(dcfg: DaskConfig, queries: pl.DataFrame, split: Path, prepared: P
         own = client.submit(_own, *parts, pure=False).result()
     own = own.join(queries.select("session"), on="session", how="semi")
     return completion_from(queries, own, popular, K if k is None else k)
-
-
-def _top_task(path: str, rank: Callable[[pl.DataFrame], pl.DataFrame], columns: list[str] | None,
-              k: int) -> pl.DataFrame:
-    from pipeline.ranking import ranked_top
-
-    return ranked_top([pl.read_parquet(path, columns=columns)], rank, k)
-
-
-def ranked_top(dcfg: DaskConfig, parts: list[Path], rank: Callable[[pl.DataFrame], pl.DataFrame],
-               columns: list[str] | None, k: int) -> pl.DataFrame:
-    """pipeline.ranking.ranked_top over the feature parts, one task per part (``rank`` is shipped once)."""
-    with dask_client(dcfg) as client:
-        [rank_f] = client.scatter([rank], broadcast=True)
-        futures = [client.submit(_top_task, str(Path(p).resolve()), rank_f, columns, k, pure=False)
-                   for p in parts]
-        tops = client.gather(futures)
-    if not tops:
-        return pl.DataFrame(schema={"session": pl.Int32, "item": pl.Int32, "rank": pl.Int32})
-    return pl.concat(tops)
