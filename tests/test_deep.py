@@ -40,7 +40,7 @@ TINY = {"dim": 16, "layers": 1, "heads": 2, "dropout": 0.0, "max_len": 20, "init
         "valid_sessions": 0, "patience": 0, "passes_per_item": 0.0,
         "max_train_seconds": 0.0, "finetune_locales": [],
         "finetune_epochs": 0, "scoring": "dot", "temperature": 1.0,
-        "item_tower": "id", "meta_buckets": 64}  # every ModelConfig knob but arch
+        "item_tower": "id", "meta_buckets": 64, "tower_id_min_count": 1}  # every ModelConfig knob but arch
 ARCHS = ["gru4rec", "sasrec", "narm", "stamp", "srgnn", "core"]
 
 
@@ -630,3 +630,24 @@ def test_metadata_tower_on_placeholders_falls_back_to_ids_and_says_so(world, cap
     assert "placeholders" in caplog.text
     plain = train(history, items, cfg("gru4rec", epochs=1), seed=1, progress=False)
     assert with_tower.meta["indexable"].tolist() == plain.meta["indexable"].tolist()
+
+
+def test_meta_id_rare_items_are_their_attributes_alone(world, caplog):
+    items, history, _ = world
+    items = _with_attributes(items, placeholders=False)
+    counts = history.group_by("item").len()
+    rare = counts.filter(pl.col("len") < counts["len"].max())["item"].to_list()
+    threshold = int(counts["len"].max())  # every item but the most frequent ones is rare
+    with caplog.at_level(logging.INFO, logger="candidates.deep.train"):
+        trained = train(history, items, cfg("gru4rec", epochs=2, item_tower="meta_id",
+                                             tower_id_min_count=threshold), seed=1, progress=False)
+    assert f"fewer than tower_id_min_count {threshold} times" in caplog.text
+    model = trained.model
+    tokens = torch.tensor([i + 1 for i in rare])
+    before = model.item_emb.weight[tokens].detach().clone()
+    assert torch.allclose(model.item_vectors(tokens), model.tower(tokens))  # the attributes alone
+    common = torch.tensor([i + 1 for i in counts.filter(pl.col("len") == threshold)["item"].to_list()])
+    assert not torch.allclose(model.item_vectors(common), model.tower(common))  # tower + id row
+    model.item_vectors(tokens).sum().backward()
+    grad = model.item_emb.weight.grad.to_dense()[tokens]
+    assert torch.count_nonzero(grad) == 0 and torch.equal(model.item_emb.weight[tokens], before)

@@ -56,6 +56,8 @@ class ModelConfig:
     temperature: float  # scoring cosine: the cosines are divided by this (RecBole's CORE: 0.07)
     item_tower: str  # id | meta | meta_id: item vectors from id rows, attributes, or both (deep/tower.py)
     meta_buckets: int  # hash rows of the tower's title words, brands and colours
+    tower_id_min_count: int  # meta_id: an item's id row joins its tower vector only when the training
+    #                          history shows the item at least this often (rarer items: attributes alone)
 
     def __post_init__(self) -> None:
         if self.arch not in ARCHS:
@@ -73,8 +75,9 @@ class ModelConfig:
         if self.scoring not in SCORINGS or (self.arch == "core" and self.scoring != "cosine"):
             raise ValueError(f"deep model scoring must be one of {SCORINGS} (core: cosine), "
                              f"not {self.scoring!r}")
-        if self.item_tower not in TOWERS or self.meta_buckets < 1:
-            raise ValueError(f"deep model item_tower must be one of {TOWERS} and meta_buckets >= 1")
+        if self.item_tower not in TOWERS or self.meta_buckets < 1 or self.tower_id_min_count < 1:
+            raise ValueError(f"deep model item_tower must be one of {TOWERS}, meta_buckets and "
+                             "tower_id_min_count >= 1")
         if self.passes_per_item < 0 or self.max_train_seconds < 0:
             raise ValueError("deep model passes_per_item and max_train_seconds must be >= 0 (0: off)")
         if self.min_count < 1 or self.valid_sessions < 0 or self.patience < 0 or self.neg_alpha < 0:
@@ -93,7 +96,7 @@ class ModelConfig:
     def architecture(self) -> dict[str, Any]:
         """The knobs that shape the network (a checkpoint must match them to be reused)."""
         return {k: getattr(self, k) for k in ("arch", "dim", "layers", "heads", "max_len", "share_products",
-                                               "item_tower", "meta_buckets")}
+                                               "item_tower", "meta_buckets", "tower_id_min_count")}
 
 
 @dataclass(frozen=True)

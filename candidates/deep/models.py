@@ -65,16 +65,27 @@ class SessionEncoder(nn.Module):
         # item_tower meta / meta_id: item vectors from attributes too (deep/tower.py)
         self.tower = (None if cfg.item_tower == "id"
                       else MetaTower(cfg.dim, n_items, n_locales, cfg.meta_buckets))
+        # meta_id: the tokens whose id row joins their tower vector (trained often enough: set_id_rows)
+        on = None if self.tower is None else torch.ones(n_items + 1, dtype=torch.bool)
+        self.register_buffer("id_on", on)
 
     def item_vectors(self, tokens: torch.Tensor) -> torch.Tensor:
         """tokens of any shape -> (..., dim): the item's id row (``item_tower: id``), its tower vector
-        where it has attributes and else its id row (``meta``), or their sum (``meta_id``)."""
+        where it has attributes and else its id row (``meta``), or their sum (``meta_id``; the id row only
+        for items training showed ``tower_id_min_count`` times: :meth:`set_id_rows`)."""
         rows = self.embed(tokens)
         if self.tower is None:
             return rows
         if self.cfg.item_tower == "meta":
             rows = rows * ~self.tower.has[tokens][..., None]
+        else:  # an item with attributes and a rare id row is its attributes alone (no gradient reaches it)
+            rows = rows * (self.id_on[tokens] | ~self.tower.has[tokens])[..., None]
         return rows + self.tower(tokens)
+
+    def set_id_rows(self, on: torch.Tensor) -> None:
+        """meta_id: ``on`` (n_items + 1,) bool: the tokens whose id row is summed with their tower vector."""
+        with torch.no_grad():
+            self.id_on.copy_(on)
 
     def all_item_vectors(self) -> torch.Tensor:
         """(n_items + 1, dim): :meth:`item_vectors` of every token."""
