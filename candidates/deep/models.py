@@ -128,7 +128,8 @@ class SessionEncoder(nn.Module):
         return F.normalize(h, dim=-1) / self.cfg.temperature if self.cfg.scoring == "cosine" else h
 
     def sparse_parameters(self) -> list[nn.Parameter]:
-        return [self.item_emb.weight, self.item_bias.weight]
+        tower = [] if self.tower is None else self.tower.sparse_parameters()
+        return [self.item_emb.weight, self.item_bias.weight, *tower]
 
     def item_table(self) -> torch.Tensor:
         """(n_items + 1, dim + 1) rows indexed by token, for retrieval: ``[E, b]`` (dot) or

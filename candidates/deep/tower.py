@@ -83,15 +83,21 @@ class MetaTower(nn.Module):
         for name in ("brand", "color", "price", "locale"):
             self.register_buffer(name, torch.zeros(n_items + 1, dtype=torch.long))
         self.register_buffer("has", torch.zeros(n_items + 1, dtype=torch.bool))
-        self.words = nn.EmbeddingBag(buckets + 1, dim, mode="mean", padding_idx=0)
-        self.brand_emb = nn.Embedding(buckets + 1, dim, padding_idx=0)
-        self.color_emb = nn.Embedding(buckets + 1, dim, padding_idx=0)
-        self.price_emb = nn.Embedding(PRICE_BUCKETS + 1, dim, padding_idx=0)
-        self.locale_emb = nn.Embedding(n_locales + 1, dim, padding_idx=0)
+        # Sparse rows, as the id rows: a step touches the few thousand rows of its items' attributes, and
+        # SparseAdam moves them at emb_lr (train.Optimizer) instead of a dense AdamW step over every bucket.
+        self.words = nn.EmbeddingBag(buckets + 1, dim, mode="mean", padding_idx=0, sparse=True)
+        self.brand_emb = nn.Embedding(buckets + 1, dim, padding_idx=0, sparse=True)
+        self.color_emb = nn.Embedding(buckets + 1, dim, padding_idx=0, sparse=True)
+        self.price_emb = nn.Embedding(PRICE_BUCKETS + 1, dim, padding_idx=0, sparse=True)
+        self.locale_emb = nn.Embedding(n_locales + 1, dim, padding_idx=0, sparse=True)
         for table in (self.words, self.brand_emb, self.color_emb, self.price_emb, self.locale_emb):
             nn.init.normal_(table.weight, std=1 / math.sqrt(dim))  # the id rows' scale
             with torch.no_grad():
                 table.weight[0].zero_()
+
+    def sparse_parameters(self) -> list[nn.Parameter]:
+        return [table.weight for table in (self.words, self.brand_emb, self.color_emb, self.price_emb,
+                                           self.locale_emb)]
 
     def set_attributes(self, attrs: dict[str, np.ndarray]) -> None:
         with torch.no_grad():
