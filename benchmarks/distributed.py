@@ -29,12 +29,14 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import multiprocessing
 import os
 import resource
 import shutil
 import subprocess
 import sys
 import time
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import yaml
@@ -194,7 +196,11 @@ def main() -> None:
     record = json.loads(args.out.read_text()) if args.out.exists() else {}
     record.setdefault("stages", [])
     for scale in args.scales:
-        root = world(scale, args.workdir)
+        # In a child process: a process that generated the world and then starts the cluster and the stages
+        # passes its peak on (Linux carries the forking process's RSS into a child's ru_maxrss), so every
+        # driver and the scheduler would read as large as the generator's peak.
+        with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as pool:
+            root = pool.submit(world, scale, args.workdir).result()
         proj = args.workdir / f"project_{scale:g}"
         if not args.keep_project:
             shutil.rmtree(proj, ignore_errors=True)
