@@ -561,20 +561,21 @@ def page_encoders(results: Path) -> str | None:
                 [
                     "## In the pipeline (`make real` on the real files, `make run` on the synthetic world)",
                     "The whole graph, the encoders before and after, and without them: each encoder alone "
-                    "(`source_<name>`), the ranker, and the recall@100 of the ranker's submission, on task 2 "
+                    "(`source_<name>`, MRR@100), the ranker, and the recall@100 of the ranker's submission, on task 2 "
                     "phase 1; the ranker on task 1 phase 1 (on the real files its targets are mostly "
                     "products the history never shows). Wall time from a fresh clone (install included) on "
                     "a shared, loaded 2-core machine.",
                     table(
-                        ("run", "world", "ranker task2_phase1", "GRU4Rec alone", "SASRec alone",
-                         "ranker recall@100", "ranker task1_phase1", "wall s", "code"),
+                        ("run", "world", "ranker task2_phase1", "encoders alone", "ranker recall@100",
+                         "ranker task1_phase1", "wall s", "code"),
                         [
                             (
                                 r["label"],
                                 r.get("world", "real"),
                                 mrr(r["task2_phase1"]["ranker"]),
-                                mrr(r["task2_phase1"].get("source_gru4rec")),
-                                mrr(r["task2_phase1"].get("source_sasrec")),
+                                ", ".join(f"{k.removeprefix('source_')} {mrr(v)}"
+                                          for k, v in r["task2_phase1"].items()
+                                          if k.startswith("source_") and v is not None) or "none",
                                 mrr(r["task2_phase1"].get("union_recall@100_ranker")),
                                 mrr(r["task1_phase1"]["ranker"]),
                                 num(r.get("wall_s")),
