@@ -54,10 +54,16 @@ def load_training(parts: list[Path], targets: pl.DataFrame, folds: pl.DataFrame,
              cfg.max_train_sessions)
     train, stop = [], []
     for path in tqdm(parts, desc="load features", unit="part"):
-        frame = (lgbm.label(pl.read_parquet(path).filter(pl.col("session").is_in(keep)), targets)
+        # The rows to keep are chosen on (session, item) alone; then only those rows of the wide part are
+        # read, streamed through a join (a part is never held whole: most training negatives are dropped).
+        pairs = (lgbm.label(pl.read_parquet(path, columns=["session", "item"])
+                            .filter(pl.col("session").is_in(keep)), targets)
                  .join(folds, on="session", how="left"))
-        train.append(lgbm.training_rows(frame.filter(~pl.col("is_eval")), cfg.neg_sample_rate, seed))
-        stop.append(lgbm.training_rows(frame.filter(pl.col("is_eval")), 1.0, seed))
+        kept = (lgbm.training_rows(pairs.filter(~pl.col("is_eval")), cfg.neg_sample_rate, seed),
+                lgbm.training_rows(pairs.filter(pl.col("is_eval")), 1.0, seed))
+        for out, rows in zip((train, stop), kept, strict=True):
+            out.append(pl.scan_parquet(path).join(rows.lazy(), on=["session", "item"], how="inner")
+                       .collect(engine="streaming").sort("session", "item"))
     return pl.concat(train), pl.concat(stop)
 
 
