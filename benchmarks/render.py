@@ -504,7 +504,7 @@ def _encoder_scores(entry: dict | None) -> str:
 
 # benchmarks/encoders.py --workspace folder -> the data it holds
 ENCODER_WORLDS = {"realrun": "real", "realdata": "real", "final-real": "real", "scale01": "synthetic 0.1",
-                  "scale1": "synthetic 1.0"}
+                  "scale1": "synthetic 1.0", "scale1ws": "synthetic 1.0"}
 
 
 def page_encoders(results: Path) -> str | None:
