@@ -429,7 +429,8 @@ def page_distributed(results: Path) -> str | None:
         exps = record.get("exponents", {})
         out += [
             "## Memory per process against the data",
-            "`python benchmarks/distributed.py --scales 0.1 0.25 0.5`: each stage main run as DVC runs it, "
+            "`python benchmarks/distributed.py --scales S --partitions-per-worker P` (P 4, 10, 20 and 40 at "
+            "S 0.1, 0.25, 0.5 and 1.0: ranges sized by events): each stage main run as DVC runs it, "
             "in its own process (the driver), against a cluster started as separate processes with `dask "
             "scheduler` and `dask worker --memory-limit` (pipeline/engine/cluster.py; the workers restarted "
             "before each stage, so each peak is the stage's own). Sources: the types listed in the records "
