@@ -93,18 +93,27 @@ def training_rows(labelled: pl.DataFrame, neg_sample_rate: float, seed: int) -> 
     return rows.filter((pl.col("label") == 1) | pl.Series(keep))
 
 
+def feature_matrix(frame: pl.DataFrame, features: list[str]) -> np.ndarray:
+    """The feature columns as one float32 matrix, cast column by column in polars: no float64 copy of the
+    whole frame."""
+    return frame.select(pl.col(features).cast(pl.Float32)).to_numpy()
+
+
+def row_weights(frame: pl.DataFrame, cfg: RankerConfig) -> np.ndarray | None:
+    """``cfg.locale_weights`` per row (None without them): lambdarank weights are per query, LightGBM reads
+    them per row, so each session's weight is repeated on its rows."""
+    if not cfg.locale_weights:
+        return None
+    codes = {LOCALE_CODE[loc]: float(w) for loc, w in cfg.locale_weights.items()}
+    return frame["s_locale"].replace_strict(codes, default=1.0, return_dtype=pl.Float64).to_numpy()
+
+
 def _dataset(frame: pl.DataFrame, features: list[str], cfg: RankerConfig,
              reference: lgb.Dataset | None = None) -> lgb.Dataset:
     frame = frame.sort("session", "item")
     groups = frame.group_by("session", maintain_order=True).len()["len"].to_numpy()
-    weight = None
-    if cfg.locale_weights:
-        # lambdarank weights are per query; LightGBM reads them per row, so repeat within the session.
-        codes = {LOCALE_CODE[loc]: float(w) for loc, w in cfg.locale_weights.items()}
-        weight = frame["s_locale"].replace_strict(codes, default=1.0, return_dtype=pl.Float64).to_numpy()
-    matrix = frame.select(pl.col(features).cast(pl.Float32)).to_numpy()
-    return lgb.Dataset(matrix, label=frame["label"].to_numpy(),
-                       group=groups, weight=weight, feature_name=features,
+    return lgb.Dataset(feature_matrix(frame, features), label=frame["label"].to_numpy(),
+                       group=groups, weight=row_weights(frame, cfg), feature_name=features,
                        categorical_feature=[c for c in CATEGORICAL if c in features],
                        reference=reference, free_raw_data=True)
 
@@ -148,9 +157,7 @@ def score(booster: lgb.Booster, frame: pl.DataFrame) -> pl.DataFrame:
     missing = set(features) - set(frame.columns)
     if missing:
         raise ValueError(f"feature frame lacks the model's features {sorted(missing)}")
-    # cast column by column in polars: one float32 matrix, no float64 copy of the whole frame
-    values = booster.predict(frame.select(pl.col(features).cast(pl.Float32)).to_numpy(),
-                             num_iteration=booster.best_iteration or None)
+    values = booster.predict(feature_matrix(frame, features), num_iteration=booster.best_iteration or None)
     return rank_by(frame.select("session", "item").with_columns(score=pl.Series(values, dtype=pl.Float64)),
                    "score")
 

@@ -36,20 +36,6 @@ log = logging.getLogger(__name__)
 MAP_AT = 100
 
 
-def _row_weights(frame: pl.DataFrame, cfg: lgbm.RankerConfig) -> np.ndarray | None:
-    """Query weights repeated on each row, as rankers.lgbm._dataset gives LightGBM."""
-    if not cfg.locale_weights:
-        return None
-    codes = {LOCALE_CODE[loc]: float(w) for loc, w in cfg.locale_weights.items()}
-    return frame["s_locale"].replace_strict(codes, default=1.0, return_dtype=pl.Float64).to_numpy()
-
-
-def _matrix(frame: pl.DataFrame, features: list[str]) -> np.ndarray:
-    """The feature columns as one float32 matrix, cast column by column: no float64 copy of the rows on
-    the driver (``to_numpy().astype`` held both, a third of train_ranker's driver peak at scale 1.0)."""
-    return frame.select(pl.col(features).cast(pl.Float32)).to_numpy()
-
-
 def _dask_arrays(client: Any, frame: pl.DataFrame, features: list[str], cfg: lgbm.RankerConfig,
                  n_parts: int) -> dict[str, Any]:
     """X, y, group, sample_weight as dask arrays, persisted on the workers: partition i holds whole
@@ -61,9 +47,9 @@ def _dask_arrays(client: Any, frame: pl.DataFrame, features: list[str], cfg: lgb
     blocks = [b for b in np.array_split(np.arange(len(groups)), min(n_parts, len(groups))) if len(b)]
     group_chunks = tuple(len(b) for b in blocks)
     row_chunks = tuple(int(groups[b].sum()) for b in blocks)
-    columns = {"X": _matrix(frame, features), "y": frame["label"].to_numpy(),
+    columns = {"X": lgbm.feature_matrix(frame, features), "y": frame["label"].to_numpy(),
                "group": groups}
-    weight = _row_weights(frame, cfg)
+    weight = lgbm.row_weights(frame, cfg)
     if weight is not None:
         columns["sample_weight"] = weight
     # Partition i lives on worker i (in address order): LightGBM trains each worker on the parts it holds
@@ -85,13 +71,13 @@ class _EvalFold:
 
     def __init__(self, frame: pl.DataFrame, features: list[str], cfg: lgbm.RankerConfig):
         frame = frame.sort("session", "item")
-        self.x = _matrix(frame, features)
+        self.x = lgbm.feature_matrix(frame, features)
         self.qid = frame["session"].rank("dense").cast(pl.Int64).to_numpy() - 1
         labels = frame["label"].to_numpy()
         self.n_queries = int(self.qid.max()) + 1 if len(self.qid) else 0
         self.pos = np.full(self.n_queries, -1)
         self.pos[self.qid[labels == 1]] = np.flatnonzero(labels == 1)  # one target per session
-        weight = _row_weights(frame, cfg)
+        weight = lgbm.row_weights(frame, cfg)
         self.weight = (np.ones(self.n_queries) if weight is None
                        else np.bincount(self.qid, weights=weight) / np.bincount(self.qid))
         self.raw = np.zeros(len(self.qid))
