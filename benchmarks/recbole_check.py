@@ -2,7 +2,7 @@
 
     m2 export-recbole /tmp/rb_data --data data                     # the project's venv: the atomic files
     /path/to/recbole-venv/bin/python benchmarks/recbole_check.py --data-path /tmp/rb_data \
-        --record benchmarks/results/recbole_export.json
+        --data "synthetic default, valid split" --record benchmarks/results/recbole_export.json
 
 It imports RecBole only (not this project: RecBole's pins rarely fit the project's environment), loads the
 dataset ``m2`` (``m2.inter`` with ``m2.item``) as a session dataset, session_id as RecBole's user, then
@@ -23,6 +23,7 @@ from pathlib import Path
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data-path", type=Path, required=True, help="the OUT of m2 export-recbole")
+    parser.add_argument("--data", help="what the export holds, for the record (default: --data-path)")
     parser.add_argument("--dataset", default="m2")
     parser.add_argument("--model", default="GRU4Rec")
     parser.add_argument("--epochs", type=int, default=1)
@@ -55,7 +56,8 @@ def main() -> None:
     trainer.fit(train, valid, saved=False, show_progress=False)
     result = trainer.evaluate(test, load_best_model=False, show_progress=False)
     out = {
-        "recbole": recbole.__version__, "model": args.model, "epochs": args.epochs,
+        "data": args.data or str(args.data_path), "recbole": recbole.__version__, "model": args.model,
+        "epochs": args.epochs,
         "sessions": int(dataset.user_num - 1), "items": int(dataset.item_num - 1),
         "sequences": int(dataset.inter_num),  # RecBole's augmentation: one per event after a session's first
         "item_features": sorted(dataset.item_feat.columns) if dataset.item_feat is not None else [],
