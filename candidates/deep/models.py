@@ -66,7 +66,7 @@ class SessionEncoder(nn.Module):
         self.tower = (None if cfg.item_tower == "id"
                       else MetaTower(cfg.dim, n_items, n_locales, cfg.meta_buckets))
         # meta_id: the tokens whose id row joins their tower vector (trained often enough: set_id_rows)
-        on = None if self.tower is None else torch.ones(n_items + 1, dtype=torch.bool)
+        on = torch.ones(n_items + 1, dtype=torch.bool) if cfg.item_tower == "meta_id" else None
         self.register_buffer("id_on", on)
 
     def item_vectors(self, tokens: torch.Tensor) -> torch.Tensor:

@@ -391,8 +391,8 @@ def train(
         model.tower.set_attributes(attrs)
         with torch.no_grad():  # an item no training session shows keeps no random id row: only its attributes
             model.item_emb.weight[torch.from_numpy(counts == 0).to(device)] = 0.0
-        model.set_id_rows(torch.from_numpy(counts >= cfg.tower_id_min_count).to(device))
         if cfg.item_tower == "meta_id":
+            model.set_id_rows(torch.from_numpy(counts >= cfg.tower_id_min_count).to(device))
             alone = int((attrs["has"] & (counts < cfg.tower_id_min_count))[1:].sum())
             log.info("%s: meta_id: %d items with attributes are their attributes alone (training shows them "
                      "fewer than tower_id_min_count %d times)", cfg.arch, alone, cfg.tower_id_min_count)
