@@ -20,7 +20,7 @@ from typing import Self
 
 import polars as pl
 
-from candidates.base import CandidateSource, finalize
+from candidates.base import CandidateSource, catalogue_items, finalize
 from candidates.session_items import ordered_sum, recent_items
 
 
@@ -63,7 +63,7 @@ class SharedAttribute(CandidateSource):
 
     def fit_counts(self, counts: pl.DataFrame, items: pl.DataFrame) -> Self:
         """:meth:`fit` from the events per item (item, len), which the Dask path sums over session ranges."""
-        self._items = items
+        self._items = catalogue_items(items)
         self.keys = item_keys(items, self.cfg).select("item", "locale", "key")
         views = counts.select("item", views=pl.col("len").cast(pl.Float64))
         self.index = (

@@ -50,6 +50,16 @@ def depth(sessions: pl.DataFrame, ids: np.ndarray, k: int) -> np.ndarray:
     return k + counts.get_column("n_own").fill_null(0).to_numpy().astype(np.int64)
 
 
+CATALOGUE_COLUMNS = ("item", "product", "locale", "in_catalog")
+
+
+def catalogue_items(items: pl.DataFrame) -> pl.DataFrame:
+    """What a fitted source keeps of the items table: the columns :func:`finalize` and the product
+    expansions read (the titles and attributes are a hundred times larger, and the Dask path sends every
+    fitted source to every union task)."""
+    return items.select(CATALOGUE_COLUMNS)
+
+
 def finalize(
     scores: pl.DataFrame, sessions: pl.DataFrame, items: pl.DataFrame, k: int, summed: bool = False
 ) -> pl.DataFrame:

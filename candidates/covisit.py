@@ -33,7 +33,7 @@ from typing import Any, Self
 
 import polars as pl
 
-from candidates.base import CandidateSource, finalize
+from candidates.base import CandidateSource, catalogue_items, finalize
 from candidates.pairs import DIRECTIONS, count_pairs, pack_bits
 from candidates.session_items import ordered_sum, recent_items
 
@@ -300,7 +300,7 @@ class Covisit(CandidateSource):
         )
 
     def fit(self, history: pl.DataFrame, items: pl.DataFrame) -> Self:
-        self._items = items
+        self._items = catalogue_items(items)
         if self.cfg.grid:
             self.cfg = self.select(history, items)
         columns = ["session", "position", "item"] + (["query"] if "query" in history.columns else [])

@@ -26,7 +26,7 @@ import polars as pl
 import scipy.sparse as sp
 from threadpoolctl import threadpool_limits
 
-from candidates.base import CandidateSource, depth, finalize
+from candidates.base import CandidateSource, catalogue_items, depth, finalize
 from candidates.retrieval import IndexConfig, LocaleIndex
 from candidates.session_items import catalogue_locale, recent_items
 from core.sampling import sample_sessions
@@ -83,7 +83,7 @@ class _Factors(CandidateSource):
         return np.asarray(model.item_factors, dtype=np.float32)
 
     def fit(self, history: pl.DataFrame, items: pl.DataFrame) -> Self:
-        self._items = items
+        self._items = catalogue_items(items)
         n_items = int(items.get_column("item").max()) + 1
         if self.cfg.max_fit_sessions:  # time grows with the sessions; the sample is the same in any order
             kept = sample_sessions(history.get_column("session"), self.cfg.max_fit_sessions, self.seed)

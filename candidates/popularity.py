@@ -13,7 +13,7 @@ from typing import Self
 
 import polars as pl
 
-from candidates.base import CandidateSource, finalize, own_counts
+from candidates.base import CandidateSource, catalogue_items, finalize, own_counts
 from candidates.session_items import catalogue_locale
 
 
@@ -50,7 +50,7 @@ class Popularity(CandidateSource):
             .join(catalogue_locale(items), on="item")
             .sort(["locale", "score", "item"], descending=[False, True, False])
         )
-        self._items = items
+        self._items = catalogue_items(items)
         return self
 
     def generate(self, sessions: pl.DataFrame, k: int) -> pl.DataFrame:

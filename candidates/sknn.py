@@ -17,7 +17,7 @@ from typing import Self
 
 import polars as pl
 
-from candidates.base import CandidateSource, finalize
+from candidates.base import CandidateSource, catalogue_items, finalize
 from candidates.session_items import ordered_sum, recent_items
 
 
@@ -39,7 +39,7 @@ class Sknn(CandidateSource):
 
     def fit(self, history: pl.DataFrame, items: pl.DataFrame) -> Self:
         """Keeps ``sets`` (t:Int32, item:Int32), ``sizes`` (t, t_len) and ``index`` (item, t)."""
-        self._items = items
+        self._items = catalogue_items(items)
         self.sets = history.select(t="session", item="item").unique().sort("t", "item")
         self.sizes = self.sets.group_by("t").agg(t_len=pl.len().cast(pl.Float64))
         self.index = (self.sets.sort(["item", "t"], descending=[False, True])

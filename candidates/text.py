@@ -27,7 +27,7 @@ from typing import Self
 
 import polars as pl
 
-from candidates.base import CandidateSource, finalize
+from candidates.base import CandidateSource, catalogue_items, finalize
 from candidates.session_items import ordered_sum, recent_items
 
 log = logging.getLogger(__name__)
@@ -125,7 +125,7 @@ class TitleSimilarity(CandidateSource):
         self.tokens: pl.DataFrame | None = None
 
     def fit(self, history: pl.DataFrame, items: pl.DataFrame) -> Self:
-        self._items = items
+        self._items = catalogue_items(items)
         self.tokens = title_tokens(items, self.cfg)
         if self.tokens.height == 0:  # e.g. a catalogue of placeholder titles, read as missing
             log.warning(
