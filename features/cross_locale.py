@@ -48,13 +48,6 @@ def locale_counts(hist: pl.DataFrame) -> pl.DataFrame:
 
 def item_table(products: pl.DataFrame, counts: pl.DataFrame, items: pl.DataFrame) -> pl.DataFrame:
     """item, product, i_xl_pop_share, i_xl_n_locales from :func:`locale_counts` and the items table."""
-    locales = products.select(pl.col("locale").unique())
-    other = (
-        counts.join(locales, how="cross", suffix="_q")
-        .filter(pl.col("locale") != pl.col("locale_q"))
-        .group_by("product", pl.col("locale_q").alias("locale"))
-        .agg(n_other=pl.col("n").sum())
-    )
     other_total = (
         counts.group_by("locale")
         .agg(n=pl.col("n").sum())
@@ -65,8 +58,14 @@ def item_table(products: pl.DataFrame, counts: pl.DataFrame, items: pl.DataFrame
         .group_by("product")
         .agg(i_xl_n_locales=pl.col("locale").n_unique().cast(pl.Int32))
     )
+    # n_other: every other locale's events of the product, as its total less its own locale's count
+    # (integers: exactly the sum over the other locales, without a product x locale cross join).
     item = (
-        products.join(other, on=["product", "locale"], how="left")
+        products.join(counts.group_by("product").agg(n_all=pl.col("n").cast(pl.Int64).sum()), on="product",
+                      how="left")
+        .join(counts.select("product", "locale", n_own=pl.col("n").cast(pl.Int64)), on=["product", "locale"],
+              how="left")
+        .with_columns(n_other=pl.col("n_all") - pl.col("n_own").fill_null(0))
         .join(other_total, on="locale", how="left")
         .join(listed, on="product", how="left")
         .select(

@@ -36,8 +36,11 @@ def item_counts(history: pl.DataFrame, sessions: pl.DataFrame) -> pl.DataFrame:
     )
 
 
+ITEM_COLUMNS = ("item", "id", "locale", "price", "brand", "color")  # what :func:`table` reads
+
+
 def table(items: pl.DataFrame, counts: pl.DataFrame, cfg: FeaturesConfig) -> pl.DataFrame:
-    """item, i_*: the family's state from the items table and :func:`item_counts`."""
+    """item, i_*: the family's state from the items table (:data:`ITEM_COLUMNS`) and :func:`item_counts`."""
     items = items.select(
         "item", "locale", "price", "brand", "color", family=pl.col("id").str.slice(0, cfg.prefix_chars)
     )
