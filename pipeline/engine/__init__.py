@@ -117,8 +117,10 @@ def scratch(cfg: DaskConfig, what: str) -> Iterator[str]:
 
 def id_ranges(path: str | Path, n_parts: int, column: str = "session") -> list[tuple[int, int]]:
     """``n_parts`` contiguous (lo, hi) inclusive ranges of equal width over ``column``'s ids in the parquet
-    input ``path``: the driver reads the min and max only (the footer statistics), never the ids."""
-    bounds = pl.scan_parquet(path).select(lo=pl.col(column).min(), hi=pl.col(column).max()).collect()
+    input ``path``: the driver streams the column through a min and a max, holding one batch of ids at a
+    time (an in-memory collect reads the whole column: 180 MiB for a full-size union)."""
+    bounds = (pl.scan_parquet(path).select(lo=pl.col(column).min(), hi=pl.col(column).max())
+              .collect(engine="streaming"))
     lo, hi = bounds["lo"][0], bounds["hi"][0]
     if lo is None:
         return []
@@ -139,6 +141,33 @@ def _count_ids(path: str, lo: int, hi: int) -> int:
 def _ids_at(path: str, lo: int, hi: int, positions: list[int]) -> list[int]:
     ids = _distinct_ids(path, lo, hi)
     return [int(ids[p]) for p in positions]
+
+
+def _range_item_counts(history: str, lo: int, hi: int, out: str, cutoff: int) -> None:
+    from pipeline.engine import store
+
+    events = store.read_range(history, lo, hi, ["session", "item"])
+    store.write(events.filter(pl.col("session") >= cutoff).group_by("item").agg(count=pl.len()), out)
+
+
+def item_counts(client: Any, history: str, ranges: list[tuple[int, int]], folder: str,
+                cutoff: int = 0) -> list[Any]:
+    """The events per item of the history's sessions from ``cutoff`` on: one task per range writes its
+    counts to ``<folder>/m<r>.parquet``; the futures to wait for (they hold nothing). Summed by
+    :func:`summed_item_counts` on a worker."""
+    from pipeline.engine import store
+
+    return [client.submit(_range_item_counts, history, lo, hi, store.join(folder, f"m{r:05d}.parquet"),
+                          cutoff, pure=False) for r, (lo, hi) in enumerate(ranges)]
+
+
+def summed_item_counts(folder: str) -> pl.DataFrame:
+    """item, count (UInt32): :func:`item_counts`' files summed by a streamed scan, so the task holds one
+    row per item, never every range's rows together."""
+    from pipeline.engine import store
+
+    return (store.scan_dir(folder).group_by("item").agg(pl.col("count").sum().cast(pl.UInt32))
+            .collect(engine="streaming"))
 
 
 def map_ranges(client: Any, fn: Any, path: str, ranges: list[tuple[int, int]]) -> list[Any]:

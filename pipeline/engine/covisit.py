@@ -10,7 +10,7 @@ Plan, per source ``i`` (``B`` buckets, one per range):
 1. map, one task per session range: ``candidates.covisit.pair_counts`` (collapse repeats, pairs within
    ``window``, once per session) -> packed pair keys (a | b | d) and their counts, written into ``B``
    buckets by ``a % B`` (the shuffle volume: the bytes written). For cosine and lift, the sessions per key
-   of the range (one row per key: small) come back as a future.
+   of the range are written per range and summed by one task's streamed scan.
 2. reduce, one task per bucket: sum the counts per key (integers, exact), then the single-machine code
    (``weights_from_counts``, ``top_neighbours``) on whole ``a`` groups, written back as bucket ``j`` of
    the neighbour table.
@@ -35,6 +35,7 @@ from typing import Any
 
 import polars as pl
 
+from candidates.base import CATALOGUE_COLUMNS
 from candidates.covisit import (
     Covisit,
     CovisitConfig,
@@ -97,7 +98,8 @@ def _map(paths: Paths, lo: int, hi: int, r: int, cfgs: dict[str, CovisitConfig],
         history = history.join(exclude, on=["session", "position"], how="anti")
     items = _key_items(paths, {c.key for c in cfgs.values()})
     keyed = {key: to_key(history, key, items) for key in {c.key for c in cfgs.values()}}
-    out: dict[str, Any] = {"shuffle_rows": {}, "shuffle_bytes": 0, "n": {}, "n_sessions": 0}
+    out: dict[str, Any] = {"shuffle_rows": {}, "shuffle_bytes": 0, "n_sessions": 0}
+    written: set[str] = set()  # keys whose sessions per key this range wrote (cosine, lift)
     for name, cfg in cfgs.items():
         shift = bits[cfg.key] + cfg.window.bit_length()
         counts = pair_counts(keyed[cfg.key], cfg, bits[cfg.key]).select(
@@ -105,16 +107,19 @@ def _map(paths: Paths, lo: int, hi: int, r: int, cfgs: dict[str, CovisitConfig],
         out["shuffle_rows"][name] = counts.height
         out["shuffle_bytes"] += store.write_buckets(counts, "a", n_buckets, store.join(root, f"map-{name}"),
                                                     f"m{r:05d}")
-        if cfg.normalize in ("cosine", "lift") and cfg.key not in out["n"]:
-            out["n"][cfg.key] = keyed[cfg.key].select("session", "item").unique().group_by("item").len()
+        if cfg.normalize in ("cosine", "lift") and cfg.key not in written:
+            written.add(cfg.key)
+            store.write(keyed[cfg.key].select("session", "item").unique().group_by("item").len(),
+                        store.join(root, f"n-{cfg.key}", f"m{r:05d}.parquet"))
     out["n_sessions"] = history["session"].n_unique()
     return out
 
 
-def _sum_n(key: str, *parts: dict[str, Any]) -> tuple[pl.DataFrame, int]:
-    """(item, len: sessions holding the key; sessions): the ranges' figures summed (each session in one)."""
-    n = (pl.concat([p["n"][key] for p in parts]).group_by("item").agg(pl.col("len").sum())
-         .select("item", pl.col("len").cast(pl.UInt32)))
+def _sum_n(root: str, key: str, *parts: dict[str, Any]) -> tuple[pl.DataFrame, int]:
+    """(item, len: sessions holding the key; sessions): the ranges' figures summed (each session in one),
+    the per-range files by a streamed scan: no task holds every range's rows."""
+    n = (store.scan_dir(store.join(root, f"n-{key}")).group_by("item").agg(pl.col("len").sum())
+         .select("item", pl.col("len").cast(pl.UInt32)).collect(engine="streaming"))
     return n, sum(p["n_sessions"] for p in parts)
 
 
@@ -187,11 +192,11 @@ def count(client: Any, paths: Paths, cfgs: dict[str, CovisitConfig], ranges: lis
     n_buckets = max(len(ranges), 1)
     maps = [client.submit(_map, paths, lo, hi, r, cfgs, bits, root, n_buckets, exclude, pure=False)
             for r, (lo, hi) in enumerate(ranges)]
-    n = {key: client.submit(_sum_n, key, *maps, pure=False)
+    n = {key: client.submit(_sum_n, root, key, *maps, pure=False)
          for key in {c.key for c in cfgs.values() if c.normalize in ("cosine", "lift")}}
     from distributed import wait
 
-    wait(maps)  # the buckets written; the per-key figures stay on the workers
+    wait(maps)  # the buckets written
     reduced = [client.submit(_reduce, root, j, name, cfg, bits[cfg.key], n.get(cfg.key) if
                              cfg.normalize in ("cosine", "lift") else None, pure=False)
                for name, cfg in cfgs.items() for j in range(n_buckets)]
@@ -282,7 +287,7 @@ def _held_split(cfg: CovisitConfig, held: pl.DataFrame, *events: pl.DataFrame) -
 def _score(paths: Paths, root: str, name: str, cfg: CovisitConfig, seed: int,
            split: dict[str, pl.DataFrame]) -> float:
     """MRR@100 of variant ``name`` on the held-out last events (Covisit.select's score)."""
-    items = store.read(paths.items)
+    items = store.read(paths.items, list(CATALOGUE_COLUMNS))
     source = Covisit(cfg, seed)
     source._items = items
     keys = to_key(split["queries"], cfg.key, items)["item"].drop_nulls().unique()

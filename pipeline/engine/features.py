@@ -12,7 +12,7 @@ With ``P`` session ranges of the history (``dask.partitions_per_worker`` per wor
 1. count map, one task per history range: the counted families' per-session counts on that range
    (``session_item``: co-visits, transitions; ``cross_locale``: per-locale product co-visits, product
    transitions), written into ``B`` buckets by ``src % B``; the item counts of ``item`` and
-   ``cross_locale`` (one row per item/product: small) come back as futures.
+   ``cross_locale`` written per range, then summed by one task's streamed scan into the item tables.
 2. count reduce, one task per bucket: the integer counts summed per key and the shares computed with the
    families' expressions, on whole ``src`` groups: one bucket of each table, exact.
 3. requests, one task per chunk: the chunk's prev_items (read from the history by id range) give the keys
@@ -95,11 +95,12 @@ def _items(paths: Paths, columns: list[str] | None = None) -> pl.DataFrame:
 # 1. count map ----------------------------------------------------------------------------------------
 
 def _count_map(paths: Paths, lo: int, hi: int, r: int, cfg: FeaturesConfig, families: tuple[str, ...],
-               root: str, n_buckets: int) -> dict[str, Any]:
-    """One history range: the counted families' tables into buckets; item-level counts returned."""
+               root: str, n_buckets: int) -> dict[str, int]:
+    """One history range: the counted families' tables into buckets, the item-level counts into
+    ``<root>/<name>/m<r>.parquet`` (summed by a streamed scan: no task holds every range's counts)."""
     history = store.read_range(paths.history, lo, hi, EVENTS)
     tables: dict[str, pl.DataFrame] = {}
-    out: dict[str, Any] = {"events": history.height}
+    counts: dict[str, pl.DataFrame] = {}
     if "session_item" in families:
         tables["si_covisit"] = covisit_pairs(history, cfg.covisit_window).collect()
         tables["si_transitions"] = transition_counts(history).select("src", "dst", "n").collect()
@@ -111,15 +112,17 @@ def _count_map(paths: Paths, lo: int, hi: int, r: int, cfg: FeaturesConfig, fami
                                                 by=("locale",)).collect()
         tables["xl_transitions"] = (transition_counts(hist, key="product").collect()
                                     .select("src", "dst", si_xl_tr_last1="n"))
-        out["xl_counts"] = cross_locale.locale_counts(hist).with_columns(pl.col("n").cast(pl.Int64))
+        counts["xl_counts"] = cross_locale.locale_counts(hist).with_columns(pl.col("n").cast(pl.Int64))
     if "item" in families:
         sessions = store.read_range(paths.sessions, lo, hi, ["session", "dataset", "length"])
-        out["item_counts"] = item_family.item_counts(history, sessions).with_columns(
+        counts["item_counts"] = item_family.item_counts(history, sessions).with_columns(
             pl.col("n", "n_next", "n_recent").cast(pl.Int64))
-    out["shuffle_bytes"] = sum(store.write_buckets(frame, "src", n_buckets, store.join(root, f"map-{name}"),
-                                                   f"m{r:05d}")
-                               for name, frame in tables.items())
-    return out
+    for name, frame in counts.items():
+        store.write(frame, store.join(root, name, f"m{r:05d}.parquet"))
+    return {"events": history.height,
+            "shuffle_bytes": sum(store.write_buckets(frame, "src", n_buckets, store.join(root, f"map-{name}"),
+                                                     f"m{r:05d}")
+                                 for name, frame in tables.items())}
 
 
 # 2. count reduce -------------------------------------------------------------------------------------
@@ -141,26 +144,29 @@ def _count_reduce(root: str, j: int, names: list[str]) -> None:
                         store.join(root, "xl_total", f"b{j:05d}.parquet"))
 
 
-def _shuffle_bytes(*parts: dict[str, Any]) -> int:
+def _shuffle_bytes(*parts: dict[str, int]) -> int:
     return sum(p["shuffle_bytes"] for p in parts)
 
 
-def _sum_item_counts(*parts: dict[str, Any]) -> pl.DataFrame:
-    counts = pl.concat([p["item_counts"] for p in parts])
-    return counts.group_by("item").agg(pl.col("n", "n_next", "n_recent").sum().cast(pl.UInt32))
+def _sum_item_counts(root: str, *maps: dict[str, int]) -> pl.DataFrame:
+    """``item``'s counts summed over the ranges (``maps``: the map tasks, waited for)."""
+    return (store.scan_dir(store.join(root, "item_counts")).group_by("item")
+            .agg(pl.col("n", "n_next", "n_recent").sum().cast(pl.UInt32))
+            .collect(engine="streaming"))
 
 
 def _item_state(paths: Paths, cfg: FeaturesConfig, counts: pl.DataFrame) -> pl.DataFrame:
-    return item_family.table(_items(paths), counts, cfg)
+    return item_family.table(_items(paths, list(item_family.ITEM_COLUMNS)), counts, cfg)
 
 
-def _xl_item_state(paths: Paths, *parts: dict[str, Any]) -> pl.DataFrame:
-    items = _items(paths)
+def _xl_item_state(paths: Paths, root: str, *maps: dict[str, int]) -> pl.DataFrame:
+    items = _items(paths, ["item", "product", "locale", "in_catalog"])
     products = items.select("item", "product", "locale")
-    counts = (pl.concat([p["xl_counts"] for p in parts]).group_by("product", "locale")
+    counts = (store.scan_dir(store.join(root, "xl_counts")).group_by("product", "locale")
               .agg(pl.col("n").sum())
               .select(pl.col("product").cast(products["product"].dtype), pl.col("locale").cast(pl.String),
-                      pl.col("n").cast(pl.UInt32)))
+                      pl.col("n").cast(pl.UInt32))
+              .collect(engine="streaming"))
     return cross_locale.item_table(products, counts, items)
 
 
@@ -259,15 +265,15 @@ def run(client: Any, paths: Paths, cfg: FeaturesConfig, out: Path, root: str, n_
     # 1.-2. counts: map per history range, reduce per bucket
     maps = [client.submit(_count_map, paths, lo, hi, r, cfg, families, root, n_buckets, pure=False)
             for r, (lo, hi) in enumerate(ranges)]
-    counts = client.submit(_sum_item_counts, *maps, pure=False)
+    counts = client.submit(_sum_item_counts, root, *maps, pure=False)
     small: dict[str, Any] = {"item": client.submit(_item_state, paths, cfg, counts, pure=False),
-                             "cross_locale": client.submit(_xl_item_state, paths, *maps, pure=False)}
+                             "cross_locale": client.submit(_xl_item_state, paths, root, *maps, pure=False)}
     for name in registry.FAMILIES:
         if name not in small:
             small[name] = client.submit(_fit_small, paths, cfg, name, pure=False)
     from distributed import wait
 
-    wait(maps)  # every bucket written before any reduce reads (their item counts stay on the workers)
+    wait(maps)  # every bucket written before any reduce reads
     reduced = client.map(_count_reduce, [root] * n_buckets, range(n_buckets), names=list(TABLES), pure=False)
     # 3. requests, one per chunk (the chunk edges found by the workers)
     bounds = chunk_bounds(client, paths.queries, cfg.chunk_sessions, n_parts)

@@ -31,7 +31,7 @@ from pathlib import Path
 import polars as pl
 
 from core import submission
-from pipeline.engine import DaskConfig, dask_client, id_ranges, n_workers, scratch, store
+from pipeline.engine import DaskConfig, dask_client, id_ranges, item_counts, n_workers, scratch, store
 from pipeline.engine.ranker import _popularity
 
 log = logging.getLogger(__name__)
@@ -47,12 +47,6 @@ class Paths:
     history: str
     queries: str
     items: str
-
-
-def _counts(history: str, lo: int, hi: int) -> dict[str, pl.DataFrame]:
-    """Events per item of one session range, as pipeline.engine.ranker._popularity sums them."""
-    events = store.read_range(history, lo, hi, ["session", "item"])
-    return {"counts": events.group_by("item").agg(count=pl.len())}
 
 
 def _ids(items: str) -> pl.DataFrame:
@@ -116,8 +110,8 @@ def predict(dcfg: DaskConfig, parts: list[Path], rank: Callable[[pl.DataFrame], 
     with dask_client(dcfg) as client, scratch(dcfg, "predict") as root:
         catalogue_f = client.submit(submission.load_catalogue, store.url(raw_dir), pure=False)
         ranges = id_ranges(paths.history, n_workers(client) * dcfg.partitions_per_worker)
-        counts = [client.submit(_counts, paths.history, lo, hi, pure=False) for lo, hi in ranges]
-        popular = client.submit(_popularity, paths.items, *counts, pure=False)
+        counts = item_counts(client, paths.history, ranges, store.join(root, "counts"))
+        popular = client.submit(_popularity, paths.items, store.join(root, "counts"), *counts, pure=False)
         ids = client.submit(_ids, paths.items, pure=False)
         [rank_f] = client.scatter([rank], broadcast=True)
         futures = [client.submit(_rows, paths, part, lo, hi, rank_f, popular, ids, root, n, pure=False)

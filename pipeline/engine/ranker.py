@@ -142,42 +142,43 @@ def fit(dcfg: DaskConfig, train_rows: pl.DataFrame, stop_rows: pl.DataFrame, cfg
     return models
 
 
-def _completion_part(history: str, queries: str, lo: int, hi: int) -> dict[str, pl.DataFrame]:
-    """One session range: the queries' own events (session, item) and the events per item."""
+def _own(history: str, queries: str, lo: int, hi: int) -> pl.DataFrame:
+    """One session range: the queries' own events (session, item)."""
     from pipeline.engine.store import read_range
 
-    events = read_range(history, lo, hi, ["session", "item"])
     ids = read_range(queries, lo, hi, ["session"])
-    return {"own": events.join(ids, on="session", how="semi"),
-            "counts": events.group_by("item").agg(count=pl.len())}
+    return read_range(history, lo, hi, ["session", "item"]).join(ids, on="session", how="semi")
 
 
-def _popularity(items: str, *parts: dict[str, pl.DataFrame]) -> pl.DataFrame:
+def _popularity(items: str, folder: str, *parts: None) -> pl.DataFrame:
+    """The locale popularity from :func:`pipeline.engine.item_counts`' files in ``folder`` (``parts``:
+    their tasks, waited for)."""
+    from pipeline.engine import summed_item_counts
     from pipeline.engine.store import read
     from pipeline.predictions import popularity_from_counts
 
-    counts = pl.concat([p["counts"] for p in parts]).group_by("item").agg(pl.col("count").sum())
-    return popularity_from_counts(counts.with_columns(pl.col("count").cast(pl.UInt32)), read(items))
+    return popularity_from_counts(summed_item_counts(folder), read(items, ["item", "locale", "in_catalog"]))
 
 
-def _own(*parts: dict[str, pl.DataFrame]) -> pl.DataFrame:
-    return pl.concat([p["own"] for p in parts])
+def _concat(*parts: pl.DataFrame) -> pl.DataFrame:
+    return pl.concat(parts)
 
 
 def completion(dcfg: DaskConfig, queries: pl.DataFrame, split: Path, prepared: Path,
                k: int | None = None) -> Callable[[pl.DataFrame], pl.DataFrame]:
     """``pipeline.ranking.completion`` of the split's history without reading it here: the workers read it
     by session range and return the queries' own items and the per-locale popularity (one row per item)."""
-    from pipeline.engine import id_ranges
-    from pipeline.engine.store import url
+    from pipeline.engine import id_ranges, item_counts, scratch, store
     from pipeline.ranking import K, completion_from
 
-    history, queries_path = url(split / "history.parquet"), url(split / "queries.parquet")
-    with dask_client(dcfg) as client:
+    history, queries_path = store.url(split / "history.parquet"), store.url(split / "queries.parquet")
+    with dask_client(dcfg) as client, scratch(dcfg, "completion") as root:
         ranges = id_ranges(history, n_workers(client) * dcfg.partitions_per_worker)
-        parts = [client.submit(_completion_part, history, queries_path, lo, hi, pure=False)
-                 for lo, hi in ranges]
-        popular = client.submit(_popularity, url(prepared / "items.parquet"), *parts, pure=False).result()
-        own = client.submit(_own, *parts, pure=False).result()
+        folder = store.join(root, "counts")
+        counts = item_counts(client, history, ranges, folder)
+        popular = client.submit(_popularity, store.url(prepared / "items.parquet"), folder, *counts,
+                                pure=False).result()
+        own = client.submit(_concat, *[client.submit(_own, history, queries_path, lo, hi, pure=False)
+                                       for lo, hi in ranges], pure=False).result()
     own = own.join(queries.select("session"), on="session", how="semi")
     return completion_from(queries, own, popular, K if k is None else k)

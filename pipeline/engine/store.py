@@ -88,6 +88,13 @@ def read_dir(url: str, schema: dict[str, pl.DataType]) -> pl.DataFrame:
     return pl.concat(frames, how="vertical_relaxed").cast(schema)
 
 
+def scan_dir(url: str) -> pl.LazyFrame:
+    """Every ``*.parquet`` of the folder ``url`` as one lazy frame: an aggregation over it collected with
+    ``engine="streaming"`` holds its result and a batch, never the files' rows together."""
+    local = "://" not in url or url.startswith("file://")
+    return pl.scan_parquet(join(url.removeprefix("file://") if local else url, "*.parquet"))
+
+
 def bucket_dir(url: str, j: int) -> str:
     return join(url, f"b{j:05d}")
 

@@ -28,11 +28,19 @@ from typing import Any
 
 import polars as pl
 
-from candidates.base import query_sessions
+from candidates.base import CATALOGUE_COLUMNS, query_sessions
 from candidates.covisit import Covisit, with_query_flag
 from candidates.union import SourceSpec
 from core.io import timed
-from pipeline.engine import _count_ids, chunk_bounds, id_ranges, map_ranges, store
+from pipeline.engine import (
+    _count_ids,
+    chunk_bounds,
+    id_ranges,
+    item_counts,
+    map_ranges,
+    store,
+    summed_item_counts,
+)
 from pipeline.engine import covisit as dask_covisit
 from pipeline.engine.covisit import NBRS, Paths, to_key
 
@@ -50,13 +58,9 @@ def _fit_other(spec: SourceSpec, paths: Paths) -> SourceSpec:
 
 # sources fitted from the events per item (popularity, attribute): counted per range, summed
 
-def _item_counts(paths: Paths, lo: int, hi: int, cutoff: int) -> pl.DataFrame:
-    history = store.read_range(paths.history, lo, hi, ["session", "item"])
-    return history.filter(pl.col("session") >= cutoff).group_by("item").len()
-
-
-def _fit_counts(spec: SourceSpec, paths: Paths, *parts: pl.DataFrame) -> SourceSpec:
-    counts = pl.concat(parts).group_by("item").agg(pl.col("len").sum().cast(pl.UInt32))
+def _fit_counts(spec: SourceSpec, paths: Paths, folder: str, *parts: None) -> SourceSpec:
+    """``fit_counts`` on the per-range counts in ``folder`` (``parts``: their tasks, waited for)."""
+    counts = summed_item_counts(folder).rename({"count": "len"})
     spec.source.fit_counts(counts, store.read(paths.items))
     return spec
 
@@ -87,9 +91,11 @@ def _fit_sample(spec: SourceSpec, paths: Paths, *parts: pl.DataFrame) -> SourceS
     return spec
 
 
-def fit_others(client: Any, paths: Paths, specs: list[SourceSpec], ranges: list[tuple[int, int]]) -> dict:
+def fit_others(client: Any, paths: Paths, specs: list[SourceSpec], ranges: list[tuple[int, int]],
+               root: str) -> dict:
     """name -> future of the fitted spec, for every source but co-visitation: by per-item counts summed
-    over ranges (``fit_counts``), on a sample the workers draw (``max_fit_sessions``), or on one worker."""
+    over ranges (``fit_counts``; the counts pass through ``root``), on a sample the workers draw
+    (``max_fit_sessions``), or on one worker."""
     from pipeline.engine import id_at
 
     out = {}
@@ -99,8 +105,9 @@ def fit_others(client: Any, paths: Paths, specs: list[SourceSpec], ranges: list[
             position = source.cutoff_position(sum(map_ranges(client, _count_ids, paths.history, ranges))) \
                 if hasattr(source, "cutoff_position") else 0
             cutoff = id_at(client, paths.history, ranges, position) if position else 0
-            parts = [client.submit(_item_counts, paths, lo, hi, cutoff, pure=False) for lo, hi in ranges]
-            out[spec.name] = client.submit(_fit_counts, spec, paths, *parts, pure=False)
+            folder = store.join(root, f"counts-{spec.name}")
+            parts = item_counts(client, paths.history, ranges, folder, cutoff)
+            out[spec.name] = client.submit(_fit_counts, spec, paths, folder, *parts, pure=False)
         elif getattr(getattr(source, "cfg", None), "max_fit_sessions", 0):
             cap = source.cfg.max_fit_sessions
             draws = [client.submit(_draw, paths, lo, hi, cap, source.seed, pure=False) for lo, hi in ranges]
@@ -147,7 +154,7 @@ def _union(paths: Paths, lo: int, hi: int, c: int, specs: list[SourceSpec], covi
     """Chunk ``c``'s union, written to ``<root>/union/c<c>.parquet``; its rows."""
     from candidates.union import generate_union
 
-    items = store.read(paths.items)
+    items = store.read(paths.items, list(CATALOGUE_COLUMNS))
     chosen = []
     for spec in specs:
         if spec.name in covisit:
@@ -170,7 +177,7 @@ def union_parts(client: Any, paths: Paths, specs: list[SourceSpec], chunk_size: 
     ranges = id_ranges(paths.history, n_parts)
     n_buckets = max(len(ranges), 1)
     covisit = {s.name: s.source for s in specs if isinstance(s.source, Covisit)}
-    others = fit_others(client, paths, [s for s in specs if s.name not in covisit], ranges)
+    others = fit_others(client, paths, [s for s in specs if s.name not in covisit], ranges, root)
     with timed(f"dask: count {list(covisit)}"):
         cfgs = {name: (dask_covisit.select(client, paths, src, ranges, store.join(root, f"grid-{name}"))
                        if src.cfg.grid else src.cfg) for name, src in covisit.items()}
