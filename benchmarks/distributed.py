@@ -119,6 +119,38 @@ def _pid() -> int:
     return os.getpid()
 
 
+def _blame_plugin():
+    """A ``distributed.WorkerPlugin`` (imported here: the module imports Dask only in ``main``)."""
+    from distributed import WorkerPlugin
+
+    class PeakBlame(WorkerPlugin):
+        """A worker plugin: which task raised the worker's peak RSS. After each task it reads ``ru_maxrss``; a
+        task after which the peak grew is recorded with the new peak (MiB), so the last entry names the task
+        kind that set the stage's peak (``worker_peak_tasks``)."""
+
+        name = "m2-peak-blame"
+
+        def setup(self, worker) -> None:
+            self.peak, self.steps = _peak(), []
+
+        def transition(self, key, start, finish, **kwargs) -> None:
+            if start != "executing":
+                return
+            peak = _peak()
+            if peak > self.peak + 16 * 1024:  # grew by more than 16 MiB
+                from distributed.utils import key_split
+
+                self.steps.append((key_split(key), round(peak / 1024)))
+            self.peak = max(self.peak, peak)
+
+    return PeakBlame()
+
+
+def _blame(dask_worker) -> list:
+    plugin = dask_worker.plugins.get("m2-peak-blame")
+    return plugin.steps[-3:] if plugin else []
+
+
 def run_stage(client, name: str, cmd: list[str], proj: Path, log_dir: Path) -> dict:
     """One stage in its own process: its peak RSS (the driver) and the workers' (restarted before)."""
     client.restart(wait_for_workers=True)
@@ -141,6 +173,7 @@ def run_stage(client, name: str, cmd: list[str], proj: Path, log_dir: Path) -> d
         "worker_peak_rss_mib": sorted(round(v / 1024) for v in client.run(_peak).values()),
         "scheduler_peak_rss_mib": round(client.run_on_scheduler(_peak) / 1024),
         "worker_restarted": sorted(pids.values()) != sorted(after.values()),
+        "worker_peak_tasks": [steps for _, steps in sorted(client.run(_blame).items())],
         **({"figures": figures[-1]} if figures else {}),
     }
 
@@ -211,6 +244,7 @@ def main() -> None:
             project(root, proj, address, args)
             cmds = commands(root, proj)
             with Client(address) as client:
+                client.register_plugin(_blame_plugin())
                 for stage in args.stages:
                     run = {"scale": scale, "workers": args.workers, "memory_limit": args.memory_limit,
                            "partitions_per_worker": args.partitions_per_worker,
