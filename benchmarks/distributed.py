@@ -15,6 +15,8 @@ train_ranker, predict. Per stage it records:
 - ``worker_peak_rss_mib``: each worker process's peak RSS, the workers restarted before the stage so the
   peak is the stage's own; ``worker_restarted`` if a worker process changed during the stage (the nanny
   killed it past its memory limit, so its peak was lost with it);
+- ``worker_peak_tasks``: per worker, the last task kinds after which its peak grew, with the peak then
+  (MiB): what sets the peak;
 - ``wall_s``, and the split's history events (the interactions the exponents are fitted against);
 - ``figures``: what the stage logs on the Dask path (shuffle rows and MiB written to the buckets, the
   rows of the per-chunk cuts, chunks and session ranges).
