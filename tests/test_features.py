@@ -8,7 +8,7 @@ import polars as pl
 import pytest
 
 from candidates.columns import source_names
-from features import registry
+from features import cross_locale, registry
 from features.assemble import add_features, assemble_chunks, fit_families
 from features.base import FeaturesConfig, covisit_pairs, last_distinct, with_target_flag
 from tests import _features_world as world
@@ -121,3 +121,17 @@ def test_features_leave_out_unfitted_families():
     state = fit_families(world.inputs(), CFG, families=("session",))
     out = add_features(world.union(), world.chunk(), state, CFG)
     assert not any(c.startswith(("i_", "si_")) for c in out.columns)
+
+
+def test_cross_locale_item_table_sums_the_other_locales():
+    # product 0 listed in DE, UK, ES and FR, seen 5 / 3 / 1 / 0 times; product 1 (FR only) 4 times
+    products = pl.DataFrame({"item": [0, 1, 2, 3, 4], "product": [0, 0, 0, 0, 1],
+                             "locale": ["DE", "UK", "ES", "FR", "FR"]},
+                            schema={"item": pl.Int32, "product": pl.Int32, "locale": pl.String})
+    counts = pl.DataFrame({"product": [0, 0, 0, 1], "locale": ["DE", "UK", "ES", "FR"], "n": [5, 3, 1, 4]},
+                          schema={"product": pl.Int32, "locale": pl.String, "n": pl.UInt32})
+    items = products.with_columns(in_catalog=pl.lit(True))
+    table = cross_locale.item_table(products, counts, items).sort("item")
+    # n_other / every other locale's events: DE 4 / 8, UK 6 / 10, ES 8 / 12, FR 9 / 9; product 1: 0 / 9
+    assert table["i_xl_pop_share"].to_list() == pytest.approx([4 / 8, 6 / 10, 8 / 12, 9 / 9, 0 / 9])
+    assert table["i_xl_n_locales"].to_list() == [4, 4, 4, 4, 1]
