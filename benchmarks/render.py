@@ -352,18 +352,21 @@ SCALE_OUT = (
     "- **Scales out** (each task reads its own session range or bucket from parquet; the driver "
     "passes paths, id bounds and configs): the co-visitation counts of every `covisit` source, their "
     "grid choice and second hops (bucket shuffle on the source key, top-k per bucket), the popularity"
-    " and attribute sources (events per item summed over ranges), the feature families' counts "
+    " and attribute sources, the ranker's completion and predict's popularity fill (events per item: "
+    "one file per range on the scratch store, summed by one task's streamed scan, which holds one row "
+    "per item, never every range's rows), the feature families' counts "
     "(`session_item`, `cross_locale`, `item`: bucket shuffle on `src`), the per-chunk cut of every "
     "count table (a bucket join of the chunks' keys with the tables), the candidate union and the "
-    "feature joins (one task per chunk, which writes its own part), the ranker's completion counts, and "
+    "feature joins (one task per chunk, which writes its own part), and "
     "predict: one task per feature part scores it, keeps the top 100 per session, fills its sessions from "
-    "the locale popularity (summed from per-range counts on the workers) and writes their submission rows."
+    "the locale popularity and writes their submission rows."
     "\n"
     "- **Capped, fitted on one worker** (the state is bounded by the source's knobs): `als` and `bpr`"
     " on `max_fit_sessions` sessions that the workers draw (the same seeded sample as on one "
     "machine); `sknn`, `text` and the deep encoders read the whole history on one worker (their state"
     " is capped by `sample_size`, `items_per_token` and the checkpoints; their read is not, so at "
-    "100x they need a history sample first); the item-level tables (one row per item) are built on "
+    "100x they need a history sample first); the item-level tables (one row per item, of the item "
+    "columns they read: a fitted source keeps the catalogue columns, not the titles) are built on "
     "one worker and sent to the others."
     "\n"
     "- **On the driver**: the chunk edges (two ids per chunk), the figures, one union part at a time "
@@ -385,8 +388,32 @@ def _stage_rows(stages: list[dict]) -> list[tuple]:
         fig = r.get("figures", {})
         rows.append((r["stage"], r["scale"], num(r["events"]), f"{r['workers']} x {r['memory_limit']}",
                      r["partitions_per_worker"], num(r["wall_s"]), _mib(r["driver_peak_rss_mib"]),
-                     _mib(r["worker_peak_rss_mib"]), "yes" if r.get("worker_restarted") else "no",
+                     _mib(r["worker_peak_rss_mib"]), _peak_task(r),
+                     "yes" if r.get("worker_restarted") else "no",
                      num(fig.get("shuffle_mib")), num(fig.get("cut_rows")), num(fig.get("chunks"))))
+    return rows
+
+
+def _peak_task(r: dict) -> str:
+    """The task kind after which the highest worker peak was reached (``worker_peak_tasks``)."""
+    steps = r.get("worker_peak_tasks")
+    if not steps:
+        return "-"
+    top = max((s for s in steps if s), key=lambda s: s[-1][1], default=None)
+    return f"`{top[-1][0]}`" if top else "-"
+
+
+def _previous_rows(record: dict) -> list[tuple]:
+    """Exponents and scale-1.0 worker peaks of the version in ``record["previous"]`` beside today's."""
+    prev, exps = record["previous"], record.get("exponents", {})
+    now_top = {r["stage"]: max(r["worker_peak_rss_mib"]) for r in record.get("stages", [])
+               if r["scale"] == 1.0}
+    rows = []
+    for stage in STAGE_ORDER:
+        before, after = prev["exponents"].get(stage, {}), exps.get(stage, {})
+        rows.append((stage, num(before.get("driver"), 3), num(after.get("driver"), 3),
+                     num(before.get("worker"), 3), num(after.get("worker"), 3),
+                     _mib(prev["worker_peak_1.0"].get(stage)), _mib(now_top.get(stage))))
     return rows
 
 
@@ -394,11 +421,11 @@ def _grown(mib: float, grow: float, exponent: float | None) -> str:
     return _mib(mib * grow ** exponent) if exponent is not None else f"{_mib(mib)} (no exponent)"
 
 
-def _plan_rows(stages: list[dict], exps: dict) -> tuple[float, int, list[tuple]]:
+def _plan_rows(stages: list[dict], exps: dict) -> tuple[float, int, list[tuple], float]:
     """The 100x plan from the largest scale measured: ranges grown with the events; peaks grown by their
-    measured exponents (as measured where there is none)."""
+    measured exponents (as measured where there is none); the largest worker peak grown, MiB."""
     top = max(r["scale"] for r in stages)
-    rows, per_range = [], 0
+    rows, per_range, worst = [], 0, 0.0
     for stage in STAGE_ORDER:
         r = next((r for r in stages if r["stage"] == stage and r["scale"] == top), None)
         if r is None:
@@ -411,12 +438,13 @@ def _plan_rows(stages: list[dict], exps: dict) -> tuple[float, int, list[tuple]]
         worker_s = r["wall_s"] * r["workers"]  # the measured wall on its workers, as worker-seconds
         exp = exps.get(stage, {})
         worker = max(r["worker_peak_rss_mib"])
+        worst = max(worst, worker * grow ** exp["worker"] if exp.get("worker") is not None else worker)
         rows.append((stage, num(int(r["events"] * grow)), num(int(ranges * grow)),
                      "-" if shuffle is None else num(shuffle * grow / 1024, 1), _mib(worker),
                      _grown(worker, grow, exp.get("worker")),
                      _grown(r["driver_peak_rss_mib"], grow, exp.get("driver")),
                      *(num(worker_s * grow / n / 3600, 2) for n in PLAN_WORKERS)))
-    return top, per_range, rows
+    return top, per_range, rows, worst
 
 
 def page_distributed(results: Path) -> str | None:
@@ -440,8 +468,8 @@ def page_distributed(results: Path) -> str | None:
             "received through the bucket join. A 2-core machine shared with other jobs: the wall times "
             "are an upper bound.",
             table(("stage", "scale", "events", "workers", "partitions per worker", "wall s",
-                   "driver peak GiB", "worker peak GiB", "worker restarted", "shuffle MiB", "cut rows",
-                   "chunks"),
+                   "driver peak GiB", "worker peak GiB", "peak set by", "worker restarted", "shuffle MiB",
+                   "cut rows", "chunks"),
                   _stage_rows(stages)),
             "Exponents: the least-squares slope of log(peak RSS) on log(events) over the scales listed "
             "(targets: driver <= 0.2, worker <= 0.3).",
@@ -449,7 +477,14 @@ def page_distributed(results: Path) -> str | None:
                   [(s, " / ".join(map(str, e["scales"])), num(e["driver"], 3), num(e["worker"], 3))
                    for s, e in exps.items() if e["scales"]]),
         ]
-        top, per_range, rows = _plan_rows(stages, exps)
+        if record.get("previous"):
+            prev = record["previous"]
+            out += [f"Before (commit {prev['commit']}): {prev['what']}",
+                    table(("stage", "driver exponent before", "driver exponent", "worker exponent before",
+                           "worker exponent", "worker peak GiB at 1.0 before", "worker peak GiB at 1.0"),
+                          _previous_rows(record))]
+        top, per_range, rows, worst = _plan_rows(stages, exps)
+        limits = sorted({r["memory_limit"] for r in stages})
         out += [
             f"## On paper at {PLAN_FACTOR:g}x (about 360M sessions)",
             f"From the largest scale measured ({top:g}), grown {PLAN_FACTOR / top:g}-fold (the events grow "
@@ -468,9 +503,11 @@ def page_distributed(results: Path) -> str | None:
             "driver streams the workers' pieces into the files a row group at a time (what grows is the test "
             "files' locales, one string per test row, and the number of pieces read); `sknn`, `text` and "
             "the deep encoders would fit "
-            "on a drawn session sample as `als`/`bpr` do; a worker peak grown past `--memory-limit` means "
-            "the item-level states must be split by item bucket too (today one worker builds each and every "
-            "task that needs it receives all of it); the scratch store would be an object store "
+            f"on a drawn session sample as `als`/`bpr` do; the largest worker peak grown by its exponent is "
+            f"{_mib(worst)} GiB, against the {' / '.join(limits)} `--memory-limit` measured with (a peak "
+            "grown past it would mean splitting the item-level states by item bucket too: today one worker "
+            "builds each and every task that needs it receives all of it); the scratch store would be an "
+            "object store "
             "(`dask.scratch_dir: s3://...`), whose request latency makes small bucket files costly, so "
             "ranges should be sized by events, not by workers (`dask.partitions_per_worker` grown with the "
             "data, as these records do: 4 per worker at 0.1, 20 at 0.5).",
