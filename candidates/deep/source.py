@@ -25,7 +25,7 @@ import numpy as np
 import polars as pl
 import torch
 
-from candidates.base import CandidateSource, catalogue_items, depth, finalize
+from candidates.base import CandidateSource, depth, finalize
 from candidates.deep.config import ModelConfig
 from candidates.deep.data import encode_queries, history_fingerprint, history_prefix
 from candidates.deep.train import (
@@ -172,7 +172,7 @@ class DeepSource(CandidateSource):
     def fit(self, history: pl.DataFrame, items: pl.DataFrame) -> Self:
         set_threads(self.cfg.threads)
         device = pick_device(self.cfg.device or None)
-        self._items = catalogue_items(items)
+        self._items = items.select("item", "locale", "in_catalog")
         if self.cfg.checkpoint:
             self.trained = load_matching(self.cfg.checkpoint, history, items, self.arch, device)
         else:
