@@ -418,8 +418,12 @@ def _previous_rows(record: dict) -> list[tuple]:
     return rows
 
 
+def _grown_mib(mib: float, grow: float, exponent: float | None) -> float:
+    return mib * grow ** exponent if exponent is not None else mib
+
+
 def _grown(mib: float, grow: float, exponent: float | None) -> str:
-    return _mib(mib * grow ** exponent) if exponent is not None else f"{_mib(mib)} (no exponent)"
+    return _mib(_grown_mib(mib, grow, exponent)) + ("" if exponent is not None else " (no exponent)")
 
 
 def _plan_rows(stages: list[dict], exps: dict) -> tuple[float, int, list[tuple], float]:
@@ -439,7 +443,7 @@ def _plan_rows(stages: list[dict], exps: dict) -> tuple[float, int, list[tuple],
         worker_s = r["wall_s"] * r["workers"]  # the measured wall on its workers, as worker-seconds
         exp = exps.get(stage, {})
         worker = max(r["worker_peak_rss_mib"])
-        worst = max(worst, worker * grow ** exp["worker"] if exp.get("worker") is not None else worker)
+        worst = max(worst, _grown_mib(worker, grow, exp.get("worker")))
         rows.append((stage, num(int(r["events"] * grow)), num(int(ranges * grow)),
                      "-" if shuffle is None else num(shuffle * grow / 1024, 1), _mib(worker),
                      _grown(worker, grow, exp.get("worker")),

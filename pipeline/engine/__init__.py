@@ -166,8 +166,7 @@ def summed_item_counts(folder: str) -> pl.DataFrame:
     row per item, never every range's rows together."""
     from pipeline.engine import store
 
-    return (store.scan_dir(folder).group_by("item").agg(pl.col("count").sum().cast(pl.UInt32))
-            .collect(engine="streaming"))
+    return store.sum_dir(folder, "item", "count").with_columns(pl.col("count").cast(pl.UInt32))
 
 
 def map_ranges(client: Any, fn: Any, path: str, ranges: list[tuple[int, int]]) -> list[Any]:

@@ -99,7 +99,6 @@ def _map(paths: Paths, lo: int, hi: int, r: int, cfgs: dict[str, CovisitConfig],
     items = _key_items(paths, {c.key for c in cfgs.values()})
     keyed = {key: to_key(history, key, items) for key in {c.key for c in cfgs.values()}}
     out: dict[str, Any] = {"shuffle_rows": {}, "shuffle_bytes": 0, "n_sessions": 0}
-    written: set[str] = set()  # keys whose sessions per key this range wrote (cosine, lift)
     for name, cfg in cfgs.items():
         shift = bits[cfg.key] + cfg.window.bit_length()
         counts = pair_counts(keyed[cfg.key], cfg, bits[cfg.key]).select(
@@ -107,10 +106,9 @@ def _map(paths: Paths, lo: int, hi: int, r: int, cfgs: dict[str, CovisitConfig],
         out["shuffle_rows"][name] = counts.height
         out["shuffle_bytes"] += store.write_buckets(counts, "a", n_buckets, store.join(root, f"map-{name}"),
                                                     f"m{r:05d}")
-        if cfg.normalize in ("cosine", "lift") and cfg.key not in written:
-            written.add(cfg.key)
-            store.write(keyed[cfg.key].select("session", "item").unique().group_by("item").len(),
-                        store.join(root, f"n-{cfg.key}", f"m{r:05d}.parquet"))
+    for key in {c.key for c in cfgs.values() if c.normalize in ("cosine", "lift")}:  # sessions per key
+        store.write(keyed[key].select("session", "item").unique().group_by("item").len(),
+                    store.join(root, f"n-{key}", f"m{r:05d}.parquet"))
     out["n_sessions"] = history["session"].n_unique()
     return out
 
@@ -118,8 +116,7 @@ def _map(paths: Paths, lo: int, hi: int, r: int, cfgs: dict[str, CovisitConfig],
 def _sum_n(root: str, key: str, *parts: dict[str, Any]) -> tuple[pl.DataFrame, int]:
     """(item, len: sessions holding the key; sessions): the ranges' figures summed (each session in one),
     the per-range files by a streamed scan: no task holds every range's rows."""
-    n = (store.scan_dir(store.join(root, f"n-{key}")).group_by("item").agg(pl.col("len").sum())
-         .select("item", pl.col("len").cast(pl.UInt32)).collect(engine="streaming"))
+    n = store.sum_dir(store.join(root, f"n-{key}"), "item", "len").with_columns(pl.col("len").cast(pl.UInt32))
     return n, sum(p["n_sessions"] for p in parts)
 
 

@@ -150,9 +150,8 @@ def _shuffle_bytes(*parts: dict[str, int]) -> int:
 
 def _sum_item_counts(root: str, *maps: dict[str, int]) -> pl.DataFrame:
     """``item``'s counts summed over the ranges (``maps``: the map tasks, waited for)."""
-    return (store.scan_dir(store.join(root, "item_counts")).group_by("item")
-            .agg(pl.col("n", "n_next", "n_recent").sum().cast(pl.UInt32))
-            .collect(engine="streaming"))
+    return store.sum_dir(store.join(root, "item_counts"), "item", ["n", "n_next", "n_recent"]).with_columns(
+        pl.col("n", "n_next", "n_recent").cast(pl.UInt32))
 
 
 def _item_state(paths: Paths, cfg: FeaturesConfig, counts: pl.DataFrame) -> pl.DataFrame:
@@ -162,11 +161,9 @@ def _item_state(paths: Paths, cfg: FeaturesConfig, counts: pl.DataFrame) -> pl.D
 def _xl_item_state(paths: Paths, root: str, *maps: dict[str, int]) -> pl.DataFrame:
     items = _items(paths, ["item", "product", "locale", "in_catalog"])
     products = items.select("item", "product", "locale")
-    counts = (store.scan_dir(store.join(root, "xl_counts")).group_by("product", "locale")
-              .agg(pl.col("n").sum())
+    counts = (store.sum_dir(store.join(root, "xl_counts"), ["product", "locale"], "n")
               .select(pl.col("product").cast(products["product"].dtype), pl.col("locale").cast(pl.String),
-                      pl.col("n").cast(pl.UInt32))
-              .collect(engine="streaming"))
+                      pl.col("n").cast(pl.UInt32)))
     return cross_locale.item_table(products, counts, items)
 
 

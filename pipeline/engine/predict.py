@@ -110,8 +110,9 @@ def predict(dcfg: DaskConfig, parts: list[Path], rank: Callable[[pl.DataFrame], 
     with dask_client(dcfg) as client, scratch(dcfg, "predict") as root:
         catalogue_f = client.submit(submission.load_catalogue, store.url(raw_dir), pure=False)
         ranges = id_ranges(paths.history, n_workers(client) * dcfg.partitions_per_worker)
-        counts = item_counts(client, paths.history, ranges, store.join(root, "counts"))
-        popular = client.submit(_popularity, paths.items, store.join(root, "counts"), *counts, pure=False)
+        folder = store.join(root, "counts")
+        counts = item_counts(client, paths.history, ranges, folder)
+        popular = client.submit(_popularity, paths.items, folder, *counts, pure=False)
         ids = client.submit(_ids, paths.items, pure=False)
         [rank_f] = client.scatter([rank], broadcast=True)
         futures = [client.submit(_rows, paths, part, lo, hi, rank_f, popular, ids, root, n, pure=False)

@@ -88,11 +88,13 @@ def read_dir(url: str, schema: dict[str, pl.DataType]) -> pl.DataFrame:
     return pl.concat(frames, how="vertical_relaxed").cast(schema)
 
 
-def scan_dir(url: str) -> pl.LazyFrame:
-    """Every ``*.parquet`` of the folder ``url`` as one lazy frame: an aggregation over it collected with
-    ``engine="streaming"`` holds its result and a batch, never the files' rows together."""
+def sum_dir(url: str, by: str | list[str], values: str | list[str]) -> pl.DataFrame:
+    """The ``values`` columns of every ``*.parquet`` of the folder ``url`` summed per ``by`` (per-range
+    counts add up), by a streamed scan: the task holds the sums and a batch, never the files' rows
+    together."""
     local = "://" not in url or url.startswith("file://")
-    return pl.scan_parquet(join(url.removeprefix("file://") if local else url, "*.parquet"))
+    scan = pl.scan_parquet(join(url.removeprefix("file://") if local else url, "*.parquet"))
+    return scan.group_by(by).agg(pl.col(values).sum()).collect(engine="streaming")
 
 
 def bucket_dir(url: str, j: int) -> str:
